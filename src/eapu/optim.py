@@ -1,0 +1,395 @@
+"""In-situ optimizers: any torch optimizer proposes ΔW, a rule makes ΔWn, the cells are written.
+
+>>> import torch
+>>> from eapu.optim import AdamEaPU
+>>> model = torch.nn.Linear(4, 2)
+>>> opt = AdamEaPU(model.parameters(), lr=1e-3, sd_us=2.0, rwg_per_us=1 / 80)
+>>> model(torch.randn(8, 4)).pow(2).mean().backward()
+>>> opt.step(); opt.zero_grad()
+
+Analog parameters (by default those with ``dim() > 1``: the weights that sit on crossbars)
+go through the rule and a write model; the others (biases, norms) are updated digitally
+exactly as the base optimizer says. Two write models share one seam:
+
+- weight level (the paper's simulation): a written cell gets ΔWn + Rwg · N(0, SD εcell);
+  a cell the rule leaves at ΔWn = 0 is untouched.
+- device level: a parameter backed by a tile (``eapu.nn`` layers set ``param.eapu_tile``)
+  is written by ``tile.program(ΔWn)``, and the parameter then reads ``tile.weight()``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from .ledger import FIELDS, Ledger
+from .rules import get_rule
+
+__all__ = [
+    "AdamEaPU",
+    "AdamNoise",
+    "InSituOptimizer",
+    "Programmable",
+    "SGDEaPU",
+    "SGDNoise",
+    "WriteRecord",
+]
+
+_NOISE_SEED_OFFSET = 0x9E3779B9  # the write noise and the rule draw from different streams
+
+
+@runtime_checkable
+class Programmable(Protocol):
+    """The seam a device-level tile implements to receive ΔWn from the optimizer."""
+
+    rwg_per_us: float
+    sd_us: float  # SD of εcell of the tile's device and scheme: the default EaPU threshold
+
+    def program(self, dwn: Tensor) -> Tensor:
+        """Write ΔWn (weight units, zero = leave the cell alone).
+
+        Returns an int64 tensor of ``len(FIELDS)`` counts for this write (written cells,
+        pulses, verify reads, cells that failed to reach tolerance, skipped = 0).
+        """
+        ...
+
+    def weight(self) -> Tensor:
+        """The weight the cells now hold (noise-free value of the programmed state)."""
+        ...
+
+
+WriteRecord = Tensor  # int64, shape (len(FIELDS),); see eapu.ledger.FIELDS
+
+
+def _finite_nonneg(name: str, value: Any, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"Invalid {name}: {value!r}; allowed: a finite number >= 0")
+    if value < 0:
+        raise ValueError(f"Invalid {name}: {value!r}; allowed: a finite number >= 0")
+
+
+def _validate_insitu(group: dict[str, Any]) -> None:
+    get_rule(group["rule"])  # raises with the available names
+    _finite_nonneg("sd_us", group["sd_us"])
+    rwg = group["rwg_per_us"]
+    if isinstance(rwg, bool) or not isinstance(rwg, (int, float)) or not (
+        math.isfinite(rwg) and rwg > 0
+    ):
+        raise ValueError(f"Invalid rwg_per_us: {rwg!r}; allowed: a finite number > 0")
+    _finite_nonneg("threshold", group["threshold"], allow_none=True)
+    _finite_nonneg("threshold_us", group["threshold_us"], allow_none=True)
+    if group["threshold"] is not None and group["threshold_us"] is not None:
+        raise ValueError(
+            f"Give threshold ({group['threshold']}) or threshold_us ({group['threshold_us']}), "
+            "not both"
+        )
+    if group["analog"] not in (None, True, False):
+        raise ValueError(f"Invalid analog: {group['analog']!r}; allowed: None, True or False")
+
+
+def _default_analog(p: Tensor) -> bool:
+    return p.dim() > 1
+
+
+class InSituOptimizer(Optimizer):
+    """Wraps a torch optimizer class so that analog parameters are written the in-situ way.
+
+    The base optimizer is built over the same ``param_groups`` (one list, shared), so LR
+    schedulers, ``zero_grad``, ``add_param_group`` and per-group options behave as usual.
+    The in-situ options below may also be set per parameter group.
+
+    Args:
+        params: parameters or parameter groups, as for any torch optimizer.
+        base: the optimizer class that proposes ΔW (``torch.optim.Adam``, ``SGD``, ...).
+        rule: ``"eapu"`` (formula 4) or ``"exact"`` (plain BP, every update written).
+        sd_us: SD of the write noise εcell in µS (weight level; a tile brings its own).
+        rwg_per_us: Rwg = Wmax / Gmax in µS⁻¹ (weight level; a tile brings its own).
+        threshold: ΔWth in weight units; default SD εcell · Rwg.
+        threshold_us: ΔWth in µS (the reference code's ``clip_value``); ΔWth = this · Rwg.
+        analog: predicate choosing the analog parameters; default ``p.dim() > 1``. A group's
+            ``analog`` key (True / False) overrides it for that group.
+        seed: seeds the rule's generator and the weight-level write noise.
+        **base_kwargs: passed to ``base`` (``lr``, ``betas``, ``momentum``, ...).
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        base: type[Optimizer] = torch.optim.Adam,
+        *,
+        rule: str = "eapu",
+        sd_us: float = 2.0,
+        rwg_per_us: float = 1 / 80,
+        threshold: float | None = None,
+        threshold_us: float | None = None,
+        analog: Callable[[Tensor], bool] | None = None,
+        seed: int = 0,
+        **base_kwargs: Any,
+    ) -> None:
+        if not (isinstance(base, type) and issubclass(base, Optimizer)):
+            raise TypeError(f"Invalid base: {base!r}; allowed: a torch.optim.Optimizer subclass")
+        if analog is not None and not callable(analog):
+            raise TypeError(f"Invalid analog: {analog!r}; allowed: a callable (Tensor) -> bool")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"Invalid seed: {seed!r}; allowed: an integer >= 0")
+        params = list(params)
+        if not params:
+            raise ValueError("Invalid params: the parameter list is empty; give at least one")
+        defaults = dict(
+            rule=rule,
+            sd_us=sd_us,
+            rwg_per_us=rwg_per_us,
+            threshold=threshold,
+            threshold_us=threshold_us,
+            analog=None,
+        )
+        _validate_insitu(defaults)
+        self._base: Optimizer | None = None
+        self._analog_pred = analog or _default_analog
+        self._seed = seed
+        self._generators: dict[str, torch.Generator] = {}
+        super().__init__(params, defaults)
+        self._base = base(self.param_groups, **base_kwargs)
+        # One list of groups and one state for both: schedulers see what the base uses.
+        self.param_groups = self._base.param_groups
+        self.state = self._base.state
+        self.defaults = {**self._base.defaults, **self.defaults}
+        self.ledger = Ledger()
+        self._layout: list[int] | None = None
+
+    # ----------------------------------------------------------------- groups
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        for key, value in self.defaults.items():
+            if key in ("rule", "sd_us", "rwg_per_us", "threshold", "threshold_us", "analog"):
+                param_group.setdefault(key, value)
+        _validate_insitu(param_group)
+        if self._base is None:
+            super().add_param_group(param_group)
+        else:
+            self._base.add_param_group(param_group)
+        self._layout = None
+
+    @property
+    def base(self) -> Optimizer:
+        """The wrapped optimizer that proposes ΔW."""
+        assert self._base is not None
+        return self._base
+
+    def is_analog(self, p: Tensor, group: dict[str, Any]) -> bool:
+        """Whether ``p`` is written through the rule (an analog parameter)."""
+        if getattr(p, "eapu_tile", None) is not None:
+            return True
+        return bool(group["analog"]) if group["analog"] is not None else self._analog_pred(p)
+
+    def analog_parameters(self) -> list[Tensor]:
+        """The analog parameters, in the order the ledger records them."""
+        return [p for g in self.param_groups for p in g["params"] if self.is_analog(p, g)]
+
+    def threshold_for(self, p: Tensor, group: dict[str, Any]) -> float:
+        """ΔWth in weight units for parameter ``p`` (derived from the device by default)."""
+        tile = getattr(p, "eapu_tile", None)
+        rwg = tile.rwg_per_us if tile is not None else group["rwg_per_us"]
+        if group["threshold"] is not None:
+            return float(group["threshold"])
+        if group["threshold_us"] is not None:
+            return float(group["threshold_us"]) * rwg
+        sd = tile.sd_us if tile is not None else group["sd_us"]
+        return float(sd) * rwg
+
+    # ------------------------------------------------------------- randomness
+    def _generator(self, device: torch.device, *, noise: bool = False) -> torch.Generator:
+        key = f"{'noise' if noise else 'rule'}:{device}"
+        g = self._generators.get(key)
+        if g is None:
+            g = torch.Generator(device=device)
+            g.manual_seed(self._seed + (_NOISE_SEED_OFFSET if noise else 0))
+            self._generators[key] = g
+        return g
+
+    # ------------------------------------------------------------------- step
+    def _sync_layout(self, analog: list[Tensor]) -> None:
+        if self._layout is not None and [id(p) for p in analog] == self._layout:
+            return
+        self.ledger.set_layout(
+            [f"param{i}:{tuple(p.shape)}" for i, p in enumerate(analog)],
+            [p.eapu_tile.cells if getattr(p, "eapu_tile", None) is not None else p.numel()
+             for p in analog],
+        )
+        self._layout = [id(p) for p in analog]
+
+    @torch.no_grad()
+    def _sanitize(self, params: list[Tensor]) -> dict[int, Tensor]:
+        """Zero non-finite gradient entries; return the bad-cell masks by parameter index."""
+        grads = [p.grad for p in params]
+        norms = torch._foreach_norm(grads)
+        finite = torch.stack([n.isfinite() for n in norms]).cpu()
+        bad: dict[int, Tensor] = {}
+        for i in (~finite).nonzero().flatten().tolist():
+            mask = ~grads[i].isfinite()
+            grads[i].masked_fill_(mask, 0)
+            bad[i] = mask
+        return bad
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+        """Take one in-situ step; returns the closure's loss if a closure was given."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        base = self.base
+        work: list[tuple[dict[str, Any], Tensor]] = []  # analog params with gradients
+        digital: list[Tensor] = []
+        for g in self.param_groups:
+            for p in g["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError("in-situ optimizers do not support sparse gradients")
+                (work.append((g, p)) if self.is_analog(p, g) else digital.append(p))
+        analog_all = self.analog_parameters()
+        self._sync_layout(analog_all)
+
+        with_grad = [p for _, p in work] + digital
+        bad = self._sanitize(with_grad) if with_grad else {}
+        params = [p for _, p in work]
+        olds = [p.clone() for p in params]
+        keep = {i: with_grad[i].clone() for i in bad if i >= len(params)}  # digital, rare
+
+        base.step()
+
+        for i, old in keep.items():  # digital cells with a non-finite gradient stay put
+            with_grad[i].copy_(torch.where(bad[i], old, with_grad[i]))
+
+        rows = {id(p): None for p in analog_all}
+        if params:
+            dws = torch._foreach_sub(params, olds)
+            for gi, group in enumerate(self.param_groups):
+                idx = [k for k, (g, _) in enumerate(work) if g is group]
+                if not idx:
+                    continue
+                rule = get_rule(group["rule"])
+                ths = [self.threshold_for(params[k], group) for k in idx]
+                gen = self._generator(params[idx[0]].device)
+                dwns = rule.foreach([dws[k] for k in idx], thresholds=ths, generator=gen)
+                for k, dwn in zip(idx, dwns):
+                    p, old, dw = params[k], olds[k], dws[k]
+                    skip = ~dw.isfinite()
+                    if k in bad:
+                        skip |= bad[k]
+                    dwn = torch.where(skip, 0.0, dwn)
+                    rows[id(p)] = self._write(p, old, dw, dwn, group, skip)
+        zero = None
+        row_list = []
+        for p in analog_all:
+            r = rows[id(p)]
+            if r is None:
+                zero = zero if zero is not None else torch.zeros(len(FIELDS), dtype=torch.int64)
+                r = zero.to(p.device)
+            row_list.append(r)
+        if row_list:
+            self.ledger.record(torch.stack([r.to(row_list[0].device) for r in row_list]))
+        return loss
+
+    def _write(
+        self, p: Tensor, old: Tensor, dw: Tensor, dwn: Tensor, group: dict[str, Any], skip: Tensor
+    ) -> Tensor:
+        tile = getattr(p, "eapu_tile", None)
+        nskip = skip.sum()
+        if tile is not None:
+            record = tile.program(dwn)
+            p.copy_(tile.weight())
+            record = record.clone()
+            record[FIELDS.index("skipped")] += nskip
+            return record
+        # Weight level: where the rule passed ΔW through, keep the base optimizer's value bit
+        # for bit; elsewhere old + ΔWn (old exactly where ΔWn = 0).
+        p.copy_(torch.where(dwn == dw, p, old.add_(dwn)))
+        written = dwn != 0
+        n = written.sum()
+        sd_w = group["sd_us"] * group["rwg_per_us"]
+        if sd_w > 0:
+            k = int(n)
+            if k:
+                noise = torch.randn(
+                    k, generator=self._generator(p.device, noise=True), device=p.device,
+                    dtype=p.dtype,
+                )
+                p.masked_scatter_(written, p.masked_select(written).add_(noise, alpha=sd_w))
+        return torch.stack([n, n, torch.zeros_like(n), torch.zeros_like(n), nskip])
+
+    # ------------------------------------------------------------ state_dict
+    def state_dict(self) -> dict[str, Any]:
+        sd = self.base.state_dict()
+        sd["insitu"] = {
+            "seed": self._seed,
+            "generators": {k: g.get_state() for k, g in self._generators.items()},
+            "ledger": self.ledger.state_dict(),
+        }
+        return sd
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        insitu = state_dict.pop("insitu", None)
+        self.base.load_state_dict(state_dict)
+        self.param_groups = self.base.param_groups
+        self.state = self.base.state
+        self._layout = None
+        if insitu is not None:
+            self._seed = int(insitu["seed"])
+            self._generators = {}
+            for key, st in insitu["generators"].items():
+                kind, dev = key.split(":", 1)
+                g = self._generator(torch.device(dev), noise=kind == "noise")
+                g.set_state(st)
+            self.ledger.load_state_dict(insitu["ledger"])
+
+
+def _make(base: type[Optimizer], rule: str, doc: str) -> type[InSituOptimizer]:
+    class _Named(InSituOptimizer):
+        def __init__(
+            self,
+            params: Iterable[Tensor] | Iterable[dict[str, Any]],
+            lr: float = 1e-3,
+            *,
+            sd_us: float = 2.0,
+            rwg_per_us: float = 1 / 80,
+            threshold: float | None = None,
+            threshold_us: float | None = None,
+            analog: Callable[[Tensor], bool] | None = None,
+            seed: int = 0,
+            **base_kwargs: Any,
+        ) -> None:
+            super().__init__(
+                params,
+                base,
+                rule=rule,
+                sd_us=sd_us,
+                rwg_per_us=rwg_per_us,
+                threshold=threshold,
+                threshold_us=threshold_us,
+                analog=analog,
+                seed=seed,
+                lr=lr,
+                **base_kwargs,
+            )
+
+    _Named.__doc__ = doc
+    return _Named
+
+
+AdamEaPU = _make(torch.optim.Adam, "eapu", "Adam proposes ΔW, EaPU decides what is written.")
+SGDEaPU = _make(torch.optim.SGD, "eapu", "SGD (momentum etc. as keywords) with EaPU.")
+AdamNoise = _make(torch.optim.Adam, "exact", "Noisy BP baseline: every Adam update is written.")
+SGDNoise = _make(torch.optim.SGD, "exact", "Noisy BP baseline: every SGD update is written.")
+for _cls, _name in ((AdamEaPU, "AdamEaPU"), (SGDEaPU, "SGDEaPU"), (AdamNoise, "AdamNoise"),
+                    (SGDNoise, "SGDNoise")):
+    _cls.__name__ = _cls.__qualname__ = _name
+del _cls, _name
