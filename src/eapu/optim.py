@@ -266,64 +266,69 @@ class InSituOptimizer(Optimizer):
         base.step()
 
         for i, old in keep.items():  # digital cells with a non-finite gradient stay put
-            with_grad[i].copy_(torch.where(bad[i], old, with_grad[i]))
-
-        rows = {id(p): None for p in analog_all}
+            torch.where(bad[i], old, with_grad[i], out=with_grad[i])
+        rows: dict[int, Tensor] = {}
         if params:
-            dws = torch._foreach_sub(params, olds)
-            for gi, group in enumerate(self.param_groups):
-                idx = [k for k, (g, _) in enumerate(work) if g is group]
-                if not idx:
-                    continue
-                rule = get_rule(group["rule"])
-                ths = [self.threshold_for(params[k], group) for k in idx]
-                gen = self._generator(params[idx[0]].device)
-                dwns = rule.foreach([dws[k] for k in idx], thresholds=ths, generator=gen)
-                for k, dwn in zip(idx, dwns):
-                    p, old, dw = params[k], olds[k], dws[k]
-                    skip = ~dw.isfinite()
-                    if k in bad:
-                        skip |= bad[k]
-                    dwn = torch.where(skip, 0.0, dwn)
-                    rows[id(p)] = self._write(p, old, dw, dwn, group, skip)
-        zero = None
-        row_list = []
-        for p in analog_all:
-            r = rows[id(p)]
-            if r is None:
-                zero = zero if zero is not None else torch.zeros(len(FIELDS), dtype=torch.int64)
-                r = zero.to(p.device)
-            row_list.append(r)
-        if row_list:
-            self.ledger.record(torch.stack([r.to(row_list[0].device) for r in row_list]))
+            # A non-finite proposal (from a non-finite gradient, or made by the base itself)
+            # is skipped: the cell keeps its old value, as if nothing had been proposed.
+            norms = torch.stack([n.isfinite() for n in torch._foreach_norm(params)]).cpu()
+            for k, (group, p) in enumerate(work):
+                old = olds[k]
+                skip = bad.get(k)
+                if not norms[k]:
+                    skip = ~p.isfinite() if skip is None else skip | ~p.isfinite()
+                if skip is not None:
+                    torch.where(skip, old, p, out=p)
+                # Tensor by tensor: only one tensor's temporaries are alive at a time.
+                dw = p.sub(old)
+                rule = get_rule(group["rule"]).fn
+                dwn = rule(dw, threshold=self.threshold_for(p, group),
+                           generator=self._generator(p.device))
+                rows[id(p)] = self._write(p, old, dw, dwn, group, skip)
+        if analog_all:
+            dev = analog_all[0].device
+            self.ledger.record(torch.stack([
+                rows[id(p)].to(dev) if id(p) in rows
+                else torch.zeros(len(FIELDS), dtype=torch.int64, device=dev)
+                for p in analog_all
+            ]))
         return loss
 
     def _write(
-        self, p: Tensor, old: Tensor, dw: Tensor, dwn: Tensor, group: dict[str, Any], skip: Tensor
+        self, p: Tensor, old: Tensor, dw: Tensor, dwn: Tensor, group: dict[str, Any],
+        skip: Tensor | None,
     ) -> Tensor:
+        """Write ΔWn into ``p`` (which holds the base optimizer's proposal); one ledger row."""
+        nskip = skip.sum() if skip is not None else torch.zeros((), dtype=torch.int64,
+                                                                device=p.device)
         tile = getattr(p, "eapu_tile", None)
-        nskip = skip.sum()
         if tile is not None:
-            record = tile.program(dwn)
+            record = tile.program(dwn).clone()
             p.copy_(tile.weight())
-            record = record.clone()
             record[FIELDS.index("skipped")] += nskip
             return record
         # Weight level: where the rule passed ΔW through, keep the base optimizer's value bit
-        # for bit; elsewhere old + ΔWn (old exactly where ΔWn = 0).
-        p.copy_(torch.where(dwn == dw, p, old.add_(dwn)))
-        written = dwn != 0
-        n = written.sum()
+        # for bit; elsewhere old + ΔWn (exactly old where ΔWn = 0).
+        torch.where(dwn == dw, p, old.add_(dwn), out=p)
         sd_w = group["sd_us"] * group["rwg_per_us"]
         if sd_w > 0:
-            k = int(n)
-            if k:
-                noise = torch.randn(
-                    k, generator=self._generator(p.device, noise=True), device=p.device,
-                    dtype=p.dtype,
-                )
-                p.masked_scatter_(written, p.masked_select(written).add_(noise, alpha=sd_w))
-        return torch.stack([n, n, torch.zeros_like(n), torch.zeros_like(n), nskip])
+            # Noise is drawn for the written cells only, in memory order.
+            gen = self._generator(p.device, noise=True)
+            if p.is_contiguous():
+                idx = dwn.view(-1).nonzero().squeeze(1)
+                noise = torch.randn(idx.numel(), generator=gen, device=p.device, dtype=p.dtype)
+                p.view(-1).index_add_(0, idx, noise, alpha=sd_w)
+                n = torch.tensor(idx.numel(), device=p.device)
+            else:
+                where = dwn.nonzero(as_tuple=True)
+                noise = torch.randn(where[0].numel(), generator=gen, device=p.device,
+                                    dtype=p.dtype)
+                p.index_put_(where, noise.mul_(sd_w), accumulate=True)
+                n = torch.tensor(where[0].numel(), device=p.device)
+        else:
+            n = torch.count_nonzero(dwn)
+        zero = torch.zeros_like(n)
+        return torch.stack([n, n, zero, zero, nskip])
 
     # ------------------------------------------------------------ state_dict
     def state_dict(self) -> dict[str, Any]:

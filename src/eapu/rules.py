@@ -66,8 +66,10 @@ def eapu(dw: Tensor, *, threshold: float, generator: torch.Generator | None = No
     # One comparison decides both branches: for |ΔW| >= th it always holds (u < 1);
     # below it, it holds with probability |ΔW| / th. ΔW = 0 is never written.
     adw = dw.abs()
-    written = adw > u.mul_(threshold)
-    return torch.where(adw >= threshold, dw, torch.sign(dw).mul_(threshold)).mul_(written)
+    unwritten = adw <= u.mul_(threshold)
+    out = u.fill_(threshold).copysign_(dw)  # reuse the draw's memory: sign(ΔW)·th
+    torch.where(adw >= threshold, dw, out, out=out)
+    return out.masked_fill_(unwritten, 0.0)
 
 
 def exact_foreach(
@@ -109,8 +111,8 @@ def eapu_foreach(
     signs = torch._foreach_sign(sel)
     torch._foreach_mul_(signs, th)
     for k, i in enumerate(idx):
-        written = adws[k] > us[k]
-        out[i] = torch.where(adws[k] >= th[k], sel[k], signs[k]).mul_(written)
+        unwritten = adws[k] <= us[k]
+        out[i] = torch.where(adws[k] >= th[k], sel[k], signs[k]).masked_fill_(unwritten, 0.0)
     return out
 
 

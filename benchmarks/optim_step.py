@@ -1,0 +1,117 @@
+"""Time optimizer.step() on ResNet-18-sized tensors (about 11 M parameters).
+
+    python benchmarks/optim_step.py [--steps 50] [--threads 1 2]
+
+Each optimizer runs in its own subprocess (so that its peak memory can be read), with
+random gradients, 5 warm-up steps, then the median of ``--steps`` timed steps. Ratios are
+against torch's default Adam (foreach) measured in the same run. ``peak MiB`` is the
+process's peak resident memory above what the parameters and gradients already take.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+# ResNet-18 (ImageNet head) weight and bias shapes: 11.7 M parameters.
+SHAPES: list[tuple[int, ...]] = [(64, 3, 7, 7), (64,), (64,)]
+for cin, cout, blocks in [(64, 64, 2), (64, 128, 2), (128, 256, 2), (256, 512, 2)]:
+    for b in range(blocks):
+        c0 = cin if b == 0 else cout
+        SHAPES += [(cout, c0, 3, 3), (cout,), (cout,), (cout, cout, 3, 3), (cout,), (cout,)]
+        if b == 0 and cin != cout:
+            SHAPES += [(cout, cin, 1, 1), (cout,), (cout,)]
+SHAPES += [(1000, 512), (1000,)]
+
+OPTIMIZERS = ["torch Adam", "torch Adam fused", "AdamEaPU", "AdamNoise", "naive AdamEaPU"]
+
+
+def naive_adam_eapu(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, th=0.025, sd=0.025):
+    """The obvious per-tensor implementation (loop, dense noise draw): the speed reference
+    for what a straightforward port of the paper's algorithm costs."""
+    import torch
+
+    state = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
+    t = [0]
+
+    @torch.no_grad()
+    def step() -> None:
+        t[0] += 1
+        for p, (m, v) in zip(params, state):
+            m.mul_(betas[0]).add_(p.grad, alpha=1 - betas[0])
+            v.mul_(betas[1]).addcmul_(p.grad, p.grad, value=1 - betas[1])
+            denom = (v.sqrt() / (1 - betas[1] ** t[0]) ** 0.5).add_(eps)
+            dw = -lr / (1 - betas[0] ** t[0]) * m / denom
+            if p.dim() > 1:
+                keep = dw.abs() >= torch.rand_like(dw) * th
+                dw = torch.where(keep, dw, torch.zeros_like(dw))
+                dw = torch.where(dw.abs() >= th, dw, torch.sign(dw) * th)
+                dw = dw + torch.randn_like(dw) * sd * (dw != 0)
+            p.add_(dw)
+
+    return step
+
+
+def worker(name: str, threads: int, steps: int) -> dict[str, float]:
+    import torch
+
+    from eapu.optim import AdamEaPU, AdamNoise
+
+    torch.set_num_threads(threads)
+    g = torch.Generator().manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(s, generator=g) * 0.05) for s in SHAPES]
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=g) * 1e-2
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if name == "torch Adam":
+        step = torch.optim.Adam(params, lr=1e-3).step
+    elif name == "torch Adam fused":
+        step = torch.optim.Adam(params, lr=1e-3, fused=True).step
+    elif name == "AdamEaPU":
+        step = AdamEaPU(params, lr=1e-3, sd_us=2.0, rwg_per_us=1 / 80).step
+    elif name == "AdamNoise":
+        step = AdamNoise(params, lr=1e-3, sd_us=2.0, rwg_per_us=1 / 80).step
+    else:
+        step = naive_adam_eapu(params)
+    times = []
+    for i in range(5 + steps):
+        t0 = time.perf_counter()
+        step()
+        if i >= 5:
+            times.append(time.perf_counter() - t0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss
+    return {"ms": statistics.median(times) * 1e3, "peak_mib": peak / 1024}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.worker:
+        print(json.dumps(worker(a.worker[0], int(a.worker[1]), a.steps)))
+        return
+    n = sum(__import__("math").prod(s) for s in SHAPES)
+    print(f"optimizer.step() on {n / 1e6:.1f} M parameters, median of {a.steps} steps")
+    print(f"{'optimizer':<18} {'threads':>7} {'ms/step':>9} {'x Adam':>7} {'peak MiB':>9}")
+    for threads in a.threads:
+        ref = None
+        for name in OPTIMIZERS:
+            out = subprocess.run(
+                [sys.executable, __file__, "--steps", str(a.steps), "--worker", name, str(threads)],
+                check=True, capture_output=True, text=True,
+            )
+            r = json.loads(out.stdout)
+            ref = ref or r["ms"]
+            print(f"{name:<18} {threads:>7} {r['ms']:>9.1f} {r['ms'] / ref:>7.2f} "
+                  f"{r['peak_mib']:>9.0f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,425 @@
+"""Crossbar tiles: the conductances behind one weight tensor, their mapping and placement.
+
+A `Crossbar` places the weight matrices of a network densely onto fixed-size arrays (32×32
+by default) and owns what layers share: the reference column of each array, the device
+model, the programming scheme and the generator of the device's randomness. A `Tile` is the
+conductance state of one weight tensor on that crossbar; it implements the seam the
+optimizer writes through (`program`, `weight`) and the read path (`read`).
+
+Mappings (Liu et al. 2025, Methods):
+- ``reference_column``: W = Rwg · (G − G_ref), one trainable cell per weight and one fixed
+  reference cell per used row of each array, shared by every block in that array
+  (the paper's autoencoder: 135 weights -> 162 cells).
+- ``differential``: W = Rwg · (G⁺ − G⁻), two cells per weight, a change split between them.
+
+A weight tensor is laid out as a matrix whose rows are the crossbar's inputs (fan-in:
+``in_channels·kh·kw`` for a convolution, ``in_features`` for a linear layer, ``in_channels``
+for a transposed convolution, whose kernel positions are outputs) and whose columns are its
+outputs.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .devices import CellParams, Device, characterize, get_device, read
+from .ledger import FIELDS
+from .programming import CellState, get_scheme
+
+__all__ = ["MAPPINGS", "Block", "Crossbar", "Placement", "Tile", "characterized_sd"]
+
+MAPPINGS = ("reference_column", "differential")
+
+
+def matrix_shape(weight_shape: tuple[int, ...], transposed: bool = False) -> tuple[int, int]:
+    """(rows, cols) of a weight tensor on a crossbar: rows are inputs, columns outputs."""
+    if len(weight_shape) < 2:
+        raise ValueError(f"a tile needs a weight of dim >= 2, got shape {weight_shape}")
+    if transposed:  # ConvTranspose: (in, out, kh, kw); each input drives out·kh·kw outputs
+        return weight_shape[0], math.prod(weight_shape[1:])
+    return math.prod(weight_shape[1:]), weight_shape[0]
+
+
+@dataclass(frozen=True)
+class Block:
+    """A rectangle of one weight matrix placed on one array."""
+
+    layer: str
+    array: int
+    row0: int  # first matrix row of the block
+    col0: int  # first matrix column of the block
+    rows: int
+    cols: int
+    array_col: int  # first array column the block occupies
+
+
+@dataclass
+class Placement:
+    """Dense placement of weight matrices onto arrays of ``rows × cols`` cells."""
+
+    array_rows: int
+    array_cols: int
+    mapping: str
+    blocks: list[Block] = field(default_factory=list)
+    used_cols: list[int] = field(default_factory=list)  # per array
+    used_rows: list[int] = field(default_factory=list)  # per array
+
+    @property
+    def arrays(self) -> int:
+        return len(self.used_cols)
+
+    @property
+    def weight_cells(self) -> int:
+        per = 2 if self.mapping == "differential" else 1
+        return per * sum(b.rows * b.cols for b in self.blocks)
+
+    @property
+    def reference_cells(self) -> int:
+        return sum(self.used_rows) if self.mapping == "reference_column" else 0
+
+    @property
+    def cells(self) -> int:
+        """Every cell the network occupies: weight cells plus reference cells."""
+        return self.weight_cells + self.reference_cells
+
+    def add(self, layer: str, rows: int, cols: int) -> list[Block]:
+        """Split a ``rows × cols`` matrix into blocks and place each in the first array with
+        room (first fit, blocks side by side from row 0)."""
+        per = 2 if self.mapping == "differential" else 1
+        ref = 1 if self.mapping == "reference_column" else 0
+        max_cols = (self.array_cols - ref) // per
+        out = []
+        for r0 in range(0, rows, self.array_rows):
+            for c0 in range(0, cols, max_cols):
+                nr, nc = min(self.array_rows, rows - r0), min(max_cols, cols - c0)
+                for a in range(self.arrays + 1):
+                    if a == self.arrays:
+                        self.used_cols.append(0)
+                        self.used_rows.append(0)
+                    if self.used_cols[a] + per * nc <= self.array_cols - ref:
+                        break
+                b = Block(layer, a, r0, c0, nr, nc, self.used_cols[a])
+                self.used_cols[a] += per * nc
+                self.used_rows[a] = max(self.used_rows[a], nr)
+                self.blocks.append(b)
+                out.append(b)
+        return out
+
+    def reference_offset(self, array: int) -> int:
+        """Index of the first reference cell of ``array`` in the crossbar's reference list."""
+        return sum(self.used_rows[:array])
+
+    def render(self) -> str:
+        """A text map: one character per cell, a letter per layer, R reference, . empty."""
+        layers = list(dict.fromkeys(b.layer for b in self.blocks))
+        sym = {name: chr(ord("A") + i % 26) for i, name in enumerate(layers)}
+        per = 2 if self.mapping == "differential" else 1
+        lines = [
+            f"{self.arrays} array(s) of {self.array_rows}x{self.array_cols}, {self.mapping}: "
+            f"{self.weight_cells} weight cells + {self.reference_cells} reference cells "
+            f"= {self.cells} cells"
+        ]
+        lines += [f"  {sym[n]} = {n}" for n in layers]
+        for a in range(self.arrays):
+            grid = [["."] * self.array_cols for _ in range(self.array_rows)]
+            for b in (b for b in self.blocks if b.array == a):
+                for r in range(b.rows):
+                    for c in range(per * b.cols):
+                        grid[r][b.array_col + c] = sym[b.layer]
+            if self.mapping == "reference_column":
+                for r in range(self.used_rows[a]):
+                    grid[r][self.array_cols - 1] = "R"
+            lines.append(f"array {a}:")
+            lines += ["  " + "".join(row) for row in grid]
+        return "\n".join(lines)
+
+
+@functools.lru_cache(maxsize=64)
+def _characterize_cached(device: Device, scheme: str, options: tuple[tuple[str, Any], ...]) -> float:
+    return characterize(device, scheme, **dict(options)).sd_us
+
+
+def characterized_sd(device: Device, scheme: str, **options: Any) -> float:
+    """SD(εcell) in µS of ``device`` under ``scheme``, measured once and cached."""
+    return _characterize_cached(device, scheme, tuple(sorted(options.items())))
+
+
+def _check_positive(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+        math.isfinite(value) and value > 0
+    ):
+        raise ValueError(f"Invalid {name}: {value!r}; allowed: a finite number > 0")
+
+
+class Crossbar(nn.Module):
+    """Arrays of cells shared by the tiles of one network.
+
+    Args:
+        device: a `Device` or the name of a registered one (e.g. ``"taox_1t1r"``).
+        scheme: the programming scheme for in-situ updates (e.g. ``"memorial"``).
+        load_scheme: the scheme that loads initial weights (default: ``scheme``, except
+            ``write_verify`` for the unverified ``sign`` / ``two_pulse`` / ``gaussian``).
+        mapping: ``"reference_column"`` or ``"differential"``.
+        rwg_per_us: Rwg = Wmax / Gmax (µS⁻¹).
+        g_ref_us: conductance of the reference cells (default: the window's centre).
+        array_size: (rows, cols) of one array.
+        sd_us: SD(εcell) used as the default EaPU threshold; default: characterised.
+        scheme_options: keyword options of the scheme (``tolerance_us``, ``max_pulses``).
+        seed: seeds the device-to-device draw and every later random device effect.
+    """
+
+    def __init__(
+        self,
+        device: Device | str = "taox_1t1r",
+        scheme: str = "memorial",
+        *,
+        load_scheme: str | None = None,
+        mapping: str = "reference_column",
+        rwg_per_us: float = 1 / 80,
+        g_ref_us: float | None = None,
+        array_size: tuple[int, int] = (32, 32),
+        sd_us: float | None = None,
+        scheme_options: dict[str, Any] | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.device_model = get_device(device) if isinstance(device, str) else device
+        if not isinstance(self.device_model, Device):
+            raise TypeError(f"Invalid device: {device!r}; allowed: a Device or a device name")
+        get_scheme(scheme)  # raises with the available names
+        if mapping not in MAPPINGS:
+            raise ValueError(f"Invalid mapping: {mapping!r}; allowed: {', '.join(MAPPINGS)}")
+        _check_positive("rwg_per_us", rwg_per_us)
+        rows, cols = array_size
+        if not (isinstance(rows, int) and isinstance(cols, int) and rows >= 1 and cols >= 3):
+            raise ValueError(f"Invalid array_size: {array_size!r}; allowed: (rows >= 1, cols >= 3)")
+        dev = self.device_model
+        if g_ref_us is None:
+            g_ref_us = (dev.g_min_us + dev.g_max_us) / 2
+        if not dev.g_min_us <= g_ref_us <= dev.g_max_us:
+            raise ValueError(
+                f"Invalid g_ref_us: {g_ref_us}; allowed: within the device window "
+                f"[{dev.g_min_us}, {dev.g_max_us}] µS"
+            )
+        self.scheme = scheme
+        unverified = not get_scheme(scheme).verified
+        self.load_scheme = load_scheme or ("write_verify" if unverified else scheme)
+        get_scheme(self.load_scheme)
+        self.mapping = mapping
+        self.rwg_per_us = float(rwg_per_us)
+        self.g_ref_us = float(g_ref_us)
+        self.scheme_options = dict(scheme_options or {})
+        if sd_us is not None:
+            _check_positive("sd_us", sd_us)
+        self._sd_us = sd_us
+        self.placement = Placement(rows, cols, mapping)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.register_buffer("ref_g_us", torch.zeros(0))
+        self.ref_params: CellParams | None = None
+        self.tiles: list[Tile] = []
+
+    @property
+    def sd_us(self) -> float:
+        """SD(εcell) of the device under the update scheme (µS): the default threshold / Rwg."""
+        if self._sd_us is None:
+            self._sd_us = characterized_sd(self.device_model, self.scheme, **self.scheme_options)
+        return self._sd_us
+
+    @property
+    def cells(self) -> int:
+        return self.placement.cells
+
+    def _program(self, state: CellState, target: Tensor, mask: Tensor, params: CellParams,
+                 scheme: str) -> Any:
+        fn = get_scheme(scheme).fn
+        return fn(state, target, mask, self.device_model, params, generator=self.generator,
+                  **self.scheme_options)
+
+    def add_tile(self, name: str, weight: Tensor, *, transposed: bool = False) -> Tile:
+        """Place ``weight`` on the arrays, program the new reference cells, load the weight."""
+        rows, cols = matrix_shape(tuple(weight.shape), transposed)
+        blocks = self.placement.add(name, rows, cols)
+        if self.mapping == "reference_column":
+            need = self.placement.reference_cells - self.ref_g_us.numel()
+            if need > 0:
+                self._grow_reference(need)
+        tile = Tile(self, name, weight, blocks, transposed=transposed)
+        self.tiles.append(tile)
+        return tile
+
+    def _grow_reference(self, n: int) -> None:
+        dev = self.device_model
+        params = dev.sample((n,), generator=self.generator)
+        state = CellState.initial(dev, params)
+        target = torch.full((n,), self.g_ref_us)
+        res = self._program(state, target, torch.ones(n, dtype=torch.bool), params,
+                            self.load_scheme)
+        # Array rows fill in placement order, so the new reference cells are appended.
+        old = self.ref_g_us
+        self.ref_g_us = torch.cat([old, res.state.g_us.to(old.dtype)])
+        self.ref_params = params if self.ref_params is None else CellParams(**{
+            f: torch.cat([getattr(self.ref_params, f), getattr(params, f)])
+            for f in CellParams._FIELDS
+        })
+        self.ref_load_pulses = int(res.pulses.sum()) + getattr(self, "ref_load_pulses", 0)
+
+    def read_reference(self) -> Tensor:
+        """The reference cells as the periphery reads them (with read noise)."""
+        return read(self.ref_g_us, self.device_model, generator=self.generator)
+
+    def get_extra_state(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {"generator": self.generator.get_state()}
+        if self.ref_params is not None:
+            extra["ref_params"] = self.ref_params.state_dict()
+        return extra
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+        if "ref_params" in state:
+            self.ref_params = CellParams.from_state_dict(state["ref_params"])
+
+
+class Tile:
+    """The conductance state of one weight tensor on a `Crossbar` (the optimizer's seam).
+
+    Cells are stored in the weight's own shape (a leading axis of 2 for the differential
+    mapping: G⁺, G⁻). ``state_tensors()`` names the tensors a module must save.
+    """
+
+    def __init__(self, crossbar: Crossbar, name: str, weight: Tensor, blocks: list[Block], *,
+                 transposed: bool = False) -> None:
+        self.crossbar = crossbar
+        self.name = name
+        self.shape = tuple(weight.shape)
+        self.blocks = blocks
+        self.transposed = transposed
+        dev = crossbar.device_model
+        cell_shape = ((2,) if crossbar.mapping == "differential" else ()) + self.shape
+        self.params = dev.sample(cell_shape, generator=crossbar.generator)
+        self.state = CellState.initial(dev, self.params)
+        self.writes = torch.zeros(cell_shape, dtype=torch.int32)
+        self.ref_index = self._reference_index()
+        self.ref_cells = 0 if crossbar.mapping != "reference_column" else self._owned_refs()
+        self.cells = math.prod(cell_shape) + self.ref_cells
+        self.load_record = self.load(weight.detach().float())
+
+    # --------------------------------------------------------------- layout
+    def _reference_index(self) -> Tensor:
+        """For each weight, the index of its row's reference cell (reference_column)."""
+        rows, cols = matrix_shape(self.shape, self.transposed)
+        idx = torch.zeros(rows, cols, dtype=torch.long)
+        if self.crossbar.mapping == "reference_column":
+            pl = self.crossbar.placement
+            for b in self.blocks:
+                base = pl.reference_offset(b.array)
+                idx[b.row0:b.row0 + b.rows, b.col0:b.col0 + b.cols] = (
+                    base + torch.arange(b.rows)
+                ).unsqueeze(1)
+        return self._from_matrix(idx)
+
+    def _owned_refs(self) -> int:
+        pl = self.crossbar.placement
+        n = 0
+        for b in self.blocks:
+            earlier = [o for o in pl.blocks if o.array == b.array and pl.blocks.index(o)
+                       < pl.blocks.index(b)]
+            n += max(0, b.rows - max((o.rows for o in earlier), default=0))
+        return n
+
+    def _from_matrix(self, m: Tensor) -> Tensor:
+        """Matrix (rows = inputs, cols = outputs) back to the weight's shape."""
+        if self.transposed:
+            return m.reshape(self.shape)
+        return m.t().reshape(self.shape)
+
+    # --------------------------------------------------------------- values
+    @property
+    def rwg_per_us(self) -> float:
+        return self.crossbar.rwg_per_us
+
+    @property
+    def sd_us(self) -> float:
+        return self.crossbar.sd_us
+
+    def _g_ref(self, ref: Tensor | None = None) -> Tensor:
+        ref = self.crossbar.ref_g_us if ref is None else ref
+        return ref[self.ref_index]
+
+    def weight(self) -> Tensor:
+        """The weight the cells hold now (noise-free)."""
+        g = self.state.g_us
+        if self.crossbar.mapping == "differential":
+            return (g[0] - g[1]) * self.rwg_per_us
+        return (g - self._g_ref()) * self.rwg_per_us
+
+    def read(self) -> Tensor:
+        """The weight as one VMM sees it: every cell read once with read noise."""
+        xb = self.crossbar
+        g = read(self.state.g_us, xb.device_model, generator=xb.generator)
+        if xb.mapping == "differential":
+            return (g[0] - g[1]) * self.rwg_per_us
+        return (g - self._g_ref(xb.read_reference())) * self.rwg_per_us
+
+    # ------------------------------------------------------------ programming
+    def _targets(self, w_or_dw: Tensor, absolute: bool) -> tuple[Tensor, Tensor]:
+        """Target conductances and the mask of cells to write."""
+        dg = w_or_dw.to(self.state.g_us.dtype) / self.rwg_per_us
+        g = self.state.g_us
+        if self.crossbar.mapping == "differential":
+            if absolute:
+                mid = (self.crossbar.device_model.g_min_us + self.crossbar.device_model.g_max_us)
+                target = torch.stack([mid / 2 + dg / 2, mid / 2 - dg / 2])
+                return target, torch.ones_like(g, dtype=torch.bool)
+            target = torch.stack([g[0] + dg / 2, g[1] - dg / 2])
+            mask = (dg != 0).expand_as(g)
+            return target, mask
+        if absolute:
+            return self._g_ref() + dg, torch.ones_like(g, dtype=torch.bool)
+        return g + dg, dg != 0
+
+    def _apply(self, target: Tensor, mask: Tensor, scheme: str) -> Tensor:
+        res = self.crossbar._program(self.state, target, mask, self.params, scheme)
+        self.state = res.state
+        self.writes += (res.pulses > 0).to(torch.int32)
+        return torch.stack([
+            mask.sum(), res.pulses.sum(), res.reads.sum(), res.failed.sum(), torch.tensor(0)
+        ]).to(torch.int64)
+
+    def load(self, weight: Tensor) -> Tensor:
+        """Program absolute weights (initial or pre-trained) with the crossbar's load scheme.
+
+        Returns the ledger row of the load (written, pulses, reads, failed, skipped).
+        """
+        if tuple(weight.shape) != self.shape:
+            raise ValueError(f"weight has shape {tuple(weight.shape)}, the tile holds {self.shape}")
+        target, mask = self._targets(weight, absolute=True)
+        return self._apply(target, mask, self.crossbar.load_scheme)
+
+    def program(self, dwn: Tensor) -> Tensor:
+        """Write the update ΔWn (zero entries are not written) with the update scheme."""
+        if tuple(dwn.shape) != self.shape:
+            raise ValueError(f"dwn has shape {tuple(dwn.shape)}, the tile holds {self.shape}")
+        if not torch.isfinite(dwn).all():
+            raise ValueError("dwn holds NaN or Inf; a non-finite update is never written")
+        target, mask = self._targets(dwn.detach().cpu(), absolute=False)
+        return self._apply(target, mask, self.crossbar.scheme)
+
+    # ----------------------------------------------------------------- state
+    def state_tensors(self) -> dict[str, Tensor]:
+        """Everything a checkpoint must hold to restore this tile exactly."""
+        out = {"g_us": self.state.g_us, "gate": self.state.gate, "writes": self.writes}
+        out.update({f"cell_{k}": v for k, v in self.params.state_dict().items()})
+        return out
+
+    def load_state_tensors(self, state: dict[str, Tensor]) -> None:
+        self.state = CellState(g_us=state["g_us"].clone(), gate=state["gate"].clone())
+        self.writes = state["writes"].clone()
+        self.params = CellParams.from_state_dict(
+            {k[5:]: v for k, v in state.items() if k.startswith("cell_")}
+        )

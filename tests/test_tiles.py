@@ -1,0 +1,209 @@
+"""Tiles, placement and analog layers: the device-level seam of the optimizer."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from torch import nn
+
+from eapu.ledger import FIELDS
+from eapu.nn import AnalogConv2d, AnalogConvTranspose2d, AnalogLinear, convert, crossbar_of, to_digital
+from eapu.optim import AdamEaPU, AdamNoise
+from eapu.tiles import Crossbar, Placement
+
+
+def autoencoder() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 3, 3, padding=1, bias=False), nn.ReLU(),
+        nn.Conv2d(3, 3, 3, padding=1, bias=False), nn.ReLU(),
+        nn.Conv2d(3, 1, 3, padding=1, bias=False),
+    )
+
+
+def mixed() -> nn.Module:
+    torch.manual_seed(1)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(),
+        nn.ConvTranspose2d(4, 2, 2, stride=2), nn.ReLU(),
+        nn.Flatten(), nn.Linear(2 * 8 * 8, 3),
+    )
+
+
+EXACT = {"device": "ideal", "scheme": "gaussian", "load_scheme": "gaussian"}
+
+
+def test_paper_autoencoder_takes_162_cells() -> None:
+    xb = convert(autoencoder(), device="taox_1t1r", scheme="memorial")
+    assert xb.placement.weight_cells == 135
+    assert xb.placement.reference_cells == 27
+    assert xb.cells == 162
+    assert sum(t.cells for t in xb.tiles) == 162
+    text = xb.placement.render()
+    assert "135 weight cells + 27 reference cells = 162 cells" in text
+    assert text.count("R") == 27
+
+
+def test_placement_splits_large_matrices_and_fills_arrays() -> None:
+    pl = Placement(32, 32, "reference_column")
+    blocks = pl.add("big", 70, 40)  # 3 row blocks x 2 column blocks (31 + 9)
+    assert len(blocks) == 6
+    assert sum(b.rows * b.cols for b in blocks) == 70 * 40
+    assert all(b.rows <= 32 and b.cols <= 31 for b in blocks)
+    # 3·31 + 3·9 = 120 columns need at least 4 arrays of 31 usable columns: first fit hits it.
+    assert pl.arrays == 4
+    assert sorted(pl.used_cols) == [27, 31, 31, 31]
+    assert pl.weight_cells == 2800
+    pd = Placement(32, 32, "differential")
+    pd.add("w", 10, 20)
+    assert pd.cells == 400 and pd.reference_cells == 0
+
+
+@pytest.mark.parametrize("mapping", ["reference_column", "differential"])
+def test_ideal_device_reproduces_weights_and_the_torch_layers(mapping: str) -> None:
+    digital, analog = mixed(), mixed()
+    xb = convert(analog, mapping=mapping, **EXACT)
+    for a, b in zip(digital.parameters(), analog.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    x = torch.randn(5, 1, 4, 4)
+    torch.testing.assert_close(digital(x), analog(x), rtol=0, atol=1e-5)
+    kinds = [type(m) for m in analog.modules()]
+    assert AnalogConv2d in kinds and AnalogConvTranspose2d in kinds and AnalogLinear in kinds
+    assert crossbar_of(analog) is xb
+    if mapping == "differential":
+        assert xb.cells == 2 * sum(p.numel() for p in analog.parameters() if p.dim() > 1)
+
+
+def test_training_through_ideal_tiles_equals_digital_training() -> None:
+    digital, analog = mixed(), mixed()
+    convert(analog, **EXACT)
+    od = torch.optim.Adam(digital.parameters(), lr=1e-2)
+    oa = AdamNoise(analog.parameters(), lr=1e-2)  # every update written, device is exact
+    for i in range(5):
+        g = torch.Generator().manual_seed(i)
+        x, y = torch.randn(8, 1, 4, 4, generator=g), torch.randn(8, 3, generator=g)
+        for m, o in ((digital, od), (analog, oa)):
+            o.zero_grad()
+            nn.functional.mse_loss(m(x), y).backward()
+            o.step()
+    for a, b in zip(digital.parameters(), analog.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+
+
+def test_taox_training_stays_in_window_and_ledger_adds_up() -> None:
+    m = autoencoder()
+    xb = convert(m, device="taox_1t1r", scheme="memorial", seed=3)
+    opt = AdamEaPU(m.parameters(), lr=1e-2)
+    w = opt.analog_parameters()[0]
+    assert opt.threshold_for(w, opt.param_groups[0]) == pytest.approx(xb.sd_us * xb.rwg_per_us)
+    assert 1.5 < xb.sd_us < 3.5
+    x = torch.rand(16, 1, 6, 6)
+    for _ in range(5):
+        opt.zero_grad()
+        nn.functional.mse_loss(m(x + 0.3 * torch.randn_like(x)), x).backward()
+        opt.step()
+    dev = xb.device_model
+    for t in xb.tiles:
+        assert t.state.g_us.min() >= dev.g_min_us and t.state.g_us.max() <= dev.g_max_us
+        torch.testing.assert_close(t.weight(), dict(m.named_parameters())[f"{t.name}.weight"])
+    s = opt.ledger.summary()
+    assert s.cells == 162
+    assert s.nup == pytest.approx(s.ncell * s.rup)
+    table = opt.ledger.table()
+    assert (table >= 0).all()
+    assert (table[..., FIELDS.index("pulses")] >= table[..., FIELDS.index("written")] * 0).all()
+    assert sum(int(t.writes.sum()) for t in xb.tiles) > 0
+
+
+def test_analog_model_resumes_bit_for_bit() -> None:
+    def run(steps: range, m: nn.Module, xb: Crossbar, opt: AdamEaPU) -> None:
+        for i in steps:
+            g = torch.Generator().manual_seed(i)
+            x = torch.rand(8, 1, 6, 6, generator=g)
+            opt.zero_grad()
+            nn.functional.mse_loss(m(x), x).backward()
+            opt.step()
+
+    def fresh(seed: int = 5) -> tuple[nn.Module, Crossbar, AdamEaPU]:
+        m = autoencoder()
+        xb = convert(m, device="taox_1t1r", scheme="memorial", seed=seed)
+        return m, xb, AdamEaPU(m.parameters(), lr=1e-2, seed=1)
+
+    m, xb, opt = fresh()
+    run(range(6), m, xb, opt)
+
+    m1, xb1, opt1 = fresh()
+    run(range(3), m1, xb1, opt1)
+    buf = io.BytesIO()
+    torch.save({"m": m1.state_dict(), "x": xb1.state_dict(), "o": opt1.state_dict()}, buf)
+    buf.seek(0)
+    ck = torch.load(buf, weights_only=True)
+    m2, xb2, opt2 = fresh(seed=99)  # a different draw, overwritten by the checkpoint
+    m2.load_state_dict(ck["m"])
+    xb2.load_state_dict(ck["x"])
+    opt2.load_state_dict(ck["o"])
+    run(range(3, 6), m2, xb2, opt2)
+    for a, b in zip(m.parameters(), m2.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_to_digital_keeps_the_cells_weights() -> None:
+    m = autoencoder()
+    convert(m, device="taox_1t1r", scheme="memorial")
+    w = [p.detach().clone() for p in m.parameters()]
+    d = to_digital(m)
+    assert all(type(x) is nn.Conv2d for x in d.modules() if isinstance(x, nn.Conv2d))
+    for a, b in zip(w, d.parameters()):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize(
+    ("kw", "msg"),
+    [
+        ({"mapping": "diagonal"}, r"Invalid mapping: 'diagonal'; allowed: reference_column"),
+        ({"rwg_per_us": 0.0}, r"Invalid rwg_per_us: 0.0; allowed: a finite number > 0"),
+        ({"array_size": (32, 2)}, r"Invalid array_size: \(32, 2\)"),
+        ({"g_ref_us": 1e4}, r"Invalid g_ref_us: 10000.0; allowed: within the device window"),
+        ({"scheme": "magic"}, r"magic"),
+        ({"device": "unobtainium"}, r"unknown device 'unobtainium'"),
+        ({"sd_us": -1.0}, r"Invalid sd_us: -1.0"),
+    ],
+)
+def test_bad_crossbar_options_raise(kw: dict, msg: str) -> None:
+    with pytest.raises(ValueError, match=msg):
+        Crossbar(**kw)
+
+
+def test_bad_convert_options_raise() -> None:
+    with pytest.raises(ValueError, match=r"Invalid adc_bits: 1; allowed: None or an int"):
+        convert(autoencoder(), adc_bits=1)
+    with pytest.raises(ValueError, match="found no nn.Linear"):
+        convert(nn.Sequential(nn.ReLU()))
+
+
+def test_tile_refuses_non_finite_updates_and_wrong_shapes() -> None:
+    m = autoencoder()
+    xb = convert(m, device="taox_1t1r")
+    t = xb.tiles[0]
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        t.program(torch.full(t.shape, float("nan")))
+    with pytest.raises(ValueError, match=r"dwn has shape \(2,\)"):
+        t.program(torch.zeros(2))
+
+
+def test_read_noise_and_quantisation_change_the_output_not_the_weight() -> None:
+    from dataclasses import replace
+
+    from eapu.devices import get_device
+
+    noisy = replace(get_device("ideal"), read_noise_sd_us=1.0)
+    m = mixed()
+    convert(m, device=noisy, scheme="gaussian", load_scheme="gaussian", adc_bits=4)
+    x = torch.randn(4, 1, 4, 4)
+    w = [p.detach().clone() for p in m.parameters()]
+    y1, y2 = m(x), m(x)
+    assert not torch.equal(y1, y2)
+    for a, b in zip(w, m.parameters()):
+        assert torch.equal(a, b)
