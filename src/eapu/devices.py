@@ -1,0 +1,806 @@
+"""Device physics of one memristive cell, as frozen dataclasses and pure tensor functions.
+
+A `Device` describes a technology (window, pulse response, gate-controlled SET, noise,
+faults); `Device.sample` draws the device-to-device spread of a tensor of cells once
+(`CellParams`); the pure functions `pulse`, `gate_set`, `relax` and `read` apply one
+physical operation to every cell of a tensor at once. Programming schemes
+(`eapu.programming`) combine these into writes; `characterize` measures SD(εcell) of a
+device under a scheme, which is the default EaPU threshold.
+
+>>> import torch
+>>> dev = get_device("taox_1t1r")
+>>> gen = torch.Generator().manual_seed(0)
+>>> cells = dev.sample((4, 4), generator=gen)
+>>> g = initial_conductance((4, 4), dev, cells)
+>>> g2 = pulse(g, torch.ones(4, 4), dev, cells, generator=gen)   # one SET pulse each
+>>> bool((g2 >= g).all())
+True
+
+Conductance is in µS, voltage in V, time in s. Every random draw takes an explicit
+``torch.Generator`` on the tensors' device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "STUCK_FREE",
+    "STUCK_OFF",
+    "STUCK_ON",
+    "CellParams",
+    "Characterization",
+    "Device",
+    "DeviceInfo",
+    "characterize",
+    "gate_curve",
+    "gate_set",
+    "gaussian",
+    "get_device",
+    "get_device_info",
+    "ideal",
+    "initial_conductance",
+    "list_devices",
+    "neurram",
+    "pcm",
+    "pulse",
+    "read",
+    "register_device",
+    "relax",
+    "taox_1t1r",
+]
+
+STUCK_FREE = 0
+"""`CellParams.stuck` code of a working cell."""
+STUCK_OFF = 1
+"""`CellParams.stuck` code of a cell stuck at ``g_min_us``."""
+STUCK_ON = 2
+"""`CellParams.stuck` code of a cell stuck at ``g_max_us``."""
+
+
+def _finite(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value)):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+
+
+def _at_least(name: str, value: float, low: float) -> None:
+    _finite(name, value)
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+
+
+def _in_range(name: str, value: float, low: float, high: float) -> None:
+    _finite(name, value)
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
+
+
+def _positive(name: str, value: float) -> None:
+    _finite(name, value)
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Device:
+    """Physics of one memristive cell technology (all conductances in µS).
+
+    Make variants with ``dataclasses.replace(device, relaxation_sd_us=3.0)``; the result is
+    validated again.
+    """
+
+    name: str
+    """Short name of the technology (the registry key of a preset)."""
+
+    # --- conductance window -------------------------------------------------------------
+    g_min_us: float = 0.0
+    """Lowest conductance a cell can take (µS); stuck-off cells sit here."""
+    g_max_us: float = 100.0
+    """Highest conductance a cell can take (µS); stuck-on cells sit here."""
+
+    # --- identical-pulse response (sign and write-verify schemes) -------------------------
+    step_up_us: float = 1.0
+    """Mean conductance increase of one SET pulse at the window centre (µS)."""
+    step_down_us: float = 1.0
+    """Mean conductance decrease of one RESET pulse at the window centre (µS)."""
+    nonlinearity_up: float = 0.0
+    """Soft bound of SET, in [0, 1]: step = step_up_us·max(0, 1 - nl·(2x - 1)), with
+    x = (G - g_min)/(g_max - g_min). 0 is a constant step; 1 halts at g_max, doubles at g_min."""
+    nonlinearity_down: float = 0.0
+    """Soft bound of RESET, in [0, 1]: step = step_down_us·max(0, 1 + nl·(2x - 1))."""
+    c2c_sd: float = 0.0
+    """Relative cycle-to-cycle SD of each pulse's step (a step never changes sign)."""
+    dtod_sd: float = 0.0
+    """Relative device-to-device SD of the step sizes, drawn once per cell (scale >= 0.1)."""
+
+    # --- gate-controlled SET of a 1T1R cell (two-pulse and memorial schemes) -------------
+    gate_levels: int = 128
+    """Number of DAC levels of the gate voltage; level k is at v_min + k·(v_max-v_min)/(n-1)."""
+    v_gate_min_v: float = 0.0
+    """Gate voltage of level 0 (V)."""
+    v_gate_max_v: float = 1.0
+    """Gate voltage of the top level (V)."""
+    gate_v_th_v: float = 0.0
+    """Nominal threshold voltage of the SET-after-RESET curve (V): below it the SET
+    leaves the cell at ``g_reset_us``."""
+    gate_gamma: float = 1.0
+    """Exponent of the curve G(v) = g_reset + (gate_g_top - g_reset)·gain·u**gamma,
+    u = max(0, v - v_th)/(v_max - v_th_nominal); 1 is linear, > 1 convex."""
+    gate_g_top_us: float = 100.0
+    """Conductance the nominal curve reaches at ``v_gate_max_v`` (µS); may exceed
+    ``g_max_us`` so that weak cells still reach the top (landed values are clipped)."""
+    gate_dtod_sd_v: float = 0.0
+    """Device-to-device SD of the threshold voltage (V), drawn once per cell."""
+    gate_gain_dtod_sd: float = 0.0
+    """Relative device-to-device SD of the curve's gain, drawn once per cell (gain >= 0.1)."""
+    gate_c2c_sd_us: float = 0.0
+    """Cycle-to-cycle SD of the conductance a gate-controlled SET lands at (µS)."""
+    g_reset_us: float = 0.0
+    """Conductance a full RESET pulse leaves the cell at before the SET (µS)."""
+
+    # --- programming, noise, faults -----------------------------------------------------
+    program_tolerance_us: float = 1.0
+    """Default verify tolerance (µS): a write is done when |read - target| <= tolerance."""
+    relaxation_sd_us: float = 0.0
+    """SD of the Gaussian conductance shift shortly after a write (µS), the main part of
+    εcell in Liu et al. (2025)."""
+    read_noise_sd_us: float = 0.0
+    """SD of the Gaussian noise of one read (µS); a read does not change the state."""
+    stuck_off_fraction: float = 0.0
+    """Fraction of cells stuck at ``g_min_us``, drawn once per cell."""
+    stuck_on_fraction: float = 0.0
+    """Fraction of cells stuck at ``g_max_us``, drawn once per cell."""
+    drift_nu: float = 0.0
+    """Power-law drift exponent G(t) = G(t0)·(t/t0)**-nu (for retention; unused here)."""
+    default_scheme: str = "write_verify"
+    """Name of the programming scheme `characterize` uses when none is given."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"name must be a non-empty string, got {self.name!r}")
+        _at_least("g_min_us", self.g_min_us, 0.0)
+        _finite("g_max_us", self.g_max_us)
+        if self.g_max_us <= self.g_min_us:
+            raise ValueError(f"g_max_us must be > g_min_us={self.g_min_us}, got {self.g_max_us}")
+        _positive("step_up_us", self.step_up_us)
+        _positive("step_down_us", self.step_down_us)
+        _in_range("nonlinearity_up", self.nonlinearity_up, 0.0, 1.0)
+        _in_range("nonlinearity_down", self.nonlinearity_down, 0.0, 1.0)
+        _in_range("c2c_sd", self.c2c_sd, 0.0, 1.0)
+        _in_range("dtod_sd", self.dtod_sd, 0.0, 1.0)
+        if (
+            not isinstance(self.gate_levels, int)
+            or isinstance(self.gate_levels, bool)
+            or not 2 <= self.gate_levels <= 2**24
+        ):
+            raise ValueError(
+                f"gate_levels must be an int in [2, {2**24}], got {self.gate_levels!r}"
+            )
+        _finite("v_gate_min_v", self.v_gate_min_v)
+        _finite("v_gate_max_v", self.v_gate_max_v)
+        if self.v_gate_max_v <= self.v_gate_min_v:
+            raise ValueError(
+                f"v_gate_max_v must be > v_gate_min_v={self.v_gate_min_v}, got {self.v_gate_max_v}"
+            )
+        _finite("gate_v_th_v", self.gate_v_th_v)
+        if self.gate_v_th_v >= self.v_gate_max_v:
+            raise ValueError(
+                f"gate_v_th_v must be < v_gate_max_v={self.v_gate_max_v}, got {self.gate_v_th_v}"
+            )
+        _positive("gate_gamma", self.gate_gamma)
+        _in_range("g_reset_us", self.g_reset_us, self.g_min_us, self.g_max_us)
+        _finite("gate_g_top_us", self.gate_g_top_us)
+        if self.gate_g_top_us <= self.g_reset_us:
+            raise ValueError(
+                f"gate_g_top_us must be > g_reset_us={self.g_reset_us}, got {self.gate_g_top_us}"
+            )
+        _at_least("gate_dtod_sd_v", self.gate_dtod_sd_v, 0.0)
+        _in_range("gate_gain_dtod_sd", self.gate_gain_dtod_sd, 0.0, 1.0)
+        _at_least("gate_c2c_sd_us", self.gate_c2c_sd_us, 0.0)
+        _positive("program_tolerance_us", self.program_tolerance_us)
+        _at_least("relaxation_sd_us", self.relaxation_sd_us, 0.0)
+        _at_least("read_noise_sd_us", self.read_noise_sd_us, 0.0)
+        _in_range("stuck_off_fraction", self.stuck_off_fraction, 0.0, 1.0)
+        _in_range("stuck_on_fraction", self.stuck_on_fraction, 0.0, 1.0)
+        total = self.stuck_off_fraction + self.stuck_on_fraction
+        if total > 1.0:
+            raise ValueError(
+                f"stuck_off_fraction + stuck_on_fraction must be <= 1, got {total} "
+                f"({self.stuck_off_fraction} + {self.stuck_on_fraction})"
+            )
+        _at_least("drift_nu", self.drift_nu, 0.0)
+        if not isinstance(self.default_scheme, str) or not self.default_scheme:
+            raise ValueError(f"default_scheme must be a scheme name, got {self.default_scheme!r}")
+
+    @property
+    def span_us(self) -> float:
+        """Width of the conductance window, g_max_us - g_min_us (µS)."""
+        return self.g_max_us - self.g_min_us
+
+    def sample(
+        self,
+        shape: tuple[int, ...] | torch.Size,
+        *,
+        generator: torch.Generator,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> CellParams:
+        """Draw the device-to-device parameters of a tensor of cells, once.
+
+        Args:
+            shape: shape of the cell tensor.
+            generator: source of the draws; must live on ``device``.
+            device: torch device of the returned tensors (default: the generator's).
+            dtype: floating dtype of the returned parameters.
+        """
+        shape = torch.Size(shape)
+        dev = torch.device(device) if device is not None else generator.device
+
+        def randn() -> Tensor:
+            return torch.randn(shape, generator=generator, device=dev, dtype=dtype)
+
+        # Fixed draw order, so a seed gives the same cells whatever the parameters are.
+        z_up, z_down, z_vth, z_gain = randn(), randn(), randn(), randn()
+        u = torch.rand(shape, generator=generator, device=dev, dtype=dtype)
+        stuck = torch.zeros(shape, dtype=torch.int8, device=dev)
+        stuck[u < self.stuck_off_fraction] = STUCK_OFF
+        on = (u >= self.stuck_off_fraction) & (u < self.stuck_off_fraction + self.stuck_on_fraction)
+        stuck[on] = STUCK_ON
+        return CellParams(
+            step_up_scale=(1 + self.dtod_sd * z_up).clamp_(min=0.1),
+            step_down_scale=(1 + self.dtod_sd * z_down).clamp_(min=0.1),
+            gate_v_th_v=self.gate_v_th_v + self.gate_dtod_sd_v * z_vth,
+            gate_gain=(1 + self.gate_gain_dtod_sd * z_gain).clamp_(min=0.1),
+            stuck=stuck,
+        )
+
+
+@dataclass
+class CellParams:
+    """Device-to-device draw of a tensor of cells; every field has the cell shape."""
+
+    step_up_scale: Tensor
+    """Per-cell multiplier of the SET step (1 = nominal)."""
+    step_down_scale: Tensor
+    """Per-cell multiplier of the RESET step (1 = nominal)."""
+    gate_v_th_v: Tensor
+    """Per-cell threshold voltage of the gate-controlled SET curve (V)."""
+    gate_gain: Tensor
+    """Per-cell gain of the gate-controlled SET curve (1 = nominal)."""
+    stuck: Tensor
+    """int8 fault code: 0 free, 1 stuck at g_min (off), 2 stuck at g_max (on)."""
+
+    _FIELDS = ("step_up_scale", "step_down_scale", "gate_v_th_v", "gate_gain", "stuck")
+
+    def __post_init__(self) -> None:
+        shapes = {f: tuple(getattr(self, f).shape) for f in self._FIELDS}
+        if len(set(shapes.values())) != 1:
+            raise ValueError(f"CellParams fields must share one shape, got {shapes}")
+        if self.stuck.dtype != torch.int8:
+            raise ValueError(f"stuck must be int8, got {self.stuck.dtype}")
+
+    @property
+    def shape(self) -> torch.Size:
+        """Shape of the cell tensor."""
+        return self.stuck.shape
+
+    @property
+    def free(self) -> Tensor:
+        """Boolean mask of the working (not stuck) cells."""
+        return self.stuck == STUCK_FREE
+
+    def to(self, device: torch.device | str) -> CellParams:
+        """A copy on another torch device."""
+        return CellParams(**{f: getattr(self, f).to(device) for f in self._FIELDS})
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """The parameters as a dict of tensors (copies), for checkpoints."""
+        return {f: getattr(self, f).clone() for f in self._FIELDS}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Tensor]) -> CellParams:
+        """Rebuild from `state_dict` output."""
+        missing = [f for f in cls._FIELDS if f not in state]
+        if missing:
+            raise ValueError(f"state is missing CellParams fields {missing}; has {sorted(state)}")
+        return cls(**{f: state[f].clone() for f in cls._FIELDS})
+
+
+# --------------------------------------------------------------------------------------
+# pure physics
+# --------------------------------------------------------------------------------------
+
+
+def _check_shape(name: str, t: Tensor, params: CellParams) -> None:
+    if t.shape != params.shape:
+        raise ValueError(
+            f"{name} has shape {tuple(t.shape)} but params has shape {tuple(params.shape)}"
+        )
+
+
+def _hold_stuck(g_new: Tensor, g_old: Tensor, params: CellParams) -> Tensor:
+    return torch.where(params.stuck == STUCK_FREE, g_new, g_old)
+
+
+def _stuck_values(g: Tensor, device: Device, params: CellParams) -> Tensor:
+    g = torch.where(params.stuck == STUCK_OFF, torch.full_like(g, device.g_min_us), g)
+    return torch.where(params.stuck == STUCK_ON, torch.full_like(g, device.g_max_us), g)
+
+
+def _randn_like(x: Tensor, generator: torch.Generator) -> Tensor:
+    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+
+def initial_conductance(
+    shape: tuple[int, ...] | torch.Size,
+    device: Device,
+    params: CellParams,
+    *,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Conductance of a fresh array: free cells at ``g_reset_us``, stuck cells at their bound.
+
+    The tensor lives on the params' torch device.
+    """
+    shape = torch.Size(shape)
+    if shape != params.shape:
+        raise ValueError(f"shape {tuple(shape)} does not match params shape {tuple(params.shape)}")
+    g = torch.full(shape, device.g_reset_us, dtype=dtype, device=params.stuck.device)
+    return _stuck_values(g, device, params)
+
+
+def pulse(
+    g_us: Tensor,
+    polarity: Tensor,
+    device: Device,
+    params: CellParams,
+    *,
+    generator: torch.Generator,
+) -> Tensor:
+    """Apply one identical pulse per cell: +1 SET, -1 RESET, 0 none.
+
+    The step is ``step·scale_cell·(1 + c2c_sd·z)`` (never of the wrong sign) with the soft
+    bound of `Device.nonlinearity_up` / ``_down``. Cells with polarity 0 and stuck cells are
+    returned bit-exact; the rest is clamped to the window. Noise is drawn for every cell.
+    """
+    _check_shape("g_us", g_us, params)
+    _check_shape("polarity", polarity, params)
+    x = (g_us - device.g_min_us) / device.span_us
+    bias = 2 * x - 1
+    up = device.step_up_us * params.step_up_scale * (1 - device.nonlinearity_up * bias).clamp(min=0)
+    down = (
+        device.step_down_us
+        * params.step_down_scale
+        * (1 + device.nonlinearity_down * bias).clamp(min=0)
+    )
+    noise = (1 + device.c2c_sd * _randn_like(g_us, generator)).clamp(min=0)
+    pol = polarity.to(g_us.dtype)
+    step = torch.where(pol > 0, up, torch.where(pol < 0, -down, torch.zeros_like(up))) * noise
+    g_new = (g_us + step).clamp(device.g_min_us, device.g_max_us)
+    g_new = torch.where(pol == 0, g_us, g_new)
+    return _hold_stuck(g_new, g_us, params)
+
+
+def _gate_voltage(level: Tensor, device: Device, dtype: torch.dtype) -> Tensor:
+    dv = (device.v_gate_max_v - device.v_gate_min_v) / (device.gate_levels - 1)
+    return device.v_gate_min_v + level.to(dtype) * dv
+
+
+def gate_curve(level: Tensor, device: Device, params: CellParams | None = None) -> Tensor:
+    """Noiseless conductance a RESET + gate-controlled SET at ``level`` lands at (µS).
+
+    With ``params`` None the nominal curve (no device-to-device spread) is returned; the
+    result is clipped to the window and monotone non-decreasing in the level.
+    """
+    dtype = params.gate_gain.dtype if params is not None else torch.float32
+    if not level.dtype.is_floating_point:
+        v = _gate_voltage(level, device, dtype)
+    else:
+        v = _gate_voltage(level, device, level.dtype)
+        dtype = level.dtype
+    v_th: Tensor | float = device.gate_v_th_v if params is None else params.gate_v_th_v
+    gain: Tensor | float = 1.0 if params is None else params.gate_gain
+    u = (v - v_th).clamp(min=0) / (device.v_gate_max_v - device.gate_v_th_v)
+    g = device.g_reset_us + (device.gate_g_top_us - device.g_reset_us) * gain * u**device.gate_gamma
+    return g.clamp(device.g_min_us, device.g_max_us)
+
+
+def _check_levels(level: Tensor, device: Device) -> None:
+    if level.dtype.is_floating_point or level.dtype == torch.bool:
+        raise ValueError(f"level must be an integer tensor, got dtype {level.dtype}")
+    if level.numel():
+        lo, hi = int(level.min()), int(level.max())
+        if lo < 0 or hi > device.gate_levels - 1:
+            raise ValueError(
+                f"level must be in [0, {device.gate_levels - 1}] (gate_levels="
+                f"{device.gate_levels}), got values in [{lo}, {hi}]"
+            )
+
+
+def gate_set(
+    level: Tensor,
+    device: Device,
+    params: CellParams,
+    *,
+    generator: torch.Generator,
+    dtype: torch.dtype | None = None,
+) -> Tensor:
+    """RESET then SET at integer gate ``level`` per cell; returns the landed conductance.
+
+    Landed G = `gate_curve` of the cell + N(0, gate_c2c_sd_us), clamped to the window;
+    stuck cells return their stuck value. ``dtype`` defaults to the params' dtype.
+    """
+    _check_shape("level", level, params)
+    _check_levels(level, device)
+    dtype = dtype or params.gate_gain.dtype
+    g = gate_curve(level, device, params).to(dtype)
+    if device.gate_c2c_sd_us > 0:
+        g = g + device.gate_c2c_sd_us * _randn_like(g, generator)
+    else:
+        _randn_like(g, generator)  # same stream advance whatever the noise level
+    g = g.clamp(device.g_min_us, device.g_max_us)
+    return _stuck_values(g, device, params)
+
+
+def relax(
+    g_us: Tensor,
+    device: Device,
+    params: CellParams,
+    *,
+    generator: torch.Generator,
+    mask: Tensor | None = None,
+) -> Tensor:
+    """Add the post-write relaxation N(0, relaxation_sd_us) to the cells in ``mask`` (all).
+
+    Stuck cells and cells outside the mask are returned bit-exact; the rest is clamped.
+    """
+    _check_shape("g_us", g_us, params)
+    g_new = (g_us + device.relaxation_sd_us * _randn_like(g_us, generator)).clamp(
+        device.g_min_us, device.g_max_us
+    )
+    if mask is not None:
+        g_new = torch.where(mask, g_new, g_us)
+    return _hold_stuck(g_new, g_us, params)
+
+
+def read(g_us: Tensor, device: Device, *, generator: torch.Generator) -> Tensor:
+    """One noisy read: ``g_us + N(0, read_noise_sd_us)``; not clamped, state unchanged."""
+    return g_us + device.read_noise_sd_us * _randn_like(g_us, generator)
+
+
+# --------------------------------------------------------------------------------------
+# registry and presets
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """A registered device preset."""
+
+    name: str
+    factory: Callable[..., Device]
+    description: str
+    source: str
+
+
+_DEVICES: dict[str, DeviceInfo] = {}
+
+
+def register_device(
+    fn: Callable[..., Device] | None = None,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    source: str = "",
+) -> Any:
+    """Register a device factory, as ``@register_device`` or ``@register_device(source=...)``.
+
+    The name defaults to the function's, the description to its docstring's first line.
+    """
+
+    def deco(f: Callable[..., Device]) -> Callable[..., Device]:
+        key = name or f.__name__
+        if key in _DEVICES:
+            raise ValueError(f"device {key!r} is already registered")
+        lines = (f.__doc__ or "").strip().splitlines()
+        _DEVICES[key] = DeviceInfo(key, f, description or (lines[0] if lines else ""), source)
+        return f
+
+    return deco(fn) if fn is not None else deco
+
+
+def get_device_info(name: str) -> DeviceInfo:
+    """The registration record of preset ``name``."""
+    try:
+        return _DEVICES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown device {name!r}; available: {', '.join(sorted(_DEVICES))}"
+        ) from None
+
+
+def get_device(name: str, **kwargs: Any) -> Device:
+    """Build preset ``name``; keyword arguments go to its factory."""
+    return get_device_info(name).factory(**kwargs)
+
+
+def list_devices(pattern: str = "*") -> list[str]:
+    """Sorted names of the registered presets matching the fnmatch ``pattern``."""
+    return sorted(n for n in _DEVICES if fnmatch.fnmatch(n, pattern))
+
+
+@register_device(
+    source=(
+        "Liu et al., Nat. Commun. 16, 11494 (2025): tolerance 1 µS, relaxation SD ~2 µS, "
+        "SD(εcell) 2-3 µS, Rwg = 1/80 µS^-1, write-verify ~66 pulses/update. Window, pulse "
+        "steps, gate curve, spreads and read noise are estimates."
+    )
+)
+def taox_1t1r(**overrides: Any) -> Device:
+    """The paper's 180 nm TiN/TaOx/HfOy/TiN 1T1R cell (measured noise, estimated rest).
+
+    Measured in the paper: verify tolerance 1 µS, relaxation SD about 2 µS (hence
+    SD(εcell) 2-3 µS), weight 1 <-> 80 µS above a reference column. Estimates: a 5-165 µS
+    window (80 µS either side of a centre reference); SET/RESET steps of 2.0/2.4 µS, so that
+    write-verify from an arbitrary state takes tens of pulses (about 25 here, inside a
+    100-pulse budget; the paper reports ~66 per update);
+    a 128-level gate DAC with a convex curve and d2d threshold/gain spread (the reasons
+    memorial programming exists); SET landing c2c noise of 1.5 µS; read noise 0.1 µS.
+    """
+    base = Device(
+        name="taox_1t1r",
+        g_min_us=5.0,
+        g_max_us=165.0,
+        step_up_us=2.0,
+        step_down_us=2.4,
+        nonlinearity_up=0.4,
+        nonlinearity_down=0.4,
+        c2c_sd=0.3,
+        dtod_sd=0.2,
+        gate_levels=128,
+        v_gate_min_v=0.6,
+        v_gate_max_v=1.8,
+        gate_v_th_v=0.7,
+        gate_gamma=1.6,
+        gate_g_top_us=180.0,
+        gate_dtod_sd_v=0.03,
+        gate_gain_dtod_sd=0.05,
+        gate_c2c_sd_us=1.5,
+        g_reset_us=5.0,
+        program_tolerance_us=1.0,
+        relaxation_sd_us=2.0,
+        read_noise_sd_us=0.1,
+        default_scheme="write_verify",
+    )
+    return dataclasses.replace(base, **overrides)
+
+
+@register_device(source="textbook ideal cell; no source needed")
+def ideal(**overrides: Any) -> Device:
+    """Noise-free, fault-free, linear cell with a wide window and a fine exact gate DAC.
+
+    0-1000 µS, 0.1 µS pulse steps with 0.05 µS tolerance, 2**16 linear gate levels
+    (0.015 µS apart).
+    """
+    base = Device(
+        name="ideal",
+        g_min_us=0.0,
+        g_max_us=1000.0,
+        step_up_us=0.1,
+        step_down_us=0.1,
+        gate_levels=2**16,
+        v_gate_min_v=0.0,
+        v_gate_max_v=1.0,
+        gate_v_th_v=0.0,
+        gate_gamma=1.0,
+        gate_g_top_us=1000.0,
+        g_reset_us=0.0,
+        program_tolerance_us=0.05,
+        default_scheme="two_pulse",
+    )
+    return dataclasses.replace(base, **overrides)
+
+
+@register_device(
+    source=(
+        "Liu et al. (2025), simulation code github.com/LJinchang/Experiment_EaPU: written "
+        "cells get N(0, noise-std) with noise-std 2 µS by default"
+    )
+)
+def gaussian(sd_us: float = 2.0, **overrides: Any) -> Device:
+    """Weight-level abstraction: a written cell lands at target + N(0, sd_us).
+
+    The ideal device with ``relaxation_sd_us = sd_us``, programmed by the ``gaussian``
+    scheme by default.
+    """
+    _at_least("sd_us", sd_us, 0.0)
+    base = ideal(name="gaussian", relaxation_sd_us=float(sd_us), default_scheme="gaussian")
+    return dataclasses.replace(base, **overrides)
+
+
+@register_device(
+    source=(
+        "Wan et al., Nature 608, 504 (2022) (NeuRRAM): write-verify SD ~1.6-2.3 µS over a "
+        "~40 µS window. Steps, gate curve, spreads and read noise are estimates."
+    )
+)
+def neurram(**overrides: Any) -> Device:
+    """HfOx 1T1R RRAM of the NeuRRAM chip: 1-41 µS window, εcell SD about 2 µS.
+
+    Relaxation SD 1.8 µS with 0.5 µS tolerance and 0.1 µS read noise give SD(εcell) in the
+    published 1.6-2.3 µS range; all other numbers are estimates.
+    """
+    base = Device(
+        name="neurram",
+        g_min_us=1.0,
+        g_max_us=41.0,
+        step_up_us=0.4,
+        step_down_us=0.5,
+        nonlinearity_up=0.5,
+        nonlinearity_down=0.5,
+        c2c_sd=0.3,
+        dtod_sd=0.2,
+        gate_levels=64,
+        v_gate_min_v=0.8,
+        v_gate_max_v=2.0,
+        gate_v_th_v=0.9,
+        gate_gamma=1.5,
+        gate_g_top_us=45.0,
+        gate_dtod_sd_v=0.03,
+        gate_gain_dtod_sd=0.05,
+        gate_c2c_sd_us=0.8,
+        g_reset_us=1.0,
+        program_tolerance_us=0.5,
+        relaxation_sd_us=1.8,
+        read_noise_sd_us=0.1,
+        default_scheme="write_verify",
+    )
+    return dataclasses.replace(base, **overrides)
+
+
+@register_device(
+    source=(
+        "Nandakumar et al., J. Appl. Phys. 124, 152135 (2018) and aihwkit PCMPresetDevice / "
+        "PCMLikeNoiseModel: g_max 25 µS, programming noise ~1 µS, drift nu ~0.05. Pulse "
+        "response and gate curve are estimates."
+    )
+)
+def pcm(**overrides: Any) -> Device:
+    """PCM-like cell: gradual SET, abrupt RESET, strong drift (nu 0.05), 0.1-25 µS window."""
+    base = Device(
+        name="pcm",
+        g_min_us=0.1,
+        g_max_us=25.0,
+        step_up_us=0.75,
+        step_down_us=12.0,
+        nonlinearity_up=0.6,
+        nonlinearity_down=0.0,
+        c2c_sd=0.5,
+        dtod_sd=0.3,
+        gate_levels=64,
+        v_gate_min_v=0.0,
+        v_gate_max_v=1.0,
+        gate_v_th_v=0.1,
+        gate_gamma=1.3,
+        gate_g_top_us=27.0,
+        gate_dtod_sd_v=0.02,
+        gate_gain_dtod_sd=0.1,
+        gate_c2c_sd_us=0.6,
+        g_reset_us=0.1,
+        program_tolerance_us=0.5,
+        relaxation_sd_us=1.0,
+        read_noise_sd_us=0.1,
+        drift_nu=0.05,
+        default_scheme="write_verify",
+    )
+    return dataclasses.replace(base, **overrides)
+
+
+# --------------------------------------------------------------------------------------
+# characterisation
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Characterization:
+    """Result of a write/read sweep (`characterize`); εcell = read G - target."""
+
+    device: str
+    """Name of the device characterised."""
+    scheme: str
+    """Programming scheme used."""
+    sd_us: float
+    """Overall SD of εcell over the free cells (µS): the default EaPU threshold / Rwg."""
+    mean_us: float
+    """Mean of εcell (bias, µS)."""
+    g_centers_us: tuple[float, ...]
+    """Centres of the target-conductance bins (µS)."""
+    sd_by_g_us: tuple[float, ...]
+    """SD of εcell per target bin (µS; NaN for a bin with fewer than two cells)."""
+    pulses_per_write: float
+    """Mean programming pulses per written free cell."""
+    reads_per_write: float
+    """Mean verify reads per written free cell."""
+    fail_rate: float
+    """Fraction of free cells the scheme reported as failed."""
+    stuck_fraction: float = field(default=0.0)
+    """Fraction of cells that were stuck (excluded from the statistics above)."""
+
+
+def characterize(
+    device: Device,
+    scheme: str | None = None,
+    *,
+    n_cells: int = 4096,
+    seed: int = 0,
+    bins: int = 8,
+    **options: Any,
+) -> Characterization:
+    """Measure εcell of ``device`` programmed by ``scheme``, as a write/read sweep.
+
+    Fresh cells (with device-to-device spread) start from conductances uniform over the
+    window and an unknown gate position (the state an earlier write left), get targets
+    uniform over the window less a margin of 2·tolerance + 3·relaxation SD at either edge,
+    are programmed with the scheme (which relaxes them), and read once with read noise.
+    Stuck cells are excluded from the statistics.
+
+    Args:
+        device: the device to measure.
+        scheme: a registered scheme name; default ``device.default_scheme``.
+        n_cells: number of cells in the sweep.
+        seed: seed of the sweep's generator (CPU).
+        bins: number of target bins of ``sd_by_g_us``.
+        **options: passed to the scheme (e.g. ``tolerance_us``, ``max_pulses``).
+    """
+    from eapu.programming import CellState, get_scheme  # lazy: programming imports us
+
+    if not isinstance(n_cells, int) or n_cells < 2:
+        raise ValueError(f"n_cells must be an int >= 2, got {n_cells!r}")
+    if not isinstance(bins, int) or bins < 1:
+        raise ValueError(f"bins must be an int >= 1, got {bins!r}")
+    name = scheme or device.default_scheme
+    info = get_scheme(name)
+    gen = torch.Generator().manual_seed(seed)
+    dtype = torch.float64
+    params = device.sample((n_cells,), generator=gen, dtype=dtype)
+    g0 = device.g_min_us + device.span_us * torch.rand(n_cells, generator=gen, dtype=dtype)
+    g0 = _stuck_values(g0, device, params)
+    tol = float(options.get("tolerance_us") or device.program_tolerance_us)
+    margin = min(2 * tol + 3 * device.relaxation_sd_us, 0.25 * device.span_us)
+    lo, hi = device.g_min_us + margin, device.g_max_us - margin
+    target = lo + (hi - lo) * torch.rand(n_cells, generator=gen, dtype=dtype)
+    state = CellState(g_us=g0, gate=torch.full((n_cells,), -1, dtype=torch.int32))
+    mask = torch.ones(n_cells, dtype=torch.bool)
+    res = info.fn(state, target, mask, device, params, generator=gen, **options)
+    g_read = read(res.state.g_us, device, generator=gen)
+    free = params.free
+    err = (g_read - target)[free]
+    tgt = target[free]
+    edges = torch.linspace(lo, hi, bins + 1, dtype=dtype)
+    idx = torch.bucketize(tgt, edges[1:-1])
+    sd_by_g = []
+    for b in range(bins):
+        e = err[idx == b]
+        sd_by_g.append(float(e.std()) if e.numel() > 1 else math.nan)
+    centers = ((edges[:-1] + edges[1:]) / 2).tolist()
+    n_free = int(free.sum())
+    return Characterization(
+        device=device.name,
+        scheme=name,
+        sd_us=float(err.std()) if n_free > 1 else math.nan,
+        mean_us=float(err.mean()) if n_free else math.nan,
+        g_centers_us=tuple(centers),
+        sd_by_g_us=tuple(sd_by_g),
+        pulses_per_write=float(res.pulses[free].double().mean()) if n_free else math.nan,
+        reads_per_write=float(res.reads[free].double().mean()) if n_free else math.nan,
+        fail_rate=float(res.failed[free].double().mean()) if n_free else math.nan,
+        stuck_fraction=1.0 - n_free / n_cells,
+    )

@@ -1,0 +1,512 @@
+"""Programming schemes: turn target conductances into pulses on a device, whole tensors at once.
+
+Every scheme has one signature::
+
+    fn(state, target_us, mask, device, params, *, generator, **options) -> ProgramResult
+
+``state`` holds the present conductances and gate positions, ``target_us`` the wanted
+conductances and ``mask`` the cells to write. Cells outside the mask come back bit-exact,
+with 0 pulses and 0 reads. Targets outside the window are clamped to it (a cell cannot be
+programmed beyond its window, so that is the physical outcome); NaN or Inf targets raise
+``ValueError``. Iterative schemes loop over pulse *rounds* (every cell of a round in
+parallel) and stop when all cells are done or the budget is spent.
+
+>>> import torch
+>>> from eapu.devices import get_device
+>>> dev = get_device("taox_1t1r")
+>>> gen = torch.Generator().manual_seed(0)
+>>> params = dev.sample((8,), generator=gen)
+>>> state = CellState.initial(dev, params)
+>>> res = get_scheme("write_verify")(state, torch.full((8,), 50.0), torch.ones(8, dtype=torch.bool),
+...                                   dev, params, generator=gen)
+>>> bool((res.pulses > 0).all())
+True
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from eapu.devices import (
+    CellParams,
+    Device,
+    gate_curve,
+    gate_set,
+    initial_conductance,
+    pulse,
+    read,
+    relax,
+)
+
+__all__ = [
+    "CellState",
+    "ProgramResult",
+    "SchemeInfo",
+    "gaussian",
+    "get_scheme",
+    "list_schemes",
+    "memorial",
+    "register_scheme",
+    "sign",
+    "two_pulse",
+    "write_verify",
+]
+
+
+@dataclass
+class CellState:
+    """What a controller knows of a tensor of cells."""
+
+    g_us: Tensor
+    """Present conductance of each cell (µS)."""
+    gate: Tensor
+    """int32 gate level of each cell's last gate-controlled SET; -1 if unknown."""
+
+    def __post_init__(self) -> None:
+        if self.g_us.shape != self.gate.shape:
+            raise ValueError(
+                f"gate has shape {tuple(self.gate.shape)}, g_us has {tuple(self.g_us.shape)}"
+            )
+
+    @classmethod
+    def initial(
+        cls, device: Device, params: CellParams, *, dtype: torch.dtype = torch.float32
+    ) -> CellState:
+        """A fresh array: `initial_conductance` and unknown gate positions."""
+        g = initial_conductance(params.shape, device, params, dtype=dtype)
+        return cls(g_us=g, gate=torch.full(g.shape, -1, dtype=torch.int32, device=g.device))
+
+    def clone(self) -> CellState:
+        """A deep copy."""
+        return CellState(g_us=self.g_us.clone(), gate=self.gate.clone())
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """The state as a dict of tensors (copies), for checkpoints."""
+        return {"g_us": self.g_us.clone(), "gate": self.gate.clone()}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Tensor]) -> CellState:
+        """Rebuild from `state_dict` output."""
+        return cls(g_us=state["g_us"].clone(), gate=state["gate"].clone())
+
+
+@dataclass
+class ProgramResult:
+    """Outcome of programming a tensor of cells."""
+
+    state: CellState
+    """Cells after programming and relaxation."""
+    pulses: Tensor
+    """int32 programming pulses per cell (a RESET + SET pair counts 2)."""
+    reads: Tensor
+    """int32 verify reads per cell."""
+    failed: Tensor
+    """bool per cell: a verified scheme ended outside tolerance (judged on the programmed
+    value before relaxation, without read noise); always False for unverified schemes."""
+    g_programmed_us: Tensor
+    """Conductance right after programming, before relaxation (µS)."""
+
+
+# --------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------
+
+
+def _prepare(
+    state: CellState, target_us: Tensor, mask: Tensor, device: Device, params: CellParams
+) -> Tensor:
+    """Validate the common arguments; return the target clamped to the window."""
+    shape = state.g_us.shape
+    for name, t in (("target_us", target_us), ("mask", mask)):
+        if t.shape != shape:
+            raise ValueError(f"{name} has shape {tuple(t.shape)}, state has {tuple(shape)}")
+    if params.shape != shape:
+        raise ValueError(f"params has shape {tuple(params.shape)}, state has {tuple(shape)}")
+    if mask.dtype != torch.bool:
+        raise ValueError(f"mask must be a bool tensor, got dtype {mask.dtype}")
+    bad = ~torch.isfinite(target_us) & mask
+    if bool(bad.any()):
+        raise ValueError(
+            f"target_us must be finite where mask is set; got {int(bad.sum())} NaN/Inf values"
+        )
+    t = torch.where(mask, target_us.to(state.g_us.dtype), state.g_us)
+    return t.clamp(device.g_min_us, device.g_max_us)
+
+
+def _tolerance(tolerance_us: float | None, device: Device) -> float:
+    tol = device.program_tolerance_us if tolerance_us is None else tolerance_us
+    if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol > 0):
+        raise ValueError(f"tolerance_us must be a finite number > 0, got {tolerance_us!r}")
+    return float(tol)
+
+
+def _budget(max_pulses: int) -> int:
+    if not isinstance(max_pulses, int) or isinstance(max_pulses, bool) or max_pulses < 0:
+        raise ValueError(f"max_pulses must be an int >= 0, got {max_pulses!r}")
+    return max_pulses
+
+
+def _zeros_i32(like: Tensor) -> Tensor:
+    return torch.zeros(like.shape, dtype=torch.int32, device=like.device)
+
+
+def _finish(
+    g_prog: Tensor,
+    gate: Tensor,
+    pulses: Tensor,
+    reads: Tensor,
+    failed: Tensor,
+    device: Device,
+    params: CellParams,
+    generator: torch.Generator,
+) -> ProgramResult:
+    """Relax the cells that got at least one pulse and pack the result."""
+    g = relax(g_prog, device, params, generator=generator, mask=pulses > 0)
+    return ProgramResult(
+        state=CellState(g_us=g, gate=gate),
+        pulses=pulses,
+        reads=reads,
+        failed=failed,
+        g_programmed_us=g_prog,
+    )
+
+
+def _nominal_linear(device: Device, like: Tensor) -> tuple[float, float]:
+    """G at level 0 and the slope per level of the nominal curve taken as linear."""
+    ends = gate_curve(
+        torch.tensor([0, device.gate_levels - 1], device=like.device), device
+    ).tolist()
+    return ends[0], (ends[1] - ends[0]) / (device.gate_levels - 1)
+
+
+def _local_slope(level: Tensor, device: Device, dtype: torch.dtype) -> Tensor:
+    """Nominal dG/dlevel around each level, floored at a quarter of the mean slope."""
+    top = device.gate_levels - 1
+    lo = (level - 1).clamp(0, top)
+    hi = (level + 1).clamp(0, top)
+    g_lo = gate_curve(lo, device).to(dtype)
+    g_hi = gate_curve(hi, device).to(dtype)
+    mean_slope = (
+        float(gate_curve(torch.tensor([top]), device) - gate_curve(torch.tensor([0]), device)) / top
+    )
+    slope = (g_hi - g_lo) / (hi - lo).clamp(min=1).to(dtype)
+    return slope.clamp(min=0.25 * max(mean_slope, 1e-12))
+
+
+# --------------------------------------------------------------------------------------
+# schemes
+# --------------------------------------------------------------------------------------
+
+
+def gaussian(
+    state: CellState,
+    target_us: Tensor,
+    mask: Tensor,
+    device: Device,
+    params: CellParams,
+    *,
+    generator: torch.Generator,
+) -> ProgramResult:
+    """Abstract εcell write: a written cell lands at target + N(0, relaxation_sd_us).
+
+    One pulse per written cell whose target differs from its conductance (a zero change is
+    not written); no verify, never fails. Stuck cells take the pulse and do not move. The
+    gate position of a written cell becomes unknown (-1).
+    """
+    target = _prepare(state, target_us, mask, device, params)
+    written = mask & (target != state.g_us)
+    g_prog = torch.where(written & params.free, target, state.g_us)
+    pulses = written.to(torch.int32)
+    gate = torch.where(written, torch.full_like(state.gate, -1), state.gate)
+    failed = torch.zeros_like(mask)
+    return _finish(g_prog, gate, pulses, _zeros_i32(mask), failed, device, params, generator)
+
+
+def sign(
+    state: CellState,
+    target_us: Tensor,
+    mask: Tensor,
+    device: Device,
+    params: CellParams,
+    *,
+    generator: torch.Generator,
+) -> ProgramResult:
+    """Sign-based update: one identical pulse of polarity sign(target - g) per written cell.
+
+    A zero change gets no pulse; no verify, never fails; the gate position of a pulsed cell
+    becomes unknown (-1).
+    """
+    target = _prepare(state, target_us, mask, device, params)
+    pol = torch.where(mask, torch.sign(target - state.g_us), torch.zeros_like(target))
+    g_prog = pulse(state.g_us, pol, device, params, generator=generator)
+    pulses = (pol != 0).to(torch.int32)
+    gate = torch.where(pulses > 0, torch.full_like(state.gate, -1), state.gate)
+    failed = torch.zeros_like(mask)
+    return _finish(g_prog, gate, pulses, _zeros_i32(mask), failed, device, params, generator)
+
+
+def two_pulse(
+    state: CellState,
+    target_us: Tensor,
+    mask: Tensor,
+    device: Device,
+    params: CellParams,
+    *,
+    generator: torch.Generator,
+) -> ProgramResult:
+    """Two-pulse scheme (Li et al., Nat. Commun. 9, 2385 (2018)): RESET + one gated SET.
+
+    The new gate level is ``level + round((target - g) / slope)`` with the slope of the
+    nominal curve taken as linear between its end levels (no device-to-device spread, no
+    nonlinearity); a cell of unknown level (-1) starts from the level that linear map gives
+    for its conductance. 2 pulses per written cell (a zero change is not written), no verify.
+    """
+    target = _prepare(state, target_us, mask, device, params)
+    written = mask & (target != state.g_us)
+    g0, slope = _nominal_linear(device, target)
+    top = device.gate_levels - 1
+    guess = torch.round((state.g_us - g0) / slope).clamp(0, top).to(torch.int64)
+    present = torch.where(state.gate >= 0, state.gate.to(torch.int64), guess)
+    new = (present + torch.round((target - state.g_us) / slope).to(torch.int64)).clamp(0, top)
+    landed = gate_set(new, device, params, generator=generator, dtype=state.g_us.dtype)
+    g_prog = torch.where(written & params.free, landed, state.g_us)
+    pulses = 2 * written.to(torch.int32)
+    gate = torch.where(written, new.to(state.gate.dtype), state.gate)
+    failed = torch.zeros_like(mask)
+    return _finish(g_prog, gate, pulses, _zeros_i32(mask), failed, device, params, generator)
+
+
+def write_verify(
+    state: CellState,
+    target_us: Tensor,
+    mask: Tensor,
+    device: Device,
+    params: CellParams,
+    *,
+    generator: torch.Generator,
+    tolerance_us: float | None = None,
+    max_pulses: int = 100,
+) -> ProgramResult:
+    """Write-verify with identical pulses: read; SET if below target - tol, RESET if above
+    target + tol; repeat until within tolerance or ``max_pulses`` pulses, then relax.
+
+    Every round reads the cells still active (the first read also checks the cells that need
+    no pulse). ``failed`` marks written cells whose programmed conductance (before relaxation,
+    without read noise) is outside the tolerance at the end; read noise can make a cell stop
+    early and fail, and stuck cells spend the budget and fail. The gate position of a pulsed
+    cell becomes unknown (-1).
+
+    Args:
+        tolerance_us: verify tolerance (µS); default ``device.program_tolerance_us``.
+        max_pulses: pulse budget per cell (>= 0).
+    """
+    target = _prepare(state, target_us, mask, device, params)
+    tol = _tolerance(tolerance_us, device)
+    budget = _budget(max_pulses)
+    g = state.g_us
+    pulses, reads = _zeros_i32(mask), _zeros_i32(mask)
+    active = mask.clone()
+    for rnd in range(budget + 1):
+        r = read(g, device, generator=generator)
+        reads += active.to(torch.int32)
+        low = active & (r < target - tol)
+        high = active & (r > target + tol)
+        active = low | high
+        if rnd == budget or not bool(active.any()):
+            break
+        pol = low.to(g.dtype) - high.to(g.dtype)
+        g = pulse(g, pol, device, params, generator=generator)
+        pulses += active.to(torch.int32)
+    failed = mask & ((g - target).abs() > tol)
+    gate = torch.where(pulses > 0, torch.full_like(state.gate, -1), state.gate)
+    return _finish(g, gate, pulses, reads, failed, device, params, generator)
+
+
+def memorial(
+    state: CellState,
+    target_us: Tensor,
+    mask: Tensor,
+    device: Device,
+    params: CellParams,
+    *,
+    generator: torch.Generator,
+    tolerance_us: float | None = None,
+    max_pulses: int = 100,
+    step: str = "one",
+) -> ProgramResult:
+    """Memorial programming (MP) of Liu et al. (2025): binary search once, then step-to-step.
+
+    A verify read first: a cell already within tolerance takes no pulse. A cell of unknown
+    gate position (-1) gets a binary search over the gate levels: each probe is a RESET + SET
+    at the middle level (2 pulses) and a read; it needs only G monotone in the gate voltage.
+    The search ends early within tolerance, otherwise at the probe closest to the target.
+    Then (and directly for cells of known position) step-to-step: start from the last level
+    moved by the error over the local nominal slope, RESET + SET, read; within tolerance
+    stops, else move the level towards the target and repeat until ``max_pulses``. The
+    returned state carries the new gate positions. Failure is judged as in `write_verify`.
+
+    Args:
+        tolerance_us: verify tolerance (µS); default ``device.program_tolerance_us``.
+        max_pulses: pulse budget per cell (>= 0), binary search included.
+        step: ``"one"`` moves one level per retry, ``"slope"`` by the error over the local
+            nominal slope (at least one level).
+    """
+    if step not in ("one", "slope"):
+        raise ValueError(f"step must be 'one' or 'slope', got {step!r}")
+    target = _prepare(state, target_us, mask, device, params)
+    tol = _tolerance(tolerance_us, device)
+    budget = _budget(max_pulses)
+    dtype = state.g_us.dtype
+    top = device.gate_levels - 1
+    i32 = torch.int32
+
+    g = state.g_us
+    gate = state.gate.to(torch.int64)
+    pulses, reads = _zeros_i32(mask), _zeros_i32(mask)
+    free = params.free
+
+    def probe(levels: Tensor, sel: Tensor) -> Tensor:
+        """RESET + SET the selected cells at ``levels``; returns their read values."""
+        nonlocal g, pulses, reads
+        landed = gate_set(levels.clamp(0, top), device, params, generator=generator, dtype=dtype)
+        g = torch.where(sel & free, landed, g)
+        pulses = pulses + 2 * sel.to(i32)
+        reads = reads + sel.to(i32)
+        return read(g, device, generator=generator)
+
+    r = read(g, device, generator=generator)
+    reads += mask.to(i32)
+    todo = mask & ((r - target).abs() > tol)
+    if budget < 2:
+        todo = torch.zeros_like(todo)
+    last_read = r  # read value that belongs to the level in `gate`
+
+    # Binary search for the cells of unknown position.
+    search = todo & (gate < 0)
+    if bool(search.any()):
+        lo = torch.zeros_like(gate)
+        hi = torch.full_like(gate, top)
+        best_level = torch.zeros_like(gate)
+        best_err = torch.full_like(g, math.inf)
+        best_read = g.clone()
+        active = search.clone()
+        while bool(active.any()):
+            mid = (lo + hi) // 2
+            r = probe(mid, active)
+            err = r - target
+            better = active & (err.abs() < best_err)
+            best_level = torch.where(better, mid, best_level)
+            best_err = torch.where(better, err.abs(), best_err)
+            best_read = torch.where(better, r, best_read)
+            ok = active & (err.abs() <= tol)
+            todo = todo & ~ok
+            gate = torch.where(active, mid, gate)
+            last_read = torch.where(active, r, last_read)
+            lo = torch.where(active & (err < 0), mid + 1, lo)
+            hi = torch.where(active & (err >= 0), mid - 1, hi)
+            active = active & ~ok & (lo <= hi) & (pulses + 2 <= budget)
+        # Continue from the best probe (the controller remembers it).
+        moved = search & todo
+        gate = torch.where(moved, best_level, gate)
+        last_read = torch.where(moved, best_read, last_read)
+
+    # Step-to-step from the remembered level.
+    active = todo & (pulses + 2 <= budget)
+    if bool(active.any()):
+        slope = _local_slope(gate.clamp(0, top), device, dtype)
+        level = gate + torch.round((target - last_read) / slope).to(torch.int64)
+        level = torch.where(active, level.clamp(0, top), gate)
+        while bool(active.any()):
+            r = probe(level, active)
+            gate = torch.where(active, level, gate)
+            err = target - r
+            active = active & (err.abs() > tol) & (pulses + 2 <= budget)
+            if step == "one":
+                move = torch.sign(err).to(torch.int64)
+            else:
+                slope = _local_slope(level.clamp(0, top), device, dtype)
+                n = torch.trunc(err.abs() / slope).clamp(min=1)
+                move = (torch.sign(err) * n).to(torch.int64)
+            level = torch.where(active, (level + move).clamp(0, top), level)
+
+    failed = mask & ((g - target).abs() > tol)
+    gate_out = torch.where(pulses > 0, gate.to(state.gate.dtype), state.gate)
+    return _finish(g, gate_out, pulses, reads, failed, device, params, generator)
+
+
+# --------------------------------------------------------------------------------------
+# registry
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SchemeInfo:
+    """A registered programming scheme; calling it calls ``fn``."""
+
+    name: str
+    fn: Callable[..., ProgramResult]
+    description: str
+    verified: bool
+    """True if the scheme reads back and reports failures."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> ProgramResult:
+        return self.fn(*args, **kwargs)
+
+
+_SCHEMES: dict[str, SchemeInfo] = {}
+
+
+def register_scheme(
+    fn: Callable[..., ProgramResult] | None = None,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    verified: bool = False,
+) -> Any:
+    """Register a scheme, as ``@register_scheme`` or ``@register_scheme(verified=True)``.
+
+    The name defaults to the function's, the description to its docstring's first line.
+    """
+
+    def deco(f: Callable[..., ProgramResult]) -> Callable[..., ProgramResult]:
+        key = name or f.__name__
+        if key in _SCHEMES:
+            raise ValueError(f"scheme {key!r} is already registered")
+        lines = (f.__doc__ or "").strip().splitlines()
+        _SCHEMES[key] = SchemeInfo(key, f, description or (lines[0] if lines else ""), verified)
+        return f
+
+    return deco(fn) if fn is not None else deco
+
+
+register_scheme(gaussian, description="abstract εcell write: target + N(0, relaxation SD)")
+register_scheme(sign, description="sign-based update: one identical pulse of sign(ΔG)")
+register_scheme(two_pulse, description="two-pulse: RESET + gated SET, linear response assumed")
+register_scheme(
+    write_verify, verified=True, description="write-verify with identical pulses to tolerance"
+)
+register_scheme(
+    memorial, verified=True, description="memorial programming: binary search, then step-to-step"
+)
+
+
+def get_scheme(name: str) -> SchemeInfo:
+    """The registered scheme ``name`` (callable like the scheme function)."""
+    try:
+        return _SCHEMES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown scheme {name!r}; available: {', '.join(sorted(_SCHEMES))}"
+        ) from None
+
+
+def list_schemes(pattern: str = "*") -> list[str]:
+    """Sorted names of the registered schemes matching the fnmatch ``pattern``."""
+    return sorted(n for n in _SCHEMES if fnmatch.fnmatch(n, pattern))

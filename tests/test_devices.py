@@ -1,0 +1,275 @@
+"""Tests of eapu.devices: validation, registry, pure physics, characterisation."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from eapu.devices import (
+    STUCK_FREE,
+    STUCK_OFF,
+    STUCK_ON,
+    CellParams,
+    Device,
+    characterize,
+    gate_curve,
+    gate_set,
+    gaussian,
+    get_device,
+    get_device_info,
+    initial_conductance,
+    list_devices,
+    pulse,
+    read,
+    register_device,
+    relax,
+)
+
+ALL_DEVICES = list_devices()
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _faulty(name: str) -> Device:
+    return dataclasses.replace(get_device(name), stuck_off_fraction=0.1, stuck_on_fraction=0.05)
+
+
+# --- validation -----------------------------------------------------------------------
+
+BAD_FIELDS = [
+    ("g_max_us", 0.0, "g_max_us must be > g_min_us"),
+    ("g_min_us", -1.0, "g_min_us must be >= 0"),
+    ("g_max_us", math.nan, "g_max_us must be a finite number"),
+    ("step_up_us", 0.0, "step_up_us must be > 0"),
+    ("nonlinearity_down", 1.5, "nonlinearity_down must be in [0.0, 1.0]"),
+    ("c2c_sd", -0.1, "c2c_sd must be in"),
+    ("gate_levels", 1, "gate_levels must be an int"),
+    ("gate_levels", 3.0, "gate_levels must be an int"),
+    ("v_gate_max_v", 0.5, "v_gate_max_v must be > v_gate_min_v"),
+    ("gate_gamma", -1.0, "gate_gamma must be > 0"),
+    ("g_reset_us", 500.0, "g_reset_us must be in"),
+    ("program_tolerance_us", 0.0, "program_tolerance_us must be > 0"),
+    ("relaxation_sd_us", -2.0, "relaxation_sd_us must be >= 0"),
+    ("read_noise_sd_us", math.inf, "read_noise_sd_us must be a finite number"),
+    ("stuck_off_fraction", 1.2, "stuck_off_fraction must be in"),
+    ("drift_nu", -0.05, "drift_nu must be >= 0"),
+    ("name", "", "name must be a non-empty string"),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "message"), BAD_FIELDS)
+def test_bad_device_parameters_raise_with_value(field: str, value: object, message: str) -> None:
+    base = get_device("taox_1t1r")
+    with pytest.raises(ValueError) as info:
+        dataclasses.replace(base, **{field: value})
+    assert message in str(info.value)
+    assert repr(value) in str(info.value) or str(value) in str(info.value)
+
+
+def test_stuck_fractions_may_not_exceed_one() -> None:
+    with pytest.raises(ValueError, match="stuck_off_fraction \\+ stuck_on_fraction"):
+        get_device("ideal", stuck_off_fraction=0.7, stuck_on_fraction=0.5)
+
+
+def test_device_is_frozen_and_replace_makes_variants() -> None:
+    dev = get_device("taox_1t1r")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        dev.g_max_us = 1.0  # type: ignore[misc]
+    var = dataclasses.replace(dev, relaxation_sd_us=3.0)
+    assert var.relaxation_sd_us == 3.0 and dev.relaxation_sd_us == 2.0
+
+
+# --- registry -------------------------------------------------------------------------
+
+
+def test_registry_lists_presets_and_rejects_unknown() -> None:
+    assert {"taox_1t1r", "ideal", "gaussian", "neurram", "pcm"} <= set(ALL_DEVICES)
+    assert list_devices("*1t1r") == ["taox_1t1r"]
+    with pytest.raises(ValueError, match=r"unknown device 'nope'; available: .*taox_1t1r"):
+        get_device("nope")
+    info = get_device_info("taox_1t1r")
+    assert info.source and info.description
+
+
+def test_factory_kwargs_and_duplicate_registration() -> None:
+    assert get_device("gaussian", sd_us=3.5).relaxation_sd_us == 3.5
+    assert get_device("taox_1t1r", relaxation_sd_us=1.0).relaxation_sd_us == 1.0
+    with pytest.raises(ValueError, match="already registered"):
+        register_device(name="ideal")(lambda: get_device("ideal"))
+
+
+@pytest.mark.parametrize("name", ALL_DEVICES)
+def test_presets_are_valid_and_named(name: str) -> None:
+    dev = get_device(name)
+    assert dev.name == name
+    assert dev.g_min_us <= dev.g_reset_us < dev.g_max_us
+
+
+# --- cell parameters ------------------------------------------------------------------
+
+
+def test_sample_is_reproducible_and_saveable() -> None:
+    dev = _faulty("taox_1t1r")
+    a = dev.sample((64, 8), generator=_gen(3))
+    b = dev.sample((64, 8), generator=_gen(3))
+    c = dev.sample((64, 8), generator=_gen(4))
+    for f in CellParams._FIELDS:
+        assert torch.equal(getattr(a, f), getattr(b, f))
+    assert not torch.equal(a.gate_v_th_v, c.gate_v_th_v)
+    back = CellParams.from_state_dict(a.state_dict())
+    for f in CellParams._FIELDS:
+        assert torch.equal(getattr(a, f), getattr(back, f))
+    assert a.stuck.dtype == torch.int8
+    with pytest.raises(ValueError, match="missing CellParams fields"):
+        CellParams.from_state_dict({"stuck": a.stuck})
+
+
+def test_stuck_fractions_are_drawn_at_the_rate() -> None:
+    dev = get_device("taox_1t1r", stuck_off_fraction=0.1, stuck_on_fraction=0.02)
+    p = dev.sample((100_000,), generator=_gen())
+    assert abs(float((p.stuck == STUCK_OFF).float().mean()) - 0.1) < 0.005
+    assert abs(float((p.stuck == STUCK_ON).float().mean()) - 0.02) < 0.003
+    g = initial_conductance(p.shape, dev, p)
+    assert torch.all(g[p.stuck == STUCK_OFF] == dev.g_min_us)
+    assert torch.all(g[p.stuck == STUCK_ON] == dev.g_max_us)
+    assert torch.all(g[p.stuck == STUCK_FREE] == dev.g_reset_us)
+
+
+# --- pure physics ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ALL_DEVICES)
+def test_pulse_invariants(name: str) -> None:
+    dev = _faulty(name)
+    gen = _gen(1)
+    p = dev.sample((32, 32), generator=gen)
+    g = dev.g_min_us + dev.span_us * torch.rand(p.shape, generator=gen)
+    g = torch.where(p.free, g, initial_conductance(p.shape, dev, p))
+    g_copy = g.clone()
+    pol = torch.randint(-1, 2, p.shape, generator=gen)
+    out = pulse(g, pol, dev, p, generator=gen)
+    assert torch.equal(g, g_copy), "pulse mutated its input"
+    assert torch.all((out >= dev.g_min_us) & (out <= dev.g_max_us))
+    assert torch.equal(out[pol == 0], g[pol == 0])
+    assert torch.equal(out[~p.free], g[~p.free])
+    free = p.free
+    assert torch.all(out[(pol > 0) & free] >= g[(pol > 0) & free])
+    assert torch.all(out[(pol < 0) & free] <= g[(pol < 0) & free])
+
+
+def test_soft_bound_shrinks_set_step_near_the_top() -> None:
+    dev = get_device("taox_1t1r", c2c_sd=0.0, dtod_sd=0.0)
+    p = dev.sample((2,), generator=_gen())
+    g = torch.tensor([20.0, 150.0])
+    out = pulse(g, torch.ones(2), dev, p, generator=_gen())
+    step = out - g
+    assert step[0] > step[1] > 0
+    linear = get_device("taox_1t1r", c2c_sd=0.0, dtod_sd=0.0, nonlinearity_up=0.0)
+    step_lin = pulse(g, torch.ones(2), linear, p, generator=_gen()) - g
+    assert torch.allclose(step_lin, torch.full((2,), linear.step_up_us))
+
+
+@pytest.mark.parametrize("name", ALL_DEVICES)
+def test_gate_curve_is_monotone_per_cell_and_gate_set_stays_in_window(name: str) -> None:
+    dev = _faulty(name)
+    gen = _gen(2)
+    n_levels = min(dev.gate_levels, 256)
+    level = torch.linspace(0, dev.gate_levels - 1, n_levels).round().long()[:, None].expand(-1, 50)
+    row = dev.sample((50,), generator=gen)  # the same 50 cells at every level (broadcast)
+    curve = gate_curve(level, dev, row)
+    assert torch.all(curve[1:] >= curve[:-1])
+    assert torch.all(gate_curve(level[:, 0], dev)[1:] >= gate_curve(level[:, 0], dev)[:-1])
+    p = dev.sample((n_levels, 50), generator=gen)
+    landed = gate_set(level, dev, p, generator=gen)
+    assert torch.all((landed >= dev.g_min_us) & (landed <= dev.g_max_us))
+    assert torch.all(landed[p.stuck == STUCK_OFF] == dev.g_min_us)
+    assert torch.all(landed[p.stuck == STUCK_ON] == dev.g_max_us)
+
+
+def test_gate_set_rejects_out_of_range_levels() -> None:
+    dev = get_device("taox_1t1r")
+    p = dev.sample((3,), generator=_gen())
+    with pytest.raises(ValueError, match=r"level must be in \[0, 127\].*\[0, 128\]"):
+        gate_set(torch.tensor([0, 5, 128]), dev, p, generator=_gen())
+    with pytest.raises(ValueError, match="integer tensor"):
+        gate_set(torch.tensor([0.0, 1.0, 2.0]), dev, p, generator=_gen())
+
+
+def test_gate_c2c_noise_has_its_sd() -> None:
+    dev = get_device("taox_1t1r", gate_dtod_sd_v=0.0, gate_gain_dtod_sd=0.0)
+    p = dev.sample((20_000,), generator=_gen())
+    level = torch.full((20_000,), 90)
+    landed = gate_set(level, dev, p, generator=_gen(5))
+    assert abs(float(landed.std()) - dev.gate_c2c_sd_us) < 0.05 * dev.gate_c2c_sd_us
+
+
+def test_relax_and_read() -> None:
+    dev = _faulty("taox_1t1r")
+    p = dev.sample((50_000,), generator=_gen())
+    g = torch.where(p.free, torch.full(p.shape, 80.0), initial_conductance(p.shape, dev, p))
+    mask = torch.arange(50_000) % 2 == 0
+    out = relax(g, dev, p, generator=_gen(1), mask=mask)
+    assert torch.equal(out[~mask], g[~mask])
+    assert torch.equal(out[~p.free], g[~p.free])
+    moved = (out - g)[mask & p.free]
+    assert abs(float(moved.std()) - dev.relaxation_sd_us) < 0.05 * dev.relaxation_sd_us
+    r = read(g, dev, generator=_gen(2))
+    assert abs(float((r - g).std()) - dev.read_noise_sd_us) < 0.05 * dev.read_noise_sd_us
+    assert torch.equal(g, torch.where(p.free, 80.0, g))  # untouched
+
+
+def test_relax_same_key_reference() -> None:
+    dev = gaussian(2.0)
+    p = dev.sample((1000,), generator=_gen())
+    g = torch.full((1000,), 500.0)
+    out = relax(g, dev, p, generator=_gen(9))
+    expected = g + 2.0 * torch.randn(1000, generator=_gen(9))
+    assert torch.equal(out, expected)
+
+
+# --- characterisation -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sd", [1.0, 3.0])
+def test_characterize_gaussian_returns_its_sd(sd: float) -> None:
+    c = characterize(gaussian(sd))
+    assert abs(c.sd_us - sd) < 0.05 * sd
+    assert abs(c.mean_us) < 0.1 * sd
+    assert c.pulses_per_write == 1.0 and c.fail_rate == 0.0
+    assert len(c.g_centers_us) == len(c.sd_by_g_us) == 8
+
+
+def test_characterize_taox_write_verify_lands_in_paper_range() -> None:
+    c = characterize(get_device("taox_1t1r"), "write_verify")
+    assert 2.0 <= c.sd_us <= 3.0
+    assert 10 <= c.pulses_per_write <= 100  # tens of pulses per write
+    assert c.fail_rate < 0.1
+
+
+def test_characterize_excludes_stuck_cells_and_validates() -> None:
+    dev = get_device("gaussian", sd_us=2.0, stuck_off_fraction=0.1)
+    c = characterize(dev, n_cells=8192)
+    assert abs(c.stuck_fraction - 0.1) < 0.02
+    assert abs(c.sd_us - 2.0) < 0.1
+    with pytest.raises(ValueError, match="n_cells must be an int >= 2, got 1"):
+        characterize(dev, n_cells=1)
+    with pytest.raises(ValueError, match="unknown scheme 'bogus'"):
+        characterize(dev, "bogus")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_physics_on_cuda() -> None:
+    dev = _faulty("taox_1t1r")
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    p = dev.sample((64,), generator=gen)
+    assert p.stuck.device.type == "cuda"
+    g = initial_conductance(p.shape, dev, p)
+    out = pulse(g, torch.ones(64, device="cuda"), dev, p, generator=gen)
+    out = relax(out, dev, p, generator=gen)
+    landed = gate_set(torch.full((64,), 60, device="cuda"), dev, p, generator=gen)
+    assert out.device.type == landed.device.type == "cuda"
