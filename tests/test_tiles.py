@@ -46,6 +46,19 @@ def test_paper_autoencoder_takes_162_cells() -> None:
     assert text.count("R") == 27
 
 
+def test_paper_srnet2_takes_396_cells() -> None:
+    from eapu.models import get_model
+
+    xb = convert(get_model("srnet2"), device="taox_1t1r", scheme="memorial")
+    assert (xb.placement.weight_cells, xb.placement.reference_cells, xb.cells) == (369, 27, 396)
+
+
+def test_placement_keeps_kernel_windows_whole() -> None:
+    pl = Placement(32, 32, "reference_column")
+    blocks = pl.add("conv", 45, 4, row_unit=9)  # 5 input channels of 3x3: 27 + 18 rows
+    assert [b.rows for b in blocks] == [27, 18]
+
+
 def test_placement_splits_large_matrices_and_fills_arrays() -> None:
     pl = Placement(32, 32, "reference_column")
     blocks = pl.add("big", 70, 40)  # 3 row blocks x 2 column blocks (31 + 9)

@@ -88,16 +88,23 @@ class Placement:
         """Every cell the network occupies: weight cells plus reference cells."""
         return self.weight_cells + self.reference_cells
 
-    def add(self, layer: str, rows: int, cols: int) -> list[Block]:
+    def add(self, layer: str, rows: int, cols: int, row_unit: int = 1) -> list[Block]:
         """Split a ``rows × cols`` matrix into blocks and place each in the first array with
-        room (first fit, blocks side by side from row 0)."""
+        room (first fit, blocks side by side from row 0).
+
+        Row blocks hold whole multiples of ``row_unit`` rows where one fits (a convolution's
+        kh·kw window: an input channel's kernel is not cut across arrays).
+        """
         per = 2 if self.mapping == "differential" else 1
         ref = 1 if self.mapping == "reference_column" else 0
         max_cols = (self.array_cols - ref) // per
+        max_rows = self.array_rows
+        if 1 < row_unit <= self.array_rows:
+            max_rows = self.array_rows // row_unit * row_unit
         out = []
-        for r0 in range(0, rows, self.array_rows):
+        for r0 in range(0, rows, max_rows):
             for c0 in range(0, cols, max_cols):
-                nr, nc = min(self.array_rows, rows - r0), min(max_cols, cols - c0)
+                nr, nc = min(max_rows, rows - r0), min(max_cols, cols - c0)
                 for a in range(self.arrays + 1):
                     if a == self.arrays:
                         self.used_cols.append(0)
@@ -228,7 +235,10 @@ class Crossbar(nn.Module):
     def sd_us(self) -> float:
         """SD(εcell) of the device under the update scheme (µS): the default threshold / Rwg."""
         if self._sd_us is None:
-            self._sd_us = characterized_sd(self.device_model, self.scheme, **self.scheme_options)
+            # The device's εcell as a verified write leaves it (the paper's practice), also for
+            # unverified update schemes, whose error is not a tolerance.
+            self._sd_us = characterized_sd(self.device_model, self.load_scheme,
+                                           **self.scheme_options)
         return self._sd_us
 
     @property
@@ -244,7 +254,8 @@ class Crossbar(nn.Module):
     def add_tile(self, name: str, weight: Tensor, *, transposed: bool = False) -> Tile:
         """Place ``weight`` on the arrays, program the new reference cells, load the weight."""
         rows, cols = matrix_shape(tuple(weight.shape), transposed)
-        blocks = self.placement.add(name, rows, cols)
+        unit = 1 if transposed else math.prod(weight.shape[2:])
+        blocks = self.placement.add(name, rows, cols, row_unit=unit)
         if self.mapping == "reference_column":
             need = self.placement.reference_cells - self.ref_g_us.numel()
             if need > 0:

@@ -1,0 +1,218 @@
+"""The ``eapu`` command: run, compare and report the paper's experiments, list what exists.
+
+    eapu compare denoise --out runs/denoise           # all device-level methods, taox_1t1r
+    eapu run sr2 --method eapu+mp --seed 1 --out runs/sr2-mp
+    eapu characterize taox_1t1r --scheme memorial
+    eapu list devices
+
+Options come from flags or from a TOML file (``--config run.toml``) whose keys are the flag
+names with underscores (``batch_size = 64``); flags given on the command line win.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="In-situ training on memristor crossbars with EaPU.")
+console = Console()
+
+DEVICE_METHODS = ["software", "ex-situ", "eapu+mp", "eapu+fp", "wu", "tp", "su"]
+
+Opt = Annotated
+
+
+def _options(config: Path | None, **flags: Any) -> dict[str, Any]:
+    """Merge a TOML file with the flags actually given (not None)."""
+    opts: dict[str, Any] = {}
+    if config is not None:
+        with open(config, "rb") as f:
+            opts.update(tomllib.load(f))
+    opts.update({k: v for k, v in flags.items() if v is not None})
+    return opts
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description:<10}"), BarColumn(),
+                    TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[info]}"),
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                    console=console, transient=False)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1e4 else f"{v:.3e}"
+    return str(v)
+
+
+COLUMNS = ["method", "ssim", "psnr", "accuracy", "rup", "nup", "ncell", "pulses", "cells",
+           "wall_s"]
+
+
+def _table(rows: list[dict[str, Any]], title: str) -> Table:
+    cols = [c for c in COLUMNS if any(c in r for r in rows)]
+    t = Table(title=title)
+    for c in cols:
+        t.add_column(c, justify="left" if c == "method" else "right")
+    for r in rows:
+        t.add_row(*[_fmt(r.get(c)) for c in cols])
+    return t
+
+
+# Shared flags: each maps to a RunConfig field of the same name.
+Steps = Opt[int | None, typer.Option(help="mini-batches (default: the task's)")]
+Batch = Opt[int | None, typer.Option(help="mini-batch size (default: the task's)")]
+Lr = Opt[float | None, typer.Option(help="learning rate of the base optimizer (Adam)")]
+Every = Opt[int | None, typer.Option(help="evaluate every N mini-batches")]
+Device = Opt[str | None, typer.Option(help="device preset (eapu list devices)")]
+Seed = Opt[int | None, typer.Option(help="seed of everything random")]
+SdUs = Opt[float | None, typer.Option(help="SD of εcell in µS (weight-level methods)")]
+Rwg = Opt[float | None, typer.Option("--rwg", help="Rwg in µS⁻¹ (default 1/80)")]
+Th = Opt[float | None, typer.Option(help="EaPU threshold in µS (default: SD of εcell)")]
+Model = Opt[str | None, typer.Option(help="network (eapu list models)")]
+Data = Opt[str | None, typer.Option(help="data set (eapu list datasets)")]
+DataDir = Opt[str | None, typer.Option(help="directory of a data set on disk")]
+Config = Opt[Path | None, typer.Option(help="TOML file of options")]
+Out = Opt[Path | None, typer.Option(help="run directory (default runs/TASK-METHOD)")]
+
+
+@app.command()
+def run(
+    task: Annotated[str, typer.Argument(help="denoise, sr2, sr4, classify")],
+    method: Annotated[str, typer.Option(help="eapu list methods")] = "eapu+mp",
+    out: Out = None, steps: Steps = None, batch_size: Batch = None, lr: Lr = None,
+    eval_every: Every = None, device: Device = None, seed: Seed = None, sd_us: SdUs = None,
+    rwg_per_us: Rwg = None, threshold_us: Th = None, model: Model = None, data: Data = None,
+    data_dir: DataDir = None, config: Config = None,
+) -> None:
+    """Train one task with one method; write (or resume) a run directory and its report."""
+    from .report import write_run_report
+    from .tasks import RunConfig
+    from .tasks import run as run_task
+
+    opts = _options(config, steps=steps, batch_size=batch_size, lr=lr, eval_every=eval_every,
+                    device=device, seed=seed, sd_us=sd_us, rwg_per_us=rwg_per_us,
+                    threshold_us=threshold_us, model=model, data=data, data_dir=data_dir)
+    opts.setdefault("method", method)
+    cfg = RunConfig(task=task, **opts)
+    out = out or Path("runs") / f"{task}-{cfg.method}"
+    with _progress() as prog:
+        bar = prog.add_task(cfg.method, total=cfg.resolved()["steps"], info="")
+        metrics = run_task(cfg, out, progress=lambda s, n, r: prog.update(
+            bar, completed=s, info=f"loss {r['loss']:.4g}"))
+    console.print(_table([{"method": cfg.method, **metrics}], f"{task} ({cfg.device})"))
+    console.print(f"report: {write_run_report(out)}")
+
+
+@app.command()
+def compare(
+    task: Annotated[str, typer.Argument(help="denoise, sr2, sr4, classify")],
+    methods: Annotated[str, typer.Option(help="comma-separated methods")] = ",".join(
+        DEVICE_METHODS),
+    out: Out = None, steps: Steps = None, batch_size: Batch = None, lr: Lr = None,
+    eval_every: Every = None, device: Device = None, seed: Seed = None, sd_us: SdUs = None,
+    rwg_per_us: Rwg = None, threshold_us: Th = None, model: Model = None, data: Data = None,
+    data_dir: DataDir = None, config: Config = None,
+) -> None:
+    """Run one task with several methods on the same device; print and report the comparison."""
+    from .report import write_compare_report
+    from .tasks import RunConfig, get_method
+    from .tasks import compare as compare_tasks
+
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    for m in names:
+        get_method(m)
+    opts = _options(config, steps=steps, batch_size=batch_size, lr=lr, eval_every=eval_every,
+                    device=device, seed=seed, sd_us=sd_us, rwg_per_us=rwg_per_us,
+                    threshold_us=threshold_us, model=model, data=data, data_dir=data_dir)
+    total = RunConfig(task=task, **opts).resolved()["steps"]
+    out = out or Path("runs") / f"{task}-compare"
+    with _progress() as prog:
+        bars = {m: prog.add_task(m, total=total, info="") for m in names}
+        rows = compare_tasks(task, names, out, progress=lambda m, s, n, r: prog.update(
+            bars[m], completed=s, info=f"loss {r['loss']:.4g}"), **opts)
+    console.print(_table(rows, f"{task} on {opts.get('device', 'taox_1t1r')}"))
+    console.print(f"report: {write_compare_report(out)}")
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="a run or comparison directory")]) -> None:
+    """Write the figures and the HTML page of a run or comparison directory."""
+    from .report import write_compare_report, write_run_report
+
+    if (run_dir / "compare.json").exists():
+        console.print(f"report: {write_compare_report(run_dir)}")
+    elif (run_dir / "metrics.json").exists():
+        console.print(f"report: {write_run_report(run_dir)}")
+    else:
+        raise typer.BadParameter(f"{run_dir} holds neither compare.json nor metrics.json")
+
+
+@app.command("list")
+def list_(
+    what: Annotated[str, typer.Argument(
+        help="devices, schemes, rules, tasks, methods, models or datasets")],
+) -> None:
+    """List what is registered."""
+    from . import data, devices, models, programming, rules, tasks
+
+    table: list[tuple[str, str]]
+    if what == "devices":
+        table = [(n, devices.get_device_info(n).description) for n in devices.list_devices()]
+    elif what == "schemes":
+        table = [(n, programming.get_scheme(n).description) for n in programming.list_schemes()]
+    elif what == "rules":
+        table = [(n, rules.get_rule(n).description) for n in rules.list_rules()]
+    elif what == "tasks":
+        table = [(n, tasks.get_task(n).description) for n in tasks.list_tasks()]
+    elif what == "methods":
+        table = [(n, tasks.get_method(n).description) for n in tasks.list_methods()]
+    elif what == "models":
+        table = [(n, models.model_info(n).description) for n in models.list_models()]
+    elif what == "datasets":
+        table = [(n, data.dataset_info(n).description) for n in data.list_datasets()]
+    else:
+        raise typer.BadParameter(
+            f"unknown list {what!r}; available: devices, schemes, rules, tasks, methods, "
+            "models, datasets")
+    t = Table(title=what)
+    t.add_column("name")
+    t.add_column("description")
+    for name, desc in table:
+        t.add_row(name, desc)
+    console.print(t)
+
+
+@app.command()
+def characterize(
+    device: Annotated[str, typer.Argument(help="device preset")],
+    scheme: Annotated[str | None, typer.Option(help="programming scheme")] = None,
+    cells: Annotated[int, typer.Option(help="cells in the sweep")] = 4096,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Measure SD(εcell) of a device under a scheme by a write/read sweep over the window."""
+    from .devices import characterize as char
+    from .devices import get_device
+
+    c = char(get_device(device), scheme, n_cells=cells, seed=seed)
+    t = Table(title=f"{c.device} / {c.scheme}: SD(εcell) = {c.sd_us:.3g} µS")
+    t.add_column("target G (µS)", justify="right")
+    t.add_column("SD εcell (µS)", justify="right")
+    for g, sd in zip(c.g_centers_us, c.sd_by_g_us):
+        t.add_row(f"{g:.1f}", f"{sd:.3g}")
+    console.print(t)
+    console.print(f"mean εcell {c.mean_us:.3g} µS, pulses per write {c.pulses_per_write:.3g}, "
+                  f"verify reads per write {c.reads_per_write:.3g}, fail rate {c.fail_rate:.3g}")
+
+
+if __name__ == "__main__":
+    app()

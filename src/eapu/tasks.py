@@ -1,0 +1,438 @@
+"""The paper's experiments: a task (data, network, loss, metric) trained by a method.
+
+>>> from eapu.tasks import RunConfig, run
+>>> metrics = run(RunConfig(task="denoise", method="eapu+mp", steps=50), "runs/example")
+
+A *task* names the data, the network, the input corruption, the loss and the metrics. A
+*method* names how the weights are written: in software, at weight level (the paper's
+simulation: abstract write noise), or at device level (tiles on a simulated crossbar with a
+programming scheme). Every run writes a run directory: ``config.json``, ``metrics.json``,
+``history.csv``, ``checkpoint.pt``, ``samples.npz``, ``placement.txt``; an interrupted run
+resumes from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from .data import add_gaussian_noise, downscale_bicubic, get_dataset
+from .models import get_model
+from .nn import convert, crossbar_of
+from .optim import InSituOptimizer
+
+__all__ = [
+    "METHODS",
+    "TASKS",
+    "MethodInfo",
+    "RunConfig",
+    "TaskInfo",
+    "compare",
+    "get_method",
+    "get_task",
+    "list_methods",
+    "list_tasks",
+    "run",
+]
+
+
+# ---------------------------------------------------------------------------- registries
+@dataclass(frozen=True)
+class TaskInfo:
+    """A registered experiment and its defaults (the paper's settings where it gives them)."""
+
+    name: str
+    kind: str  # "denoise", "sr" or "classify"
+    description: str
+    model: str
+    data: str
+    steps: int
+    batch_size: int
+    lr: float
+    eval_every: int
+    data_kw: dict[str, Any] = field(default_factory=dict)
+    model_kw: dict[str, Any] = field(default_factory=dict)
+    noise_sigma: float = 0.3
+    scale: int = 2
+
+
+TASKS: dict[str, TaskInfo] = {
+    t.name: t
+    for t in [
+        TaskInfo("denoise", "denoise", "denoising autoencoder (135 weights), Gaussian noise "
+                 "σ=0.3 on the input, MSE, batch 64, 1100 mini-batches, evaluate every 200",
+                 "denoise_ae", "digits", 1100, 64, 1e-2, 200, data_kw={"size": 16}),
+        TaskInfo("sr2", "sr", "SRNet×2 (369 weights), bicubic ×0.5 input, L1, batch 256, "
+                 "4 epochs of 100 mini-batches", "srnet2", "photos", 400, 256, 1e-2, 100,
+                 data_kw={"patch_size": 16}, scale=2),
+        TaskInfo("sr4", "sr", "SRNet×4, bicubic ×0.25 input, L1, batch 256, 400 mini-batches",
+                 "srnet4", "photos", 400, 256, 1e-2, 100, data_kw={"patch_size": 16}, scale=4),
+        TaskInfo("classify", "classify", "image classification, cross-entropy, accuracy",
+                 "small_cnn", "digits", 600, 64, 1e-2, 100),
+    ]
+}
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """How a run writes its weights."""
+
+    name: str
+    description: str
+    level: str  # "software", "weight" or "device"
+    rule: str | None = None  # "eapu" or "exact" for in-situ methods
+    scheme: str | None = None  # programming scheme at device level
+
+
+METHODS: dict[str, MethodInfo] = {
+    m.name: m
+    for m in [
+        MethodInfo("software", "float training in software, no device (the noise-free bound)",
+                   "software"),
+        MethodInfo("ex-situ", "trained in software, then programmed once by write-verify",
+                   "device", None, "write_verify"),
+        MethodInfo("eapu+mp", "EaPU over memorial programming (the paper's method)", "device",
+                   "eapu", "memorial"),
+        MethodInfo("eapu+fp", "EaPU over fast programming (two-pulse)", "device", "eapu",
+                   "two_pulse"),
+        MethodInfo("wu", "BP over write-verify: every update verified to tolerance", "device",
+                   "exact", "write_verify"),
+        MethodInfo("tp", "BP over the two-pulse scheme", "device", "exact", "two_pulse"),
+        MethodInfo("su", "BP over the sign-based scheme (one pulse per update)", "device",
+                   "exact", "sign"),
+        MethodInfo("noisy-bp", "weight level: every update written with N(0, sd_us) noise",
+                   "weight", "exact"),
+        MethodInfo("eapu", "weight level: EaPU, written updates get N(0, sd_us) noise",
+                   "weight", "eapu"),
+    ]
+}
+
+
+def _lookup(table: dict[str, Any], kind: str, name: str) -> Any:
+    try:
+        return table[name]
+    except KeyError:
+        raise ValueError(f"unknown {kind} {name!r}; available: {', '.join(table)}") from None
+
+
+def get_task(name: str) -> TaskInfo:
+    return _lookup(TASKS, "task", name)  # type: ignore[no-any-return]
+
+
+def get_method(name: str) -> MethodInfo:
+    return _lookup(METHODS, "method", name)  # type: ignore[no-any-return]
+
+
+def list_tasks() -> list[str]:
+    return list(TASKS)
+
+
+def list_methods() -> list[str]:
+    return list(METHODS)
+
+
+# ---------------------------------------------------------------------------------- config
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run depends on; ``None`` fields take the task's default."""
+
+    task: str = "denoise"
+    method: str = "eapu+mp"
+    device: str = "taox_1t1r"
+    seed: int = 0
+    steps: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    eval_every: int | None = None
+    sd_us: float = 2.0
+    rwg_per_us: float = 1 / 80
+    threshold_us: float | None = None
+    model: str | None = None
+    data: str | None = None
+    data_dir: str | None = None
+    eval_samples: int = 512
+
+    def __post_init__(self) -> None:
+        get_task(self.task)
+        get_method(self.method)
+        for name in ("steps", "batch_size", "eval_every"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise ValueError(f"Invalid {name}: {v!r}; allowed: an integer >= 1")
+        for name in ("lr", "sd_us", "rwg_per_us", "threshold_us"):
+            v = getattr(self, name)
+            if v is None and name in ("lr", "threshold_us"):
+                continue
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            if not ok or v < 0 or (v == 0 and name in ("lr", "rwg_per_us")):
+                low = "> 0" if name in ("lr", "rwg_per_us") else ">= 0"
+                raise ValueError(f"Invalid {name}: {v!r}; allowed: a finite number {low}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"Invalid seed: {self.seed!r}; allowed: an integer >= 0")
+
+    def resolved(self) -> dict[str, Any]:
+        """The config with the task's defaults filled in (what ``config.json`` records)."""
+        t = get_task(self.task)
+        d = dataclasses.asdict(self)
+        for k in ("steps", "batch_size", "lr", "eval_every", "model", "data"):
+            if d[k] is None:
+                d[k] = getattr(t, k)
+        return d
+
+
+# ---------------------------------------------------------------------------- file helpers
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    _atomic_write(path, (json.dumps(obj, indent=2, default=_jsonable) + "\n").encode())
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    raise TypeError(f"not JSON serialisable: {x!r}")
+
+
+# ---------------------------------------------------------------------------------- metrics
+def image_metrics(output: Tensor, target: Tensor) -> dict[str, float]:
+    """Mean SSIM and PSNR over images (N×C×H×W in [0, 1]), by scikit-image."""
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    out = output.detach().clamp(0, 1).cpu().double().numpy()
+    tgt = target.detach().cpu().double().numpy()
+    ssim, psnr = [], []
+    for o, t in zip(out, tgt):
+        win = min(7, *t.shape[-2:])
+        win -= 1 - win % 2  # odd, at most 7 (scikit-image's default) and at most the image
+        ssim.append(structural_similarity(t, o, data_range=1.0, channel_axis=0, win_size=win))
+        psnr.append(peak_signal_noise_ratio(t, o, data_range=1.0))
+    return {"ssim": float(np.mean(ssim)), "psnr": float(np.mean(psnr))}
+
+
+# ------------------------------------------------------------------------------ the runner
+class _Experiment:
+    """Data, corruption, loss and evaluation of one task, deterministic by step."""
+
+    def __init__(self, cfg: dict[str, Any], task: TaskInfo) -> None:
+        self.cfg, self.task = cfg, task
+        kw = dict(task.data_kw) if cfg["data"] == task.data else {}
+        self.train = get_dataset(cfg["data"], data_dir=cfg["data_dir"], split="train", **kw)
+        self.test = get_dataset(cfg["data"], data_dir=cfg["data_dir"], split="test", **kw)
+        n = min(cfg["eval_samples"], len(self.test.images))
+        self.test_x = self.test.images[:n]
+        self.test_y = self.test.labels[:n]
+
+    def batch(self, step: int) -> tuple[Tensor, Tensor]:
+        """The mini-batch of ``step``: epochs are seeded permutations, so resume is exact."""
+        n, bs = len(self.train.images), self.cfg["batch_size"]
+        per_epoch = max(n // bs, 1)
+        epoch, k = divmod(step, per_epoch)
+        g = torch.Generator().manual_seed(self.cfg["seed"] * 1_000_003 + epoch)
+        idx = torch.randperm(n, generator=g)[k * bs:(k + 1) * bs]
+        return self.train.images[idx], self.train.labels[idx]
+
+    def inputs(self, x: Tensor, key: int) -> Tensor:
+        t = self.task
+        if t.kind == "denoise":
+            g = torch.Generator().manual_seed(key)
+            return add_gaussian_noise(x, t.noise_sigma, g)
+        if t.kind == "sr":
+            return downscale_bicubic(x, t.scale)
+        return x
+
+    def loss(self, out: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        kind = self.task.kind
+        if kind == "denoise":
+            return F.mse_loss(out, x)
+        if kind == "sr":
+            return F.l1_loss(out, x)
+        return F.cross_entropy(out, y)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+        model.eval()
+        x, y = self.test_x, self.test_y
+        inp = self.inputs(x, key=123_456_789)  # one fixed corruption of the test set
+        out = torch.cat([model(inp[i:i + 256]) for i in range(0, len(inp), 256)])
+        model.train()
+        if self.task.kind == "classify":
+            metrics = {"accuracy": float((out.argmax(1) == y).double().mean())}
+            return metrics, {}
+        metrics = image_metrics(out, x)
+        metrics["loss_test"] = float(self.loss(out, x, y))
+        k = min(8, len(x))
+        samples = {"inputs": inp[:k].clamp(0, 1).numpy(), "outputs": out[:k].clamp(0, 1).numpy(),
+                   "targets": x[:k].numpy()}
+        return metrics, samples
+
+
+def _build(cfg: dict[str, Any], method: MethodInfo) -> tuple[nn.Module, Any, Any]:
+    model = get_model(cfg["model"], seed=cfg["seed"])
+    xb = None
+    if method.level == "device" and method.rule is not None:
+        xb = convert(model, device=cfg["device"], scheme=method.scheme,
+                     rwg_per_us=cfg["rwg_per_us"], seed=cfg["seed"])
+    if method.level == "software" or method.rule is None:
+        opt: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+    else:
+        opt = InSituOptimizer(model.parameters(), torch.optim.Adam, rule=method.rule,
+                              sd_us=cfg["sd_us"], rwg_per_us=cfg["rwg_per_us"],
+                              threshold_us=cfg["threshold_us"], seed=cfg["seed"], lr=cfg["lr"])
+    return model, xb, opt
+
+
+def run(
+    config: RunConfig,
+    out_dir: str | Path,
+    *,
+    progress: Callable[[int, int, dict[str, float]], None] | None = None,
+) -> dict[str, Any]:
+    """Train ``config`` and write the run directory ``out_dir``; returns the final metrics.
+
+    If ``out_dir`` holds a checkpoint of the same config, the run resumes from it; a
+    finished run is not trained again.
+    """
+    cfg = config.resolved()
+    task, method = get_task(cfg["task"]), get_method(cfg["method"])
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ck_path = out / "checkpoint.pt"
+    torch.manual_seed(cfg["seed"])  # layers initialised outside get_model's seed, if any
+    exp = _Experiment(cfg, task)
+    model, xb, opt = _build(cfg, method)
+    history: list[dict[str, Any]] = []
+    start, wall = 0, 0.0
+    if ck_path.exists():
+        ck = torch.load(ck_path, weights_only=True)
+        if ck["config"] != json.loads(json.dumps(cfg)):
+            raise ValueError(f"{ck_path} was written by another config; use another --out")
+        model.load_state_dict(ck["model"])
+        if xb is not None:
+            xb.load_state_dict(ck["crossbar"])
+        opt.load_state_dict(ck["optimizer"])
+        start, history, wall = ck["step"], ck["history"], ck["wall_s"]
+    _write_json(out / "config.json", cfg)
+    if xb is not None:
+        _atomic_write(out / "placement.txt", (xb.placement.render() + "\n").encode())
+
+    t0 = time.perf_counter() - wall
+    steps, every = cfg["steps"], cfg["eval_every"]
+    samples: dict[str, np.ndarray] = {}
+    for step in range(start, steps):
+        x, y = exp.batch(step)
+        inp = exp.inputs(x, key=cfg["seed"] * 7_919 + step)
+        opt.zero_grad()
+        loss = exp.loss(model(inp), x, y)
+        loss.backward()
+        opt.step()
+        row: dict[str, Any] = {"step": step + 1, "loss": float(loss.detach())}
+        if (step + 1) % every == 0 or step + 1 == steps:
+            metrics, samples = exp.evaluate(model)
+            row.update(metrics)
+            if step + 1 < steps:
+                _checkpoint(ck_path, cfg, model, xb, opt, step + 1, history + [row],
+                            time.perf_counter() - t0)
+        history.append(row)
+        if progress is not None:
+            progress(step + 1, steps, row)
+
+    final: dict[str, Any] = {}
+    if method.level == "device" and method.rule is None:  # ex-situ: program once, evaluate
+        xb = convert(model, device=cfg["device"], scheme="write_verify",
+                     rwg_per_us=cfg["rwg_per_us"], seed=cfg["seed"])
+        metrics, samples = exp.evaluate(model)
+        final.update(metrics)
+        load = sum(int(t.load_record[1]) for t in xb.tiles)
+        final.update({"pulses": load, "cells": xb.cells, "rup": 0.0, "nup": 0.0, "ncell": 0.0})
+    elif not samples:
+        metrics, samples = exp.evaluate(model)
+        final.update(metrics)
+    final.update({k: v for k, v in history[-1].items() if k not in ("step",)} if history else {})
+    if isinstance(opt, InSituOptimizer):
+        s = opt.ledger.summary()
+        final.update({"rup": s.rup, "nup": s.nup, "ncell": s.ncell, "pulses": s.pulses,
+                      "written": s.written, "reads": s.reads, "failed": s.failed,
+                      "cells": s.cells})
+        rup, nup = opt.ledger.rup().tolist(), opt.ledger.nup().tolist()
+        for row, r, n in zip(history, rup, nup):
+            row["rup"], row["nup"] = r, n
+    if xb is not None and method.rule is not None:
+        final["load_pulses"] = sum(int(t.load_record[1]) for t in xb.tiles)
+    final.update({"task": cfg["task"], "method": cfg["method"], "steps": steps,
+                  "wall_s": time.perf_counter() - t0})
+    _write_history(out / "history.csv", history)
+    if samples:
+        buf = io.BytesIO()
+        np.savez(buf, **samples)
+        _atomic_write(out / "samples.npz", buf.getvalue())
+    _write_json(out / "metrics.json", final)
+    _checkpoint(ck_path, cfg, model, crossbar_of(model), opt, steps, history, final["wall_s"])
+    return final
+
+
+def _checkpoint(path: Path, cfg: dict[str, Any], model: nn.Module, xb: Any, opt: Any,
+                step: int, history: list[dict[str, Any]], wall: float) -> None:
+    buf = io.BytesIO()
+    torch.save({
+        "config": json.loads(json.dumps(cfg)), "step": step, "model": model.state_dict(),
+        "crossbar": xb.state_dict() if xb is not None else {}, "optimizer": opt.state_dict(),
+        "history": history, "wall_s": wall,
+    }, buf)
+    _atomic_write(path, buf.getvalue())
+
+
+def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
+    cols = ["step", "loss", "rup", "nup"]
+    for row in history:
+        cols += [k for k in row if k not in cols]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, restval="")
+    w.writeheader()
+    w.writerows(history)
+    _atomic_write(path, buf.getvalue().encode())
+
+
+def compare(
+    task: str,
+    methods: list[str],
+    out_dir: str | Path,
+    *,
+    progress: Callable[[str, int, int, dict[str, float]], None] | None = None,
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """Run ``task`` with each method into ``out_dir/<method>`` and write ``compare.json``."""
+    for m in methods:
+        get_method(m)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for m in methods:
+        cb = None if progress is None else (lambda s, n, r, m=m: progress(m, s, n, r))
+        metrics = run(RunConfig(task=task, method=m, **options), out / m, progress=cb)
+        rows.append({"method": m, **{k: v for k, v in metrics.items() if k != "method"}})
+    _write_json(out / "compare.json", {"task": task, "methods": methods, "rows": rows})
+    return rows

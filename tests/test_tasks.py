@@ -1,0 +1,118 @@
+"""Experiments end to end on tiny budgets: run directories, resume, methods, compare, CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from eapu.cli import app
+from eapu.tasks import RunConfig, compare, get_method, list_methods, run
+
+FAST = {"steps": 12, "eval_every": 6, "batch_size": 16, "eval_samples": 32}
+
+
+def test_run_writes_a_complete_run_directory(tmp_path: Path) -> None:
+    m = run(RunConfig(task="denoise", method="eapu+mp", **FAST), tmp_path)
+    for name in ("config.json", "metrics.json", "history.csv", "checkpoint.pt", "samples.npz",
+                 "placement.txt"):
+        assert (tmp_path / name).exists(), name
+    assert json.loads((tmp_path / "config.json").read_text())["steps"] == 12
+    assert 0 <= m["ssim"] <= 1 and m["psnr"] > 0
+    assert m["cells"] == 162 and 0 < m["rup"] < 1
+    assert m["nup"] == pytest.approx(m["ncell"] * m["rup"])
+    rows = list(csv.DictReader((tmp_path / "history.csv").open()))
+    assert len(rows) == 12 and rows[5]["ssim"] != "" and rows[4]["ssim"] == ""
+    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert ck["step"] == 12
+    assert not list(tmp_path.glob(".*"))  # no temporary files left behind
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path: Path) -> None:
+    cfg = RunConfig(task="denoise", method="eapu+mp", seed=2, **FAST)
+    ref = run(cfg, tmp_path / "ref")
+
+    def stop(step: int, total: int, row: dict) -> None:
+        if step == 9:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, tmp_path / "cut", progress=stop)
+    assert torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["step"] == 6
+    again = run(cfg, tmp_path / "cut")
+    for k in ("ssim", "psnr", "loss", "rup", "nup", "pulses"):
+        assert again[k] == ref[k], k
+    a = torch.load(tmp_path / "ref" / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a if isinstance(a[k], torch.Tensor))
+
+
+def test_a_checkpoint_of_another_config_is_refused(tmp_path: Path) -> None:
+    run(RunConfig(task="denoise", method="software", **FAST), tmp_path)
+    with pytest.raises(ValueError, match="another config"):
+        run(RunConfig(task="denoise", method="software", seed=1, **FAST), tmp_path)
+
+
+@pytest.mark.parametrize("method", list_methods())
+def test_every_method_runs_on_every_kind_of_task(tmp_path: Path, method: str) -> None:
+    for task in ("denoise", "classify"):
+        m = run(RunConfig(task=task, method=method, **FAST), tmp_path / task)
+        if task == "denoise":
+            assert -1 <= m["ssim"] <= 1  # SSIM can be negative for a bad reconstruction
+        else:
+            assert 0 <= m["accuracy"] <= 1
+        if get_method(method).level != "software":
+            assert m["pulses"] >= 0 and "cells" in m
+
+
+def test_sr2_runs_and_upsamples(tmp_path: Path) -> None:
+    m = run(RunConfig(task="sr2", method="eapu+mp", steps=4, eval_every=2, batch_size=8,
+                      eval_samples=8), tmp_path)
+    assert m["cells"] == 396
+    s = __import__("numpy").load(tmp_path / "samples.npz")
+    assert s["outputs"].shape[-1] == 2 * s["inputs"].shape[-1]
+
+
+def test_compare_writes_one_row_per_method(tmp_path: Path) -> None:
+    rows = compare("denoise", ["software", "su"], tmp_path, **FAST)
+    assert [r["method"] for r in rows] == ["software", "su"]
+    doc = json.loads((tmp_path / "compare.json").read_text())
+    assert doc["methods"] == ["software", "su"] and len(doc["rows"]) == 2
+    assert (tmp_path / "su" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("kw", "msg"),
+    [
+        ({"steps": 0}, r"Invalid steps: 0; allowed: an integer >= 1"),
+        ({"lr": -1.0}, r"Invalid lr: -1.0; allowed: a finite number > 0"),
+        ({"sd_us": float("nan")}, r"Invalid sd_us: nan"),
+        ({"method": "magic"}, r"unknown method 'magic'; available: software"),
+        ({"task": "juggle"}, r"unknown task 'juggle'; available: denoise"),
+        ({"seed": -3}, r"Invalid seed: -3"),
+    ],
+)
+def test_bad_config_raises(kw: dict, msg: str) -> None:
+    with pytest.raises(ValueError, match=msg):
+        RunConfig(**kw)
+
+
+def test_cli_list_run_report_and_errors(tmp_path: Path) -> None:
+    r = CliRunner().invoke(app, ["list", "devices"])
+    assert r.exit_code == 0 and "taox_1t1r" in r.output
+    out = tmp_path / "run"
+    toml = tmp_path / "opts.toml"
+    toml.write_text("steps = 4\neval_every = 2\nbatch_size = 8\n")
+    r = CliRunner().invoke(app, ["run", "denoise", "--method", "eapu+mp", "--out", str(out),
+                                 "--config", str(toml), "--seed", "1"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "config.json").read_text())["steps"] == 4
+    assert (out / "report.html").exists()
+    r = CliRunner().invoke(app, ["list", "nothing"])
+    assert r.exit_code != 0 and "available: devices" in r.output
+    r = CliRunner().invoke(app, ["run", "denoise", "--method", "magic"])
+    assert r.exit_code != 0
