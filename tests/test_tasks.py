@@ -26,7 +26,9 @@ def test_run_writes_a_complete_run_directory(tmp_path: Path) -> None:
     assert m["cells"] == 162 and 0 < m["rup"] < 1
     assert m["nup"] == pytest.approx(m["ncell"] * m["rup"])
     rows = list(csv.DictReader((tmp_path / "history.csv").open()))
-    assert len(rows) == 12 and rows[5]["ssim"] != "" and rows[4]["ssim"] == ""
+    assert len(rows) == 13  # step 0 (the untrained network as programmed) and 12 steps
+    assert rows[0]["ssim"] != "" and rows[0]["loss"] == ""
+    assert rows[6]["ssim"] != "" and rows[5]["ssim"] == ""
     ck = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert ck["step"] == 12
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import inspect
 import io
 import json
 import math
 import os
 import tempfile
 import time
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +33,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .data import add_gaussian_noise, downscale_bicubic, get_dataset
-from .models import get_model
+from .data import add_gaussian_noise, downscale_bicubic, get_dataset, upscale_bicubic
+from .models import get_model, model_info
 from .nn import convert, crossbar_of
 from .optim import InSituOptimizer
 
@@ -110,6 +112,8 @@ METHODS: dict[str, MethodInfo] = {
                    "eapu", "memorial"),
         MethodInfo("eapu+fp", "EaPU over fast programming (two-pulse)", "device", "eapu",
                    "two_pulse"),
+        MethodInfo("mp", "BP over memorial programming (every update written)", "device",
+                   "exact", "memorial"),
         MethodInfo("wu", "BP over write-verify: every update verified to tolerance", "device",
                    "exact", "write_verify"),
         MethodInfo("tp", "BP over the two-pulse scheme", "device", "exact", "two_pulse"),
@@ -147,6 +151,17 @@ def list_methods() -> list[str]:
 
 
 # ---------------------------------------------------------------------------------- config
+#: Base optimizers by name: the class and its fixed keywords (the learning rate is separate).
+OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
+    "adam": (torch.optim.Adam, {}),
+    "sgd": (torch.optim.SGD, {}),
+    "momentum": (torch.optim.SGD, {"momentum": 0.9}),
+}
+#: Learning-rate schedules over the run: StepLR (÷10 at 50 % and 75 %, the paper's CIFAR-10
+#: recipe) and cosine annealing (its CIFAR-100 recipe).
+SCHEDULES = ("none", "step", "cosine")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything a run depends on; ``None`` fields take the task's default."""
@@ -166,6 +181,9 @@ class RunConfig:
     data: str | None = None
     data_dir: str | None = None
     eval_samples: int = 512
+    optimizer: str = "adam"
+    schedule: str = "none"
+    width: int | None = None
 
     def __post_init__(self) -> None:
         get_task(self.task)
@@ -184,6 +202,14 @@ class RunConfig:
                 raise ValueError(f"Invalid {name}: {v!r}; allowed: a finite number {low}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"Invalid seed: {self.seed!r}; allowed: an integer >= 0")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"Invalid optimizer: {self.optimizer!r}; allowed: "
+                             f"{', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"Invalid schedule: {self.schedule!r}; allowed: "
+                             f"{', '.join(SCHEDULES)}")
+        if self.width is not None and (not isinstance(self.width, int) or self.width < 1):
+            raise ValueError(f"Invalid width: {self.width!r}; allowed: None or an integer >= 1")
 
     def resolved(self) -> dict[str, Any]:
         """The config with the task's defaults filled in (what ``config.json`` records)."""
@@ -284,25 +310,53 @@ class _Experiment:
             return metrics, {}
         metrics = image_metrics(out, x)
         metrics["loss_test"] = float(self.loss(out, x, y))
+        # What the network must beat: the noisy input itself, or bicubic upscaling.
+        base = inp if self.task.kind == "denoise" else upscale_bicubic(inp, self.task.scale)
+        metrics.update({f"{k}_baseline": v for k, v in image_metrics(base, x).items()})
         k = min(8, len(x))
         samples = {"inputs": inp[:k].clamp(0, 1).numpy(), "outputs": out[:k].clamp(0, 1).numpy(),
                    "targets": x[:k].numpy()}
         return metrics, samples
 
 
-def _build(cfg: dict[str, Any], method: MethodInfo) -> tuple[nn.Module, Any, Any]:
-    model = get_model(cfg["model"], seed=cfg["seed"])
+def _model(cfg: dict[str, Any], exp: _Experiment) -> nn.Module:
+    """The task's network, sized to the data where its class takes those arguments."""
+    task = get_task(cfg["task"])
+    kw: dict[str, Any] = dict(task.model_kw) if cfg["model"] == task.model else {}
+    x = exp.train.images
+    if task.kind == "classify":
+        kw.update(in_channels=x.shape[1], num_classes=int(exp.train.labels.max()) + 1,
+                  img_size=x.shape[-1])
+    if cfg["width"] is not None:
+        kw["width"] = cfg["width"]
+    factory = model_info(cfg["model"]).factory
+    cls = typing.get_type_hints(factory).get("return")
+    accepted = inspect.signature(cls.__init__).parameters if isinstance(cls, type) else kw
+    return get_model(cfg["model"], seed=cfg["seed"], **{k: v for k, v in kw.items()
+                                                         if k in accepted})
+
+
+def _build(cfg: dict[str, Any], method: MethodInfo, exp: _Experiment) -> tuple[Any, Any, Any, Any]:
+    model = _model(cfg, exp)
     xb = None
     if method.level == "device" and method.rule is not None:
         xb = convert(model, device=cfg["device"], scheme=method.scheme,
                      rwg_per_us=cfg["rwg_per_us"], seed=cfg["seed"])
+    base, base_kw = OPTIMIZERS[cfg["optimizer"]]
     if method.level == "software" or method.rule is None:
-        opt: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+        opt: torch.optim.Optimizer = base(model.parameters(), lr=cfg["lr"], **base_kw)
     else:
-        opt = InSituOptimizer(model.parameters(), torch.optim.Adam, rule=method.rule,
+        opt = InSituOptimizer(model.parameters(), base, rule=method.rule,
                               sd_us=cfg["sd_us"], rwg_per_us=cfg["rwg_per_us"],
-                              threshold_us=cfg["threshold_us"], seed=cfg["seed"], lr=cfg["lr"])
-    return model, xb, opt
+                              threshold_us=cfg["threshold_us"], seed=cfg["seed"], lr=cfg["lr"],
+                              **base_kw)
+    steps = cfg["steps"]
+    sched: Any = None
+    if cfg["schedule"] == "step":
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, [steps // 2, steps * 3 // 4], 0.1)
+    elif cfg["schedule"] == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    return model, xb, opt, sched
 
 
 def run(
@@ -323,7 +377,7 @@ def run(
     ck_path = out / "checkpoint.pt"
     torch.manual_seed(cfg["seed"])  # layers initialised outside get_model's seed, if any
     exp = _Experiment(cfg, task)
-    model, xb, opt = _build(cfg, method)
+    model, xb, opt, sched = _build(cfg, method, exp)
     history: list[dict[str, Any]] = []
     start, wall = 0, 0.0
     if ck_path.exists():
@@ -334,6 +388,8 @@ def run(
         if xb is not None:
             xb.load_state_dict(ck["crossbar"])
         opt.load_state_dict(ck["optimizer"])
+        if sched is not None:
+            sched.load_state_dict(ck["scheduler"])
         start, history, wall = ck["step"], ck["history"], ck["wall_s"]
     _write_json(out / "config.json", cfg)
     if xb is not None:
@@ -342,6 +398,8 @@ def run(
     t0 = time.perf_counter() - wall
     steps, every = cfg["steps"], cfg["eval_every"]
     samples: dict[str, np.ndarray] = {}
+    if start == 0:  # the untrained network (as programmed): where every curve starts
+        history.append({"step": 0, **exp.evaluate(model)[0]})
     for step in range(start, steps):
         x, y = exp.batch(step)
         inp = exp.inputs(x, key=cfg["seed"] * 7_919 + step)
@@ -349,36 +407,34 @@ def run(
         loss = exp.loss(model(inp), x, y)
         loss.backward()
         opt.step()
+        if sched is not None:
+            sched.step()
         row: dict[str, Any] = {"step": step + 1, "loss": float(loss.detach())}
         if (step + 1) % every == 0 or step + 1 == steps:
             metrics, samples = exp.evaluate(model)
             row.update(metrics)
             if step + 1 < steps:
-                _checkpoint(ck_path, cfg, model, xb, opt, step + 1, history + [row],
+                _checkpoint(ck_path, cfg, model, xb, opt, sched, step + 1, history + [row],
                             time.perf_counter() - t0)
         history.append(row)
         if progress is not None:
             progress(step + 1, steps, row)
 
-    final: dict[str, Any] = {}
+    final: dict[str, Any] = {k: v for k, v in history[-1].items() if k != "step"}
     if method.level == "device" and method.rule is None:  # ex-situ: program once, evaluate
-        xb = convert(model, device=cfg["device"], scheme="write_verify",
+        xb = convert(model, device=cfg["device"], scheme=method.scheme,
                      rwg_per_us=cfg["rwg_per_us"], seed=cfg["seed"])
         metrics, samples = exp.evaluate(model)
         final.update(metrics)
-        load = sum(int(t.load_record[1]) for t in xb.tiles)
-        final.update({"pulses": load, "cells": xb.cells, "rup": 0.0, "nup": 0.0, "ncell": 0.0})
-    elif not samples:
-        metrics, samples = exp.evaluate(model)
-        final.update(metrics)
-    final.update({k: v for k, v in history[-1].items() if k not in ("step",)} if history else {})
+        final.update({"pulses": sum(int(t.load_record[1]) for t in xb.tiles), "cells": xb.cells,
+                      "rup": 0.0, "nup": 0.0, "ncell": 0.0})
     if isinstance(opt, InSituOptimizer):
         s = opt.ledger.summary()
         final.update({"rup": s.rup, "nup": s.nup, "ncell": s.ncell, "pulses": s.pulses,
                       "written": s.written, "reads": s.reads, "failed": s.failed,
                       "cells": s.cells})
         rup, nup = opt.ledger.rup().tolist(), opt.ledger.nup().tolist()
-        for row, r, n in zip(history, rup, nup):
+        for row, r, n in zip(history[1:], rup, nup):
             row["rup"], row["nup"] = r, n
     if xb is not None and method.rule is not None:
         final["load_pulses"] = sum(int(t.load_record[1]) for t in xb.tiles)
@@ -390,16 +446,18 @@ def run(
         np.savez(buf, **samples)
         _atomic_write(out / "samples.npz", buf.getvalue())
     _write_json(out / "metrics.json", final)
-    _checkpoint(ck_path, cfg, model, crossbar_of(model), opt, steps, history, final["wall_s"])
+    _checkpoint(ck_path, cfg, model, crossbar_of(model), opt, sched, steps, history,
+                final["wall_s"])
     return final
 
 
 def _checkpoint(path: Path, cfg: dict[str, Any], model: nn.Module, xb: Any, opt: Any,
-                step: int, history: list[dict[str, Any]], wall: float) -> None:
+                sched: Any, step: int, history: list[dict[str, Any]], wall: float) -> None:
     buf = io.BytesIO()
     torch.save({
         "config": json.loads(json.dumps(cfg)), "step": step, "model": model.state_dict(),
         "crossbar": xb.state_dict() if xb is not None else {}, "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict() if sched is not None else {},
         "history": history, "wall_s": wall,
     }, buf)
     _atomic_write(path, buf.getvalue())

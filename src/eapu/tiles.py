@@ -397,9 +397,12 @@ class Tile:
     def _apply(self, target: Tensor, mask: Tensor, scheme: str) -> Tensor:
         res = self.crossbar._program(self.state, target, mask, self.params, scheme)
         self.state = res.state
-        self.writes += (res.pulses > 0).to(torch.int32)
+        # "written" counts the cells that took at least one pulse: a verified scheme may find
+        # a requested cell already within tolerance and leave it alone.
+        pulsed = res.pulses > 0
+        self.writes += pulsed.to(torch.int32)
         return torch.stack([
-            mask.sum(), res.pulses.sum(), res.reads.sum(), res.failed.sum(), torch.tensor(0)
+            pulsed.sum(), res.pulses.sum(), res.reads.sum(), res.failed.sum(), torch.tensor(0)
         ]).to(torch.int64)
 
     def load(self, weight: Tensor) -> Tensor:
