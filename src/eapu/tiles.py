@@ -395,15 +395,26 @@ class Tile:
         return g + dg, dg != 0
 
     def _apply(self, target: Tensor, mask: Tensor, scheme: str) -> Tensor:
-        res = self.crossbar._program(self.state, target, mask, self.params, scheme)
-        self.state = res.state
+        """Program the masked cells; only they are handed to the scheme (EaPU writes few)."""
+        idx = mask.reshape(-1).nonzero().squeeze(1)
+        row = torch.zeros(len(FIELDS), dtype=torch.int64)
+        if idx.numel() == 0:
+            return row
+        sub = lambda t: t.reshape(-1)[idx]  # noqa: E731
+        params = CellParams(**{f: sub(getattr(self.params, f)) for f in CellParams._FIELDS})
+        state = CellState(g_us=sub(self.state.g_us), gate=sub(self.state.gate))
+        res = self.crossbar._program(state, sub(target), torch.ones_like(idx, dtype=torch.bool),
+                                     params, scheme)
+        g, gate = self.state.g_us.clone(), self.state.gate.clone()
+        g.view(-1)[idx] = res.state.g_us.to(g.dtype)
+        gate.view(-1)[idx] = res.state.gate.to(gate.dtype)
+        self.state = CellState(g_us=g, gate=gate)
         # "written" counts the cells that took at least one pulse: a verified scheme may find
         # a requested cell already within tolerance and leave it alone.
         pulsed = res.pulses > 0
-        self.writes += pulsed.to(torch.int32)
-        return torch.stack([
-            pulsed.sum(), res.pulses.sum(), res.reads.sum(), res.failed.sum(), torch.tensor(0)
-        ]).to(torch.int64)
+        self.writes.view(-1)[idx] += pulsed.to(torch.int32)
+        row[:4] = torch.stack([pulsed.sum(), res.pulses.sum(), res.reads.sum(), res.failed.sum()])
+        return row
 
     def load(self, weight: Tensor) -> Tensor:
         """Program absolute weights (initial or pre-trained) with the crossbar's load scheme.
