@@ -37,6 +37,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 __all__ = [
+    "plot_energy",
     "format_value",
     "plot_compare",
     "plot_history",
@@ -246,6 +247,35 @@ def _grid(n: int, width: float, height: float, title: str | None) -> tuple[Figur
     if title:
         fig.suptitle(title)
     return fig, axes
+
+
+ENERGY_CATEGORIES = ("vmm_read", "adc_dac", "digital", "rng", "programming", "verify")
+
+
+def plot_energy(figures: Mapping[str, Any], path: str | Path) -> Path:
+    """Stacked bars of a run's energy by category (`eapu.tasks.energy_figures` output):
+    inference per sample and training per run on the node, training on the GPU reference."""
+    panels = [(k, label, scale) for k, label, scale in (
+        ("inference", "inference (µJ / sample)", 1e6),
+        ("training", "training (mJ / run)", 1e3),
+    ) if k in figures]
+    fig, axes = _grid(len(panels) or 1, 4.2, 3.4, f"energy on {figures.get('node', '?')}")
+    for ax, (key, label, scale) in zip(axes, panels):
+        bars = [(figures.get("node", "node"), figures[key])]
+        if key == "training" and "gpu_training" in figures:
+            bars.append(("GPU (FP32)", figures["gpu_training"]))
+        bottom = np.zeros(len(bars))
+        for cat in ENERGY_CATEGORIES:
+            vals = np.array([b[1].get(cat, 0.0) * scale for b in bars])
+            ax.bar([b[0] for b in bars], vals, bottom=bottom, label=cat)
+            bottom += vals
+        if key == "training" and len(bars) > 1 and bottom[0] > 0:
+            ax.set_yscale("log")
+        ax.set_title(label)
+        ax.grid(axis="y", alpha=0.3)
+    if panels:
+        axes[0].legend(fontsize=8)
+    return _save(fig, Path(path))
 
 
 def plot_history(

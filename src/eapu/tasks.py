@@ -438,6 +438,21 @@ def run(
             row["rup"], row["nup"] = r, n
     if xb is not None and method.rule is not None:
         final["load_pulses"] = sum(int(t.load_record[1]) for t in xb.tiles)
+    xb = crossbar_of(model)
+    summary = opt.ledger.summary() if isinstance(opt, InSituOptimizer) else None
+    acc = _accounting(model, xb, exp, cfg, summary, int(final.get("load_pulses",
+                                                                  final.get("pulses", 0))))
+    _write_json(out / "energy.json", acc)
+    for node in ("180nm", "16nm"):
+        fig = energy_figures(acc, node)
+        if "training" in fig:
+            final[f"train_energy_uj_{node}"] = fig["training"]["total"] * 1e6
+            final[f"update_energy_uj_{node}"] = (fig["training"]["programming"]
+                                                 + fig["training"]["verify"]) * 1e6
+        if "inference" in fig:
+            final[f"infer_energy_nj_{node}"] = fig["inference"]["total"] * 1e9
+    if "endurance" in acc:
+        final["max_writes_per_cell"] = acc["endurance"]["max_writes"]
     final.update({"task": cfg["task"], "method": cfg["method"], "steps": steps,
                   "wall_s": time.perf_counter() - t0})
     _write_history(out / "history.csv", history)
@@ -446,9 +461,151 @@ def run(
         np.savez(buf, **samples)
         _atomic_write(out / "samples.npz", buf.getvalue())
     _write_json(out / "metrics.json", final)
-    _checkpoint(ck_path, cfg, model, crossbar_of(model), opt, sched, steps, history,
+    _checkpoint(ck_path, cfg, model, xb, opt, sched, steps, history,
                 final["wall_s"])
     return final
+
+
+def analog_layers(model: nn.Module, sample: Tensor) -> list[Any]:
+    """The crossbar matrices of ``model`` with how often each is applied per sample.
+
+    Every Linear / Conv2d / ConvTranspose2d (analog or not) counts: one VMM per output
+    position of a convolution, per input position of a transposed convolution.
+    """
+    found: list[Any] = []
+    handles = [
+        mod.register_forward_hook(lambda m, i, o, name=name: _record(found, name, m, i, o))
+        for name, mod in model.named_modules()
+        if isinstance(mod, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d))
+    ]
+    try:
+        with torch.no_grad():
+            model(sample)
+    finally:
+        for h in handles:
+            h.remove()
+    return found
+
+
+def _record(found: list[Any], name: str, mod: nn.Module, inp: tuple[Tensor, ...],
+            out: Tensor) -> None:
+    from .energy import AnalogLayer
+    from .tiles import matrix_shape
+
+    transposed = isinstance(mod, nn.ConvTranspose2d)
+    rows, cols = matrix_shape(tuple(mod.weight.shape), transposed)
+    if isinstance(mod, nn.Linear):
+        n = inp[0].numel() // inp[0].shape[-1]
+    else:
+        n = (inp[0] if transposed else out)[0, 0].numel()
+    found.append(AnalogLayer(name, rows, cols, float(n)))
+
+
+def _accounting(model: nn.Module, xb: Any, exp: _Experiment, cfg: dict[str, Any],
+                summary: Any, load_pulses: int) -> dict[str, Any]:
+    """Operation counts of the run for `eapu.energy`: per inference sample, per training
+    step, the one-time load, and the cells' wear (``energy.json``)."""
+    from .energy import StepWrites, endurance_report, inference_counts, training_step_counts
+
+    layers = analog_layers(model, exp.test_x[:1])
+    macs = sum(x.rows * x.cols * x.vmms_per_sample for x in layers)
+    out: dict[str, Any] = {"steps": cfg["steps"], "batch_size": cfg["batch_size"],
+                           "macs_per_sample": macs,
+                           "layers": [dataclasses.asdict(x) for x in layers]}
+    if xb is None:
+        return out
+    g = torch.cat([t.state.g_us.reshape(-1) for t in xb.tiles] + [xb.ref_g_us.reshape(-1)])
+    g_mean = float(g.mean())
+    kw = {"array_rows": xb.placement.array_rows, "array_cols": xb.placement.array_cols,
+          "mapping": xb.mapping}
+    out["g_mean_us"] = g_mean
+    out["inference_per_sample"] = inference_counts(layers, g_mean_us=g_mean, **kw).as_dict()
+    writes = summary if summary is not None else StepWrites(0.0, 0.0, 0.0)
+    step = training_step_counts(layers, writes, batch_size=cfg["batch_size"], g_mean_us=g_mean,
+                                random_draws=None if cfg["method"].startswith("eapu") else 0.0,
+                                **kw)
+    out["training_per_step"] = step.as_dict() if summary is not None else None
+    out["load_pulses"] = load_pulses
+    e = endurance_report([t.writes for t in xb.tiles], max(cfg["steps"], 1))
+    out["endurance"] = {"max_writes": e.max_writes, "mean_writes": e.mean_writes,
+                        "never_written": e.never_written,
+                        "runs_to_1e6_writes": e.runs_to_endurance}
+    return out
+
+
+def energy_figures(acc: dict[str, Any], node: str = "180nm",
+                   nodes_file: str | Path | None = None) -> dict[str, Any]:
+    """Energy and latency of a run from its ``energy.json`` counts on one technology node:
+    inference per sample, training over the run (steps · per step + the one-time load),
+    and the GPU reference for the same training in FP32."""
+    from .energy import Counts, energy, get_node, gpu_reference, latency
+
+    n = get_node(node, nodes_file)
+    out: dict[str, Any] = {"node": node}
+    if acc.get("inference_per_sample"):
+        inf = Counts(**acc["inference_per_sample"])
+        out["inference"] = energy(inf, n).as_dict()
+        out["inference_latency"] = latency(inf, n).as_dict()
+    if acc.get("training_per_step"):
+        step = Counts(**acc["training_per_step"]) * acc["steps"]
+        load = Counts(pulses=acc["load_pulses"], pulse_g_us=acc["load_pulses"] * acc["g_mean_us"])
+        out["training"] = energy(step + load, n).as_dict()
+        out["training_latency"] = latency(step + load, n).as_dict()
+    gpu = get_node("gpu", nodes_file)
+    flops = 6.0 * acc["macs_per_sample"] * acc["batch_size"] * acc["steps"]  # fwd + bwd
+    e, t = gpu_reference(flops, 4.0 * flops / 2, gpu)  # one FP32 operand moved per MAC
+    out["gpu_training"] = e.as_dict()
+    out["gpu_training_latency"] = t.as_dict()
+    return out
+
+
+def load_run(run_dir: str | Path) -> tuple[nn.Module, Any, _Experiment, dict[str, Any]]:
+    """Rebuild a finished run's network (and crossbar) from its checkpoint."""
+    ck_path = Path(run_dir) / "checkpoint.pt"
+    if not ck_path.exists():
+        raise FileNotFoundError(f"no checkpoint.pt in {run_dir}; run the task first")
+    ck = torch.load(ck_path, weights_only=True)
+    cfg = ck["config"]
+    method = get_method(cfg["method"])
+    exp = _Experiment(cfg, get_task(cfg["task"]))
+    model = _model(cfg, exp)
+    xb = None
+    if method.level == "device":
+        scheme = method.scheme if method.rule is not None else "write_verify"
+        xb = convert(model, device=cfg["device"], scheme=scheme, rwg_per_us=cfg["rwg_per_us"],
+                     seed=cfg["seed"])
+    model.load_state_dict(ck["model"])
+    if xb is not None and ck["crossbar"]:
+        xb.load_state_dict(ck["crossbar"])
+    return model, xb, exp, cfg
+
+
+def retention(run_dir: str | Path, hours: list[float], *, drift: str = "rram",
+              seed: int = 0) -> list[dict[str, Any]]:
+    """Evaluate a device-level run after its cells drift for each of ``hours``, without and
+    with compensation (mean offset for RRAM, global drift compensation for PCM)."""
+    from .retention import HOUR_S, PcmDrift, RramDrift, apply_drift
+
+    model, xb, exp, cfg = load_run(run_dir)
+    if xb is None:
+        raise ValueError(f"{run_dir} is a {cfg['method']} run: retention needs a device-level run")
+    if drift not in ("rram", "pcm"):
+        raise ValueError(f"Invalid drift: {drift!r}; allowed: rram, pcm")
+    dmodel = RramDrift() if drift == "rram" else PcmDrift()
+    comps = ["none", "mean_offset" if drift == "rram" else "gdc"]
+    rows = []
+    for h in hours:
+        if not (isinstance(h, (int, float)) and math.isfinite(h) and h >= 0):
+            raise ValueError(f"Invalid hours: {h!r}; allowed: finite numbers >= 0")
+        row: dict[str, Any] = {"hours": h}
+        for comp in comps:
+            g = torch.Generator().manual_seed(seed)  # one trajectory for every time
+            with apply_drift(xb, h * HOUR_S, dmodel, generator=g, compensation=comp,
+                             network=model):
+                metrics, _ = exp.evaluate(model)
+            row.update({f"{k}_{comp}": v for k, v in metrics.items() if "baseline" not in k})
+        rows.append(row)
+    return rows
 
 
 def _checkpoint(path: Path, cfg: dict[str, Any], model: nn.Module, xb: Any, opt: Any,
