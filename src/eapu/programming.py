@@ -294,14 +294,16 @@ def write_verify(
     tolerance_us: float | None = None,
     max_pulses: int = 100,
 ) -> ProgramResult:
-    """Write-verify with identical pulses: read; SET if below target - tol, RESET if above
-    target + tol; repeat until within tolerance or ``max_pulses`` pulses, then relax.
+    """Write-verify with identical pulses: read, pulse towards the target, read; repeat
+    while outside ``target ± tol`` and within ``max_pulses``; then relax.
 
-    Every round reads the cells still active (the first read also checks the cells that need
-    no pulse). ``failed`` marks written cells whose programmed conductance (before relaxation,
-    without read noise) is outside the tolerance at the end; read noise can make a cell stop
-    early and fail, and stuck cells spend the budget and fail. The gate position of a pulsed
-    cell becomes unknown (-1).
+    A requested cell (in ``mask`` with a target other than its present conductance) always
+    takes its first pulse: an update is a write, as in the paper's pulse counts (write-verify
+    ~66 pulses per update), so the write error is paid on every update. ``failed`` marks
+    written cells whose programmed conductance (before relaxation, without read noise) is
+    outside the tolerance at the end; read noise can make a cell stop early and fail, and
+    stuck cells spend the budget and fail. The gate position of a pulsed cell becomes
+    unknown (-1).
 
     Args:
         tolerance_us: verify tolerance (µS); default ``device.program_tolerance_us``.
@@ -312,12 +314,16 @@ def write_verify(
     budget = _budget(max_pulses)
     g = state.g_us
     pulses, reads = _zeros_i32(mask), _zeros_i32(mask)
-    active = mask.clone()
+    active = mask & (target != g)
     for rnd in range(budget + 1):
         r = read(g, device, generator=generator)
-        reads += active.to(torch.int32)
-        low = active & (r < target - tol)
-        high = active & (r > target + tol)
+        reads += (mask if rnd == 0 else active).to(torch.int32)
+        if rnd == 0:  # the update's first pulse, towards the target as read
+            low = active & (r < target)
+            high = active & ~low
+        else:
+            low = active & (r < target - tol)
+            high = active & (r > target + tol)
         active = low | high
         if rnd == budget or not bool(active.any()):
             break
@@ -343,8 +349,10 @@ def memorial(
 ) -> ProgramResult:
     """Memorial programming (MP) of Liu et al. (2025): binary search once, then step-to-step.
 
-    A verify read first: a cell already within tolerance takes no pulse. A cell of unknown
-    gate position (-1) gets a binary search over the gate levels: each probe is a RESET + SET
+    A verify read first: a cell of unknown gate position (-1) already within tolerance takes
+    no pulse; a cell of known position always takes at least one RESET + SET (an update is
+    a write, as in the paper's pulse counts). A cell of unknown gate position gets a binary
+    search over the gate levels: each probe is a RESET + SET
     at the middle level (2 pulses) and a read; it needs only G monotone in the gate voltage.
     The search ends early within tolerance, otherwise at the probe closest to the target.
     Then (and directly for cells of known position) step-to-step: start from the last level
@@ -383,7 +391,9 @@ def memorial(
 
     r = read(g, device, generator=generator)
     reads += mask.to(i32)
-    todo = mask & ((r - target).abs() > tol)
+    # A cell of unknown position is searched only if its read is off target; a cell of known
+    # position is always updated (an update is a write: RESET + SET at least once).
+    todo = mask & torch.where(gate < 0, (r - target).abs() > tol, target != g)
     if budget < 2:
         todo = torch.zeros_like(todo)
     last_read = r  # read value that belongs to the level in `gate`

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .algorithms import ALGORITHMS, TileAlgorithm, get_algorithm, hwa_noise
 from .data import add_gaussian_noise, downscale_bicubic, get_dataset, upscale_bicubic
 from .models import get_model, model_info
 from .nn import convert, crossbar_of
@@ -99,6 +100,17 @@ class MethodInfo:
     level: str  # "software", "weight" or "device"
     rule: str | None = None  # "eapu" or "exact" for in-situ methods
     scheme: str | None = None  # programming scheme at device level
+    algorithm: str | None = None  # an eapu.algorithms optimizer, or "hwa"
+
+    @property
+    def in_situ(self) -> bool:
+        """Trains on the crossbar (as opposed to in software, then programmed once)."""
+        return self.level == "device" and (self.rule is not None or self.algorithm in ALGORITHMS)
+
+    @property
+    def programmed_once(self) -> bool:
+        """Trained in software, then programmed onto the crossbar (ex-situ, hwa)."""
+        return self.level == "device" and not self.in_situ
 
 
 METHODS: dict[str, MethodInfo] = {
@@ -119,6 +131,15 @@ METHODS: dict[str, MethodInfo] = {
         MethodInfo("tp", "BP over the two-pulse scheme", "device", "exact", "two_pulse"),
         MethodInfo("su", "BP over the sign-based scheme (one pulse per update)", "device",
                    "exact", "sign"),
+        MethodInfo("mixed-precision", "digital accumulator written in whole device steps "
+                   "(Nandakumar 2020)", "device", None, "sign", algorithm="mixed-precision"),
+        MethodInfo("ttv2", "Tiki-Taka v2: fast array A, digital buffer H, slow array C "
+                   "(Gokmen 2021)", "device", None, "sign", algorithm="ttv2"),
+        MethodInfo("cttv2", "chopped Tiki-Taka v2 (Rasch et al. 2024)", "device", None, "sign",
+                   algorithm="cttv2"),
+        MethodInfo("hwa", "hardware-aware training in software (weight noise of sd_us), then "
+                   "programmed once by write-verify", "device", None, "write_verify",
+                   algorithm="hwa"),
         MethodInfo("noisy-bp", "weight level: every update written with N(0, sd_us) noise",
                    "weight", "exact"),
         MethodInfo("eapu", "weight level: EaPU, written updates get N(0, sd_us) noise",
@@ -339,12 +360,16 @@ def _model(cfg: dict[str, Any], exp: _Experiment) -> nn.Module:
 def _build(cfg: dict[str, Any], method: MethodInfo, exp: _Experiment) -> tuple[Any, Any, Any, Any]:
     model = _model(cfg, exp)
     xb = None
-    if method.level == "device" and method.rule is not None:
+    if method.in_situ:
         xb = convert(model, device=cfg["device"], scheme=method.scheme,
                      rwg_per_us=cfg["rwg_per_us"], seed=cfg["seed"])
     base, base_kw = OPTIMIZERS[cfg["optimizer"]]
-    if method.level == "software" or method.rule is None:
-        opt: torch.optim.Optimizer = base(model.parameters(), lr=cfg["lr"], **base_kw)
+    opt: torch.optim.Optimizer
+    if method.algorithm in ALGORITHMS:  # built after convert: it places its own arrays
+        opt = get_algorithm(method.algorithm)(model.parameters(), lr=cfg["lr"], base=base,
+                                              seed=cfg["seed"], **base_kw)
+    elif method.rule is None:
+        opt = base(model.parameters(), lr=cfg["lr"], **base_kw)
     else:
         opt = InSituOptimizer(model.parameters(), base, rule=method.rule,
                               sd_us=cfg["sd_us"], rwg_per_us=cfg["rwg_per_us"],
@@ -378,6 +403,10 @@ def run(
     torch.manual_seed(cfg["seed"])  # layers initialised outside get_model's seed, if any
     exp = _Experiment(cfg, task)
     model, xb, opt, sched = _build(cfg, method, exp)
+    hwa = None
+    if method.algorithm == "hwa":
+        hwa = hwa_noise(model, cfg["sd_us"], cfg["rwg_per_us"],
+                        torch.Generator().manual_seed(cfg["seed"] + 0x5EED))
     history: list[dict[str, Any]] = []
     start, wall = 0, 0.0
     if ck_path.exists():
@@ -390,6 +419,8 @@ def run(
         opt.load_state_dict(ck["optimizer"])
         if sched is not None:
             sched.load_state_dict(ck["scheduler"])
+        if hwa is not None:
+            hwa.load_state_dict(ck["hwa"])
         start, history, wall = ck["step"], ck["history"], ck["wall_s"]
     _write_json(out / "config.json", cfg)
     if xb is not None:
@@ -414,32 +445,35 @@ def run(
             metrics, samples = exp.evaluate(model)
             row.update(metrics)
             if step + 1 < steps:
-                _checkpoint(ck_path, cfg, model, xb, opt, sched, step + 1, history + [row],
-                            time.perf_counter() - t0)
+                _checkpoint(ck_path, cfg, model, xb, opt, sched, hwa, step + 1,
+                            history + [row], time.perf_counter() - t0)
         history.append(row)
         if progress is not None:
             progress(step + 1, steps, row)
 
     final: dict[str, Any] = {k: v for k, v in history[-1].items() if k != "step"}
-    if method.level == "device" and method.rule is None:  # ex-situ: program once, evaluate
+    if method.programmed_once:  # ex-situ, hwa: program the trained weights once, evaluate
+        if hwa is not None:
+            hwa.remove()
         xb = convert(model, device=cfg["device"], scheme=method.scheme,
                      rwg_per_us=cfg["rwg_per_us"], seed=cfg["seed"])
         metrics, samples = exp.evaluate(model)
         final.update(metrics)
         final.update({"pulses": sum(int(t.load_record[1]) for t in xb.tiles), "cells": xb.cells,
                       "rup": 0.0, "nup": 0.0, "ncell": 0.0})
-    if isinstance(opt, InSituOptimizer):
-        s = opt.ledger.summary()
+    ledger = opt.ledger if isinstance(opt, (InSituOptimizer, TileAlgorithm)) else None
+    if ledger is not None:
+        s = ledger.summary()
         final.update({"rup": s.rup, "nup": s.nup, "ncell": s.ncell, "pulses": s.pulses,
                       "written": s.written, "reads": s.reads, "failed": s.failed,
                       "cells": s.cells})
-        rup, nup = opt.ledger.rup().tolist(), opt.ledger.nup().tolist()
+        rup, nup = ledger.rup().tolist(), ledger.nup().tolist()
         for row, r, n in zip(history[1:], rup, nup):
             row["rup"], row["nup"] = r, n
-    if xb is not None and method.rule is not None:
+    if xb is not None and method.in_situ:
         final["load_pulses"] = sum(int(t.load_record[1]) for t in xb.tiles)
     xb = crossbar_of(model)
-    summary = opt.ledger.summary() if isinstance(opt, InSituOptimizer) else None
+    summary = ledger.summary() if ledger is not None else None
     acc = _accounting(model, xb, exp, cfg, summary, int(final.get("load_pulses",
                                                                   final.get("pulses", 0))))
     _write_json(out / "energy.json", acc)
@@ -461,7 +495,7 @@ def run(
         np.savez(buf, **samples)
         _atomic_write(out / "samples.npz", buf.getvalue())
     _write_json(out / "metrics.json", final)
-    _checkpoint(ck_path, cfg, model, xb, opt, sched, steps, history,
+    _checkpoint(ck_path, cfg, model, xb, opt, sched, hwa, steps, history,
                 final["wall_s"])
     return final
 
@@ -571,9 +605,10 @@ def load_run(run_dir: str | Path) -> tuple[nn.Module, Any, _Experiment, dict[str
     model = _model(cfg, exp)
     xb = None
     if method.level == "device":
-        scheme = method.scheme if method.rule is not None else "write_verify"
-        xb = convert(model, device=cfg["device"], scheme=scheme, rwg_per_us=cfg["rwg_per_us"],
-                     seed=cfg["seed"])
+        xb = convert(model, device=cfg["device"], scheme=method.scheme,
+                     rwg_per_us=cfg["rwg_per_us"], seed=cfg["seed"])
+        if method.algorithm in ALGORITHMS:  # its extra arrays, placed as in the run
+            get_algorithm(method.algorithm)(model.parameters(), lr=cfg["lr"])
     model.load_state_dict(ck["model"])
     if xb is not None and ck["crossbar"]:
         xb.load_state_dict(ck["crossbar"])
@@ -609,12 +644,14 @@ def retention(run_dir: str | Path, hours: list[float], *, drift: str = "rram",
 
 
 def _checkpoint(path: Path, cfg: dict[str, Any], model: nn.Module, xb: Any, opt: Any,
-                sched: Any, step: int, history: list[dict[str, Any]], wall: float) -> None:
+                sched: Any, hwa: Any, step: int, history: list[dict[str, Any]],
+                wall: float) -> None:
     buf = io.BytesIO()
     torch.save({
         "config": json.loads(json.dumps(cfg)), "step": step, "model": model.state_dict(),
         "crossbar": xb.state_dict() if xb is not None else {}, "optimizer": opt.state_dict(),
         "scheduler": sched.state_dict() if sched is not None else {},
+        "hwa": hwa.state_dict() if hwa is not None else {},
         "history": history, "wall_s": wall,
     }, buf)
     _atomic_write(path, buf.getvalue())

@@ -426,14 +426,17 @@ class Tile:
         target, mask = self._targets(weight, absolute=True)
         return self._apply(target, mask, self.crossbar.load_scheme)
 
-    def program(self, dwn: Tensor) -> Tensor:
-        """Write the update ΔWn (zero entries are not written) with the update scheme."""
+    def program(self, dwn: Tensor, *, scheme: str | None = None) -> Tensor:
+        """Write the update ΔWn (zero entries are not written) with the crossbar's update
+        scheme, or with ``scheme`` (e.g. the fast array of Tiki-Taka)."""
         if tuple(dwn.shape) != self.shape:
             raise ValueError(f"dwn has shape {tuple(dwn.shape)}, the tile holds {self.shape}")
         if not torch.isfinite(dwn).all():
             raise ValueError("dwn holds NaN or Inf; a non-finite update is never written")
+        if scheme is not None:
+            get_scheme(scheme)  # raises with the available names
         target, mask = self._targets(dwn.detach().cpu(), absolute=False)
-        return self._apply(target, mask, self.crossbar.scheme)
+        return self._apply(target, mask, scheme or self.crossbar.scheme)
 
     # ----------------------------------------------------------------- state
     def state_tensors(self) -> dict[str, Tensor]:
