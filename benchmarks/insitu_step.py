@@ -56,8 +56,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    names = ["digital Adam", "weight-level AdamEaPU", "device AdamEaPU memorial",
-             "device AdamEaPU write_verify", "device BP memorial", "device BP write_verify"]
+    names = [
+        "digital Adam",
+        "weight-level AdamEaPU",
+        "device AdamEaPU memorial",
+        "device AdamEaPU write_verify",
+        "device BP memorial",
+        "device BP write_verify",
+    ]
     n = sum(p.numel() for p in get_model("lenet5").parameters() if p.dim() > 1)
     print(f"LeNet-5 ({n} weights), batch {a.batch}, {a.threads} thread(s), median of {a.steps}")
     print(f"{'step':<30} {'ms/step':>8} {'x digital':>9} {'pulses/written cell':>20}")

@@ -42,7 +42,7 @@ def naive_adam_eapu(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, th=0.025, sd=
     @torch.no_grad()
     def step() -> None:
         t[0] += 1
-        for p, (m, v) in zip(params, state):
+        for p, (m, v) in zip(params, state, strict=True):
             m.mul_(betas[0]).add_(p.grad, alpha=1 - betas[0])
             v.mul_(betas[1]).addcmul_(p.grad, p.grad, value=1 - betas[1])
             denom = (v.sqrt() / (1 - betas[1] ** t[0]) ** 0.5).add_(eps)
@@ -105,12 +105,16 @@ def main() -> None:
         for name in OPTIMIZERS:
             out = subprocess.run(
                 [sys.executable, __file__, "--steps", str(a.steps), "--worker", name, str(threads)],
-                check=True, capture_output=True, text=True,
+                check=True,
+                capture_output=True,
+                text=True,
             )
             r = json.loads(out.stdout)
             ref = ref or r["ms"]
-            print(f"{name:<18} {threads:>7} {r['ms']:>9.1f} {r['ms'] / ref:>7.2f} "
-                  f"{r['peak_mib']:>9.0f}")
+            print(
+                f"{name:<18} {threads:>7} {r['ms']:>9.1f} {r['ms'] / ref:>7.2f} "
+                f"{r['peak_mib']:>9.0f}"
+            )
 
 
 if __name__ == "__main__":

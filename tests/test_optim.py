@@ -28,7 +28,9 @@ def net(seed: int = 0, dtype: torch.dtype = torch.float32) -> nn.Module:
 
 def batch(i: int, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(100 + i)
-    return torch.randn(8, 1, 4, 4, generator=g, dtype=dtype), torch.randn(8, 2, generator=g, dtype=dtype)
+    return torch.randn(8, 1, 4, 4, generator=g, dtype=dtype), torch.randn(
+        8, 2, generator=g, dtype=dtype
+    )
 
 
 def train(model: nn.Module, opt: torch.optim.Optimizer, steps: range) -> None:
@@ -51,7 +53,7 @@ def test_threshold_zero_and_no_noise_reproduce_the_base(base, kw, rule) -> None:
     train(ref, base(ref.parameters(), **kw), range(6))
     opt = InSituOptimizer(m.parameters(), base, rule=rule, threshold=0.0, sd_us=0.0, **kw)
     train(m, opt, range(6))
-    for a, b in zip(params(ref), params(m)):
+    for a, b in zip(params(ref), params(m), strict=True):
         assert torch.equal(a, b)
 
 
@@ -60,7 +62,7 @@ def test_digital_parameters_follow_the_base_exactly() -> None:
     # One step: afterwards the gradients differ because the analog weights do.
     train(ref, torch.optim.Adam(ref.parameters(), lr=1e-2), range(1))
     train(m, AdamEaPU(m.parameters(), lr=1e-2, sd_us=2.0), range(1))
-    for (name, a), b in zip(ref.named_parameters(), m.parameters()):
+    for (name, a), b in zip(ref.named_parameters(), m.parameters(), strict=True):
         if a.dim() == 1:
             assert torch.equal(a, b), name
         else:
@@ -125,7 +127,9 @@ def test_resume_equals_uninterrupted_run_bit_for_bit() -> None:
         train(m, opt1, range(i, i + 1))
         sched1.step()
     buf = io.BytesIO()
-    torch.save({"model": m.state_dict(), "opt": opt1.state_dict(), "sched": sched1.state_dict()}, buf)
+    torch.save(
+        {"model": m.state_dict(), "opt": opt1.state_dict(), "sched": sched1.state_dict()}, buf
+    )
     buf.seek(0)
     ck = torch.load(buf, weights_only=True)
 
@@ -138,7 +142,7 @@ def test_resume_equals_uninterrupted_run_bit_for_bit() -> None:
     for i in range(5, 10):
         train(m2, opt2, range(i, i + 1))
         sched2.step()
-    for a, b in zip(params(ref), params(m2)):
+    for a, b in zip(params(ref), params(m2), strict=True):
         assert torch.equal(a, b)
     assert torch.equal(opt.ledger.table(), opt2.ledger.table())
 
@@ -152,7 +156,7 @@ def test_scheduler_really_changes_the_lr() -> None:
     before = params(m)
     train(m, opt, range(3))
     sched.step()
-    for a, b in zip(before, params(m)):
+    for a, b in zip(before, params(m), strict=True):
         assert torch.equal(a, b)
     assert opt.ledger.summary().written == 0
 

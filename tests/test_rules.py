@@ -61,9 +61,9 @@ def test_foreach_equals_per_tensor_float64() -> None:
     dws = [torch.randn(s, dtype=torch.float64) * 0.01 for s in [(7, 3), (5,), (4, 4, 3), (1,)]]
     ths = [0.02, 0.0, 0.005, 0.1]
     g1, g2 = gen(3), gen(3)
-    ref = [eapu(d, threshold=t, generator=g1) for d, t in zip(dws, ths)]
+    ref = [eapu(d, threshold=t, generator=g1) for d, t in zip(dws, ths, strict=True)]
     out = eapu_foreach(dws, thresholds=ths, generator=g2)
-    for r, o in zip(ref, out):
+    for r, o in zip(ref, out, strict=True):
         assert r.dtype == o.dtype == torch.float64
         assert torch.equal(r, o)
     assert torch.equal(g1.get_state(), g2.get_state())

@@ -18,8 +18,14 @@ FAST = {"steps": 12, "eval_every": 6, "batch_size": 16, "eval_samples": 32}
 
 def test_run_writes_a_complete_run_directory(tmp_path: Path) -> None:
     m = run(RunConfig(task="denoise", method="eapu+mp", **FAST), tmp_path)
-    for name in ("config.json", "metrics.json", "history.csv", "checkpoint.pt", "samples.npz",
-                 "placement.txt"):
+    for name in (
+        "config.json",
+        "metrics.json",
+        "history.csv",
+        "checkpoint.pt",
+        "samples.npz",
+        "placement.txt",
+    ):
         assert (tmp_path / name).exists(), name
     assert json.loads((tmp_path / "config.json").read_text())["steps"] == 12
     assert 0 <= m["ssim"] <= 1 and m["psnr"] > 0
@@ -72,8 +78,12 @@ def test_every_method_runs_on_every_kind_of_task(tmp_path: Path, method: str) ->
 
 
 def test_sr2_runs_and_upsamples(tmp_path: Path) -> None:
-    m = run(RunConfig(task="sr2", method="eapu+mp", steps=4, eval_every=2, batch_size=8,
-                      eval_samples=8), tmp_path)
+    m = run(
+        RunConfig(
+            task="sr2", method="eapu+mp", steps=4, eval_every=2, batch_size=8, eval_samples=8
+        ),
+        tmp_path,
+    )
     assert m["cells"] == 396
     s = __import__("numpy").load(tmp_path / "samples.npz")
     assert s["outputs"].shape[-1] == 2 * s["inputs"].shape[-1]
@@ -109,8 +119,21 @@ def test_cli_list_run_report_and_errors(tmp_path: Path) -> None:
     out = tmp_path / "run"
     toml = tmp_path / "opts.toml"
     toml.write_text("steps = 4\neval_every = 2\nbatch_size = 8\n")
-    r = CliRunner().invoke(app, ["run", "denoise", "--method", "eapu+mp", "--out", str(out),
-                                 "--config", str(toml), "--seed", "1"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "denoise",
+            "--method",
+            "eapu+mp",
+            "--out",
+            str(out),
+            "--config",
+            str(toml),
+            "--seed",
+            "1",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert json.loads((out / "config.json").read_text())["steps"] == 4
     assert (out / "report.html").exists()

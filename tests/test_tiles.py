@@ -9,7 +9,14 @@ import torch
 from torch import nn
 
 from eapu.ledger import FIELDS
-from eapu.nn import AnalogConv2d, AnalogConvTranspose2d, AnalogLinear, convert, crossbar_of, to_digital
+from eapu.nn import (
+    AnalogConv2d,
+    AnalogConvTranspose2d,
+    AnalogLinear,
+    convert,
+    crossbar_of,
+    to_digital,
+)
 from eapu.optim import AdamEaPU, AdamNoise
 from eapu.tiles import Crossbar, Placement
 
@@ -17,8 +24,10 @@ from eapu.tiles import Crossbar, Placement
 def autoencoder() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Conv2d(1, 3, 3, padding=1, bias=False), nn.ReLU(),
-        nn.Conv2d(3, 3, 3, padding=1, bias=False), nn.ReLU(),
+        nn.Conv2d(1, 3, 3, padding=1, bias=False),
+        nn.ReLU(),
+        nn.Conv2d(3, 3, 3, padding=1, bias=False),
+        nn.ReLU(),
         nn.Conv2d(3, 1, 3, padding=1, bias=False),
     )
 
@@ -26,9 +35,12 @@ def autoencoder() -> nn.Module:
 def mixed() -> nn.Module:
     torch.manual_seed(1)
     return nn.Sequential(
-        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(),
-        nn.ConvTranspose2d(4, 2, 2, stride=2), nn.ReLU(),
-        nn.Flatten(), nn.Linear(2 * 8 * 8, 3),
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.ConvTranspose2d(4, 2, 2, stride=2),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(2 * 8 * 8, 3),
     )
 
 
@@ -78,7 +90,7 @@ def test_placement_splits_large_matrices_and_fills_arrays() -> None:
 def test_ideal_device_reproduces_weights_and_the_torch_layers(mapping: str) -> None:
     digital, analog = mixed(), mixed()
     xb = convert(analog, mapping=mapping, **EXACT)
-    for a, b in zip(digital.parameters(), analog.parameters()):
+    for a, b in zip(digital.parameters(), analog.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
     x = torch.randn(5, 1, 4, 4)
     torch.testing.assert_close(digital(x), analog(x), rtol=0, atol=1e-5)
@@ -101,7 +113,7 @@ def test_training_through_ideal_tiles_equals_digital_training() -> None:
             o.zero_grad()
             nn.functional.mse_loss(m(x), y).backward()
             o.step()
-    for a, b in zip(digital.parameters(), analog.parameters()):
+    for a, b in zip(digital.parameters(), analog.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
 
 
@@ -158,7 +170,7 @@ def test_analog_model_resumes_bit_for_bit() -> None:
     xb2.load_state_dict(ck["x"])
     opt2.load_state_dict(ck["o"])
     run(range(3, 6), m2, xb2, opt2)
-    for a, b in zip(m.parameters(), m2.parameters()):
+    for a, b in zip(m.parameters(), m2.parameters(), strict=True):
         assert torch.equal(a, b)
 
 
@@ -168,7 +180,7 @@ def test_to_digital_keeps_the_cells_weights() -> None:
     w = [p.detach().clone() for p in m.parameters()]
     d = to_digital(m)
     assert all(type(x) is nn.Conv2d for x in d.modules() if isinstance(x, nn.Conv2d))
-    for a, b in zip(w, d.parameters()):
+    for a, b in zip(w, d.parameters(), strict=True):
         torch.testing.assert_close(a, b)
 
 
@@ -192,7 +204,7 @@ def test_bad_crossbar_options_raise(kw: dict, msg: str) -> None:
 def test_bad_convert_options_raise() -> None:
     with pytest.raises(ValueError, match=r"Invalid adc_bits: 1; allowed: None or an int"):
         convert(autoencoder(), adc_bits=1)
-    with pytest.raises(ValueError, match="found no nn.Linear"):
+    with pytest.raises(ValueError, match=r"found no nn\.Linear"):
         convert(nn.Sequential(nn.ReLU()))
 
 
@@ -218,5 +230,5 @@ def test_read_noise_and_quantisation_change_the_output_not_the_weight() -> None:
     w = [p.detach().clone() for p in m.parameters()]
     y1, y2 = m(x), m(x)
     assert not torch.equal(y1, y2)
-    for a, b in zip(w, m.parameters()):
+    for a, b in zip(w, m.parameters(), strict=True):
         assert torch.equal(a, b)

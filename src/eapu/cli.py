@@ -11,17 +11,20 @@ names with underscores (``batch_size = 64``); flags given on the command line wi
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
+import tomllib
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="In-situ training on memristor crossbars with EaPU.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="In-situ training on memristor crossbars with EaPU.",
+)
 console = Console()
 
 DEVICE_METHODS = ["software", "ex-situ", "eapu+mp", "mp", "eapu+fp", "wu", "tp", "su"]
@@ -40,10 +43,17 @@ def _options(config: Path | None, **flags: Any) -> dict[str, Any]:
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description:<10}"), BarColumn(),
-                    TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[info]}"),
-                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                    console=console, transient=False)
+    return Progress(
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
 
 
 def _fmt(v: Any) -> str:
@@ -54,8 +64,7 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-COLUMNS = ["method", "ssim", "psnr", "accuracy", "rup", "nup", "ncell", "pulses", "cells",
-           "wall_s"]
+COLUMNS = ["method", "ssim", "psnr", "accuracy", "rup", "nup", "ncell", "pulses", "cells", "wall_s"]
 
 
 def _table(rows: list[dict[str, Any]], title: str) -> Table:
@@ -82,6 +91,41 @@ Model = Opt[str | None, typer.Option(help="network (eapu list models)")]
 Data = Opt[str | None, typer.Option(help="data set (eapu list datasets)")]
 DataDir = Opt[str | None, typer.Option(help="directory of a data set on disk")]
 Config = Opt[Path | None, typer.Option(help="TOML file of options")]
+Optim = Opt[str | None, typer.Option(help="base optimizer: adam, sgd, momentum")]
+Sched = Opt[str | None, typer.Option(help="learning-rate schedule: none, step, cosine")]
+Width = Opt[int | None, typer.Option(help="channel width of the network (ResNets)")]
+EvalN = Opt[int | None, typer.Option(help="test samples per evaluation")]
+StuckOff = Opt[float | None, typer.Option(help="fraction of cells stuck at g_min")]
+StuckOn = Opt[float | None, typer.Option(help="fraction of cells stuck at g_max")]
+
+#: Flags that map one to one onto eapu.tasks.RunConfig fields.
+RUN_FLAGS = (
+    "steps",
+    "batch_size",
+    "lr",
+    "eval_every",
+    "device",
+    "seed",
+    "sd_us",
+    "rwg_per_us",
+    "threshold_us",
+    "model",
+    "data",
+    "data_dir",
+    "optimizer",
+    "schedule",
+    "width",
+    "eval_samples",
+    "stuck_off",
+    "stuck_on",
+)
+
+
+def _run_options(config: Path | None, given: dict[str, Any]) -> dict[str, Any]:
+    """The RunConfig options of a command: its TOML file, then the flags it was given."""
+    return _options(config, **{k: v for k, v in given.items() if k in RUN_FLAGS})
+
+
 Out = Opt[Path | None, typer.Option(help="run directory (default runs/TASK-METHOD)")]
 
 
@@ -89,26 +133,43 @@ Out = Opt[Path | None, typer.Option(help="run directory (default runs/TASK-METHO
 def run(
     task: Annotated[str, typer.Argument(help="denoise, sr2, sr4, classify")],
     method: Annotated[str, typer.Option(help="eapu list methods")] = "eapu+mp",
-    out: Out = None, steps: Steps = None, batch_size: Batch = None, lr: Lr = None,
-    eval_every: Every = None, device: Device = None, seed: Seed = None, sd_us: SdUs = None,
-    rwg_per_us: Rwg = None, threshold_us: Th = None, model: Model = None, data: Data = None,
-    data_dir: DataDir = None, config: Config = None,
+    out: Out = None,
+    steps: Steps = None,
+    batch_size: Batch = None,
+    lr: Lr = None,
+    eval_every: Every = None,
+    device: Device = None,
+    seed: Seed = None,
+    sd_us: SdUs = None,
+    rwg_per_us: Rwg = None,
+    threshold_us: Th = None,
+    model: Model = None,
+    data: Data = None,
+    data_dir: DataDir = None,
+    optimizer: Optim = None,
+    schedule: Sched = None,
+    width: Width = None,
+    eval_samples: EvalN = None,
+    stuck_off: StuckOff = None,
+    stuck_on: StuckOn = None,
+    config: Config = None,
 ) -> None:
     """Train one task with one method; write (or resume) a run directory and its report."""
     from .report import write_run_report
     from .tasks import RunConfig
     from .tasks import run as run_task
 
-    opts = _options(config, steps=steps, batch_size=batch_size, lr=lr, eval_every=eval_every,
-                    device=device, seed=seed, sd_us=sd_us, rwg_per_us=rwg_per_us,
-                    threshold_us=threshold_us, model=model, data=data, data_dir=data_dir)
+    opts = _run_options(config, locals())
     opts.setdefault("method", method)
     cfg = RunConfig(task=task, **opts)
     out = out or Path("runs") / f"{task}-{cfg.method}"
     with _progress() as prog:
         bar = prog.add_task(cfg.method, total=cfg.resolved()["steps"], info="")
-        metrics = run_task(cfg, out, progress=lambda s, n, r: prog.update(
-            bar, completed=s, info=f"loss {r['loss']:.4g}"))
+        metrics = run_task(
+            cfg,
+            out,
+            progress=lambda s, n, r: prog.update(bar, completed=s, info=f"loss {r['loss']:.4g}"),
+        )
     console.print(_table([{"method": cfg.method, **metrics}], f"{task} ({cfg.device})"))
     console.print(f"report: {write_run_report(out)}")
 
@@ -117,11 +178,28 @@ def run(
 def compare(
     task: Annotated[str, typer.Argument(help="denoise, sr2, sr4, classify")],
     methods: Annotated[str, typer.Option(help="comma-separated methods")] = ",".join(
-        DEVICE_METHODS),
-    out: Out = None, steps: Steps = None, batch_size: Batch = None, lr: Lr = None,
-    eval_every: Every = None, device: Device = None, seed: Seed = None, sd_us: SdUs = None,
-    rwg_per_us: Rwg = None, threshold_us: Th = None, model: Model = None, data: Data = None,
-    data_dir: DataDir = None, config: Config = None,
+        DEVICE_METHODS
+    ),
+    out: Out = None,
+    steps: Steps = None,
+    batch_size: Batch = None,
+    lr: Lr = None,
+    eval_every: Every = None,
+    device: Device = None,
+    seed: Seed = None,
+    sd_us: SdUs = None,
+    rwg_per_us: Rwg = None,
+    threshold_us: Th = None,
+    model: Model = None,
+    data: Data = None,
+    data_dir: DataDir = None,
+    optimizer: Optim = None,
+    schedule: Sched = None,
+    width: Width = None,
+    eval_samples: EvalN = None,
+    stuck_off: StuckOff = None,
+    stuck_on: StuckOn = None,
+    config: Config = None,
 ) -> None:
     """Run one task with several methods on the same device; print and report the comparison."""
     from .report import write_compare_report
@@ -131,15 +209,20 @@ def compare(
     names = [m.strip() for m in methods.split(",") if m.strip()]
     for m in names:
         get_method(m)
-    opts = _options(config, steps=steps, batch_size=batch_size, lr=lr, eval_every=eval_every,
-                    device=device, seed=seed, sd_us=sd_us, rwg_per_us=rwg_per_us,
-                    threshold_us=threshold_us, model=model, data=data, data_dir=data_dir)
+    opts = _run_options(config, locals())
     total = RunConfig(task=task, **opts).resolved()["steps"]
     out = out or Path("runs") / f"{task}-compare"
     with _progress() as prog:
         bars = {m: prog.add_task(m, total=total, info="") for m in names}
-        rows = compare_tasks(task, names, out, progress=lambda m, s, n, r: prog.update(
-            bars[m], completed=s, info=f"loss {r['loss']:.4g}"), **opts)
+        rows = compare_tasks(
+            task,
+            names,
+            out,
+            progress=lambda m, s, n, r: prog.update(
+                bars[m], completed=s, info=f"loss {r['loss']:.4g}"
+            ),
+            **opts,
+        )
     console.print(_table(rows, f"{task} on {opts.get('device', 'taox_1t1r')}"))
     console.print(f"report: {write_compare_report(out)}")
 
@@ -173,12 +256,18 @@ def energy(
     if not path.exists():
         raise typer.BadParameter(f"{path} does not exist; run the task first")
     fig = energy_figures(json.loads(path.read_text()), node, nodes)
-    cols = [(key, unit, scale) for key, unit, scale in (
-        ("inference", "inference µJ/sample", 1e6), ("training", "training mJ/run", 1e3),
-        ("gpu_training", "GPU training mJ/run", 1e3),
-        ("inference_latency", "inference µs/sample", 1e6),
-        ("training_latency", "training s/run", 1.0), ("gpu_training_latency", "GPU s/run", 1.0),
-    ) if key in fig]
+    cols = [
+        (key, unit, scale)
+        for key, unit, scale in (
+            ("inference", "inference µJ/sample", 1e6),
+            ("training", "training mJ/run", 1e3),
+            ("gpu_training", "GPU training mJ/run", 1e3),
+            ("inference_latency", "inference µs/sample", 1e6),
+            ("training_latency", "training s/run", 1.0),
+            ("gpu_training_latency", "GPU s/run", 1.0),
+        )
+        if key in fig
+    ]
     t = Table(title=f"{run_dir.name} on {node}")
     t.add_column("category")
     for _, unit, _ in cols:
@@ -192,8 +281,7 @@ def energy(
 @app.command()
 def retention(
     run_dir: Annotated[Path, typer.Argument(help="a device-level run directory")],
-    hours: Annotated[str, typer.Option(help="comma-separated hours after training")] =
-    "0,1,10,60",
+    hours: Annotated[str, typer.Option(help="comma-separated hours after training")] = "0,1,10,60",
     drift: Annotated[str, typer.Option(help="rram (mean shift) or pcm (power law)")] = "rram",
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
@@ -220,10 +308,139 @@ def retention(
     console.print(f"table: {out}")
 
 
+def _parse_value(text: str) -> Any:
+    """A grid value: None, an int, a float, or the string itself."""
+    if text.lower() == "none":
+        return None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+@app.command()
+def sweep(
+    task: Annotated[str, typer.Argument(help="denoise, sr2, sr4, classify")],
+    grid: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--grid", help="KEY=V1,V2,... (repeatable): RunConfig fields, e.g. sd_us=1,2,4"
+        ),
+    ] = None,
+    seeds: Annotated[str, typer.Option(help="comma-separated seeds")] = "0",
+    workers: Annotated[
+        int | None, typer.Option(help="processes (default: CPUs); 0 runs in this process")
+    ] = None,
+    print_: Annotated[
+        bool,
+        typer.Option(
+            "--print-commands",
+            help="print one `eapu run` per point (for a scheduler or GNU parallel)",
+        ),
+    ] = False,
+    collect_: Annotated[bool, typer.Option("--collect", help="only gather finished runs")] = False,
+    metric: Annotated[list[str] | None, typer.Option(help="metric(s) to plot")] = None,
+    method: Annotated[str | None, typer.Option(help="eapu list methods")] = None,
+    out: Out = None,
+    steps: Steps = None,
+    batch_size: Batch = None,
+    lr: Lr = None,
+    eval_every: Every = None,
+    device: Device = None,
+    sd_us: SdUs = None,
+    rwg_per_us: Rwg = None,
+    threshold_us: Th = None,
+    model: Model = None,
+    data: Data = None,
+    data_dir: DataDir = None,
+    optimizer: Optim = None,
+    schedule: Sched = None,
+    width: Width = None,
+    eval_samples: EvalN = None,
+    stuck_off: StuckOff = None,
+    stuck_on: StuckOn = None,
+    config: Config = None,
+) -> None:
+    """Run a grid of settings (one run directory per point and seed); write sweep.csv and plots.
+
+    Finished points are skipped and interrupted ones resume, so the same command continues
+    a sweep.
+    """
+    from . import sweep as sw
+
+    base = _run_options(config, locals())
+    if method is not None:
+        base["method"] = method
+    g: dict[str, list[Any]] = {}
+    for spec in grid or []:
+        key, _, vals = spec.partition("=")
+        if not vals:
+            raise typer.BadParameter(f"--grid {spec!r}: expected KEY=V1,V2,...")
+        key = "rwg_per_us" if key.strip() == "rwg" else key.strip()
+        g[key] = [_parse_value(v.strip()) for v in vals.split(",")]
+    seed_list = [int(x) for x in seeds.split(",") if x.strip()]
+    out = out or Path("runs") / f"{task}-sweep"
+    if print_:
+        sw.save_manifest(task, base, g, out, seeds=seed_list)
+        for line in sw.print_commands(task, base, g, out, seeds=seed_list):
+            print(line)
+        return
+    if collect_:
+        res = sw.collect(out, metrics=metric or None)
+    else:
+        res = sw.run_sweep(
+            task,
+            base,
+            g,
+            out,
+            workers=workers,
+            seeds=seed_list,
+            metrics=metric or None,
+            raise_on_error=False,
+            progress=lambda k, st, m: console.print(f"{st:>8} {k}"),
+        )
+    figs = ", ".join(map(str, res.figures)) or "-"
+    console.print(f"{len(res.rows)} rows -> {res.csv_path}; figures: {figs}")
+    if res.failed:
+        console.print(f"[red]{len(res.failed)} failed: {', '.join(res.failed)}[/red]")
+        raise typer.Exit(1)
+
+
+@app.command()
+def stats(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory (or its checkpoint.pt)")],
+    scheme: Annotated[
+        str | None, typer.Option(help="scheme for Nup (default: the run's, else memorial)")
+    ] = None,
+    device: Device = None,
+    delta_us: Annotated[
+        float, typer.Option(help="update size of the step-to-step measurement (µS)")
+    ] = 2.0,
+    out: Out = None,
+) -> None:
+    """Per-layer written fraction, Rup over training, and Nup = Ncell(step-to-step) × Rup."""
+    import json
+
+    from .stats import write_update_stats
+
+    paths = write_update_stats(run_dir, out, scheme=scheme, device=device, delta_us=delta_us)
+    s = json.loads(paths["json"].read_text())
+    console.print(
+        f"Rup {s['rup_mean'] * 1e3:.3g} ‰ (max {s['rup_max'] * 1e3:.3g} ‰); Nup measured "
+        f"{s['nup_measured']:.3g}; {s['scheme']}: Ncell {s['ncell_step']:.3g} step-to-step "
+        f"({s['ncell_random']:.3g} from a random start) -> Nup {s['nup']:.3g}"
+    )
+    for p in paths.values():
+        console.print(str(p))
+
+
 @app.command("list")
 def list_(
-    what: Annotated[str, typer.Argument(
-        help="devices, schemes, rules, tasks, methods, models or datasets")],
+    what: Annotated[
+        str, typer.Argument(help="devices, schemes, rules, tasks, methods, models or datasets")
+    ],
 ) -> None:
     """List what is registered."""
     from . import data, devices, models, programming, rules, tasks
@@ -246,7 +463,8 @@ def list_(
     else:
         raise typer.BadParameter(
             f"unknown list {what!r}; available: devices, schemes, rules, tasks, methods, "
-            "models, datasets")
+            "models, datasets"
+        )
     t = Table(title=what)
     t.add_column("name")
     t.add_column("description")
@@ -270,11 +488,13 @@ def characterize(
     t = Table(title=f"{c.device} / {c.scheme}: SD(εcell) = {c.sd_us:.3g} µS")
     t.add_column("target G (µS)", justify="right")
     t.add_column("SD εcell (µS)", justify="right")
-    for g, sd in zip(c.g_centers_us, c.sd_by_g_us):
+    for g, sd in zip(c.g_centers_us, c.sd_by_g_us, strict=True):
         t.add_row(f"{g:.1f}", f"{sd:.3g}")
     console.print(t)
-    console.print(f"mean εcell {c.mean_us:.3g} µS, pulses per write {c.pulses_per_write:.3g}, "
-                  f"verify reads per write {c.reads_per_write:.3g}, fail rate {c.fail_rate:.3g}")
+    console.print(
+        f"mean εcell {c.mean_us:.3g} µS, pulses per write {c.pulses_per_write:.3g}, "
+        f"verify reads per write {c.reads_per_write:.3g}, fail rate {c.fail_rate:.3g}"
+    )
 
 
 if __name__ == "__main__":

@@ -105,7 +105,7 @@ class Ledger:
     def summary(self) -> LedgerSummary:
         """Totals over all steps and the paper's Rup, Nup, Ncell."""
         t = self.table().sum((0, 1)) if self._rows else torch.zeros(len(FIELDS), dtype=torch.int64)
-        tot = dict(zip(FIELDS, (int(v) for v in t)))
+        tot = dict(zip(FIELDS, (int(v) for v in t), strict=True))
         steps, cells = len(self._rows), sum(self.cells)
         denom = max(steps * cells, 1)
         return LedgerSummary(

@@ -75,8 +75,15 @@ class _Analog:
         self.tile.load_state_tensors(state)
 
     @classmethod
-    def from_digital(cls, layer: nn.Module, crossbar: Crossbar, *, name: str = "",
-                     dac_bits: int | None = None, adc_bits: int | None = None) -> Any:
+    def from_digital(
+        cls,
+        layer: nn.Module,
+        crossbar: Crossbar,
+        *,
+        name: str = "",
+        dac_bits: int | None = None,
+        adc_bits: int | None = None,
+    ) -> Any:
         """An analog copy of ``layer`` whose weight is programmed onto ``crossbar``."""
         new = cls.__new__(cls)
         new.__dict__.update(layer.__dict__)  # shares hyper-parameters, parameters, hooks
@@ -84,8 +91,9 @@ class _Analog:
         new._buffers = dict(layer._buffers)
         new._modules = dict(layer._modules)
         new.weight = nn.Parameter(layer.weight.detach().clone())
-        tile = crossbar.add_tile(name or cls.__name__, new.weight.detach().cpu(),
-                                 transposed=cls._transposed_tile)
+        tile = crossbar.add_tile(
+            name or cls.__name__, new.weight.detach().cpu(), transposed=cls._transposed_tile
+        )
         new._attach(tile, dac_bits, adc_bits)
         return new
 
@@ -114,10 +122,25 @@ class AnalogConvTranspose2d(_Analog, nn.ConvTranspose2d):
     _transposed_tile = True
 
     def forward(self, x: Tensor, output_size: list[int] | None = None) -> Tensor:
-        pad = self._output_padding(x, output_size, list(self.stride), list(self.padding),
-                                   list(self.kernel_size), 2, list(self.dilation))
-        y = F.conv_transpose2d(_quantize(x, self.dac_bits), self._read_weight(), None,
-                               self.stride, self.padding, pad, self.groups, self.dilation)
+        pad = self._output_padding(
+            x,
+            output_size,
+            list(self.stride),
+            list(self.padding),
+            list(self.kernel_size),
+            2,
+            list(self.dilation),
+        )
+        y = F.conv_transpose2d(
+            _quantize(x, self.dac_bits),
+            self._read_weight(),
+            None,
+            self.stride,
+            self.padding,
+            pad,
+            self.groups,
+            self.dilation,
+        )
         y = _quantize(y, self.adc_bits)
         return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
 
@@ -152,14 +175,16 @@ def convert(
             raise ValueError(f"Invalid {bits_name}: {bits!r}; allowed: None or an int in [2, 32]")
     xb = Crossbar(**crossbar_kwargs)
     targets = [
-        (name, mod) for name, mod in model.named_modules()
+        (name, mod)
+        for name, mod in model.named_modules()
         if type(mod) in _ANALOG and (include is None or include(name, mod))
     ]
     if not targets:
         raise ValueError("convert found no nn.Linear / nn.Conv2d / nn.ConvTranspose2d to convert")
     for name, mod in targets:
-        new = _ANALOG[type(mod)].from_digital(mod, xb, name=name, dac_bits=dac_bits,
-                                              adc_bits=adc_bits)
+        new = _ANALOG[type(mod)].from_digital(
+            mod, xb, name=name, dac_bits=dac_bits, adc_bits=adc_bits
+        )
         parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
         setattr(parent, name.rpartition(".")[2], new)
     return xb
@@ -179,8 +204,9 @@ def to_digital(model: nn.Module) -> nn.Module:
         if isinstance(mod, _Analog):
             base = next(b for b in type(mod).__mro__ if b in _ANALOG)
             new = base.__new__(base)
-            new.__dict__.update({k: v for k, v in mod.__dict__.items()
-                                 if k not in ("tile", "dac_bits", "adc_bits")})
+            new.__dict__.update(
+                {k: v for k, v in mod.__dict__.items() if k not in ("tile", "dac_bits", "adc_bits")}
+            )
             new._parameters = dict(mod._parameters)
             new.weight = nn.Parameter(mod.tile.weight().to(mod.weight).clone())
             parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model

@@ -79,8 +79,10 @@ def _validate_insitu(group: dict[str, Any]) -> None:
     get_rule(group["rule"])  # raises with the available names
     _finite_nonneg("sd_us", group["sd_us"])
     rwg = group["rwg_per_us"]
-    if isinstance(rwg, bool) or not isinstance(rwg, (int, float)) or not (
-        math.isfinite(rwg) and rwg > 0
+    if (
+        isinstance(rwg, bool)
+        or not isinstance(rwg, (int, float))
+        or not (math.isfinite(rwg) and rwg > 0)
     ):
         raise ValueError(f"Invalid rwg_per_us: {rwg!r}; allowed: a finite number > 0")
     _finite_nonneg("threshold", group["threshold"], allow_none=True)
@@ -219,8 +221,10 @@ class InSituOptimizer(Optimizer):
             return
         self.ledger.set_layout(
             [f"param{i}:{tuple(p.shape)}" for i, p in enumerate(analog)],
-            [p.eapu_tile.cells if getattr(p, "eapu_tile", None) is not None else p.numel()
-             for p in analog],
+            [
+                p.eapu_tile.cells if getattr(p, "eapu_tile", None) is not None else p.numel()
+                for p in analog
+            ],
         )
         self._layout = [id(p) for p in analog]
 
@@ -282,25 +286,37 @@ class InSituOptimizer(Optimizer):
                 # Tensor by tensor: only one tensor's temporaries are alive at a time.
                 dw = p.sub(old)
                 rule = get_rule(group["rule"]).fn
-                dwn = rule(dw, threshold=self.threshold_for(p, group),
-                           generator=self._generator(p.device))
+                dwn = rule(
+                    dw, threshold=self.threshold_for(p, group), generator=self._generator(p.device)
+                )
                 rows[id(p)] = self._write(p, old, dw, dwn, group, skip)
         if analog_all:
             dev = analog_all[0].device
-            self.ledger.record(torch.stack([
-                rows[id(p)].to(dev) if id(p) in rows
-                else torch.zeros(len(FIELDS), dtype=torch.int64, device=dev)
-                for p in analog_all
-            ]))
+            self.ledger.record(
+                torch.stack(
+                    [
+                        rows[id(p)].to(dev)
+                        if id(p) in rows
+                        else torch.zeros(len(FIELDS), dtype=torch.int64, device=dev)
+                        for p in analog_all
+                    ]
+                )
+            )
         return loss
 
     def _write(
-        self, p: Tensor, old: Tensor, dw: Tensor, dwn: Tensor, group: dict[str, Any],
+        self,
+        p: Tensor,
+        old: Tensor,
+        dw: Tensor,
+        dwn: Tensor,
+        group: dict[str, Any],
         skip: Tensor | None,
     ) -> Tensor:
         """Write ΔWn into ``p`` (which holds the base optimizer's proposal); one ledger row."""
-        nskip = skip.sum() if skip is not None else torch.zeros((), dtype=torch.int64,
-                                                                device=p.device)
+        nskip = (
+            skip.sum() if skip is not None else torch.zeros((), dtype=torch.int64, device=p.device)
+        )
         tile = getattr(p, "eapu_tile", None)
         if tile is not None:
             record = tile.program(dwn).clone()
@@ -321,8 +337,7 @@ class InSituOptimizer(Optimizer):
                 n = torch.tensor(idx.numel(), device=p.device)
             else:
                 where = dwn.nonzero(as_tuple=True)
-                noise = torch.randn(where[0].numel(), generator=gen, device=p.device,
-                                    dtype=p.dtype)
+                noise = torch.randn(where[0].numel(), generator=gen, device=p.device, dtype=p.dtype)
                 p.index_put_(where, noise.mul_(sd_w), accumulate=True)
                 n = torch.tensor(where[0].numel(), device=p.device)
         else:
@@ -394,7 +409,11 @@ AdamEaPU = _make(torch.optim.Adam, "eapu", "Adam proposes ΔW, EaPU decides what
 SGDEaPU = _make(torch.optim.SGD, "eapu", "SGD (momentum etc. as keywords) with EaPU.")
 AdamNoise = _make(torch.optim.Adam, "exact", "Noisy BP baseline: every Adam update is written.")
 SGDNoise = _make(torch.optim.SGD, "exact", "Noisy BP baseline: every SGD update is written.")
-for _cls, _name in ((AdamEaPU, "AdamEaPU"), (SGDEaPU, "SGDEaPU"), (AdamNoise, "AdamNoise"),
-                    (SGDNoise, "SGDNoise")):
+for _cls, _name in (
+    (AdamEaPU, "AdamEaPU"),
+    (SGDEaPU, "SGDEaPU"),
+    (AdamNoise, "AdamNoise"),
+    (SGDNoise, "SGDNoise"),
+):
     _cls.__name__ = _cls.__qualname__ = _name
 del _cls, _name

@@ -37,9 +37,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 __all__ = [
-    "plot_energy",
     "format_value",
     "plot_compare",
+    "plot_energy",
     "plot_history",
     "plot_samples",
     "read_history",
@@ -255,12 +255,16 @@ ENERGY_CATEGORIES = ("vmm_read", "adc_dac", "digital", "rng", "programming", "ve
 def plot_energy(figures: Mapping[str, Any], path: str | Path) -> Path:
     """Stacked bars of a run's energy by category (`eapu.tasks.energy_figures` output):
     inference per sample and training per run on the node, training on the GPU reference."""
-    panels = [(k, label, scale) for k, label, scale in (
-        ("inference", "inference (µJ / sample)", 1e6),
-        ("training", "training (mJ / run)", 1e3),
-    ) if k in figures]
+    panels = [
+        (k, label, scale)
+        for k, label, scale in (
+            ("inference", "inference (µJ / sample)", 1e6),
+            ("training", "training (mJ / run)", 1e3),
+        )
+        if k in figures
+    ]
     fig, axes = _grid(len(panels) or 1, 4.2, 3.4, f"energy on {figures.get('node', '?')}")
-    for ax, (key, label, scale) in zip(axes, panels):
+    for ax, (key, label, scale) in zip(axes, panels, strict=False):
         bars = [(figures.get("node", "node"), figures[key])]
         if key == "training" and "gpu_training" in figures:
             bars.append(("GPU (FP32)", figures["gpu_training"]))

@@ -36,7 +36,9 @@ def _check_threshold(threshold: float) -> None:
         raise ValueError(f"Invalid threshold: {threshold!r}; allowed: a finite number >= 0")
 
 
-def exact(dw: Tensor, *, threshold: float = 0.0, generator: torch.Generator | None = None) -> Tensor:
+def exact(
+    dw: Tensor, *, threshold: float = 0.0, generator: torch.Generator | None = None
+) -> Tensor:
     """Plain backpropagation: every proposed update is written as it is (ΔWn = ΔW).
 
     ``threshold`` and ``generator`` are accepted so that every rule has one signature.
@@ -94,7 +96,9 @@ def eapu_foreach(
     ``[eapu(dw, threshold=t, generator=g) for dw, t in zip(dws, thresholds)]`` exactly.
     """
     dws = list(dws)
-    ths = [float(thresholds)] * len(dws) if isinstance(thresholds, (int, float)) else list(thresholds)
+    ths = (
+        [float(thresholds)] * len(dws) if isinstance(thresholds, (int, float)) else list(thresholds)
+    )
     if len(ths) != len(dws):
         raise ValueError(f"thresholds has {len(ths)} entries for {len(dws)} tensors; need one each")
     for t in ths:

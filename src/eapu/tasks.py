@@ -77,16 +77,57 @@ class TaskInfo:
 TASKS: dict[str, TaskInfo] = {
     t.name: t
     for t in [
-        TaskInfo("denoise", "denoise", "denoising autoencoder (135 weights), Gaussian noise "
-                 "σ=0.3 on the input, MSE, batch 64, 1100 mini-batches, evaluate every 200",
-                 "denoise_ae", "digits", 1100, 64, 1e-2, 200, data_kw={"size": 16}),
-        TaskInfo("sr2", "sr", "SRNet×2 (369 weights), bicubic ×0.5 input, L1, batch 256, "
-                 "4 epochs of 100 mini-batches", "srnet2", "photos", 400, 256, 1e-2, 100,
-                 data_kw={"patch_size": 16}, scale=2),
-        TaskInfo("sr4", "sr", "SRNet×4, bicubic ×0.25 input, L1, batch 256, 400 mini-batches",
-                 "srnet4", "photos", 400, 256, 1e-2, 100, data_kw={"patch_size": 16}, scale=4),
-        TaskInfo("classify", "classify", "image classification, cross-entropy, accuracy",
-                 "small_cnn", "digits", 600, 64, 1e-2, 100),
+        TaskInfo(
+            "denoise",
+            "denoise",
+            "denoising autoencoder (135 weights), Gaussian noise "
+            "σ=0.3 on the input, MSE, batch 64, 1100 mini-batches, evaluate every 200",
+            "denoise_ae",
+            "digits",
+            1100,
+            64,
+            1e-2,
+            200,
+            data_kw={"size": 16},
+        ),
+        TaskInfo(
+            "sr2",
+            "sr",
+            "SRNet×2 (369 weights), bicubic ×0.5 input, L1, batch 256, "
+            "4 epochs of 100 mini-batches",
+            "srnet2",
+            "photos",
+            400,
+            256,
+            1e-2,
+            100,
+            data_kw={"patch_size": 16},
+            scale=2,
+        ),
+        TaskInfo(
+            "sr4",
+            "sr",
+            "SRNet×4, bicubic ×0.25 input, L1, batch 256, 400 mini-batches",
+            "srnet4",
+            "photos",
+            400,
+            256,
+            1e-2,
+            100,
+            data_kw={"patch_size": 16},
+            scale=4,
+        ),
+        TaskInfo(
+            "classify",
+            "classify",
+            "image classification, cross-entropy, accuracy",
+            "small_cnn",
+            "digits",
+            600,
+            64,
+            1e-2,
+            100,
+        ),
     ]
 }
 
@@ -116,34 +157,86 @@ class MethodInfo:
 METHODS: dict[str, MethodInfo] = {
     m.name: m
     for m in [
-        MethodInfo("software", "float training in software, no device (the noise-free bound)",
-                   "software"),
-        MethodInfo("ex-situ", "trained in software, then programmed once by write-verify",
-                   "device", None, "write_verify"),
-        MethodInfo("eapu+mp", "EaPU over memorial programming (the paper's method)", "device",
-                   "eapu", "memorial"),
-        MethodInfo("eapu+fp", "EaPU over fast programming (two-pulse)", "device", "eapu",
-                   "two_pulse"),
-        MethodInfo("mp", "BP over memorial programming (every update written)", "device",
-                   "exact", "memorial"),
-        MethodInfo("wu", "BP over write-verify: every update verified to tolerance", "device",
-                   "exact", "write_verify"),
+        MethodInfo(
+            "software", "float training in software, no device (the noise-free bound)", "software"
+        ),
+        MethodInfo(
+            "ex-situ",
+            "trained in software, then programmed once by write-verify",
+            "device",
+            None,
+            "write_verify",
+        ),
+        MethodInfo(
+            "eapu+mp",
+            "EaPU over memorial programming (the paper's method)",
+            "device",
+            "eapu",
+            "memorial",
+        ),
+        MethodInfo(
+            "eapu+fp", "EaPU over fast programming (two-pulse)", "device", "eapu", "two_pulse"
+        ),
+        MethodInfo(
+            "mp",
+            "BP over memorial programming (every update written)",
+            "device",
+            "exact",
+            "memorial",
+        ),
+        MethodInfo(
+            "wu",
+            "BP over write-verify: every update verified to tolerance",
+            "device",
+            "exact",
+            "write_verify",
+        ),
         MethodInfo("tp", "BP over the two-pulse scheme", "device", "exact", "two_pulse"),
-        MethodInfo("su", "BP over the sign-based scheme (one pulse per update)", "device",
-                   "exact", "sign"),
-        MethodInfo("mixed-precision", "digital accumulator written in whole device steps "
-                   "(Nandakumar 2020)", "device", None, "sign", algorithm="mixed-precision"),
-        MethodInfo("ttv2", "Tiki-Taka v2: fast array A, digital buffer H, slow array C "
-                   "(Gokmen 2021)", "device", None, "sign", algorithm="ttv2"),
-        MethodInfo("cttv2", "chopped Tiki-Taka v2 (Rasch et al. 2024)", "device", None, "sign",
-                   algorithm="cttv2"),
-        MethodInfo("hwa", "hardware-aware training in software (weight noise of sd_us), then "
-                   "programmed once by write-verify", "device", None, "write_verify",
-                   algorithm="hwa"),
-        MethodInfo("noisy-bp", "weight level: every update written with N(0, sd_us) noise",
-                   "weight", "exact"),
-        MethodInfo("eapu", "weight level: EaPU, written updates get N(0, sd_us) noise",
-                   "weight", "eapu"),
+        MethodInfo(
+            "su", "BP over the sign-based scheme (one pulse per update)", "device", "exact", "sign"
+        ),
+        MethodInfo(
+            "mixed-precision",
+            "digital accumulator written in whole device steps (Nandakumar 2020)",
+            "device",
+            None,
+            "sign",
+            algorithm="mixed-precision",
+        ),
+        MethodInfo(
+            "ttv2",
+            "Tiki-Taka v2: fast array A, digital buffer H, slow array C (Gokmen 2021)",
+            "device",
+            None,
+            "sign",
+            algorithm="ttv2",
+        ),
+        MethodInfo(
+            "cttv2",
+            "chopped Tiki-Taka v2 (Rasch et al. 2024)",
+            "device",
+            None,
+            "sign",
+            algorithm="cttv2",
+        ),
+        MethodInfo(
+            "hwa",
+            "hardware-aware training in software (weight noise of sd_us), then "
+            "programmed once by write-verify",
+            "device",
+            None,
+            "write_verify",
+            algorithm="hwa",
+        ),
+        MethodInfo(
+            "noisy-bp",
+            "weight level: every update written with N(0, sd_us) noise",
+            "weight",
+            "exact",
+        ),
+        MethodInfo(
+            "eapu", "weight level: EaPU, written updates get N(0, sd_us) noise", "weight", "eapu"
+        ),
     ]
 }
 
@@ -205,6 +298,8 @@ class RunConfig:
     optimizer: str = "adam"
     schedule: str = "none"
     width: int | None = None
+    stuck_off: float = 0.0
+    stuck_on: float = 0.0
 
     def __post_init__(self) -> None:
         get_task(self.task)
@@ -224,11 +319,25 @@ class RunConfig:
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"Invalid seed: {self.seed!r}; allowed: an integer >= 0")
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"Invalid optimizer: {self.optimizer!r}; allowed: "
-                             f"{', '.join(OPTIMIZERS)}")
+            raise ValueError(
+                f"Invalid optimizer: {self.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}"
+            )
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"Invalid schedule: {self.schedule!r}; allowed: "
-                             f"{', '.join(SCHEDULES)}")
+            raise ValueError(
+                f"Invalid schedule: {self.schedule!r}; allowed: {', '.join(SCHEDULES)}"
+            )
+        for name in ("stuck_off", "stuck_on"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 1:
+                raise ValueError(f"Invalid {name}: {v!r}; allowed: a fraction in [0, 1]")
+        if self.stuck_off + self.stuck_on > 1:
+            raise ValueError(
+                f"Invalid stuck_off + stuck_on: {self.stuck_off + self.stuck_on}; allowed: <= 1"
+            )
+        if (self.stuck_off or self.stuck_on) and get_method(self.method).level != "device":
+            raise ValueError(
+                f"stuck_off / stuck_on need a device-level method, not {self.method!r}"
+            )
         if self.width is not None and (not isinstance(self.width, int) or self.width < 1):
             raise ValueError(f"Invalid width: {self.width!r}; allowed: None or an integer >= 1")
 
@@ -272,7 +381,7 @@ def image_metrics(output: Tensor, target: Tensor) -> dict[str, float]:
     out = output.detach().clamp(0, 1).cpu().double().numpy()
     tgt = target.detach().cpu().double().numpy()
     ssim, psnr = [], []
-    for o, t in zip(out, tgt):
+    for o, t in zip(out, tgt, strict=True):
         win = min(7, *t.shape[-2:])
         win -= 1 - win % 2  # odd, at most 7 (scikit-image's default) and at most the image
         ssim.append(structural_similarity(t, o, data_range=1.0, channel_axis=0, win_size=win))
@@ -299,7 +408,7 @@ class _Experiment:
         per_epoch = max(n // bs, 1)
         epoch, k = divmod(step, per_epoch)
         g = torch.Generator().manual_seed(self.cfg["seed"] * 1_000_003 + epoch)
-        idx = torch.randperm(n, generator=g)[k * bs:(k + 1) * bs]
+        idx = torch.randperm(n, generator=g)[k * bs : (k + 1) * bs]
         return self.train.images[idx], self.train.labels[idx]
 
     def inputs(self, x: Tensor, key: int) -> Tensor:
@@ -324,7 +433,7 @@ class _Experiment:
         model.eval()
         x, y = self.test_x, self.test_y
         inp = self.inputs(x, key=123_456_789)  # one fixed corruption of the test set
-        out = torch.cat([model(inp[i:i + 256]) for i in range(0, len(inp), 256)])
+        out = torch.cat([model(inp[i : i + 256]) for i in range(0, len(inp), 256)])
         model.train()
         if self.task.kind == "classify":
             metrics = {"accuracy": float((out.argmax(1) == y).double().mean())}
@@ -335,8 +444,11 @@ class _Experiment:
         base = inp if self.task.kind == "denoise" else upscale_bicubic(inp, self.task.scale)
         metrics.update({f"{k}_baseline": v for k, v in image_metrics(base, x).items()})
         k = min(8, len(x))
-        samples = {"inputs": inp[:k].clamp(0, 1).numpy(), "outputs": out[:k].clamp(0, 1).numpy(),
-                   "targets": x[:k].numpy()}
+        samples = {
+            "inputs": inp[:k].clamp(0, 1).numpy(),
+            "outputs": out[:k].clamp(0, 1).numpy(),
+            "targets": x[:k].numpy(),
+        }
         return metrics, samples
 
 
@@ -346,35 +458,69 @@ def _model(cfg: dict[str, Any], exp: _Experiment) -> nn.Module:
     kw: dict[str, Any] = dict(task.model_kw) if cfg["model"] == task.model else {}
     x = exp.train.images
     if task.kind == "classify":
-        kw.update(in_channels=x.shape[1], num_classes=int(exp.train.labels.max()) + 1,
-                  img_size=x.shape[-1])
+        kw.update(
+            in_channels=x.shape[1],
+            num_classes=int(exp.train.labels.max()) + 1,
+            img_size=x.shape[-1],
+        )
     if cfg["width"] is not None:
         kw["width"] = cfg["width"]
     factory = model_info(cfg["model"]).factory
     cls = typing.get_type_hints(factory).get("return")
     accepted = inspect.signature(cls.__init__).parameters if isinstance(cls, type) else kw
-    return get_model(cfg["model"], seed=cfg["seed"], **{k: v for k, v in kw.items()
-                                                         if k in accepted})
+    return get_model(
+        cfg["model"], seed=cfg["seed"], **{k: v for k, v in kw.items() if k in accepted}
+    )
+
+
+def _device(cfg: dict[str, Any]) -> Any:
+    """The run's device model: the preset with the run's stuck-cell fractions."""
+    from .devices import get_device
+
+    dev = get_device(cfg["device"])
+    if cfg["stuck_off"] or cfg["stuck_on"]:
+        dev = dataclasses.replace(
+            dev, stuck_off_fraction=cfg["stuck_off"], stuck_on_fraction=cfg["stuck_on"]
+        )
+    return dev
+
+
+def _convert(model: nn.Module, cfg: dict[str, Any], method: MethodInfo) -> Any:
+    """Put the network on the run's crossbar (device, method's scheme, Rwg, seed)."""
+    return convert(
+        model,
+        device=_device(cfg),
+        scheme=method.scheme,
+        rwg_per_us=cfg["rwg_per_us"],
+        seed=cfg["seed"],
+    )
 
 
 def _build(cfg: dict[str, Any], method: MethodInfo, exp: _Experiment) -> tuple[Any, Any, Any, Any]:
     model = _model(cfg, exp)
     xb = None
     if method.in_situ:
-        xb = convert(model, device=cfg["device"], scheme=method.scheme,
-                     rwg_per_us=cfg["rwg_per_us"], seed=cfg["seed"])
+        xb = _convert(model, cfg, method)
     base, base_kw = OPTIMIZERS[cfg["optimizer"]]
     opt: torch.optim.Optimizer
     if method.algorithm in ALGORITHMS:  # built after convert: it places its own arrays
-        opt = get_algorithm(method.algorithm)(model.parameters(), lr=cfg["lr"], base=base,
-                                              seed=cfg["seed"], **base_kw)
+        opt = get_algorithm(method.algorithm)(
+            model.parameters(), lr=cfg["lr"], base=base, seed=cfg["seed"], **base_kw
+        )
     elif method.rule is None:
         opt = base(model.parameters(), lr=cfg["lr"], **base_kw)
     else:
-        opt = InSituOptimizer(model.parameters(), base, rule=method.rule,
-                              sd_us=cfg["sd_us"], rwg_per_us=cfg["rwg_per_us"],
-                              threshold_us=cfg["threshold_us"], seed=cfg["seed"], lr=cfg["lr"],
-                              **base_kw)
+        opt = InSituOptimizer(
+            model.parameters(),
+            base,
+            rule=method.rule,
+            sd_us=cfg["sd_us"],
+            rwg_per_us=cfg["rwg_per_us"],
+            threshold_us=cfg["threshold_us"],
+            seed=cfg["seed"],
+            lr=cfg["lr"],
+            **base_kw,
+        )
     steps = cfg["steps"]
     sched: Any = None
     if cfg["schedule"] == "step":
@@ -405,8 +551,12 @@ def run(
     model, xb, opt, sched = _build(cfg, method, exp)
     hwa = None
     if method.algorithm == "hwa":
-        hwa = hwa_noise(model, cfg["sd_us"], cfg["rwg_per_us"],
-                        torch.Generator().manual_seed(cfg["seed"] + 0x5EED))
+        hwa = hwa_noise(
+            model,
+            cfg["sd_us"],
+            cfg["rwg_per_us"],
+            torch.Generator().manual_seed(cfg["seed"] + 0x5EED),
+        )
     history: list[dict[str, Any]] = []
     start, wall = 0, 0.0
     if ck_path.exists():
@@ -445,8 +595,18 @@ def run(
             metrics, samples = exp.evaluate(model)
             row.update(metrics)
             if step + 1 < steps:
-                _checkpoint(ck_path, cfg, model, xb, opt, sched, hwa, step + 1,
-                            history + [row], time.perf_counter() - t0)
+                _checkpoint(
+                    ck_path,
+                    cfg,
+                    model,
+                    xb,
+                    opt,
+                    sched,
+                    hwa,
+                    step + 1,
+                    [*history, row],
+                    time.perf_counter() - t0,
+                )
         history.append(row)
         if progress is not None:
             progress(step + 1, steps, row)
@@ -455,48 +615,70 @@ def run(
     if method.programmed_once:  # ex-situ, hwa: program the trained weights once, evaluate
         if hwa is not None:
             hwa.remove()
-        xb = convert(model, device=cfg["device"], scheme=method.scheme,
-                     rwg_per_us=cfg["rwg_per_us"], seed=cfg["seed"])
+        xb = _convert(model, cfg, method)
         metrics, samples = exp.evaluate(model)
         final.update(metrics)
-        final.update({"pulses": sum(int(t.load_record[1]) for t in xb.tiles), "cells": xb.cells,
-                      "rup": 0.0, "nup": 0.0, "ncell": 0.0})
+        final.update(
+            {
+                "pulses": sum(int(t.load_record[1]) for t in xb.tiles),
+                "cells": xb.cells,
+                "rup": 0.0,
+                "nup": 0.0,
+                "ncell": 0.0,
+            }
+        )
     ledger = opt.ledger if isinstance(opt, (InSituOptimizer, TileAlgorithm)) else None
     if ledger is not None:
         s = ledger.summary()
-        final.update({"rup": s.rup, "nup": s.nup, "ncell": s.ncell, "pulses": s.pulses,
-                      "written": s.written, "reads": s.reads, "failed": s.failed,
-                      "cells": s.cells})
+        final.update(
+            {
+                "rup": s.rup,
+                "nup": s.nup,
+                "ncell": s.ncell,
+                "pulses": s.pulses,
+                "written": s.written,
+                "reads": s.reads,
+                "failed": s.failed,
+                "cells": s.cells,
+            }
+        )
         rup, nup = ledger.rup().tolist(), ledger.nup().tolist()
-        for row, r, n in zip(history[1:], rup, nup):
+        for row, r, n in zip(history[1:], rup, nup, strict=True):
             row["rup"], row["nup"] = r, n
     if xb is not None and method.in_situ:
         final["load_pulses"] = sum(int(t.load_record[1]) for t in xb.tiles)
     xb = crossbar_of(model)
     summary = ledger.summary() if ledger is not None else None
-    acc = _accounting(model, xb, exp, cfg, summary, int(final.get("load_pulses",
-                                                                  final.get("pulses", 0))))
+    acc = _accounting(
+        model, xb, exp, cfg, summary, int(final.get("load_pulses", final.get("pulses", 0)))
+    )
     _write_json(out / "energy.json", acc)
     for node in ("180nm", "16nm"):
         fig = energy_figures(acc, node)
         if "training" in fig:
             final[f"train_energy_uj_{node}"] = fig["training"]["total"] * 1e6
-            final[f"update_energy_uj_{node}"] = (fig["training"]["programming"]
-                                                 + fig["training"]["verify"]) * 1e6
+            final[f"update_energy_uj_{node}"] = (
+                fig["training"]["programming"] + fig["training"]["verify"]
+            ) * 1e6
         if "inference" in fig:
             final[f"infer_energy_nj_{node}"] = fig["inference"]["total"] * 1e9
     if "endurance" in acc:
         final["max_writes_per_cell"] = acc["endurance"]["max_writes"]
-    final.update({"task": cfg["task"], "method": cfg["method"], "steps": steps,
-                  "wall_s": time.perf_counter() - t0})
+    final.update(
+        {
+            "task": cfg["task"],
+            "method": cfg["method"],
+            "steps": steps,
+            "wall_s": time.perf_counter() - t0,
+        }
+    )
     _write_history(out / "history.csv", history)
     if samples:
         buf = io.BytesIO()
         np.savez(buf, **samples)
         _atomic_write(out / "samples.npz", buf.getvalue())
     _write_json(out / "metrics.json", final)
-    _checkpoint(ck_path, cfg, model, xb, opt, sched, hwa, steps, history,
-                final["wall_s"])
+    _checkpoint(ck_path, cfg, model, xb, opt, sched, hwa, steps, history, final["wall_s"])
     return final
 
 
@@ -521,8 +703,9 @@ def analog_layers(model: nn.Module, sample: Tensor) -> list[Any]:
     return found
 
 
-def _record(found: list[Any], name: str, mod: nn.Module, inp: tuple[Tensor, ...],
-            out: Tensor) -> None:
+def _record(
+    found: list[Any], name: str, mod: nn.Module, inp: tuple[Tensor, ...], out: Tensor
+) -> None:
     from .energy import AnalogLayer
     from .tiles import matrix_shape
 
@@ -535,40 +718,56 @@ def _record(found: list[Any], name: str, mod: nn.Module, inp: tuple[Tensor, ...]
     found.append(AnalogLayer(name, rows, cols, float(n)))
 
 
-def _accounting(model: nn.Module, xb: Any, exp: _Experiment, cfg: dict[str, Any],
-                summary: Any, load_pulses: int) -> dict[str, Any]:
+def _accounting(
+    model: nn.Module, xb: Any, exp: _Experiment, cfg: dict[str, Any], summary: Any, load_pulses: int
+) -> dict[str, Any]:
     """Operation counts of the run for `eapu.energy`: per inference sample, per training
     step, the one-time load, and the cells' wear (``energy.json``)."""
     from .energy import StepWrites, endurance_report, inference_counts, training_step_counts
 
     layers = analog_layers(model, exp.test_x[:1])
     macs = sum(x.rows * x.cols * x.vmms_per_sample for x in layers)
-    out: dict[str, Any] = {"steps": cfg["steps"], "batch_size": cfg["batch_size"],
-                           "macs_per_sample": macs,
-                           "layers": [dataclasses.asdict(x) for x in layers]}
+    out: dict[str, Any] = {
+        "steps": cfg["steps"],
+        "batch_size": cfg["batch_size"],
+        "macs_per_sample": macs,
+        "layers": [dataclasses.asdict(x) for x in layers],
+    }
     if xb is None:
         return out
     g = torch.cat([t.state.g_us.reshape(-1) for t in xb.tiles] + [xb.ref_g_us.reshape(-1)])
     g_mean = float(g.mean())
-    kw = {"array_rows": xb.placement.array_rows, "array_cols": xb.placement.array_cols,
-          "mapping": xb.mapping}
+    kw = {
+        "array_rows": xb.placement.array_rows,
+        "array_cols": xb.placement.array_cols,
+        "mapping": xb.mapping,
+    }
     out["g_mean_us"] = g_mean
     out["inference_per_sample"] = inference_counts(layers, g_mean_us=g_mean, **kw).as_dict()
     writes = summary if summary is not None else StepWrites(0.0, 0.0, 0.0)
-    step = training_step_counts(layers, writes, batch_size=cfg["batch_size"], g_mean_us=g_mean,
-                                random_draws=None if cfg["method"].startswith("eapu") else 0.0,
-                                **kw)
+    step = training_step_counts(
+        layers,
+        writes,
+        batch_size=cfg["batch_size"],
+        g_mean_us=g_mean,
+        random_draws=None if cfg["method"].startswith("eapu") else 0.0,
+        **kw,
+    )
     out["training_per_step"] = step.as_dict() if summary is not None else None
     out["load_pulses"] = load_pulses
     e = endurance_report([t.writes for t in xb.tiles], max(cfg["steps"], 1))
-    out["endurance"] = {"max_writes": e.max_writes, "mean_writes": e.mean_writes,
-                        "never_written": e.never_written,
-                        "runs_to_1e6_writes": e.runs_to_endurance}
+    out["endurance"] = {
+        "max_writes": e.max_writes,
+        "mean_writes": e.mean_writes,
+        "never_written": e.never_written,
+        "runs_to_1e6_writes": e.runs_to_endurance,
+    }
     return out
 
 
-def energy_figures(acc: dict[str, Any], node: str = "180nm",
-                   nodes_file: str | Path | None = None) -> dict[str, Any]:
+def energy_figures(
+    acc: dict[str, Any], node: str = "180nm", nodes_file: str | Path | None = None
+) -> dict[str, Any]:
     """Energy and latency of a run from its ``energy.json`` counts on one technology node:
     inference per sample, training over the run (steps · per step + the one-time load),
     and the GPU reference for the same training in FP32."""
@@ -605,8 +804,7 @@ def load_run(run_dir: str | Path) -> tuple[nn.Module, Any, _Experiment, dict[str
     model = _model(cfg, exp)
     xb = None
     if method.level == "device":
-        xb = convert(model, device=cfg["device"], scheme=method.scheme,
-                     rwg_per_us=cfg["rwg_per_us"], seed=cfg["seed"])
+        xb = _convert(model, cfg, method)
         if method.algorithm in ALGORITHMS:  # its extra arrays, placed as in the run
             get_algorithm(method.algorithm)(model.parameters(), lr=cfg["lr"])
     model.load_state_dict(ck["model"])
@@ -615,8 +813,9 @@ def load_run(run_dir: str | Path) -> tuple[nn.Module, Any, _Experiment, dict[str
     return model, xb, exp, cfg
 
 
-def retention(run_dir: str | Path, hours: list[float], *, drift: str = "rram",
-              seed: int = 0) -> list[dict[str, Any]]:
+def retention(
+    run_dir: str | Path, hours: list[float], *, drift: str = "rram", seed: int = 0
+) -> list[dict[str, Any]]:
     """Evaluate a device-level run after its cells drift for each of ``hours``, without and
     with compensation (mean offset for RRAM, global drift compensation for PCM)."""
     from .retention import HOUR_S, PcmDrift, RramDrift, apply_drift
@@ -635,25 +834,40 @@ def retention(run_dir: str | Path, hours: list[float], *, drift: str = "rram",
         row: dict[str, Any] = {"hours": h}
         for comp in comps:
             g = torch.Generator().manual_seed(seed)  # one trajectory for every time
-            with apply_drift(xb, h * HOUR_S, dmodel, generator=g, compensation=comp,
-                             network=model):
+            with apply_drift(xb, h * HOUR_S, dmodel, generator=g, compensation=comp, network=model):
                 metrics, _ = exp.evaluate(model)
             row.update({f"{k}_{comp}": v for k, v in metrics.items() if "baseline" not in k})
         rows.append(row)
     return rows
 
 
-def _checkpoint(path: Path, cfg: dict[str, Any], model: nn.Module, xb: Any, opt: Any,
-                sched: Any, hwa: Any, step: int, history: list[dict[str, Any]],
-                wall: float) -> None:
+def _checkpoint(
+    path: Path,
+    cfg: dict[str, Any],
+    model: nn.Module,
+    xb: Any,
+    opt: Any,
+    sched: Any,
+    hwa: Any,
+    step: int,
+    history: list[dict[str, Any]],
+    wall: float,
+) -> None:
     buf = io.BytesIO()
-    torch.save({
-        "config": json.loads(json.dumps(cfg)), "step": step, "model": model.state_dict(),
-        "crossbar": xb.state_dict() if xb is not None else {}, "optimizer": opt.state_dict(),
-        "scheduler": sched.state_dict() if sched is not None else {},
-        "hwa": hwa.state_dict() if hwa is not None else {},
-        "history": history, "wall_s": wall,
-    }, buf)
+    torch.save(
+        {
+            "config": json.loads(json.dumps(cfg)),
+            "step": step,
+            "model": model.state_dict(),
+            "crossbar": xb.state_dict() if xb is not None else {},
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict() if sched is not None else {},
+            "hwa": hwa.state_dict() if hwa is not None else {},
+            "history": history,
+            "wall_s": wall,
+        },
+        buf,
+    )
     _atomic_write(path, buf.getvalue())
 
 

@@ -148,7 +148,9 @@ class Placement:
 
 
 @functools.lru_cache(maxsize=64)
-def _characterize_cached(device: Device, scheme: str, options: tuple[tuple[str, Any], ...]) -> float:
+def _characterize_cached(
+    device: Device, scheme: str, options: tuple[tuple[str, Any], ...]
+) -> float:
     return characterize(device, scheme, **dict(options)).sd_us
 
 
@@ -158,8 +160,10 @@ def characterized_sd(device: Device, scheme: str, **options: Any) -> float:
 
 
 def _check_positive(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-        math.isfinite(value) and value > 0
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not (math.isfinite(value) and value > 0)
     ):
         raise ValueError(f"Invalid {name}: {value!r}; allowed: a finite number > 0")
 
@@ -237,19 +241,28 @@ class Crossbar(nn.Module):
         if self._sd_us is None:
             # The device's εcell as a verified write leaves it (the paper's practice), also for
             # unverified update schemes, whose error is not a tolerance.
-            self._sd_us = characterized_sd(self.device_model, self.load_scheme,
-                                           **self.scheme_options)
+            self._sd_us = characterized_sd(
+                self.device_model, self.load_scheme, **self.scheme_options
+            )
         return self._sd_us
 
     @property
     def cells(self) -> int:
         return self.placement.cells
 
-    def _program(self, state: CellState, target: Tensor, mask: Tensor, params: CellParams,
-                 scheme: str) -> Any:
+    def _program(
+        self, state: CellState, target: Tensor, mask: Tensor, params: CellParams, scheme: str
+    ) -> Any:
         fn = get_scheme(scheme).fn
-        return fn(state, target, mask, self.device_model, params, generator=self.generator,
-                  **self.scheme_options)
+        return fn(
+            state,
+            target,
+            mask,
+            self.device_model,
+            params,
+            generator=self.generator,
+            **self.scheme_options,
+        )
 
     def add_tile(self, name: str, weight: Tensor, *, transposed: bool = False) -> Tile:
         """Place ``weight`` on the arrays, program the new reference cells, load the weight."""
@@ -269,15 +282,22 @@ class Crossbar(nn.Module):
         params = dev.sample((n,), generator=self.generator)
         state = CellState.initial(dev, params)
         target = torch.full((n,), self.g_ref_us)
-        res = self._program(state, target, torch.ones(n, dtype=torch.bool), params,
-                            self.load_scheme)
+        res = self._program(
+            state, target, torch.ones(n, dtype=torch.bool), params, self.load_scheme
+        )
         # Array rows fill in placement order, so the new reference cells are appended.
         old = self.ref_g_us
         self.ref_g_us = torch.cat([old, res.state.g_us.to(old.dtype)])
-        self.ref_params = params if self.ref_params is None else CellParams(**{
-            f: torch.cat([getattr(self.ref_params, f), getattr(params, f)])
-            for f in CellParams._FIELDS
-        })
+        self.ref_params = (
+            params
+            if self.ref_params is None
+            else CellParams(
+                **{
+                    f: torch.cat([getattr(self.ref_params, f), getattr(params, f)])
+                    for f in CellParams._FIELDS
+                }
+            )
+        )
         self.ref_load_pulses = int(res.pulses.sum()) + getattr(self, "ref_load_pulses", 0)
 
     def read_reference(self) -> Tensor:
@@ -303,8 +323,15 @@ class Tile:
     mapping: G⁺, G⁻). ``state_tensors()`` names the tensors a module must save.
     """
 
-    def __init__(self, crossbar: Crossbar, name: str, weight: Tensor, blocks: list[Block], *,
-                 transposed: bool = False) -> None:
+    def __init__(
+        self,
+        crossbar: Crossbar,
+        name: str,
+        weight: Tensor,
+        blocks: list[Block],
+        *,
+        transposed: bool = False,
+    ) -> None:
         self.crossbar = crossbar
         self.name = name
         self.shape = tuple(weight.shape)
@@ -329,7 +356,7 @@ class Tile:
             pl = self.crossbar.placement
             for b in self.blocks:
                 base = pl.reference_offset(b.array)
-                idx[b.row0:b.row0 + b.rows, b.col0:b.col0 + b.cols] = (
+                idx[b.row0 : b.row0 + b.rows, b.col0 : b.col0 + b.cols] = (
                     base + torch.arange(b.rows)
                 ).unsqueeze(1)
         return self._from_matrix(idx)
@@ -338,8 +365,11 @@ class Tile:
         pl = self.crossbar.placement
         n = 0
         for b in self.blocks:
-            earlier = [o for o in pl.blocks if o.array == b.array and pl.blocks.index(o)
-                       < pl.blocks.index(b)]
+            earlier = [
+                o
+                for o in pl.blocks
+                if o.array == b.array and pl.blocks.index(o) < pl.blocks.index(b)
+            ]
             n += max(0, b.rows - max((o.rows for o in earlier), default=0))
         return n
 
@@ -384,7 +414,7 @@ class Tile:
         g = self.state.g_us
         if self.crossbar.mapping == "differential":
             if absolute:
-                mid = (self.crossbar.device_model.g_min_us + self.crossbar.device_model.g_max_us)
+                mid = self.crossbar.device_model.g_min_us + self.crossbar.device_model.g_max_us
                 target = torch.stack([mid / 2 + dg / 2, mid / 2 - dg / 2])
                 return target, torch.ones_like(g, dtype=torch.bool)
             target = torch.stack([g[0] + dg / 2, g[1] - dg / 2])
@@ -403,8 +433,9 @@ class Tile:
         sub = lambda t: t.reshape(-1)[idx]  # noqa: E731
         params = CellParams(**{f: sub(getattr(self.params, f)) for f in CellParams._FIELDS})
         state = CellState(g_us=sub(self.state.g_us), gate=sub(self.state.gate))
-        res = self.crossbar._program(state, sub(target), torch.ones_like(idx, dtype=torch.bool),
-                                     params, scheme)
+        res = self.crossbar._program(
+            state, sub(target), torch.ones_like(idx, dtype=torch.bool), params, scheme
+        )
         g, gate = self.state.g_us.clone(), self.state.gate.clone()
         g.view(-1)[idx] = res.state.g_us.to(g.dtype)
         gate.view(-1)[idx] = res.state.gate.to(gate.dtype)

@@ -1,0 +1,392 @@
+"""Update statistics of a training run: which cells were written, when, and at what cost.
+
+>>> from eapu.stats import write_update_stats
+>>> paths = write_update_stats("runs/denoise-eapu", scheme="memorial")   # doctest: +SKIP
+
+From an `InSituOptimizer`'s ledger (or a run directory / ``checkpoint.pt`` holding one):
+
+- the written fraction per layer and step (the paper's Fig. 5d, e): ``written_fraction.csv``
+  (long format: step, layer, cells, the ledger's counts, written_fraction) and
+  ``written_fraction.png`` (a line per layer, log y);
+- Rup over training (``rup.csv``, ``rup.png``) with the measured Nup (pulses the write
+  model counted; one per written cell at weight level);
+- Nup of a programming scheme estimated as Ncell × Rup (``update_stats.json``), where Ncell
+  comes from the device-level characterisation. Two Ncell are measured and both reported:
+  ``ncell_random`` (`eapu.devices.characterize`: a write from a random conductance and an
+  unknown gate position, i.e. memorial programming's binary search) and ``ncell_step``
+  (`step_to_step_pulses`: writes of ±``delta_us`` from the state the previous write left,
+  what an in-situ update is). ``nup`` uses ``ncell_step``: every in-situ update starts from
+  the previous one, and for memorial programming that is the step-to-step cost the paper
+  describes (a few pulses), not the binary search.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .ledger import FIELDS, Ledger
+
+__all__ = [
+    "StepCost",
+    "UpdateStats",
+    "load_update_stats",
+    "nup_estimate",
+    "step_to_step_pulses",
+    "write_update_stats",
+]
+
+
+# ----------------------------------------------------------------------------- the ledger
+@dataclass(frozen=True)
+class UpdateStats:
+    """A ledger's table with names: ``table`` is int64 (steps, parameters, `FIELDS`)."""
+
+    names: list[str]
+    cells: list[int]
+    table: Tensor
+
+    def count(self, field: str) -> Tensor:
+        """One field, (steps, parameters)."""
+        return self.table[:, :, FIELDS.index(field)]
+
+    def written_fraction(self) -> Tensor:
+        """Fraction of each layer's cells written in each step, float64 (steps, parameters)."""
+        return self.count("written").double() / torch.tensor(self.cells, dtype=torch.float64)
+
+    def rup(self) -> Tensor:
+        """Fraction of all analog cells written, per step (float64)."""
+        return self.count("written").sum(1).double() / max(sum(self.cells), 1)
+
+    def nup(self) -> Tensor:
+        """Pulses per cell as the write model counted them, per step (float64)."""
+        return self.count("pulses").sum(1).double() / max(sum(self.cells), 1)
+
+
+def _ledger_names(
+    ledger: Ledger, model: nn.Module | None, params: list[Tensor] | None
+) -> list[str]:
+    if model is None or params is None:
+        return list(ledger.names)
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    return [by_id.get(id(p), ledger.names[i]) for i, p in enumerate(params)]
+
+
+def _names_from_state(names: list[str], state: dict[str, Tensor]) -> list[str]:
+    """Map the ledger's ``param<i>:<shape>`` labels to state-dict keys by shape, in order."""
+    keys = [(k, tuple(v.shape)) for k, v in state.items() if torch.is_tensor(v) and v.dim() > 1]
+    out, pos = [], 0
+    for label in names:
+        m = re.fullmatch(r"param\d+:\((.*)\)", label)
+        if m is None:
+            out.append(label)
+            continue
+        shape = tuple(int(s) for s in m.group(1).split(",") if s.strip())
+        j = next((j for j in range(pos, len(keys)) if keys[j][1] == shape), None)
+        if j is None:
+            out.append(label)
+            continue
+        out.append(keys[j][0])
+        pos = j + 1
+    return out
+
+
+def load_update_stats(source: Any, *, model: nn.Module | None = None) -> UpdateStats:
+    """The update statistics of an `InSituOptimizer`, a `Ledger`, a ``checkpoint.pt`` or a
+    run directory. Layer names come from ``model`` (with an optimizer) or from the
+    checkpoint's model state (matched by shape), else the ledger's own labels."""
+    from .optim import InSituOptimizer
+
+    if isinstance(source, InSituOptimizer):
+        led = source.ledger
+        names = _ledger_names(led, model, source.analog_parameters())
+        return UpdateStats(names, list(led.cells), led.table())
+    if isinstance(source, Ledger):
+        return UpdateStats(list(source.names), list(source.cells), source.table())
+    path = Path(source)
+    if path.is_dir():
+        path = path / "checkpoint.pt"
+    if not path.exists():
+        raise ValueError(
+            f"{path} does not exist; give a run directory, a checkpoint.pt, an "
+            "InSituOptimizer or a Ledger"
+        )
+    ck = torch.load(path, weights_only=True, map_location="cpu")
+    insitu = ck.get("optimizer", {}).get("insitu")
+    if insitu is None:
+        method = ck.get("config", {}).get("method", "?")
+        raise ValueError(f"{path} holds no ledger: method {method!r} does not train in situ")
+    led = insitu["ledger"]
+    names = _names_from_state(list(led["names"]), ck.get("model", {}))
+    return UpdateStats(names, list(led["cells"]), led["table"].to(torch.int64))
+
+
+# ------------------------------------------------------------------------ pulses per write
+@dataclass(frozen=True)
+class StepCost:
+    """Programming pulses per written cell of a device under a scheme, two ways."""
+
+    device: str
+    scheme: str
+    ncell_random: float
+    """From `eapu.devices.characterize`: a random start and an unknown gate position."""
+    ncell_step: float
+    """From `step_to_step_pulses`: updates of ±``delta_us`` from the previous write's state."""
+    delta_us: float
+    sd_us: float
+    """SD(εcell) the characterisation measured (µS)."""
+
+
+def step_to_step_pulses(
+    device: Any,
+    scheme: str | None = None,
+    *,
+    delta_us: float = 2.0,
+    n_cells: int = 2048,
+    rounds: int = 8,
+    seed: int = 0,
+) -> StepCost:
+    """Measure pulses per written cell for in-situ updates of size ``delta_us``.
+
+    Cells (with device-to-device spread) are loaded to targets uniform over the window less
+    the characterisation's margin (memorial programming does its binary search here), then
+    take ``rounds`` updates of ±``delta_us`` µS of random sign from the state the previous
+    write left (gate positions included), as EaPU writes ±ΔWth / Rwg. Only the update
+    rounds are counted; stuck cells are excluded. The default ``delta_us`` = 2 µS is the
+    paper's SD(εcell) and so its default threshold.
+
+    Args:
+        device: a `Device` or a registered device name.
+        scheme: a registered scheme; default ``device.default_scheme``.
+    """
+    from .devices import characterize, get_device
+    from .programming import CellState, get_scheme
+
+    dev = get_device(device) if isinstance(device, str) else device
+    if not (isinstance(delta_us, (int, float)) and math.isfinite(delta_us) and delta_us > 0):
+        raise ValueError(f"Invalid delta_us: {delta_us!r}; allowed: a finite number > 0")
+    if not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"Invalid rounds: {rounds!r}; allowed: an integer >= 1")
+    if not isinstance(n_cells, int) or n_cells < 2:
+        raise ValueError(f"Invalid n_cells: {n_cells!r}; allowed: an integer >= 2")
+    name = scheme or dev.default_scheme
+    fn = get_scheme(name).fn
+    char = characterize(dev, name, n_cells=n_cells, seed=seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    dtype = torch.float64
+    params = dev.sample((n_cells,), generator=gen, dtype=dtype)
+    state = CellState.initial(dev, params, dtype=dtype)
+    tol = dev.program_tolerance_us
+    margin = min(2 * tol + 3 * dev.relaxation_sd_us, 0.25 * dev.span_us)
+    lo, hi = dev.g_min_us + margin, dev.g_max_us - margin
+    target = lo + (hi - lo) * torch.rand(n_cells, generator=gen, dtype=dtype)
+    mask = torch.ones(n_cells, dtype=torch.bool)
+    state = fn(state, target, mask, dev, params, generator=gen).state
+    pulses = torch.zeros(n_cells, dtype=torch.int64)
+    for _ in range(rounds):
+        sign = torch.where(torch.rand(n_cells, generator=gen) < 0.5, -1.0, 1.0).to(dtype)
+        step = sign * delta_us
+        # Turn back at the window's edges so that every update is a full ±delta.
+        step = torch.where((target + step < lo) | (target + step > hi), -step, step)
+        target = target + step
+        res = fn(state, target, mask, dev, params, generator=gen)
+        state = res.state
+        pulses += res.pulses.to(torch.int64)
+    free = params.free
+    n_free = int(free.sum())
+    ncell = float(pulses[free].double().sum()) / (rounds * n_free) if n_free else math.nan
+    return StepCost(
+        device=dev.name,
+        scheme=name,
+        ncell_random=char.pulses_per_write,
+        ncell_step=ncell,
+        delta_us=float(delta_us),
+        sd_us=char.sd_us,
+    )
+
+
+def nup_estimate(rup: float, cost: StepCost, *, mode: str = "step") -> float:
+    """Nup = Ncell × Rup for a scheme: ``mode="step"`` (in-situ updates, the default) or
+    ``"random"`` (the characterisation's writes from a random state)."""
+    if mode not in ("step", "random"):
+        raise ValueError(f"Invalid mode: {mode!r}; allowed: 'step' or 'random'")
+    return rup * (cost.ncell_step if mode == "step" else cost.ncell_random)
+
+
+# --------------------------------------------------------------------------------- outputs
+def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(header)
+    w.writerows(rows)
+    path.write_text(buf.getvalue())
+
+
+def write_update_stats(
+    source: Any,
+    out_dir: str | Path | None = None,
+    *,
+    model: nn.Module | None = None,
+    device: str | None = None,
+    scheme: str | None = None,
+    delta_us: float = 2.0,
+    seed: int = 0,
+) -> dict[str, Path]:
+    """Write ``written_fraction.csv/.png``, ``rup.csv/.png`` and ``update_stats.json``.
+
+    Args:
+        source: an `InSituOptimizer`, a `Ledger`, a ``checkpoint.pt`` or a run directory.
+        out_dir: where to write (default: the run directory; required for an optimizer).
+        model: names the layers of an optimizer's parameters.
+        device: device preset for the Nup estimate (default: the run's, else ``taox_1t1r``).
+        scheme: programming scheme for the Nup estimate (default: the run's method's scheme,
+            else ``memorial``); Nup = Ncell (step-to-step) × Rup, see `step_to_step_pulses`.
+        delta_us: update size of the step-to-step measurement (µS).
+        seed: seed of the device-level measurement.
+
+    Returns:
+        The paths written, by kind (``"csv"``, ``"plot"``, ``"rup_csv"``, ``"rup_plot"``,
+        ``"json"``).
+    """
+    st = load_update_stats(source, model=model)
+    cfg: dict[str, Any] = {}
+    if not hasattr(source, "ledger") and not isinstance(source, Ledger):
+        p = Path(source)
+        run_dir = p if p.is_dir() else p.parent
+        if (run_dir / "config.json").exists():
+            cfg = json.loads((run_dir / "config.json").read_text())
+        out_dir = out_dir if out_dir is not None else run_dir
+    if out_dir is None:
+        raise ValueError("out_dir is required when the source is an optimizer or a ledger")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if scheme is None and cfg.get("method"):
+        from .tasks import get_method
+
+        scheme = get_method(cfg["method"]).scheme
+    scheme = scheme or "memorial"
+    device = device or cfg.get("device") or "taox_1t1r"
+
+    steps = st.table.shape[0]
+    frac = st.written_fraction()
+    rows: list[list[Any]] = []
+    for s in range(steps):
+        for j, name in enumerate(st.names):
+            counts = [int(c) for c in st.table[s, j]]
+            rows.append([s + 1, name, st.cells[j], *counts, float(frac[s, j])])
+    paths = {
+        "csv": out / "written_fraction.csv",
+        "plot": out / "written_fraction.png",
+        "rup_csv": out / "rup.csv",
+        "rup_plot": out / "rup.png",
+        "json": out / "update_stats.json",
+    }
+    _write_csv(paths["csv"], ["step", "layer", "cells", *FIELDS, "written_fraction"], rows)
+
+    cost = step_to_step_pulses(device, scheme, delta_us=delta_us, seed=seed)
+    rup, nup = st.rup(), st.nup()
+    _write_csv(
+        paths["rup_csv"],
+        ["step", "written", "pulses", "rup", "nup_measured", f"nup_{scheme}_step"],
+        [
+            [
+                s + 1,
+                int(st.count("written")[s].sum()),
+                int(st.count("pulses")[s].sum()),
+                float(rup[s]),
+                float(nup[s]),
+                float(rup[s]) * cost.ncell_step,
+            ]
+            for s in range(steps)
+        ],
+    )
+    rup_mean = float(rup.mean()) if steps else 0.0
+    summary = {
+        "steps": steps,
+        "cells": sum(st.cells),
+        "layers": len(st.names),
+        "rup_mean": rup_mean,
+        "rup_max": float(rup.max()) if steps else 0.0,
+        "nup_measured": float(nup.mean()) if steps else 0.0,
+        "device": cost.device,
+        "scheme": cost.scheme,
+        "delta_us": cost.delta_us,
+        "sd_us": cost.sd_us,
+        "ncell_random": cost.ncell_random,
+        "ncell_step": cost.ncell_step,
+        "nup": nup_estimate(rup_mean, cost),
+        "nup_random": nup_estimate(rup_mean, cost, mode="random"),
+        "nup_uses": "ncell_step",
+    }
+    paths["json"].write_text(json.dumps(summary, indent=2) + "\n")
+    _plot(st, frac, rup, summary, paths["plot"], paths["rup_plot"])
+    return paths
+
+
+def _plot(
+    st: UpdateStats,
+    frac: Tensor,
+    rup: Tensor,
+    summary: dict[str, Any],
+    frac_path: Path,
+    rup_path: Path,
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    steps = torch.arange(1, frac.shape[0] + 1).numpy()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    n = len(st.names)
+    cmap = plt.get_cmap("viridis")
+    for j, name in enumerate(st.names):
+        y = frac[:, j].numpy().copy()
+        y[y <= 0] = float("nan")  # a step that wrote nothing has no place on a log axis
+        ax.plot(steps, y, lw=0.8, color=cmap(j / max(n - 1, 1)), label=name)
+    ax.set_yscale("log")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("fraction of the layer's cells written")
+    if n <= 12:
+        ax.legend(fontsize="x-small", ncol=2)
+    else:  # too many layers for a legend: colour by depth
+        sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(1, n))
+        fig.colorbar(sm, ax=ax, label="layer (input → output)")
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(frac_path, dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    y = rup.numpy().copy()
+    y[y <= 0] = float("nan")
+    ax.plot(steps, y * 1e3, lw=0.8, label="Rup")
+    ax.axhline(
+        summary["rup_mean"] * 1e3,
+        color="k",
+        ls="--",
+        lw=0.8,
+        label=f"mean {summary['rup_mean'] * 1e3:.3g} ‰",
+    )
+    ax.set_yscale("log")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("Rup (‰ of cells written)")
+    ax.set_title(
+        f"Nup ≈ {summary['nup']:.3g} ({summary['scheme']}, Ncell "
+        f"{summary['ncell_step']:.3g} step-to-step)",
+        fontsize="small",
+    )
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(rup_path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,613 @@
+"""Parameter sweeps: a grid of `RunConfig` values, one run directory per point and seed.
+
+>>> from eapu.sweep import run_sweep
+>>> result = run_sweep("classify", {"method": "eapu", "steps": 200},
+...                    {"sd_us": [1, 2, 4], "threshold_us": [0.5, 1, 2]},
+...                    "runs/th-sweep", workers=4, seeds=[0, 1])   # doctest: +SKIP
+
+Every point is an independent `eapu.tasks.run` in ``OUT/<point>/seed=<s>`` (for instance
+``runs/th-sweep/sd_us=2_threshold_us=1/seed=0``), so a finished point (``metrics.json``
+present) is not trained again and an interrupted one resumes from its checkpoint. The points
+run in a local pool of spawned processes (one torch thread each); `print_commands` gives the
+same points as ``eapu run`` command lines for a cluster scheduler or GNU parallel, and
+`collect` gathers whatever has finished into ``sweep.csv`` and the figures.
+
+Grid keys are `RunConfig` field names (``sd_us``, ``threshold_us``, ``rwg_per_us``,
+``method``, the device faults ``stuck_off`` and ``stuck_on`` as in the paper's
+Supplementary Fig. 24, ...).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import csv
+import dataclasses
+import io
+import itertools
+import json
+import math
+import multiprocessing
+import os
+import re
+import shlex
+import tempfile
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .tasks import RunConfig
+
+__all__ = [
+    "SweepPoint",
+    "SweepResult",
+    "collect",
+    "expand_grid",
+    "format_value",
+    "plan",
+    "point_name",
+    "print_commands",
+    "run_sweep",
+    "save_manifest",
+]
+
+#: `eapu run` flag of each `RunConfig` field whose flag is not ``--field-name``.
+_FLAG_NAMES = {"rwg_per_us": "--rwg"}
+_CSV = "sweep.csv"
+_MANIFEST = "sweep.json"
+
+
+def _config_fields() -> list[str]:
+    return [f.name for f in dataclasses.fields(RunConfig)]
+
+
+def _grid_keys() -> list[str]:
+    return [k for k in _config_fields() if k not in ("task", "seed")]
+
+
+# --------------------------------------------------------------------------------- the grid
+def expand_grid(base: dict[str, Any], grid: dict[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """The cartesian product of ``grid`` over ``base``, in grid order (last key fastest).
+
+    Args:
+        base: values shared by every point (`RunConfig` field names, or a fault key).
+        grid: a list of values per key; keys are `RunConfig` fields (not ``task`` or
+            ``seed``: seeds are a separate axis) or ``stuck_off`` / ``stuck_on``.
+
+    Returns:
+        One dict per point: ``base`` updated with that point's grid values.
+    """
+    allowed = _grid_keys()
+    for where, keys in (("base", base), ("grid", grid)):
+        bad = [k for k in keys if k not in allowed and not (where == "base" and k == "seed")]
+        if bad:
+            raise ValueError(f"unknown {where} key(s) {bad}; available: {', '.join(allowed)}")
+    for k, values in grid.items():
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+            raise ValueError(f"grid[{k!r}] must be a list of values, got {values!r}")
+        if len(values) == 0:
+            raise ValueError(f"grid[{k!r}] is empty; give at least one value")
+        if len(set(map(format_value, values))) != len(values):
+            raise ValueError(f"grid[{k!r}] repeats a value (as named on disk): {list(values)}")
+    names = list(grid)
+    return [
+        {**base, **dict(zip(names, combo, strict=True))}
+        for combo in itertools.product(*(grid[k] for k in names))
+    ]
+
+
+def format_value(v: Any) -> str:
+    """A value as it appears in a directory name: ``2.0`` -> ``2``, ``1/80`` -> ``0.0125``."""
+    if v is None:
+        return "none"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            raise ValueError(f"grid values must be finite, got {v!r}")
+        return str(int(v)) if v.is_integer() and abs(v) < 1e15 else repr(v)
+    if isinstance(v, str):
+        return re.sub(r"[^A-Za-z0-9.+-]", "-", v) or "empty"
+    raise ValueError(f"grid values must be numbers, strings or None, got {v!r}")
+
+
+def point_name(values: dict[str, Any]) -> str:
+    """Directory name of one grid point, e.g. ``sd_us=2_threshold_us=1`` (``base`` if empty)."""
+    return "_".join(f"{k}={format_value(v)}" for k, v in values.items()) or "base"
+
+
+# ------------------------------------------------------------------------------------ plans
+@dataclass(frozen=True)
+class SweepPoint:
+    """One run of a sweep: a grid point and a seed."""
+
+    name: str
+    """Directory name of the grid point (`point_name`)."""
+    seed: int
+    values: dict[str, Any]
+    """The point's grid values only (what the CSV columns and the plots use)."""
+    settings: dict[str, Any]
+    """Base and grid values merged (what the command line takes)."""
+    run_dir: Path
+
+    def config(self, task: str) -> RunConfig:
+        """The `RunConfig` of this run."""
+        return RunConfig(task=task, seed=self.seed, **self.settings)
+
+
+def plan(
+    task: str,
+    base: dict[str, Any],
+    grid: dict[str, Sequence[Any]],
+    out_dir: str | Path,
+    *,
+    seeds: Sequence[int] = (0,),
+) -> list[SweepPoint]:
+    """Every run of the sweep, validated (a bad point raises before anything trains)."""
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be a non-empty list of distinct integers, got {seeds!r}")
+    out = Path(out_dir)
+    points, names = [], set()
+    for settings in expand_grid(base, grid):
+        values = {k: settings[k] for k in grid}
+        name = point_name(values)
+        if name in names:
+            raise ValueError(f"two grid points share the directory name {name!r}")
+        names.add(name)
+        for seed in seeds:
+            RunConfig(task=task, seed=seed, **settings)  # validates every field
+            points.append(
+                SweepPoint(name, int(seed), values, settings, out / name / f"seed={seed}")
+            )
+    return points
+
+
+def save_manifest(
+    task: str,
+    base: dict[str, Any],
+    grid: dict[str, Sequence[Any]],
+    out_dir: str | Path,
+    *,
+    seeds: Sequence[int] = (0,),
+) -> Path:
+    """Write ``sweep.json`` (task, base, grid, seeds), what `collect` reads back."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    obj = {
+        "task": task,
+        "base": base,
+        "grid": {k: list(v) for k, v in grid.items()},
+        "seeds": list(seeds),
+    }
+    path = out / _MANIFEST
+    _atomic_write(path, (json.dumps(obj, indent=2) + "\n").encode())
+    return path
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ---------------------------------------------------------------------------------- running
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    torch.set_num_interop_threads(1)
+
+
+def _run_point(task: str, seed: int, settings: dict[str, Any], run_dir: str) -> dict[str, Any]:
+    """One run, in a worker process (fault variants are registered there too)."""
+    from .tasks import run
+
+    return run(RunConfig(task=task, seed=seed, **settings), run_dir)
+
+
+def _finished(point: SweepPoint, task: str) -> dict[str, Any] | None:
+    """The metrics of a finished run of this very config; None if it has not finished."""
+    metrics = point.run_dir / "metrics.json"
+    if not metrics.exists():
+        return None
+    written = json.loads((point.run_dir / "config.json").read_text())
+    want = json.loads(json.dumps(point.config(task).resolved()))
+    if written != want:
+        diff = sorted(k for k in set(want) | set(written) if want.get(k) != written.get(k))
+        raise ValueError(
+            f"{point.run_dir} holds a finished run of another config (differs in "
+            f"{diff}); use another sweep directory"
+        )
+    return json.loads(metrics.read_text())  # type: ignore[no-any-return]
+
+
+@dataclass
+class SweepResult:
+    """What `run_sweep` and `collect` produce."""
+
+    rows: list[dict[str, Any]]
+    """One row per finished point and seed, as in ``sweep.csv``."""
+    csv_path: Path
+    figures: list[Path]
+    trained: list[str] = field(default_factory=list)
+    """``<point>/seed=<s>`` of the runs trained (or resumed) by this call."""
+    skipped: list[str] = field(default_factory=list)
+    """Runs found finished and not trained again."""
+    failed: dict[str, str] = field(default_factory=dict)
+    """Runs that raised: their traceback."""
+
+
+def run_sweep(
+    task: str,
+    base: dict[str, Any],
+    grid: dict[str, Sequence[Any]],
+    out_dir: str | Path,
+    *,
+    workers: int | None = None,
+    seeds: Sequence[int] = (0,),
+    metrics: Sequence[str] | None = None,
+    progress: Callable[[str, str, dict[str, Any] | None], None] | None = None,
+    raise_on_error: bool = True,
+) -> SweepResult:
+    """Run every point × seed of the grid that has not finished; write ``sweep.csv`` and plots.
+
+    Args:
+        task: a registered task (``eapu list tasks``).
+        base: `RunConfig` values shared by every point.
+        grid: values per swept key (see `expand_grid`).
+        out_dir: the sweep directory; each run goes to ``<point>/seed=<s>`` below it.
+        workers: processes in the pool (default: CPUs, at most the runs to do); 0 runs the
+            points one after another in this process (debugging, tests).
+        seeds: one run per seed and point; the CSV and the plots give mean ± SD over them.
+        metrics: the metrics to plot (default: accuracy for classification, SSIM otherwise).
+        progress: called in this process as ``progress(run, status, metrics)`` with status
+            ``"skipped"``, ``"done"`` or ``"failed"``.
+        raise_on_error: after writing the CSV of what finished, raise if any run failed.
+    """
+    points = plan(task, base, grid, out_dir, seeds=seeds)
+    out = Path(out_dir)
+    save_manifest(task, base, grid, out, seeds=seeds)
+    result = SweepResult(rows=[], csv_path=out / _CSV, figures=[])
+    done: dict[str, dict[str, Any]] = {}
+    todo: list[SweepPoint] = []
+    for p in points:
+        key = f"{p.name}/seed={p.seed}"
+        m = _finished(p, task)
+        if m is None:
+            todo.append(p)
+        else:
+            done[key] = m
+            result.skipped.append(key)
+            if progress is not None:
+                progress(key, "skipped", m)
+
+    def finish(p: SweepPoint, m: dict[str, Any] | None, err: str | None) -> None:
+        key = f"{p.name}/seed={p.seed}"
+        if err is None:
+            assert m is not None
+            done[key] = m
+            result.trained.append(key)
+        else:
+            result.failed[key] = err
+        _write_csv(out / _CSV, _rows(points, done))  # partial results while the sweep runs
+        if progress is not None:
+            progress(key, "done" if err is None else "failed", m)
+
+    n = len(todo)
+    if workers is None:
+        workers = min(os.cpu_count() or 1, n)
+    if not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"Invalid workers: {workers!r}; allowed: an integer >= 0")
+    if n and workers == 0:
+        for p in todo:
+            try:
+                finish(p, _run_point(task, p.seed, p.settings, str(p.run_dir)), None)
+            except Exception:
+                finish(p, None, traceback.format_exc())
+    elif n:
+        ctx = multiprocessing.get_context("spawn")
+        with cf.ProcessPoolExecutor(
+            max_workers=min(workers, n), mp_context=ctx, initializer=_init_worker
+        ) as pool:
+            futures = {
+                pool.submit(_run_point, task, p.seed, p.settings, str(p.run_dir)): p for p in todo
+            }
+            try:
+                for fut in cf.as_completed(futures):
+                    exc = fut.exception()
+                    if exc is None:
+                        finish(futures[fut], fut.result(), None)
+                    else:
+                        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+                        finish(futures[fut], None, tb)
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+    result.rows = _rows(points, done)
+    _write_csv(out / _CSV, result.rows)
+    result.figures = plot_sweep(result.rows, list(grid), out, task=task, metrics=metrics)
+    if result.failed and raise_on_error:
+        first = next(iter(result.failed.items()))
+        raise RuntimeError(
+            f"{len(result.failed)} of {n} runs failed ({', '.join(result.failed)});"
+            f" the first, {first[0]}:\n{first[1]}"
+        )
+    return result
+
+
+def collect(
+    out_dir: str | Path,
+    *,
+    metrics: Sequence[str] | None = None,
+) -> SweepResult:
+    """Gather the finished runs of the sweep in ``out_dir`` (from its ``sweep.json``) into
+    ``sweep.csv`` and the figures, e.g. after running `print_commands` on a cluster."""
+    out = Path(out_dir)
+    manifest = out / _MANIFEST
+    if not manifest.exists():
+        raise ValueError(f"{out} has no {_MANIFEST}; run_sweep or save_manifest writes it")
+    m = json.loads(manifest.read_text())
+    points = plan(m["task"], m["base"], m["grid"], out, seeds=m["seeds"])
+    done: dict[str, dict[str, Any]] = {}
+    for p in points:
+        got = _finished(p, m["task"])
+        if got is not None:
+            done[f"{p.name}/seed={p.seed}"] = got
+    rows = _rows(points, done)
+    _write_csv(out / _CSV, rows)
+    figures = plot_sweep(rows, list(m["grid"]), out, task=m["task"], metrics=metrics)
+    return SweepResult(rows=rows, csv_path=out / _CSV, figures=figures, skipped=list(done))
+
+
+# -------------------------------------------------------------------------------------- CSV
+def _rows(points: list[SweepPoint], done: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for p in points:
+        m = done.get(f"{p.name}/seed={p.seed}")
+        if m is None:
+            continue
+        row: dict[str, Any] = {"point": p.name, "seed": p.seed, **p.values}
+        row.update({k: v for k, v in m.items() if k not in row})
+        row["run_dir"] = str(p.run_dir)
+        rows.append(row)
+    return rows
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    cols: list[str] = []
+    for r in rows:
+        cols += [k for k in r if k not in cols and k != "run_dir"]
+    cols.append("run_dir")
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, restval="")
+    w.writeheader()
+    w.writerows([{k: ("" if v is None else v) for k, v in r.items()} for r in rows])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, buf.getvalue().encode())
+
+
+# ------------------------------------------------------------------------------------ plots
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _mean_sd(xs: list[Any]) -> tuple[float, float]:
+    xs = [x for x in xs if _is_number(x) and math.isfinite(x)]
+    if not xs:
+        return math.nan, math.nan
+    mean = sum(xs) / len(xs)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
+    return mean, sd
+
+
+def _default_metrics(rows: list[dict[str, Any]], task: str) -> list[str]:
+    from .tasks import get_task
+
+    prefer = ["accuracy"] if get_task(task).kind == "classify" else ["ssim"]
+    prefer += ["accuracy", "ssim", "psnr", "loss"]
+    return [next((m for m in prefer if any(_is_number(r.get(m)) for r in rows)), "loss")]
+
+
+def plot_sweep(
+    rows: list[dict[str, Any]],
+    keys: list[str],
+    out_dir: str | Path,
+    *,
+    task: str,
+    metrics: Sequence[str] | None = None,
+) -> list[Path]:
+    """Figures of a sweep, mean ± SD over seeds: a heat map per metric for two swept
+    numeric keys, metric-vs-value lines for one (a line per value of the swept string keys,
+    e.g. the method). Other shapes get no figure. Returns the files written."""
+    if not rows:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    swept = [k for k in keys if len({format_value(r[k]) for r in rows}) > 1]
+    groups = [k for k in swept if all(isinstance(r[k], str) for r in rows)]
+    axes = [k for k in swept if k not in groups]
+    out = Path(out_dir)
+    written: list[Path] = []
+
+    def order(k: str) -> list[Any]:
+        vals = {format_value(r[k]): r[k] for r in rows}
+        return sorted(vals.values(), key=lambda v: (v is None, v if _is_number(v) else 0, str(v)))
+
+    group_vals = [tuple(r[k] for k in groups) for r in rows]
+    group_list = list(dict.fromkeys(group_vals))
+
+    def label(g: tuple[Any, ...]) -> str:
+        return ", ".join(f"{k}={v}" for k, v in zip(groups, g, strict=True)) or "all"
+
+    for metric in metrics or _default_metrics(rows, task):
+        if not any(_is_number(r.get(metric)) for r in rows):
+            continue
+        if len(axes) == 1:
+            (k,) = axes
+            xs = order(k)
+            fig, ax = plt.subplots(figsize=(5.5, 4))
+            numeric = all(_is_number(x) for x in xs)
+            for g in group_list:
+                stats = [
+                    _mean_sd(
+                        [
+                            r.get(metric)
+                            for r, gv in zip(rows, group_vals, strict=True)
+                            if gv == g and format_value(r[k]) == format_value(x)
+                        ]
+                    )
+                    for x in xs
+                ]
+                pos = xs if numeric else list(range(len(xs)))
+                ax.errorbar(
+                    pos,
+                    [s[0] for s in stats],
+                    yerr=[s[1] for s in stats],
+                    marker="o",
+                    capsize=3,
+                    label=label(g),
+                )
+            if numeric and min(xs) > 0 and max(xs) / min(xs) >= 100:
+                ax.set_xscale("log")
+            if not numeric:
+                ax.set_xticks(range(len(xs)), [format_value(x) for x in xs])
+            ax.set_xlabel(k)
+            ax.set_ylabel(f"{metric} (mean ± SD over seeds)")
+            if len(group_list) > 1:
+                ax.legend(fontsize="small")
+            ax.grid(alpha=0.3)
+            path = out / f"sweep_{metric}_vs_{k}.png"
+        elif len(axes) == 2:
+            ky, kx = axes
+            ys, xs = order(ky), order(kx)
+            n = len(group_list)
+            fig, axs = plt.subplots(
+                1, n, figsize=(1.2 + 1.1 * len(xs) * n, 1.0 + 0.8 * len(ys)), squeeze=False
+            )
+            for ax, g in zip(axs[0], group_list, strict=True):
+                grid = [
+                    [
+                        _mean_sd(
+                            [
+                                r.get(metric)
+                                for r, gv in zip(rows, group_vals, strict=True)
+                                if gv == g
+                                and format_value(r[ky]) == format_value(y)
+                                and format_value(r[kx]) == format_value(x)
+                            ]
+                        )
+                        for x in xs
+                    ]
+                    for y in ys
+                ]
+                im = ax.imshow(
+                    [[c[0] for c in row] for row in grid],
+                    origin="lower",
+                    aspect="auto",
+                    cmap="viridis",
+                )
+                for i, row in enumerate(grid):
+                    for j, (mu, sd) in enumerate(row):
+                        if math.isfinite(mu):
+                            txt = f"{mu:.3g}" + (f"\n±{sd:.2g}" if sd else "")
+                            light = im.norm(mu) > 0.6  # dark text on viridis' yellow end
+                            ax.text(
+                                j,
+                                i,
+                                txt,
+                                ha="center",
+                                va="center",
+                                fontsize=7,
+                                color="k" if light else "w",
+                            )
+                ax.set_xticks(range(len(xs)), [format_value(x) for x in xs])
+                ax.set_yticks(range(len(ys)), [format_value(y) for y in ys])
+                ax.set_xlabel(kx)
+                ax.set_ylabel(ky)
+                if groups:
+                    ax.set_title(label(g), fontsize="small")
+                fig.colorbar(im, ax=ax, label=metric)
+            path = out / f"sweep_{metric}_{ky}_x_{kx}.png"
+        else:
+            continue
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+# ------------------------------------------------------------------------- command lines
+def _flag(key: str) -> str:
+    return _FLAG_NAMES.get(key, "--" + key.replace("_", "-"))
+
+
+def _cli_flags() -> set[str] | None:
+    """Flags the installed ``eapu run`` accepts (None if the CLI cannot be imported)."""
+    try:
+        import inspect
+
+        from . import cli
+    except Exception:  # the CLI's own dependencies (typer) are optional for a sweep
+        return None
+    return {_flag(name) for name in inspect.signature(cli.run).parameters}
+
+
+def print_commands(
+    task: str,
+    base: dict[str, Any],
+    grid: dict[str, Sequence[Any]],
+    out_dir: str | Path,
+    *,
+    seeds: Sequence[int] = (0,),
+    prog: str = "eapu",
+    skip_finished: bool = False,
+) -> Iterator[str]:
+    """One ``eapu run TASK --method ... --out DIR`` line per point and seed (shell-quoted).
+
+    Every line carries the method, the seed, the run directory and every setting that
+    differs from the `RunConfig` default, so lines run in any order on any machine; pipe
+    them to GNU parallel (``eapu sweep ... --print | parallel -j 8``) or a scheduler, then
+    `collect`. A setting whose flag the installed ``eapu run`` lacks raises ``ValueError``.
+    """
+    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+    known = _cli_flags()
+    fields = set(defaults)
+    for p in plan(task, base, grid, out_dir, seeds=seeds):
+        if skip_finished and _finished(p, task) is not None:
+            continue
+        s = p.settings
+        args = [
+            prog,
+            "run",
+            task,
+            "--method",
+            str(s.get("method", RunConfig.method)),
+            "--seed",
+            str(p.seed),
+        ]
+        for k, v in s.items():
+            if k in ("method", "seed") or v is None:
+                continue
+            if k in fields and k not in grid and v == defaults[k]:
+                continue
+            flag = _flag(k)
+            if known is not None and flag not in known:
+                raise ValueError(
+                    f"`{prog} run` has no {flag} flag (for {k}={v!r}); "
+                    f"it has {', '.join(sorted(known))}"
+                )
+            args += [flag, repr(v) if isinstance(v, float) else str(v)]
+        args += ["--out", str(p.run_dir)]
+        yield shlex.join(args)
