@@ -97,6 +97,17 @@ def test_compare_writes_one_row_per_method(tmp_path: Path) -> None:
     assert (tmp_path / "su" / "metrics.json").exists()
 
 
+def test_compare_over_seeds_reports_mean_and_sd(tmp_path: Path) -> None:
+    rows = compare("denoise", ["eapu+mp"], tmp_path, seeds=[0, 1], **FAST)
+    a = json.loads((tmp_path / "eapu+mp" / "seed=0" / "metrics.json").read_text())
+    b = json.loads((tmp_path / "eapu+mp" / "seed=1" / "metrics.json").read_text())
+    assert rows[0]["seeds"] == 2
+    assert rows[0]["ssim"] == pytest.approx((a["ssim"] + b["ssim"]) / 2)
+    assert rows[0]["ssim_sd"] == pytest.approx(abs(a["ssim"] - b["ssim"]) / 2**0.5)
+    with pytest.raises(ValueError, match="Invalid seeds"):
+        compare("denoise", ["su"], tmp_path, seeds=[0], seed=1, **FAST)
+
+
 @pytest.mark.parametrize(
     ("kw", "msg"),
     [

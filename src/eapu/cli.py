@@ -73,7 +73,9 @@ def _table(rows: list[dict[str, Any]], title: str) -> Table:
     for c in cols:
         t.add_column(c, justify="left" if c == "method" else "right")
     for r in rows:
-        t.add_row(*[_fmt(r.get(c)) for c in cols])
+        t.add_row(
+            *[_fmt(r.get(c)) + (f" ± {_fmt(r[c + '_sd'])}" if c + "_sd" in r else "") for c in cols]
+        )
     return t
 
 
@@ -180,6 +182,9 @@ def compare(
     methods: Annotated[str, typer.Option(help="comma-separated methods")] = ",".join(
         DEVICE_METHODS
     ),
+    seeds: Annotated[
+        str | None, typer.Option(help="comma-separated seeds: rows become mean and SD over them")
+    ] = None,
     out: Out = None,
     steps: Steps = None,
     batch_size: Batch = None,
@@ -210,17 +215,23 @@ def compare(
     for m in names:
         get_method(m)
     opts = _run_options(config, locals())
-    total = RunConfig(task=task, **opts).resolved()["steps"]
+    seed_list = [int(x) for x in seeds.split(",") if x.strip()] if seeds else None
+    total = RunConfig(task=task, **opts).resolved()["steps"] * len(seed_list or [0])
     out = out or Path("runs") / f"{task}-compare"
+    done: dict[str, int] = {}
+
+    def advance(m: str, step: int, n: int, row: dict[str, Any]) -> None:
+        done[m] = done.get(m, 0) + 1
+        prog.update(bars[m], completed=done[m], info=f"loss {row['loss']:.4g}")
+
     with _progress() as prog:
         bars = {m: prog.add_task(m, total=total, info="") for m in names}
         rows = compare_tasks(
             task,
             names,
             out,
-            progress=lambda m, s, n, r: prog.update(
-                bars[m], completed=s, info=f"loss {r['loss']:.4g}"
-            ),
+            seeds=seed_list,
+            progress=advance,
             **opts,
         )
     console.print(_table(rows, f"{task} on {opts.get('device', 'taox_1t1r')}"))

@@ -692,11 +692,13 @@ def write_run_report(run_dir: str | Path) -> Path:
 
 
 def _method_dir(root: Path, method: str) -> Path | None:
-    """``root/method`` if it is a directory directly inside ``root`` (no path tricks)."""
+    """``root/method`` if it is a directory directly inside ``root`` (no path tricks); for a
+    comparison over several seeds, its first ``seed=*`` run directory."""
     p = root / method
     try:
         if p.is_dir() and p.resolve().parent == root.resolve():
-            return p
+            seeds = sorted(p.glob("seed=*"))
+            return seeds[0] if seeds and not (p / "metrics.json").exists() else p
     except OSError:
         return None
     return None
@@ -749,7 +751,8 @@ def write_compare_report(compare_dir: str | Path) -> Path:
             except FileNotFoundError:
                 pass
         if report.is_file():
-            href = quote(m, safe="+-_.~") + "/report.html"
+            rel = md.relative_to(d).as_posix()
+            href = quote(rel, safe="+-_.~/=") + "/report.html"
             links.append(f'<li><a href="{html.escape(href)}">{html.escape(m)}</a></li>')
         else:
             links.append(f'<li>{html.escape(m)}: <span class="note">no run files</span></li>')

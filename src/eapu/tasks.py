@@ -887,18 +887,55 @@ def compare(
     methods: list[str],
     out_dir: str | Path,
     *,
+    seeds: list[int] | None = None,
     progress: Callable[[str, int, int, dict[str, float]], None] | None = None,
     **options: Any,
 ) -> list[dict[str, Any]]:
-    """Run ``task`` with each method into ``out_dir/<method>`` and write ``compare.json``."""
+    """Run ``task`` with each method and write ``compare.json`` (one row per method).
+
+    One seed (``options["seed"]``, default 0) runs into ``out_dir/<method>``. Several
+    ``seeds`` run into ``out_dir/<method>/seed=<s>``; a row then holds the mean over seeds of
+    every number and ``<key>_sd``, their standard deviation, for the main metrics.
+    """
     for m in methods:
         get_method(m)
+    if seeds is not None and (not seeds or "seed" in options):
+        raise ValueError(f"Invalid seeds: {seeds!r}; give a non-empty list, and no seed option")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for m in methods:
-        cb = None if progress is None else (lambda s, n, r, m=m: progress(m, s, n, r))
-        metrics = run(RunConfig(task=task, method=m, **options), out / m, progress=cb)
-        rows.append({"method": m, **{k: v for k, v in metrics.items() if k != "method"}})
-    _write_json(out / "compare.json", {"task": task, "methods": methods, "rows": rows})
+        runs = []
+        for s in seeds or [options.get("seed", 0)]:
+            cb = None if progress is None else (lambda st, n, r, m=m: progress(m, st, n, r))
+            opts = {**options, "seed": s}
+            run_dir = out / m / f"seed={s}" if seeds else out / m
+            runs.append(run(RunConfig(task=task, method=m, **opts), run_dir, progress=cb))
+        rows.append({"method": m, **_aggregate(runs)})
+    doc: dict[str, Any] = {"task": task, "methods": methods, "rows": rows}
+    if seeds:
+        doc["seeds"] = list(seeds)
+    _write_json(out / "compare.json", doc)
     return rows
+
+
+#: Metrics whose spread over seeds a multi-seed comparison reports as ``<key>_sd``.
+SPREAD_KEYS = ("ssim", "psnr", "accuracy", "rup", "nup", "ncell")
+
+
+def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One run's metrics, or the mean (and SD of the main metrics) over several."""
+    first = {k: v for k, v in runs[0].items() if k != "method"}
+    if len(runs) == 1:
+        return first
+    out: dict[str, Any] = {}
+    for k, v in first.items():
+        vals = [r.get(k) for r in runs]
+        if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in vals):
+            out[k] = float(np.mean(vals))
+            if k in SPREAD_KEYS:
+                out[f"{k}_sd"] = float(np.std(vals, ddof=1))
+        else:
+            out[k] = v
+    out["seeds"] = len(runs)
+    return out
