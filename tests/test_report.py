@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from eapu import report
 from eapu.report import (
     format_value,
     plot_compare,
@@ -310,22 +308,6 @@ def test_malformed_samples_names_the_file(tmp_path: Path) -> None:
     (d / "samples.npz").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match=r"samples\.npz"):
         write_run_report(d)
-
-
-def test_atomic_write_leaves_no_temp_file_on_failure(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    target = tmp_path / "report.html"
-    target.write_text("old")
-
-    def boom(src: str, dst: str) -> None:
-        raise OSError("disk full")
-
-    monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError, match="disk full"):
-        report._atomic_write(target, b"new")
-    assert target.read_text() == "old"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]
 
 
 @pytest.mark.parametrize(

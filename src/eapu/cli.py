@@ -300,7 +300,7 @@ def retention(
     import csv
     import io
 
-    from .tasks import _atomic_write
+    from .files import atomic_write
     from .tasks import retention as ret
 
     rows = ret(run_dir, [float(h) for h in hours.split(",")], drift=drift, seed=seed)
@@ -315,7 +315,7 @@ def retention(
     w.writeheader()
     w.writerows(rows)
     out = run_dir / f"retention-{drift}.csv"
-    _atomic_write(out, buf.getvalue().encode())
+    atomic_write(out, buf.getvalue().encode())
     console.print(f"table: {out}")
 
 

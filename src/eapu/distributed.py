@@ -178,7 +178,7 @@ def _save(
     """A checkpoint with the keys `eapu.tasks.run` writes and reads."""
     import io
 
-    from .tasks import _atomic_write
+    from .files import atomic_write
 
     buf = io.BytesIO()
     torch.save(
@@ -195,7 +195,7 @@ def _save(
         },
         buf,
     )
-    _atomic_write(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())
 
 
 def _bytes(t: Tensor) -> Tensor:
@@ -229,6 +229,7 @@ def train_ddp(
         The final metrics on rank 0, None on the others.
     """
     from . import tasks
+    from .files import write_json
     from .optim import InSituOptimizer
 
     info = info or setup()
@@ -271,7 +272,7 @@ def train_ddp(
             sched.load_state_dict(ck["scheduler"])
         start, history, wall = ck["step"], ck["history"], ck["wall_s"]
     if info.is_main:
-        tasks._write_json(out / "config.json", cfg)
+        write_json(out / "config.json", cfg)
     t0 = time.perf_counter() - wall
     steps, every = cfg["steps"], cfg["eval_every"]
     if start == 0 and info.is_main:
@@ -336,7 +337,7 @@ def train_ddp(
     )
     tasks._write_history(out / "history.csv", history)
     _save(ck_path, cfg, model, xb, opt, sched, steps, history, final["wall_s"])
-    tasks._write_json(out / "metrics.json", final)
+    write_json(out / "metrics.json", final)
     dist.barrier()
     return final
 

@@ -23,8 +23,6 @@ import html
 import io
 import json
 import math
-import os
-import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,6 +33,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from .files import atomic_write
 
 __all__ = [
     "format_value",
@@ -87,18 +87,6 @@ _SAMPLE_ROWS = (("inputs", "input"), ("outputs", "output"), ("targets", "target"
 
 # --------------------------------------------------------------------------------------------
 # files
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same directory and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _read_json(path: Path) -> Any:
@@ -235,7 +223,7 @@ def _save(fig: Figure, path: Path) -> Path:
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    _atomic_write(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())
     return path
 
 
@@ -687,7 +675,7 @@ def write_run_report(run_dir: str | Path) -> Path:
         body += ["<h2>Configuration</h2>", _kv_table(config, exact=True)]
 
     out = d / "report.html"
-    _atomic_write(out, _page(title, sub or str(d), body).encode("utf-8"))
+    atomic_write(out, _page(title, sub or str(d), body).encode("utf-8"))
     return out
 
 
@@ -778,5 +766,5 @@ def write_compare_report(compare_dir: str | Path) -> Path:
         body += ["<h2>Figures</h2>", _img(png, "comparison of methods")]
     body += ["<h2>Runs</h2>", f"<ul>{''.join(links)}</ul>"]
     out = d / "report.html"
-    _atomic_write(out, _page(title, sub, body).encode("utf-8"))
+    atomic_write(out, _page(title, sub, body).encode("utf-8"))
     return out

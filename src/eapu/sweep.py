@@ -30,13 +30,13 @@ import multiprocessing
 import os
 import re
 import shlex
-import tempfile
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .files import atomic_write
 from .tasks import RunConfig
 
 __all__ = [
@@ -183,19 +183,8 @@ def save_manifest(
         "seeds": list(seeds),
     }
     path = out / _MANIFEST
-    _atomic_write(path, (json.dumps(obj, indent=2) + "\n").encode())
+    atomic_write(path, (json.dumps(obj, indent=2) + "\n").encode())
     return path
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ---------------------------------------------------------------------------------- running
@@ -391,7 +380,7 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     w.writeheader()
     w.writerows([{k: ("" if v is None else v) for k, v in r.items()} for r in rows])
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, buf.getvalue().encode())
+    atomic_write(path, buf.getvalue().encode())
 
 
 # ------------------------------------------------------------------------------------ plots

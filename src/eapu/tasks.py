@@ -19,8 +19,6 @@ import inspect
 import io
 import json
 import math
-import os
-import tempfile
 import time
 import typing
 from collections.abc import Callable
@@ -35,6 +33,7 @@ from torch.nn import functional as F
 
 from .algorithms import ALGORITHMS, TileAlgorithm, get_algorithm, hwa_noise
 from .data import add_gaussian_noise, downscale_bicubic, get_dataset, upscale_bicubic
+from .files import atomic_write, write_json
 from .models import get_model, model_info
 from .nn import convert, crossbar_of
 from .optim import InSituOptimizer
@@ -351,28 +350,6 @@ class RunConfig:
         return d
 
 
-# ---------------------------------------------------------------------------- file helpers
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    _atomic_write(path, (json.dumps(obj, indent=2, default=_jsonable) + "\n").encode())
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, (np.floating, np.integer)):
-        return x.item()
-    raise TypeError(f"not JSON serialisable: {x!r}")
-
-
 # ---------------------------------------------------------------------------------- metrics
 def image_metrics(output: Tensor, target: Tensor) -> dict[str, float]:
     """Mean SSIM and PSNR over images (N×C×H×W in [0, 1]), by scikit-image."""
@@ -572,9 +549,9 @@ def run(
         if hwa is not None:
             hwa.load_state_dict(ck["hwa"])
         start, history, wall = ck["step"], ck["history"], ck["wall_s"]
-    _write_json(out / "config.json", cfg)
+    write_json(out / "config.json", cfg)
     if xb is not None:
-        _atomic_write(out / "placement.txt", (xb.placement.render() + "\n").encode())
+        atomic_write(out / "placement.txt", (xb.placement.render() + "\n").encode())
 
     t0 = time.perf_counter() - wall
     steps, every = cfg["steps"], cfg["eval_every"]
@@ -652,7 +629,7 @@ def run(
     acc = _accounting(
         model, xb, exp, cfg, summary, int(final.get("load_pulses", final.get("pulses", 0)))
     )
-    _write_json(out / "energy.json", acc)
+    write_json(out / "energy.json", acc)
     for node in ("180nm", "16nm"):
         fig = energy_figures(acc, node)
         if "training" in fig:
@@ -676,8 +653,8 @@ def run(
     if samples:
         buf = io.BytesIO()
         np.savez(buf, **samples)
-        _atomic_write(out / "samples.npz", buf.getvalue())
-    _write_json(out / "metrics.json", final)
+        atomic_write(out / "samples.npz", buf.getvalue())
+    write_json(out / "metrics.json", final)
     _checkpoint(ck_path, cfg, model, xb, opt, sched, hwa, steps, history, final["wall_s"])
     return final
 
@@ -868,7 +845,7 @@ def _checkpoint(
         },
         buf,
     )
-    _atomic_write(path, buf.getvalue())
+    atomic_write(path, buf.getvalue())
 
 
 def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
@@ -879,7 +856,7 @@ def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
     w = csv.DictWriter(buf, fieldnames=cols, restval="")
     w.writeheader()
     w.writerows(history)
-    _atomic_write(path, buf.getvalue().encode())
+    atomic_write(path, buf.getvalue().encode())
 
 
 def compare(
@@ -915,7 +892,7 @@ def compare(
     doc: dict[str, Any] = {"task": task, "methods": methods, "rows": rows}
     if seeds:
         doc["seeds"] = list(seeds)
-    _write_json(out / "compare.json", doc)
+    write_json(out / "compare.json", doc)
     return rows
 
 
