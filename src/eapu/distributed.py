@@ -164,40 +164,6 @@ def params_in_sync(module: nn.Module) -> bool:
     return bool(same.item() == 1)
 
 
-def _save(
-    path: Path,
-    cfg: dict[str, Any],
-    model: nn.Module,
-    xb: Any,
-    opt: Any,
-    sched: Any,
-    step: int,
-    history: list[dict[str, Any]],
-    wall: float,
-) -> None:
-    """A checkpoint with the keys `eapu.tasks.run` writes and reads."""
-    import io
-
-    from .files import atomic_write
-
-    buf = io.BytesIO()
-    torch.save(
-        {
-            "config": json.loads(json.dumps(cfg)),
-            "step": step,
-            "model": model.state_dict(),
-            "crossbar": xb.state_dict() if xb is not None else {},
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict() if sched is not None else {},
-            "hwa": {},
-            "history": history,
-            "wall_s": wall,
-        },
-        buf,
-    )
-    atomic_write(path, buf.getvalue())
-
-
 def _bytes(t: Tensor) -> Tensor:
     return t.reshape(-1).contiguous().view(torch.uint8)
 
@@ -294,13 +260,14 @@ def train_ddp(
         if info.is_main and ((step + 1) % every == 0 or step + 1 == steps):
             row.update(_evaluate(exp, model))
             if step + 1 < steps:
-                _save(
+                tasks._checkpoint(
                     ck_path,
                     cfg,
                     model,
                     xb,
                     opt,
                     sched,
+                    None,
                     step + 1,
                     [*history, row],
                     time.perf_counter() - t0,
@@ -336,7 +303,7 @@ def train_ddp(
         }
     )
     tasks._write_history(out / "history.csv", history)
-    _save(ck_path, cfg, model, xb, opt, sched, steps, history, final["wall_s"])
+    tasks._checkpoint(ck_path, cfg, model, xb, opt, sched, None, steps, history, final["wall_s"])
     write_json(out / "metrics.json", final)
     dist.barrier()
     return final
