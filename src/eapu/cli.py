@@ -11,8 +11,9 @@ names with underscores (``batch_size = 64``); flags given on the command line wi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeAlias
 
 import tomllib
 import typer
@@ -28,8 +29,6 @@ app = typer.Typer(
 console = Console()
 
 DEVICE_METHODS = ["software", "ex-situ", "eapu+mp", "mp", "eapu+fp", "wu", "tp", "su"]
-
-Opt = Annotated
 
 
 def _options(config: Path | None, **flags: Any) -> dict[str, Any]:
@@ -80,25 +79,35 @@ def _table(rows: list[dict[str, Any]], title: str) -> Table:
 
 
 # Shared flags: each maps to a RunConfig field of the same name.
-Steps = Opt[int | None, typer.Option(help="mini-batches (default: the task's)")]
-Batch = Opt[int | None, typer.Option(help="mini-batch size (default: the task's)")]
-Lr = Opt[float | None, typer.Option(help="learning rate of the base optimizer (Adam)")]
-Every = Opt[int | None, typer.Option(help="evaluate every N mini-batches")]
-Device = Opt[str | None, typer.Option(help="device preset (eapu list devices)")]
-Seed = Opt[int | None, typer.Option(help="seed of everything random")]
-SdUs = Opt[float | None, typer.Option(help="SD of εcell in µS (weight-level methods)")]
-Rwg = Opt[float | None, typer.Option("--rwg", help="Rwg in µS⁻¹ (default 1/80)")]
-Th = Opt[float | None, typer.Option(help="EaPU threshold in µS (default: SD of εcell)")]
-Model = Opt[str | None, typer.Option(help="network (eapu list models)")]
-Data = Opt[str | None, typer.Option(help="data set (eapu list datasets)")]
-DataDir = Opt[str | None, typer.Option(help="directory of a data set on disk")]
-Config = Opt[Path | None, typer.Option(help="TOML file of options")]
-Optim = Opt[str | None, typer.Option(help="base optimizer: adam, sgd, momentum")]
-Sched = Opt[str | None, typer.Option(help="learning-rate schedule: none, step, cosine")]
-Width = Opt[int | None, typer.Option(help="channel width of the network (ResNets)")]
-EvalN = Opt[int | None, typer.Option(help="test samples per evaluation")]
-StuckOff = Opt[float | None, typer.Option(help="fraction of cells stuck at g_min")]
-StuckOn = Opt[float | None, typer.Option(help="fraction of cells stuck at g_max")]
+Steps: TypeAlias = Annotated[int | None, typer.Option(help="mini-batches (default: the task's)")]
+Batch: TypeAlias = Annotated[int | None, typer.Option(help="mini-batch size (default: the task's)")]
+Lr: TypeAlias = Annotated[
+    float | None, typer.Option(help="learning rate of the base optimizer (Adam)")
+]
+Every: TypeAlias = Annotated[int | None, typer.Option(help="evaluate every N mini-batches")]
+Device: TypeAlias = Annotated[str | None, typer.Option(help="device preset (eapu list devices)")]
+Seed: TypeAlias = Annotated[int | None, typer.Option(help="seed of everything random")]
+SdUs: TypeAlias = Annotated[
+    float | None, typer.Option(help="SD of εcell in µS (weight-level methods)")
+]
+Rwg: TypeAlias = Annotated[float | None, typer.Option("--rwg", help="Rwg in µS⁻¹ (default 1/80)")]
+Th: TypeAlias = Annotated[
+    float | None, typer.Option(help="EaPU threshold in µS (default: SD of εcell)")
+]
+Model: TypeAlias = Annotated[str | None, typer.Option(help="network (eapu list models)")]
+Data: TypeAlias = Annotated[str | None, typer.Option(help="data set (eapu list datasets)")]
+DataDir: TypeAlias = Annotated[str | None, typer.Option(help="directory of a data set on disk")]
+Config: TypeAlias = Annotated[Path | None, typer.Option(help="TOML file of options")]
+Optim: TypeAlias = Annotated[str | None, typer.Option(help="base optimizer: adam, sgd, momentum")]
+Sched: TypeAlias = Annotated[
+    str | None, typer.Option(help="learning-rate schedule: none, step, cosine")
+]
+Width: TypeAlias = Annotated[
+    int | None, typer.Option(help="channel width of the network (ResNets)")
+]
+EvalN: TypeAlias = Annotated[int | None, typer.Option(help="test samples per evaluation")]
+StuckOff: TypeAlias = Annotated[float | None, typer.Option(help="fraction of cells stuck at g_min")]
+StuckOn: TypeAlias = Annotated[float | None, typer.Option(help="fraction of cells stuck at g_max")]
 
 #: Flags that map one to one onto eapu.tasks.RunConfig fields.
 RUN_FLAGS = (
@@ -128,7 +137,9 @@ def _run_options(config: Path | None, given: dict[str, Any]) -> dict[str, Any]:
     return _options(config, **{k: v for k, v in given.items() if k in RUN_FLAGS})
 
 
-Out = Opt[Path | None, typer.Option(help="run directory (default runs/TASK-METHOD)")]
+Out: TypeAlias = Annotated[
+    Path | None, typer.Option(help="run directory (default runs/TASK-METHOD)")
+]
 
 
 @app.command()
@@ -384,7 +395,7 @@ def sweep(
     base = _run_options(config, locals())
     if method is not None:
         base["method"] = method
-    g: dict[str, list[Any]] = {}
+    g: dict[str, Sequence[Any]] = {}
     for spec in grid or []:
         key, _, vals = spec.partition("=")
         if not vals:

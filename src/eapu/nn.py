@@ -19,7 +19,7 @@ Save ``model.state_dict()`` (each analog layer saves its tile) and ``xbar.state_
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -46,11 +46,11 @@ def _quantize(x: Tensor, bits: int | None) -> Tensor:
     return x + (q - x).detach()
 
 
-class _Analog:
+class _Analog(nn.Module):
     """Mixin: a torch layer whose weight is backed by a `Tile`."""
 
     tile: Tile
-    weight: nn.Parameter
+    weight: Tensor
     dac_bits: int | None
     adc_bits: int | None
     _transposed_tile = False
@@ -85,12 +85,12 @@ class _Analog:
         adc_bits: int | None = None,
     ) -> Any:
         """An analog copy of ``layer`` whose weight is programmed onto ``crossbar``."""
-        new = cls.__new__(cls)
+        new: Any = cls.__new__(cls)
         new.__dict__.update(layer.__dict__)  # shares hyper-parameters, parameters, hooks
         new._parameters = dict(layer._parameters)
         new._buffers = dict(layer._buffers)
         new._modules = dict(layer._modules)
-        new.weight = nn.Parameter(layer.weight.detach().clone())
+        new.weight = nn.Parameter(cast(Tensor, layer.weight).detach().clone())
         tile = crossbar.add_tile(
             name or cls.__name__, new.weight.detach().cpu(), transposed=cls._transposed_tile
         )
@@ -126,7 +126,7 @@ class AnalogConvTranspose2d(_Analog, nn.ConvTranspose2d):
             x,
             output_size,
             list(self.stride),
-            list(self.padding),
+            list(cast(tuple[int, ...], self.padding)),
             list(self.kernel_size),
             2,
             list(self.dilation),
@@ -136,7 +136,7 @@ class AnalogConvTranspose2d(_Analog, nn.ConvTranspose2d):
             self._read_weight(),
             None,
             self.stride,
-            self.padding,
+            cast(tuple[int, ...], self.padding),
             pad,
             self.groups,
             self.dilation,
@@ -203,7 +203,7 @@ def to_digital(model: nn.Module) -> nn.Module:
     for name, mod in list(model.named_modules()):
         if isinstance(mod, _Analog):
             base = next(b for b in type(mod).__mro__ if b in _ANALOG)
-            new = base.__new__(base)
+            new: Any = base.__new__(base)
             new.__dict__.update(
                 {k: v for k, v in mod.__dict__.items() if k not in ("tile", "dac_bits", "adc_bits")}
             )

@@ -96,6 +96,11 @@ def _validate_insitu(group: dict[str, Any]) -> None:
         raise ValueError(f"Invalid analog: {group['analog']!r}; allowed: None, True or False")
 
 
+def _tile(p: Tensor) -> Any:
+    """The tile backing ``p`` (set by the `eapu.nn` layers), or None."""
+    return getattr(p, "eapu_tile", None)
+
+
 def _default_analog(p: Tensor) -> bool:
     return p.dim() > 1
 
@@ -141,8 +146,8 @@ class InSituOptimizer(Optimizer):
             raise TypeError(f"Invalid analog: {analog!r}; allowed: a callable (Tensor) -> bool")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"Invalid seed: {seed!r}; allowed: an integer >= 0")
-        params = list(params)
-        if not params:
+        param_list: list[Any] = list(params)
+        if not param_list:
             raise ValueError("Invalid params: the parameter list is empty; give at least one")
         defaults = dict(
             rule=rule,
@@ -157,7 +162,7 @@ class InSituOptimizer(Optimizer):
         self._analog_pred = analog or _default_analog
         self._seed = seed
         self._generators: dict[str, torch.Generator] = {}
-        super().__init__(params, defaults)
+        super().__init__(param_list, defaults)
         self._base = base(self.param_groups, **base_kwargs)
         # One list of groups and one state for both: schedulers see what the base uses.
         self.param_groups = self._base.param_groups
@@ -186,7 +191,7 @@ class InSituOptimizer(Optimizer):
 
     def is_analog(self, p: Tensor, group: dict[str, Any]) -> bool:
         """Whether ``p`` is written through the rule (an analog parameter)."""
-        if getattr(p, "eapu_tile", None) is not None:
+        if _tile(p) is not None:
             return True
         return bool(group["analog"]) if group["analog"] is not None else self._analog_pred(p)
 
@@ -196,7 +201,7 @@ class InSituOptimizer(Optimizer):
 
     def threshold_for(self, p: Tensor, group: dict[str, Any]) -> float:
         """ΔWth in weight units for parameter ``p`` (derived from the device by default)."""
-        tile = getattr(p, "eapu_tile", None)
+        tile = _tile(p)
         rwg = tile.rwg_per_us if tile is not None else group["rwg_per_us"]
         if group["threshold"] is not None:
             return float(group["threshold"])
@@ -221,17 +226,14 @@ class InSituOptimizer(Optimizer):
             return
         self.ledger.set_layout(
             [f"param{i}:{tuple(p.shape)}" for i, p in enumerate(analog)],
-            [
-                p.eapu_tile.cells if getattr(p, "eapu_tile", None) is not None else p.numel()
-                for p in analog
-            ],
+            [_tile(p).cells if _tile(p) is not None else p.numel() for p in analog],
         )
         self._layout = [id(p) for p in analog]
 
     @torch.no_grad()
     def _sanitize(self, params: list[Tensor]) -> dict[int, Tensor]:
         """Zero non-finite gradient entries; return the bad-cell masks by parameter index."""
-        grads = [p.grad for p in params]
+        grads = [p.grad for p in params if p.grad is not None]
         norms = torch._foreach_norm(grads)
         finite = torch.stack([n.isfinite() for n in norms]).cpu()
         bad: dict[int, Tensor] = {}
@@ -317,7 +319,7 @@ class InSituOptimizer(Optimizer):
         nskip = (
             skip.sum() if skip is not None else torch.zeros((), dtype=torch.int64, device=p.device)
         )
-        tile = getattr(p, "eapu_tile", None)
+        tile = _tile(p)
         if tile is not None:
             record = tile.program(dwn).clone()
             p.copy_(tile.weight())

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .algorithms import ALGORITHMS, TileAlgorithm, get_algorithm, hwa_noise
-from .data import add_gaussian_noise, downscale_bicubic, get_dataset, upscale_bicubic
+from .data import ImageDataset, add_gaussian_noise, downscale_bicubic, get_dataset, upscale_bicubic
 from .files import atomic_write, write_json
 from .models import get_model, model_info
 from .nn import convert, crossbar_of
@@ -373,8 +373,14 @@ class _Experiment:
     def __init__(self, cfg: dict[str, Any], task: TaskInfo) -> None:
         self.cfg, self.task = cfg, task
         kw = dict(task.data_kw) if cfg["data"] == task.data else {}
-        self.train = get_dataset(cfg["data"], data_dir=cfg["data_dir"], split="train", **kw)
-        self.test = get_dataset(cfg["data"], data_dir=cfg["data_dir"], split="test", **kw)
+        if cfg["data"] == "imagefolder":  # tasks index tensors: load the folder into memory
+            kw["in_memory"] = True
+        self.train = typing.cast(
+            ImageDataset, get_dataset(cfg["data"], data_dir=cfg["data_dir"], split="train", **kw)
+        )
+        self.test = typing.cast(
+            ImageDataset, get_dataset(cfg["data"], data_dir=cfg["data_dir"], split="test", **kw)
+        )
         n = min(cfg["eval_samples"], len(self.test.images))
         self.test_x = self.test.images[:n]
         self.test_y = self.test.labels[:n]
@@ -444,7 +450,7 @@ def _model(cfg: dict[str, Any], exp: _Experiment) -> nn.Module:
         kw["width"] = cfg["width"]
     factory = model_info(cfg["model"]).factory
     cls = typing.get_type_hints(factory).get("return")
-    accepted = inspect.signature(cls.__init__).parameters if isinstance(cls, type) else kw
+    accepted = inspect.signature(cls).parameters if isinstance(cls, type) else kw
     return get_model(
         cfg["model"], seed=cfg["seed"], **{k: v for k, v in kw.items() if k in accepted}
     )
@@ -478,12 +484,12 @@ def _build(cfg: dict[str, Any], method: MethodInfo, exp: _Experiment) -> tuple[A
     xb = None
     if method.in_situ:
         xb = _convert(model, cfg, method)
+    base: Any
     base, base_kw = OPTIMIZERS[cfg["optimizer"]]
     opt: torch.optim.Optimizer
     if method.algorithm in ALGORITHMS:  # built after convert: it places its own arrays
-        opt = get_algorithm(method.algorithm)(
-            model.parameters(), lr=cfg["lr"], base=base, seed=cfg["seed"], **base_kw
-        )
+        algo: Any = get_algorithm(method.algorithm)
+        opt = algo(model.parameters(), lr=cfg["lr"], base=base, seed=cfg["seed"], **base_kw)
     elif method.rule is None:
         opt = base(model.parameters(), lr=cfg["lr"], **base_kw)
     else:
@@ -652,7 +658,7 @@ def run(
     _write_history(out / "history.csv", history)
     if samples:
         buf = io.BytesIO()
-        np.savez(buf, **samples)
+        np.savez(buf, **samples)  # type: ignore[arg-type]
         atomic_write(out / "samples.npz", buf.getvalue())
     write_json(out / "metrics.json", final)
     _checkpoint(ck_path, cfg, model, xb, opt, sched, hwa, steps, history, final["wall_s"])
@@ -687,7 +693,7 @@ def _record(
     from .tiles import matrix_shape
 
     transposed = isinstance(mod, nn.ConvTranspose2d)
-    rows, cols = matrix_shape(tuple(mod.weight.shape), transposed)
+    rows, cols = matrix_shape(tuple(mod.weight.shape), transposed)  # type: ignore[arg-type]
     if isinstance(mod, nn.Linear):
         n = inp[0].numel() // inp[0].shape[-1]
     else:
@@ -783,7 +789,8 @@ def load_run(run_dir: str | Path) -> tuple[nn.Module, Any, _Experiment, dict[str
     if method.level == "device":
         xb = _convert(model, cfg, method)
         if method.algorithm in ALGORITHMS:  # its extra arrays, placed as in the run
-            get_algorithm(method.algorithm)(model.parameters(), lr=cfg["lr"])
+            algo: Any = get_algorithm(method.algorithm)
+            algo(model.parameters(), lr=cfg["lr"])
     model.load_state_dict(ck["model"])
     if xb is not None and ck["crossbar"]:
         xb.load_state_dict(ck["crossbar"])
@@ -907,7 +914,7 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
         return first
     out: dict[str, Any] = {}
     for k, v in first.items():
-        vals = [r.get(k) for r in runs]
+        vals: list[Any] = [r.get(k) for r in runs]
         if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in vals):
             out[k] = float(np.mean(vals))
             if k in SPREAD_KEYS:

@@ -231,6 +231,7 @@ class Crossbar(nn.Module):
         self._sd_us = sd_us
         self.placement = Placement(rows, cols, mapping)
         self.generator = torch.Generator().manual_seed(seed)
+        self.ref_g_us: Tensor
         self.register_buffer("ref_g_us", torch.zeros(0))
         self.ref_params: CellParams | None = None
         self.tiles: list[Tile] = []
