@@ -77,6 +77,20 @@ def test_every_method_runs_on_every_kind_of_task(tmp_path: Path, method: str) ->
             assert m["pulses"] >= 0 and "cells" in m
 
 
+def test_anomaly_task_scores_another_data_set(tmp_path: Path) -> None:
+    m = run(RunConfig(task="anomaly", method="software", steps=150, eval_every=150), tmp_path)
+    assert 0.5 < m["roc_auc"] <= 1 and 0 <= m["accuracy"] <= 1
+    assert m["error_anomaly"] > m["error_normal"]
+
+
+def test_transfer_starts_from_another_runs_weights(tmp_path: Path) -> None:
+    pre = run(RunConfig(task="classify", method="software", **FAST), tmp_path / "pre")
+    cfg = RunConfig(task="classify", method="eapu", init_from=str(tmp_path / "pre"), **FAST)
+    run(cfg, tmp_path / "fine")
+    rows = list(csv.DictReader((tmp_path / "fine" / "history.csv").open()))
+    assert float(rows[0]["accuracy"]) == pytest.approx(pre["accuracy"])  # step 0 = pre-trained
+
+
 def test_sr2_runs_and_upsamples(tmp_path: Path) -> None:
     m = run(
         RunConfig(
@@ -117,6 +131,10 @@ def test_compare_over_seeds_reports_mean_and_sd(tmp_path: Path) -> None:
         ({"method": "magic"}, r"unknown method 'magic'; available: software"),
         ({"task": "juggle"}, r"unknown task 'juggle'; available: denoise"),
         ({"seed": -3}, r"Invalid seed: -3"),
+        ({"device_type": "tpu"}, r"Invalid device_type: 'tpu'; allowed: cpu, cuda"),
+        ({"stuck_off": 1.5, "method": "eapu+mp"}, r"Invalid stuck_off: 1.5"),
+        ({"stuck_off": 0.1, "method": "eapu"}, r"need a device-level method"),
+        ({"optimizer": "lbfgs"}, r"Invalid optimizer: 'lbfgs'; allowed: adam, sgd, momentum"),
     ],
 )
 def test_bad_config_raises(kw: dict, msg: str) -> None:

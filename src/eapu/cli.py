@@ -107,6 +107,15 @@ Width: TypeAlias = Annotated[
 ]
 EvalN: TypeAlias = Annotated[int | None, typer.Option(help="test samples per evaluation")]
 StuckOff: TypeAlias = Annotated[float | None, typer.Option(help="fraction of cells stuck at g_min")]
+AnomalyData: TypeAlias = Annotated[
+    str | None, typer.Option(help="anomaly task: the data set of anomalies (default photos)")
+]
+DeviceType: TypeAlias = Annotated[
+    str | None, typer.Option(help="where the network runs: cpu or cuda (tiles stay on cpu)")
+]
+InitFrom: TypeAlias = Annotated[
+    str | None, typer.Option(help="start from the weights of this run directory (transfer)")
+]
 StuckOn: TypeAlias = Annotated[float | None, typer.Option(help="fraction of cells stuck at g_max")]
 
 #: Flags that map one to one onto eapu.tasks.RunConfig fields.
@@ -129,6 +138,9 @@ RUN_FLAGS = (
     "eval_samples",
     "stuck_off",
     "stuck_on",
+    "anomaly_data",
+    "device_type",
+    "init_from",
 )
 
 
@@ -165,6 +177,9 @@ def run(
     eval_samples: EvalN = None,
     stuck_off: StuckOff = None,
     stuck_on: StuckOn = None,
+    anomaly_data: AnomalyData = None,
+    device_type: DeviceType = None,
+    init_from: InitFrom = None,
     config: Config = None,
 ) -> None:
     """Train one task with one method; write (or resume) a run directory and its report."""
@@ -215,6 +230,9 @@ def compare(
     eval_samples: EvalN = None,
     stuck_off: StuckOff = None,
     stuck_on: StuckOn = None,
+    anomaly_data: AnomalyData = None,
+    device_type: DeviceType = None,
+    init_from: InitFrom = None,
     config: Config = None,
 ) -> None:
     """Run one task with several methods on the same device; print and report the comparison."""
@@ -336,6 +354,9 @@ def sweep(
     eval_samples: EvalN = None,
     stuck_off: StuckOff = None,
     stuck_on: StuckOn = None,
+    anomaly_data: AnomalyData = None,
+    device_type: DeviceType = None,
+    init_from: InitFrom = None,
     config: Config = None,
 ) -> None:
     """Run a grid of settings (one run directory per point and seed); write sweep.csv and plots.

@@ -71,6 +71,7 @@ class TaskInfo:
     model_kw: dict[str, Any] = field(default_factory=dict)
     noise_sigma: float = 0.3
     scale: int = 2
+    anomaly_data: str | None = None  # the data set whose images count as anomalies
 
 
 TASKS: dict[str, TaskInfo] = {
@@ -115,6 +116,20 @@ TASKS: dict[str, TaskInfo] = {
             100,
             data_kw={"patch_size": 16},
             scale=4,
+        ),
+        TaskInfo(
+            "anomaly",
+            "anomaly",
+            "denoising autoencoder trained on one data set; its reconstruction error flags "
+            "images of another (accuracy at the 95th percentile of training errors, ROC-AUC)",
+            "denoise_ae",
+            "digits",
+            1100,
+            64,
+            1e-2,
+            200,
+            data_kw={"size": 16},
+            anomaly_data="photos",
         ),
         TaskInfo(
             "classify",
@@ -299,6 +314,9 @@ class RunConfig:
     width: int | None = None
     stuck_off: float = 0.0
     stuck_on: float = 0.0
+    anomaly_data: str | None = None
+    device_type: str = "cpu"
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         get_task(self.task)
@@ -337,6 +355,8 @@ class RunConfig:
             raise ValueError(
                 f"stuck_off / stuck_on need a device-level method, not {self.method!r}"
             )
+        if self.device_type not in ("cpu", "cuda"):
+            raise ValueError(f"Invalid device_type: {self.device_type!r}; allowed: cpu, cuda")
         if self.width is not None and (not isinstance(self.width, int) or self.width < 1):
             raise ValueError(f"Invalid width: {self.width!r}; allowed: None or an integer >= 1")
 
@@ -344,7 +364,7 @@ class RunConfig:
         """The config with the task's defaults filled in (what ``config.json`` records)."""
         t = get_task(self.task)
         d = dataclasses.asdict(self)
-        for k in ("steps", "batch_size", "lr", "eval_every", "model", "data"):
+        for k in ("steps", "batch_size", "lr", "eval_every", "model", "data", "anomaly_data"):
             if d[k] is None:
                 d[k] = getattr(t, k)
         return d
@@ -372,6 +392,9 @@ class _Experiment:
 
     def __init__(self, cfg: dict[str, Any], task: TaskInfo) -> None:
         self.cfg, self.task = cfg, task
+        if cfg["device_type"] == "cuda" and not torch.cuda.is_available():
+            raise ValueError("Invalid device_type: 'cuda'; CUDA is not available here")
+        self.device = torch.device(cfg["device_type"])
         kw = dict(task.data_kw) if cfg["data"] == task.data else {}
         if cfg["data"] == "imagefolder":  # tasks index tensors: load the folder into memory
             kw["in_memory"] = True
@@ -384,6 +407,14 @@ class _Experiment:
         n = min(cfg["eval_samples"], len(self.test.images))
         self.test_x = self.test.images[:n]
         self.test_y = self.test.labels[:n]
+        if task.kind == "anomaly":  # the same number of anomalies, at the same size
+            h = self.test_x.shape[-1]
+            size_kw = {"patch_size": h} if cfg["anomaly_data"] == "photos" else {"size": h}
+            other = typing.cast(
+                ImageDataset,
+                get_dataset(cfg["anomaly_data"], data_dir=cfg["data_dir"], split="test", **size_kw),
+            )
+            self.anomalies = other.images[:n, : self.test_x.shape[1]]
 
     def batch(self, step: int) -> tuple[Tensor, Tensor]:
         """The mini-batch of ``step``: epochs are seeded permutations, so resume is exact."""
@@ -392,20 +423,20 @@ class _Experiment:
         epoch, k = divmod(step, per_epoch)
         g = torch.Generator().manual_seed(self.cfg["seed"] * 1_000_003 + epoch)
         idx = torch.randperm(n, generator=g)[k * bs : (k + 1) * bs]
-        return self.train.images[idx], self.train.labels[idx]
+        return self.train.images[idx].to(self.device), self.train.labels[idx].to(self.device)
 
     def inputs(self, x: Tensor, key: int) -> Tensor:
         t = self.task
-        if t.kind == "denoise":
-            g = torch.Generator().manual_seed(key)
-            return add_gaussian_noise(x, t.noise_sigma, g)
+        if t.kind in ("denoise", "anomaly"):
+            g = torch.Generator().manual_seed(key)  # the same noise on any device
+            return add_gaussian_noise(x.cpu(), t.noise_sigma, g).to(x.device)
         if t.kind == "sr":
             return downscale_bicubic(x, t.scale)
         return x
 
     def loss(self, out: Tensor, x: Tensor, y: Tensor) -> Tensor:
         kind = self.task.kind
-        if kind == "denoise":
+        if kind in ("denoise", "anomaly"):
             return F.mse_loss(out, x)
         if kind == "sr":
             return F.l1_loss(out, x)
@@ -416,11 +447,15 @@ class _Experiment:
         model.eval()
         x, y = self.test_x, self.test_y
         inp = self.inputs(x, key=123_456_789)  # one fixed corruption of the test set
-        out = torch.cat([model(inp[i : i + 256]) for i in range(0, len(inp), 256)])
+        out = torch.cat(
+            [model(inp[i : i + 256].to(self.device)).cpu() for i in range(0, len(inp), 256)]
+        )
         model.train()
         if self.task.kind == "classify":
             metrics = {"accuracy": float((out.argmax(1) == y).double().mean())}
             return metrics, {}
+        if self.task.kind == "anomaly":
+            return self._anomaly_metrics(model), {}
         metrics = image_metrics(out, x)
         metrics["loss_test"] = float(self.loss(out, x, y))
         # What the network must beat: the noisy input itself, or bicubic upscaling.
@@ -433,6 +468,31 @@ class _Experiment:
             "targets": x[:k].numpy(),
         }
         return metrics, samples
+
+    def _anomaly_metrics(self, model: nn.Module) -> dict[str, float]:
+        """Reconstruction error (MSE per image) as the anomaly score: ROC-AUC, and accuracy
+        on the balanced test set at the 95th percentile of the training images' errors."""
+        from sklearn.metrics import roc_auc_score
+
+        def errors(x: Tensor) -> Tensor:
+            out = torch.cat(
+                [model(x[i : i + 256].to(self.device)).cpu() for i in range(0, len(x), 256)]
+            )
+            return (out - x).pow(2).flatten(1).mean(1)
+
+        model.eval()
+        normal, odd = errors(self.test_x), errors(self.anomalies)
+        threshold = torch.quantile(errors(self.train.images[:2048]), 0.95)
+        model.train()
+        score = torch.cat([normal, odd]).numpy()
+        truth = np.r_[np.zeros(len(normal)), np.ones(len(odd))]
+        acc = float(((normal <= threshold).sum() + (odd > threshold).sum()) / len(score))
+        return {
+            "accuracy": acc,
+            "roc_auc": float(roc_auc_score(truth, score)),
+            "error_normal": float(normal.mean()),
+            "error_anomaly": float(odd.mean()),
+        }
 
 
 def _model(cfg: dict[str, Any], exp: _Experiment) -> nn.Module:
@@ -481,9 +541,16 @@ def _convert(model: nn.Module, cfg: dict[str, Any], method: MethodInfo) -> Any:
 
 def _build(cfg: dict[str, Any], method: MethodInfo, exp: _Experiment) -> tuple[Any, Any, Any, Any]:
     model = _model(cfg, exp)
+    if cfg["init_from"]:  # transfer learning: start from another run's weights
+        path = Path(cfg["init_from"])
+        ck = torch.load(path / "checkpoint.pt" if path.is_dir() else path, weights_only=True)
+        model.load_state_dict(
+            {k: v for k, v in ck["model"].items() if not k.endswith("_extra_state")}
+        )
     xb = None
     if method.in_situ:
         xb = _convert(model, cfg, method)
+    model.to(exp.device)
     base: Any
     base, base_kw = OPTIMIZERS[cfg["optimizer"]]
     opt: torch.optim.Optimizer
