@@ -63,7 +63,19 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-COLUMNS = ["method", "ssim", "psnr", "accuracy", "rup", "nup", "ncell", "pulses", "cells", "wall_s"]
+COLUMNS = [
+    "method",
+    "ssim",
+    "psnr",
+    "accuracy",
+    "roc_auc",
+    "rup",
+    "nup",
+    "ncell",
+    "pulses",
+    "update_energy_uj_180nm",
+    "wall_s",
+]
 
 
 def _table(rows: list[dict[str, Any]], title: str) -> Table:
