@@ -170,3 +170,71 @@ def test_cli_list_run_report_and_errors(tmp_path: Path) -> None:
     assert r.exit_code != 0 and "available: devices" in r.output
     r = CliRunner().invoke(app, ["run", "denoise", "--method", "magic"])
     assert r.exit_code != 0
+
+
+def test_every_command_of_the_cli_works_on_a_run(tmp_path: Path) -> None:
+    runner = CliRunner()
+    names = {c.name or c.callback.__name__ for c in app.registered_commands}
+    assert names == {
+        "run",
+        "compare",
+        "report",
+        "energy",
+        "retention",
+        "sweep",
+        "stats",
+        "list",
+        "characterize",
+    }
+    out = tmp_path / "cmp"
+    r = runner.invoke(
+        app,
+        [
+            "compare",
+            "denoise",
+            "--methods",
+            "software,eapu+mp",
+            "--steps",
+            "4",
+            "--eval-every",
+            "2",
+            "--batch-size",
+            "8",
+            "--eval-samples",
+            "16",
+            "--out",
+            str(out),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["report", str(out), "--markdown"])
+    assert r.exit_code == 0 and "| eapu+mp |" in r.output
+    run_dir = out / "eapu+mp"
+    r = runner.invoke(app, ["energy", str(run_dir), "--node", "16nm"])
+    assert r.exit_code == 0 and "verify" in r.output, r.output
+    assert (run_dir / "energy-16nm.png").exists()
+    r = runner.invoke(app, ["retention", str(run_dir), "--hours", "0,60"])
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader((run_dir / "retention-rram.csv").open()))
+    assert [float(x["hours"]) for x in rows] == [0.0, 60.0]
+    r = runner.invoke(app, ["stats", str(run_dir)])
+    assert r.exit_code == 0 and "Rup" in r.output, r.output
+    r = runner.invoke(app, ["characterize", "gaussian", "--cells", "512"])
+    assert r.exit_code == 0 and "SD(εcell)" in r.output
+    r = runner.invoke(
+        app,
+        [
+            "sweep",
+            "denoise",
+            "--method",
+            "eapu",
+            "--grid",
+            "sd_us=1,4",
+            "--print-commands",
+            "--out",
+            str(tmp_path / "sw"),
+        ],
+    )
+    assert r.exit_code == 0 and r.output.count("eapu run denoise") == 2
+    r = runner.invoke(app, ["retention", str(out / "software")])
+    assert r.exit_code != 0  # a software run has no cells to drift

@@ -313,6 +313,74 @@ def _markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+@app.command()
+def energy(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory (with energy.json)")],
+    node: Annotated[str, typer.Option(help="180nm, 16nm, flash (or one of --nodes)")] = "180nm",
+    nodes: Annotated[Path | None, typer.Option(help="TOML of your own node costs")] = None,
+) -> None:
+    """Energy and latency of a run on a technology node, by category, and the GPU reference."""
+    import json
+
+    from .report import plot_energy
+    from .tasks import energy_figures
+
+    path = run_dir / "energy.json"
+    if not path.exists():
+        raise typer.BadParameter(f"{path} does not exist; run the task first")
+    fig = energy_figures(json.loads(path.read_text()), node, nodes)
+    cols = [
+        (key, unit, scale)
+        for key, unit, scale in (
+            ("inference", "inference µJ/sample", 1e6),
+            ("training", "training mJ/run", 1e3),
+            ("gpu_training", "GPU training mJ/run", 1e3),
+            ("inference_latency", "inference µs/sample", 1e6),
+            ("training_latency", "training s/run", 1.0),
+            ("gpu_training_latency", "GPU s/run", 1.0),
+        )
+        if key in fig
+    ]
+    t = Table(title=f"{run_dir.name} on {node}")
+    t.add_column("category")
+    for _, unit, _ in cols:
+        t.add_column(unit, justify="right")
+    for c in ["vmm_read", "adc_dac", "digital", "rng", "programming", "verify", "total"]:
+        t.add_row(c, *[f"{fig[key][c] * scale:.3g}" for key, _, scale in cols])
+    console.print(t)
+    console.print(f"figure: {plot_energy(fig, run_dir / f'energy-{node}.png')}")
+
+
+@app.command()
+def retention(
+    run_dir: Annotated[Path, typer.Argument(help="a device-level run directory")],
+    hours: Annotated[str, typer.Option(help="comma-separated hours after training")] = "0,1,10,60",
+    drift: Annotated[str, typer.Option(help="rram (mean shift) or pcm (power law)")] = "rram",
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Accuracy or SSIM of a trained run as its cells drift, without and with compensation."""
+    import csv
+    import io
+
+    from .files import atomic_write
+    from .tasks import retention as ret
+
+    rows = ret(run_dir, [float(h) for h in hours.split(",")], drift=drift, seed=seed)
+    t = Table(title=f"{run_dir.name}: retention ({drift})")
+    for c in rows[0]:
+        t.add_column(c, justify="right")
+    for r in rows:
+        t.add_row(*[_fmt(v) for v in r.values()])
+    console.print(t)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+    out = run_dir / f"retention-{drift}.csv"
+    atomic_write(out, buf.getvalue().encode())
+    console.print(f"table: {out}")
+
+
 def _parse_value(text: str) -> Any:
     """A grid value: None, an int, a float, or the string itself."""
     if text.lower() == "none":
