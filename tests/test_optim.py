@@ -273,3 +273,19 @@ def test_bad_group_option_raises() -> None:
         opt.add_param_group({"params": [nn.Parameter(torch.zeros(2, 2))], "sd_us": -2})
     with pytest.raises(ValueError, match="Invalid analog: 'yes'"):
         opt.add_param_group({"params": [nn.Parameter(torch.zeros(2, 2))], "analog": "yes"})
+
+
+def test_non_contiguous_parameters_are_written_like_contiguous_ones() -> None:
+    torch.manual_seed(0)
+    w = torch.randn(4, 3, 3, 3)
+    grads = [torch.randn(4, 3, 3, 3) for _ in range(3)]
+    results = []
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        p = nn.Parameter(w.clone().to(memory_format=fmt))
+        opt = AdamEaPU([p], lr=0.01, sd_us=2.0, seed=3)
+        for g in grads:
+            p.grad = g.clone().to(memory_format=fmt)
+            opt.step()
+        results.append(p.detach().contiguous())
+    assert not results[1].equal(w)
+    assert torch.equal(results[0], results[1])

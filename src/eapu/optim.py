@@ -325,25 +325,23 @@ class InSituOptimizer(Optimizer):
             p.copy_(tile.weight())
             record[FIELDS.index("skipped")] += nskip
             return record
-        # Weight level: where the rule passed ΔW through, keep the base optimizer's value bit
-        # for bit; elsewhere old + ΔWn (exactly old where ΔWn = 0).
-        torch.where(dwn == dw, p, old.add_(dwn), out=p)
+        # Weight level: every cell goes back to its old value, then the written cells (in
+        # memory order) get old + ΔWn and their write noise; where the rule passed ΔW
+        # through, they keep the base optimizer's value bit for bit.
+        flat = p if p.is_contiguous() else p.contiguous()
+        idx = dwn.reshape(-1).nonzero().squeeze(1)
+        new, d_w, dn_w = flat.view(-1)[idx], dw.reshape(-1)[idx], dwn.reshape(-1)[idx]
+        vals = torch.where(dn_w == d_w, new, old.reshape(-1)[idx] + dn_w)
         sd_w = group["sd_us"] * group["rwg_per_us"]
         if sd_w > 0:
-            # Noise is drawn for the written cells only, in memory order.
             gen = self._generator(p.device, noise=True)
-            if p.is_contiguous():
-                idx = dwn.view(-1).nonzero().squeeze(1)
-                noise = torch.randn(idx.numel(), generator=gen, device=p.device, dtype=p.dtype)
-                p.view(-1).index_add_(0, idx, noise, alpha=sd_w)
-                n = torch.tensor(idx.numel(), device=p.device)
-            else:
-                where = dwn.nonzero(as_tuple=True)
-                noise = torch.randn(where[0].numel(), generator=gen, device=p.device, dtype=p.dtype)
-                p.index_put_(where, noise.mul_(sd_w), accumulate=True)
-                n = torch.tensor(where[0].numel(), device=p.device)
-        else:
-            n = torch.count_nonzero(dwn)
+            noise = torch.randn(idx.numel(), generator=gen, device=p.device, dtype=p.dtype)
+            vals.add_(noise, alpha=sd_w)
+        flat.copy_(old)
+        flat.view(-1)[idx] = vals
+        if flat is not p:
+            p.copy_(flat)
+        n = torch.tensor(idx.numel(), device=p.device)
         zero = torch.zeros_like(n)
         return torch.stack([n, n, zero, zero, nskip])
 

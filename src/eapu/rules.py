@@ -69,9 +69,8 @@ def eapu(dw: Tensor, *, threshold: float, generator: torch.Generator | None = No
     # below it, it holds with probability |ΔW| / th. ΔW = 0 is never written.
     adw = dw.abs()
     unwritten = adw <= u.mul_(threshold)
-    out = u.fill_(threshold).copysign_(dw)  # reuse the draw's memory: sign(ΔW)·th
-    torch.where(adw >= threshold, dw, out, out=out)
-    return out.masked_fill_(unwritten, 0.0)
+    # A written cell gets sign(ΔW)·max(|ΔW|, th): ΔW itself, bit for bit, when |ΔW| >= th.
+    return adw.clamp_(min=threshold).copysign_(dw).masked_fill_(unwritten, 0.0)
 
 
 def exact_foreach(
