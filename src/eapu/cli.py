@@ -168,7 +168,9 @@ Out: TypeAlias = Annotated[
 
 @app.command()
 def run(
-    task: Annotated[str, typer.Argument(help="denoise, sr2, sr4, classify")],
+    task: Annotated[
+        str, typer.Argument(help="denoise, sr2, sr4, classify, anomaly (eapu list tasks)")
+    ],
     method: Annotated[str, typer.Option(help="eapu list methods")] = "eapu+mp",
     out: Out = None,
     steps: Steps = None,
@@ -216,7 +218,9 @@ def run(
 
 @app.command()
 def compare(
-    task: Annotated[str, typer.Argument(help="denoise, sr2, sr4, classify")],
+    task: Annotated[
+        str, typer.Argument(help="denoise, sr2, sr4, classify, anomaly (eapu list tasks)")
+    ],
     methods: Annotated[str, typer.Option(help="comma-separated methods")] = ",".join(
         DEVICE_METHODS
     ),
@@ -395,7 +399,9 @@ def _parse_value(text: str) -> Any:
 
 @app.command()
 def sweep(
-    task: Annotated[str, typer.Argument(help="denoise, sr2, sr4, classify")],
+    task: Annotated[
+        str, typer.Argument(help="denoise, sr2, sr4, classify, anomaly (eapu list tasks)")
+    ],
     grid: Annotated[
         list[str] | None,
         typer.Option(
