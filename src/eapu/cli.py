@@ -11,6 +11,7 @@ names with underscores (``batch_size = 64``); flags given on the command line wi
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeAlias
@@ -26,7 +27,8 @@ app = typer.Typer(
     no_args_is_help=True,
     help="In-situ training on memristor crossbars with EaPU.",
 )
-console = Console()
+# Wide when writing to a file or a pipe, where rich would otherwise cut tables at 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 200)
 
 DEVICE_METHODS = ["software", "ex-situ", "eapu+mp", "mp", "eapu+fp", "wu", "tp", "su"]
 
