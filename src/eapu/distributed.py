@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
-import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -224,19 +223,7 @@ def train_ddp(
     exp = tasks._Experiment(cfg, task)
     model, xb, opt, sched = tasks._build(cfg, method, exp)
     ddp = wrap(model, info)  # first, so that a resumed optimizer state lands on the device
-    history: list[dict[str, Any]] = []
-    start, wall = 0, 0.0
-    if ck_path.exists():
-        ck = torch.load(ck_path, weights_only=True)
-        if ck["config"] != json.loads(json.dumps(cfg)):
-            raise ValueError(f"{ck_path} was written by another config; use another out_dir")
-        model.load_state_dict(ck["model"])
-        if xb is not None:
-            xb.load_state_dict(ck["crossbar"])
-        opt.load_state_dict(ck["optimizer"])
-        if sched is not None:
-            sched.load_state_dict(ck["scheduler"])
-        start, history, wall = ck["step"], ck["history"], ck["wall_s"]
+    start, history, wall = tasks._resume(ck_path, cfg, model, xb, opt, sched, None)
     if info.is_main:
         write_json(out / "config.json", cfg)
     t0 = time.perf_counter() - wall

@@ -607,21 +607,7 @@ def run(
             cfg["rwg_per_us"],
             torch.Generator().manual_seed(cfg["seed"] + 0x5EED),
         )
-    history: list[dict[str, Any]] = []
-    start, wall = 0, 0.0
-    if ck_path.exists():
-        ck = torch.load(ck_path, weights_only=True)
-        if ck["config"] != json.loads(json.dumps(cfg)):
-            raise ValueError(f"{ck_path} was written by another config; use another --out")
-        model.load_state_dict(ck["model"])
-        if xb is not None:
-            xb.load_state_dict(ck["crossbar"])
-        opt.load_state_dict(ck["optimizer"])
-        if sched is not None:
-            sched.load_state_dict(ck["scheduler"])
-        if hwa is not None:
-            hwa.load_state_dict(ck["hwa"])
-        start, history, wall = ck["step"], ck["history"], ck["wall_s"]
+    start, history, wall = _resume(ck_path, cfg, model, xb, opt, sched, hwa)
     write_json(out / "config.json", cfg)
     if xb is not None:
         atomic_write(out / "placement.txt", (xb.placement.render() + "\n").encode())
@@ -890,6 +876,29 @@ def retention(
             row.update({f"{k}_{comp}": v for k, v in metrics.items() if "baseline" not in k})
         rows.append(row)
     return rows
+
+
+def _resume(
+    path: Path, cfg: dict[str, Any], model: nn.Module, xb: Any, opt: Any, sched: Any, hwa: Any
+) -> tuple[int, list[dict[str, Any]], float]:
+    """Load a run's checkpoint into its objects; (step, history, wall seconds) to go on from.
+
+    A missing checkpoint means a fresh start; one written by another config is refused.
+    """
+    if not path.exists():
+        return 0, [], 0.0
+    ck = torch.load(path, weights_only=True)
+    if ck["config"] != json.loads(json.dumps(cfg)):
+        raise ValueError(f"{path} was written by another config; use another --out")
+    model.load_state_dict(ck["model"])
+    if xb is not None:
+        xb.load_state_dict(ck["crossbar"])
+    opt.load_state_dict(ck["optimizer"])
+    if sched is not None:
+        sched.load_state_dict(ck["scheduler"])
+    if hwa is not None:
+        hwa.load_state_dict(ck["hwa"])
+    return ck["step"], ck["history"], ck["wall_s"]
 
 
 def _checkpoint(
