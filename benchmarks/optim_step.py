@@ -4,8 +4,15 @@
 
 Each optimizer runs in its own subprocess (so that its peak memory can be read), with
 random gradients, 5 warm-up steps, then the median of ``--steps`` timed steps. Ratios are
-against torch's default Adam (foreach) measured in the same run. ``peak MiB`` is the
-process's peak resident memory above what the parameters and gradients already take.
+against torch's default Adam measured in the same run (on CPU torch's default is its
+for-loop implementation). ``peak MiB`` is the process's peak resident memory above what the
+parameters and gradients already take; ``state MiB`` is what ``optimizer.state`` holds
+(what a checkpoint saves) and ``kept MiB`` any other memory kept between steps.
+
+The rows: AdamEaPU as users get it (its base is torch's fused Adam where torch has one);
+AdamEaPU over the for-loop Adam (``foreach=False``: the base torch's default uses), which
+shows what the in-situ write itself costs; AdamNoise, the noisy-BP baseline (every update
+written, dense noise); and a straightforward port of the paper's algorithm.
 """
 
 from __future__ import annotations
@@ -28,7 +35,14 @@ for cin, cout, blocks in [(64, 64, 2), (64, 128, 2), (128, 256, 2), (256, 512, 2
             SHAPES += [(cout, cin, 1, 1), (cout,), (cout,)]
 SHAPES += [(1000, 512), (1000,)]
 
-OPTIMIZERS = ["torch Adam", "torch Adam fused", "AdamEaPU", "AdamNoise", "naive AdamEaPU"]
+OPTIMIZERS = [
+    "torch Adam",
+    "torch Adam fused",
+    "AdamEaPU",
+    "AdamEaPU for-loop",
+    "AdamNoise",
+    "naive AdamEaPU",
+]
 
 
 def naive_adam_eapu(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, th=0.025, sd=0.025):
@@ -57,6 +71,22 @@ def naive_adam_eapu(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, th=0.025, sd=
     return step
 
 
+def _mib(tensors: object) -> float:
+    import torch
+
+    total = 0
+    stack = [tensors]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, torch.Tensor):
+            total += x.numel() * x.element_size()
+        elif isinstance(x, dict):
+            stack += list(x.values())
+        elif isinstance(x, (list, tuple)):
+            stack += list(x)
+    return total / 2**20
+
+
 def worker(name: str, threads: int, steps: int) -> dict[str, float]:
     import torch
 
@@ -68,16 +98,18 @@ def worker(name: str, threads: int, steps: int) -> dict[str, float]:
     for p in params:
         p.grad = torch.randn(p.shape, generator=g) * 1e-2
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    opt: object = None
     if name == "torch Adam":
-        step = torch.optim.Adam(params, lr=1e-3).step
+        opt = torch.optim.Adam(params, lr=1e-3)
     elif name == "torch Adam fused":
-        step = torch.optim.Adam(params, lr=1e-3, fused=True).step
+        opt = torch.optim.Adam(params, lr=1e-3, fused=True)
     elif name == "AdamEaPU":
-        step = AdamEaPU(params, lr=1e-3, sd_us=2.0, rwg_per_us=1 / 80).step
+        opt = AdamEaPU(params, lr=1e-3, sd_us=2.0, rwg_per_us=1 / 80)
+    elif name == "AdamEaPU for-loop":
+        opt = AdamEaPU(params, lr=1e-3, sd_us=2.0, rwg_per_us=1 / 80, foreach=False)
     elif name == "AdamNoise":
-        step = AdamNoise(params, lr=1e-3, sd_us=2.0, rwg_per_us=1 / 80).step
-    else:
-        step = naive_adam_eapu(params)
+        opt = AdamNoise(params, lr=1e-3, sd_us=2.0, rwg_per_us=1 / 80)
+    step = opt.step if opt is not None else naive_adam_eapu(params)  # type: ignore[attr-defined]
     times = []
     for i in range(5 + steps):
         t0 = time.perf_counter()
@@ -85,7 +117,14 @@ def worker(name: str, threads: int, steps: int) -> dict[str, float]:
         if i >= 5:
             times.append(time.perf_counter() - t0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss
-    return {"ms": statistics.median(times) * 1e3, "peak_mib": peak / 1024}
+    state = _mib(getattr(opt, "state", {}))
+    kept = _mib(getattr(opt, "_buffers", {}))
+    return {
+        "ms": statistics.median(times) * 1e3,
+        "peak_mib": peak / 1024,
+        "state_mib": state,
+        "kept_mib": kept,
+    }
 
 
 def main() -> None:
@@ -99,7 +138,10 @@ def main() -> None:
         return
     n = sum(__import__("math").prod(s) for s in SHAPES)
     print(f"optimizer.step() on {n / 1e6:.1f} M parameters, median of {a.steps} steps")
-    print(f"{'optimizer':<18} {'threads':>7} {'ms/step':>9} {'x Adam':>7} {'peak MiB':>9}")
+    print(
+        f"{'optimizer':<18} {'threads':>7} {'ms/step':>9} {'x Adam':>7} {'peak MiB':>9} "
+        f"{'state MiB':>9} {'kept MiB':>9}"
+    )
     for threads in a.threads:
         ref = None
         for name in OPTIMIZERS:
@@ -113,7 +155,7 @@ def main() -> None:
             ref = ref or r["ms"]
             print(
                 f"{name:<18} {threads:>7} {r['ms']:>9.1f} {r['ms'] / ref:>7.2f} "
-                f"{r['peak_mib']:>9.0f}"
+                f"{r['peak_mib']:>9.0f} {r['state_mib']:>9.0f} {r['kept_mib']:>9.0f}"
             )
 
 

@@ -60,13 +60,22 @@ def test_threshold_zero_and_no_noise_reproduce_the_base(base, kw, rule) -> None:
 def test_digital_parameters_follow_the_base_exactly() -> None:
     ref, m = net(), net()
     # One step: afterwards the gradients differ because the analog weights do.
-    train(ref, torch.optim.Adam(ref.parameters(), lr=1e-2), range(1))
+    train(ref, torch.optim.Adam(ref.parameters(), lr=1e-2, fused=True), range(1))
     train(m, AdamEaPU(m.parameters(), lr=1e-2, sd_us=2.0), range(1))
     for (name, a), b in zip(ref.named_parameters(), m.parameters(), strict=True):
         if a.dim() == 1:
             assert torch.equal(a, b), name
         else:
             assert not torch.equal(a, b), name
+
+
+def test_named_optimizers_take_the_fused_kernel_unless_told_otherwise() -> None:
+    m = net()
+    assert AdamEaPU(m.parameters()).base.defaults["fused"] is True
+    assert SGDNoise(m.parameters(), lr=0.1).base.defaults["fused"] is True
+    opt = AdamEaPU(m.parameters(), foreach=False)
+    assert opt.base.defaults["fused"] is None and opt.base.defaults["foreach"] is False
+    assert not InSituOptimizer(m.parameters()).base.defaults["fused"]
 
 
 def test_sgd_eapu_writes_with_probability_dw_over_threshold() -> None:

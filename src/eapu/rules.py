@@ -2,7 +2,9 @@
 
 A rule knows nothing of devices or optimizers. It takes the base optimizer's proposal and
 returns what should be written to the analog cells; a cell whose ΔWn is exactly 0 is not
-written at all (no pulse, no write noise).
+written at all (no pulse, no write noise). Each rule has a dense form (ΔWn shaped like ΔW)
+and a sparse one (the written cells' indices and ΔWn there), which the optimizer uses: EaPU
+writes a few percent of the cells, and drawing only candidates keeps its cost near that.
 
 >>> import torch
 >>> g = torch.Generator().manual_seed(1)
@@ -16,18 +18,23 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
 __all__ = [
     "RuleInfo",
+    "bernoulli_positions",
     "eapu",
     "eapu_foreach",
+    "eapu_sparse",
     "exact",
     "exact_foreach",
+    "exact_sparse",
     "get_rule",
     "list_rules",
+    "max_abs",
 ]
 
 
@@ -46,31 +53,121 @@ def exact(
     return dw
 
 
-def eapu(dw: Tensor, *, threshold: float, generator: torch.Generator | None = None) -> Tensor:
-    """The error-aware probabilistic update, formula (4) of Liu et al. (2025).
+def exact_sparse(
+    dw: Tensor,
+    *,
+    threshold: float = 0.0,
+    generator: torch.Generator | None = None,
+    amax: float | None = None,
+) -> tuple[Tensor, Tensor]:
+    """`exact` as (indices into ``dw.reshape(-1)``, ΔWn there): every nonzero update."""
+    flat = dw.reshape(-1)
+    idx = flat.nonzero().squeeze(1)
+    return idx, flat.index_select(0, idx)
+
+
+# Below this candidate rate, drawing the candidates' gaps beats one uniform draw per cell
+# (CPU, ResNet-18's weight shapes, |ΔW| spread evenly below the maximum: 5x faster at
+# q = 0.04, 1.2x at 0.2, even near 0.25, slower above).
+_SPARSE_BELOW = 0.25
+
+
+def eapu_sparse(
+    dw: Tensor,
+    *,
+    threshold: float,
+    generator: torch.Generator | None = None,
+    amax: float | None = None,
+) -> tuple[Tensor, Tensor]:
+    """The error-aware probabilistic update, formula (4) of Liu et al. (2025), as the
+    written cells: (int64 indices into ``dw.reshape(-1)``, ascending; ΔWn at them).
 
     ``|ΔW| >= threshold`` passes unchanged. Below the threshold, ΔWn = sign(ΔW)·threshold
-    with probability ``|ΔW| / threshold``, else exactly 0, so that E[ΔWn] = ΔW.
+    with probability ``|ΔW| / threshold``, else the cell is not written, so E[ΔWn] = ΔW.
 
-    One uniform draw per element from ``generator`` (in the tensor's memory order) decides;
-    the draw is made for every element, so the stream advances by ``dw.numel()`` whatever
-    the values are. A threshold of 0 returns ``dw`` unchanged and draws nothing.
+    How it draws (cells are independent either way): with q = max|ΔW| / threshold < 1/4,
+    candidate cells are a Bernoulli(q) process drawn as geometric gaps (about q·n draws
+    instead of n), and a candidate is written with probability |ΔW| / max|ΔW|; otherwise one
+    uniform per cell decides. A threshold of 0 writes every nonzero update and draws nothing.
 
     Args:
-        dw: proposed update, any shape, floating point.
+        dw: proposed update, any shape, floating point, finite.
         threshold: ΔWth in weight units (the paper: SD(εcell) · Rwg), >= 0.
-        generator: source of the Bernoulli draws (on ``dw``'s device).
+        generator: source of the draws (on ``dw``'s device).
+        amax: ``dw.abs().max()`` if the caller already has it (saves a pass).
+    """
+    _check_threshold(threshold)
+    if threshold == 0:
+        return exact_sparse(dw)
+    flat = dw.reshape(-1)
+    if amax is None:
+        amax = max_abs(flat)
+    if not math.isfinite(amax):
+        raise ValueError(f"Invalid dw: max |dw| is {amax}; allowed: finite values only")
+    empty = flat.new_empty(0, dtype=torch.int64)
+    q = amax / threshold
+    if q == 0:
+        return empty, flat.new_empty(0)
+    # Uniforms in at least float32: a half-precision uniform would round the probabilities.
+    udtype = torch.promote_types(flat.dtype, torch.float32)
+    if q < _SPARSE_BELOW:
+        pos = bernoulli_positions(flat.numel(), q, generator=generator, device=flat.device)
+        d = flat.index_select(0, pos)
+        u = torch.rand(pos.numel(), generator=generator, device=flat.device, dtype=udtype)
+        written = u.mul_(amax) < d.abs()  # P = |ΔW| / max|ΔW|; times q: |ΔW| / threshold
+        return pos.masked_select(written), d.masked_select(written).sign_().mul_(threshold)
+    u = torch.rand(flat.numel(), generator=generator, device=flat.device, dtype=udtype)
+    # Holds always for |ΔW| >= th (u < 1), with probability |ΔW| / th below; never for 0.
+    idx = (flat.abs() > u.mul_(threshold)).nonzero().squeeze(1)
+    d = flat.index_select(0, idx)
+    return idx, torch.where(d.abs() >= threshold, d, d.sign().mul_(threshold))
+
+
+def eapu(dw: Tensor, *, threshold: float, generator: torch.Generator | None = None) -> Tensor:
+    """`eapu_sparse` as a dense tensor shaped like ``dw``: 0 where nothing is written.
+
+    A threshold of 0 returns ``dw`` itself.
     """
     _check_threshold(threshold)
     if threshold == 0:
         return dw
-    u = torch.rand(dw.shape, generator=generator, device=dw.device, dtype=dw.dtype)
-    # One comparison decides both branches: for |ΔW| >= th it always holds (u < 1);
-    # below it, it holds with probability |ΔW| / th. ΔW = 0 is never written.
-    adw = dw.abs()
-    unwritten = adw <= u.mul_(threshold)
-    # A written cell gets sign(ΔW)·max(|ΔW|, th): ΔW itself, bit for bit, when |ΔW| >= th.
-    return adw.clamp_(min=threshold).copysign_(dw).masked_fill_(unwritten, 0.0)
+    idx, vals = eapu_sparse(dw, threshold=threshold, generator=generator)
+    out = torch.zeros(dw.numel(), dtype=dw.dtype, device=dw.device)
+    return out.index_copy_(0, idx, vals).view(dw.shape)
+
+
+def max_abs(t: Tensor) -> float:
+    """max |t| as a float (0 for an empty tensor; NaN if ``t`` holds a NaN)."""
+    if t.numel() == 0:
+        return 0.0
+    lo, hi = torch.stack(torch.aminmax(t)).tolist()  # one pass, no |t| temporary
+    return math.nan if math.isnan(lo) or math.isnan(hi) else max(-lo, hi)
+
+
+def bernoulli_positions(
+    n: int, q: float, *, generator: torch.Generator | None = None, device: Any = None
+) -> Tensor:
+    """Ascending positions in ``[0, n)``, each present independently with probability q.
+
+    Drawn as i.i.d. geometric gaps G = 1 + floor(log V / log(1 - q)), V uniform on (0, 1]
+    (float64, so P(G > k) = (1 - q)^k to within 2^-53): about q·n draws, not n.
+    """
+    if not 0 < q < 1:
+        raise ValueError(f"Invalid q: {q!r}; allowed: 0 < q < 1")
+    c = math.log1p(-q)
+    chunks: list[Tensor] = []
+    last = -1
+    while True:
+        m = (n - 1 - last) * q
+        k = int(m + 6 * math.sqrt(m) + 16)  # enough to pass n almost always; else draw on
+        v = torch.rand(k, generator=generator, device=device, dtype=torch.float64)
+        gaps = v.neg_().log1p_().div_(c).clamp_(max=n).to(torch.int64).add_(1)
+        pos = gaps.cumsum_(0).add_(last)
+        end = int(torch.searchsorted(pos, n))
+        chunks.append(pos[:end])
+        if end < k:
+            return chunks[0] if len(chunks) == 1 else torch.cat(chunks)
+        last = int(pos[-1])
 
 
 def exact_foreach(
@@ -89,9 +186,10 @@ def eapu_foreach(
     thresholds: Sequence[float] | float,
     generator: torch.Generator | None = None,
 ) -> list[Tensor]:
-    """`eapu` over a list of tensors with per-tensor thresholds, using ``torch._foreach_*``.
+    """`eapu` over a list of tensors with per-tensor thresholds.
 
-    Draws are made tensor by tensor in list order, so the result equals
+    The maxima of all tensors come from one pass each and one host sync; the draws are
+    made tensor by tensor in list order, so the result equals
     ``[eapu(dw, threshold=t, generator=g) for dw, t in zip(dws, thresholds)]`` exactly.
     """
     dws = list(dws)
@@ -103,19 +201,15 @@ def eapu_foreach(
     for t in ths:
         _check_threshold(t)
     out: list[Tensor] = list(dws)
-    idx = [i for i, t in enumerate(ths) if t > 0]
+    idx = [i for i, t in enumerate(ths) if t > 0 and dws[i].numel() > 0]
     if not idx:
         return out
-    sel = [dws[i] for i in idx]
-    th = [ths[i] for i in idx]
-    us = [torch.rand(d.shape, generator=generator, device=d.device, dtype=d.dtype) for d in sel]
-    torch._foreach_mul_(us, th)
-    adws = torch._foreach_abs(sel)
-    signs = torch._foreach_sign(sel)
-    torch._foreach_mul_(signs, th)
-    for k, i in enumerate(idx):
-        unwritten = adws[k] <= us[k]
-        out[i] = torch.where(adws[k] >= th[k], sel[k], signs[k]).masked_fill_(unwritten, 0.0)
+    ext = torch.stack([torch.stack(torch.aminmax(dws[i])).to(torch.float64) for i in idx])
+    for i, (lo, hi) in zip(idx, ext.tolist(), strict=True):
+        amax = math.nan if math.isnan(lo) or math.isnan(hi) else max(-lo, hi)
+        cells, vals = eapu_sparse(dws[i], threshold=ths[i], generator=generator, amax=amax)
+        dense = torch.zeros(dws[i].numel(), dtype=dws[i].dtype, device=dws[i].device)
+        out[i] = dense.index_copy_(0, cells, vals).view(dws[i].shape)
     return out
 
 
@@ -126,13 +220,20 @@ class RuleInfo:
     name: str
     fn: Callable[..., Tensor]
     foreach: Callable[..., list[Tensor]]
+    sparse: Callable[..., tuple[Tensor, Tensor]]
     description: str
 
 
 _RULES: dict[str, RuleInfo] = {
-    "exact": RuleInfo("exact", exact, exact_foreach, "plain BP: write every update as proposed"),
+    "exact": RuleInfo(
+        "exact", exact, exact_foreach, exact_sparse, "plain BP: write every update as proposed"
+    ),
     "eapu": RuleInfo(
-        "eapu", eapu, eapu_foreach, "error-aware probabilistic update (Liu et al. 2025, eq. 4)"
+        "eapu",
+        eapu,
+        eapu_foreach,
+        eapu_sparse,
+        "error-aware probabilistic update (Liu et al. 2025, eq. 4)",
     ),
 }
 
