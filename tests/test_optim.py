@@ -298,3 +298,33 @@ def test_non_contiguous_parameters_are_written_like_contiguous_ones() -> None:
         results.append(p.detach().contiguous())
     assert not results[1].equal(w)
     assert torch.equal(results[0], results[1])
+
+
+def test_parameters_keep_their_memory_and_views_see_the_writes() -> None:
+    m = net()
+    opt = AdamEaPU(m.parameters(), lr=1e-2, sd_us=2.0)
+    w = m[0].weight
+    ptr, view = w.data_ptr(), w.detach().view(-1)
+    before = view.clone()
+    train(m, opt, range(3))
+    assert w.data_ptr() == ptr
+    assert torch.equal(view, w.detach().view(-1)) and not torch.equal(view, before)
+    sd = opt.state_dict()  # the workspace is not state: a checkpoint holds Adam's own
+    assert set(sd) == {"state", "param_groups", "insitu"}
+    assert all(set(st) == {"step", "exp_avg", "exp_avg_sq"} for st in sd["state"].values())
+
+
+def test_parameters_of_two_dtypes_are_written_alike() -> None:
+    # SGD, constant gradient, SD 0: a written cell moves by exactly -ΔWth, others not at all.
+    w32 = nn.Parameter(torch.zeros(100, 100))
+    w64 = nn.Parameter(torch.zeros(100, 100, dtype=torch.float64))
+    opt = SGDEaPU([w32, w64], lr=0.01, threshold=0.025, sd_us=0.0)
+    for w in (w32, w64):
+        w.grad = torch.full_like(w, 0.5)  # P(write) = 0.2
+    opt.step()
+    rows = opt.ledger.table()[0, :, FIELDS.index("written")].tolist()
+    for w, n in zip((w32, w64), rows, strict=True):
+        assert torch.all((w == 0) | (w == -0.025))
+        assert int((w != 0).sum()) == n
+        assert abs(n / w.numel() - 0.2) < 5 * math.sqrt(0.2 * 0.8 / w.numel())
+    assert w64.dtype == torch.float64

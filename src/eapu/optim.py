@@ -329,9 +329,9 @@ class InSituOptimizer(Optimizer):
         ext = [(0.0, 0.0)] * len(plans)
         live = [k for k, plan in enumerate(plans) if plan[3].numel()]
         if live:
-            pairs_ = [torch.stack(torch.aminmax(plans[k][3])).double() for k in live]
-            for k, lohi in zip(live, torch.stack(pairs_).tolist(), strict=True):
-                ext[k] = lohi
+            lohi = torch.stack([torch.stack(torch.aminmax(plans[k][3])).double() for k in live])
+            for k, pair in zip(live, lohi.tolist(), strict=True):
+                ext[k] = pair
         rows: dict[int, list[int]] = {}
         for k, (group, p, old, dw, th, rule) in enumerate(plans):
             lo, hi = ext[k]
@@ -394,14 +394,16 @@ class InSituOptimizer(Optimizer):
         flat = target.view(-1) if p.is_contiguous() else target.contiguous().view(-1)
         sd_w = group["sd_us"] * group["rwg_per_us"]
         if vals is not None or sd_w > 0:
-            w = flat.index_select(0, idx)
+            every = idx.numel() == flat.numel()  # noisy BP writes every cell: no gathering
+            w = flat if every else flat.index_select(0, idx)
             if vals is not None:
                 w.add_(vals)
             if sd_w > 0:
                 g = self._generator(p.device, noise=True)
                 noise = torch.randn(idx.numel(), generator=g, device=p.device, dtype=p.dtype)
                 w.add_(noise, alpha=sd_w)
-            flat.index_copy_(0, idx, w)
+            if not every:
+                flat.index_copy_(0, idx, w)
         if flat.data_ptr() != p.data_ptr():
             p.copy_(flat.view(p.shape))
         n = idx.numel()

@@ -144,6 +144,12 @@ def max_abs(t: Tensor) -> float:
     return math.nan if math.isnan(lo) or math.isnan(hi) else max(-lo, hi)
 
 
+def _gap_draws(mean: float) -> int:
+    """Gaps to draw for ``mean`` expected positions: enough to pass the end almost always
+    (6 SD over the mean); if not, `bernoulli_positions` draws on from where it stopped."""
+    return int(mean + 6 * math.sqrt(mean) + 16)
+
+
 def bernoulli_positions(
     n: int, q: float, *, generator: torch.Generator | None = None, device: Any = None
 ) -> Tensor:
@@ -158,8 +164,7 @@ def bernoulli_positions(
     chunks: list[Tensor] = []
     last = -1
     while True:
-        m = (n - 1 - last) * q
-        k = int(m + 6 * math.sqrt(m) + 16)  # enough to pass n almost always; else draw on
+        k = _gap_draws((n - 1 - last) * q)
         v = torch.rand(k, generator=generator, device=device, dtype=torch.float64)
         gaps = v.neg_().log1p_().div_(c).clamp_(max=n).to(torch.int64).add_(1)
         pos = gaps.cumsum_(0).add_(last)
