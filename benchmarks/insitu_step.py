@@ -1,8 +1,10 @@
 """Time one training step of LeNet-5 at device level against the same network's digital step.
 
-    python benchmarks/insitu_step.py [--steps 20] [--batch 64] [--threads 1]
+    python benchmarks/insitu_step.py [--steps 20] [--rounds 3] [--batch 64] [--threads 1]
 
-Each row is the median over ``--steps`` steps (after 3 warm-up steps) of forward, backward
+Each row is the median over ``--rounds`` interleaved rounds (so that a slow spell of the
+machine hits every row alike) of the median over ``--steps`` steps (after 3 warm-up steps)
+of forward, backward
 and optimizer.step() on a 28x28 batch: torch Adam on the digital network (the reference),
 the weight-level AdamEaPU, and AdamEaPU / Adam-BP on tiles of the taox_1t1r device with the
 memorial and write-verify schemes. Ratios are against the digital step of the same run.
@@ -52,6 +54,7 @@ def bench(name: str, steps: int, batch: int) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
@@ -65,13 +68,21 @@ def main() -> None:
         "device BP write_verify",
     ]
     n = sum(p.numel() for p in get_model("lenet5").parameters() if p.dim() > 1)
-    print(f"LeNet-5 ({n} weights), batch {a.batch}, {a.threads} thread(s), median of {a.steps}")
+    print(
+        f"LeNet-5 ({n} weights), batch {a.batch}, {a.threads} thread(s), "
+        f"median of {a.rounds} rounds of the median of {a.steps} steps"
+    )
+    times: dict[str, list[float]] = {name: [] for name in names}
+    ncell: dict[str, float] = {}
+    for _ in range(a.rounds):
+        for name in names:
+            ms, ncell[name] = bench(name, a.steps, a.batch)
+            times[name].append(ms)
     print(f"{'step':<30} {'ms/step':>8} {'x digital':>9} {'pulses/written cell':>20}")
-    ref = None
+    ref = statistics.median(times[names[0]])
     for name in names:
-        ms, ncell = bench(name, a.steps, a.batch)
-        ref = ref or ms
-        print(f"{name:<30} {ms:>8.1f} {ms / ref:>9.2f} {ncell:>20.2f}")
+        ms = statistics.median(times[name])
+        print(f"{name:<30} {ms:>8.1f} {ms / ref:>9.2f} {ncell[name]:>20.2f}")
 
 
 if __name__ == "__main__":
