@@ -328,3 +328,25 @@ def test_parameters_of_two_dtypes_are_written_alike() -> None:
         assert int((w != 0).sum()) == n
         assert abs(n / w.numel() - 0.2) < 5 * math.sqrt(0.2 * 0.8 / w.numel())
     assert w64.dtype == torch.float64
+
+
+class AssigningSGD(torch.optim.Optimizer):
+    """Old-style code: replaces ``p.data`` instead of updating it in place."""
+
+    def __init__(self, params: Any, lr: float = 0.1) -> None:
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.data = p.data - group["lr"] * p.grad
+
+
+def test_a_base_that_replaces_parameter_data_is_followed() -> None:
+    ref, m = net(), net()
+    train(ref, AssigningSGD(ref.parameters(), lr=0.1), range(3))
+    opt = InSituOptimizer(m.parameters(), AssigningSGD, rule="exact", sd_us=0.0, lr=0.1)
+    train(m, opt, range(3))
+    for a, b in zip(params(ref), params(m), strict=True):
+        assert torch.equal(a, b)

@@ -311,6 +311,9 @@ class InSituOptimizer(Optimizer):
             p.data = n
         try:
             base.step()
+            for p, n in zip(fast, news, strict=True):
+                if p.data_ptr() != n.data_ptr():  # a base that assigns ``p.data = ...``
+                    n.copy_(p.data)
         finally:
             for p, old in zip(fast, saved, strict=True):
                 p.data = old
