@@ -6,10 +6,11 @@ Each optimizer runs in its own subprocesses (so that its peak memory can be read
 random gradients, 5 warm-up steps, then the median of ``--steps`` timed steps; the row is the
 median over ``--repeats`` processes (torch's default Adam on CPU allocates temporaries, and
 whether the allocator hands it fresh pages varies from process to process). Ratios are
-against torch's default Adam measured in the same run (on CPU torch's default is its
-for-loop implementation). ``peak MiB`` is the process's peak resident memory above what the
-parameters and gradients already take; ``state MiB`` is what ``optimizer.state`` holds
-(what a checkpoint saves) and ``kept MiB`` any other memory kept between steps.
+against torch's default Adam and its fused Adam measured in the same run (on CPU torch's
+default is its for-loop implementation). ``peak MiB`` is the process's peak resident
+memory above what the parameters and gradients already take; ``state MiB`` is what
+``optimizer.state`` holds (what a checkpoint saves) and ``kept MiB`` any other memory kept
+between steps.
 
 The rows: AdamEaPU as users get it (its base is torch's fused Adam where torch has one);
 AdamEaPU over the for-loop Adam (``foreach=False``: the base torch's default uses), which
@@ -146,26 +147,30 @@ def main() -> None:
     )
     print(
         f"{'optimizer':<18} {'threads':>7} {'ms/step':>9} {'(min-max)':>13} {'x Adam':>7} "
-        f"{'peak MiB':>9} {'state MiB':>9} {'kept MiB':>9}"
+        f"{'x fused':>7} {'peak MiB':>9} {'state MiB':>9} {'kept MiB':>9}"
     )
     for threads in a.threads:
-        ref = None
-        for name in OPTIMIZERS:
-            runs = []
-            for _ in range(a.repeats):
-                cmd = [sys.executable, __file__, "--steps", str(a.steps), "--worker", name]
-                out = subprocess.run(
-                    [*cmd, str(threads)], check=True, capture_output=True, text=True
+        rows = {}
+        for name in OPTIMIZERS:  # all first: the ratios need both references
+            cmd = [sys.executable, __file__, "--steps", str(a.steps), "--worker", name]
+            rows[name] = [
+                json.loads(
+                    subprocess.run(
+                        [*cmd, str(threads)], check=True, capture_output=True, text=True
+                    ).stdout
                 )
-                runs.append(json.loads(out.stdout))
-            ms = statistics.median(r["ms"] for r in runs)
+                for _ in range(a.repeats)
+            ]
+        med = {name: statistics.median(r["ms"] for r in runs) for name, runs in rows.items()}
+        ref, fused = med["torch Adam"], med["torch Adam fused"]
+        for name, runs in rows.items():
+            ms = med[name]
             lo, hi = min(r["ms"] for r in runs), max(r["ms"] for r in runs)
-            ref = ref or ms
-            r = runs[0]
             peak = max(r["peak_mib"] for r in runs)
             print(
                 f"{name:<18} {threads:>7} {ms:>9.1f} {f'({lo:.1f}-{hi:.1f})':>13} "
-                f"{ms / ref:>7.2f} {peak:>9.0f} {r['state_mib']:>9.0f} {r['kept_mib']:>9.0f}"
+                f"{ms / ref:>7.2f} {ms / fused:>7.2f} {peak:>9.0f} "
+                f"{runs[0]['state_mib']:>9.0f} {runs[0]['kept_mib']:>9.0f}"
             )
 
 
