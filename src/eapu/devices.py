@@ -48,6 +48,7 @@ __all__ = [
     "get_device_info",
     "ideal",
     "initial_conductance",
+    "land",
     "list_devices",
     "neurram",
     "pcm",
@@ -440,6 +441,22 @@ def gate_set(
     """
     _check_shape("level", level, params)
     _check_levels(level, device)
+    return land(level, device, params, generator=generator, dtype=dtype)
+
+
+def land(
+    level: Tensor,
+    device: Device,
+    params: CellParams,
+    *,
+    generator: torch.Generator,
+    dtype: torch.dtype | None = None,
+    any_stuck: bool = True,
+) -> Tensor:
+    """`gate_set` without its checks, for the schemes' pulse loops (levels known valid).
+
+    ``any_stuck=False`` (the caller knows no cell is stuck) skips the stuck-value pass.
+    """
     dtype = dtype or params.gate_gain.dtype
     g = gate_curve(level, device, params).to(dtype)
     if device.gate_c2c_sd_us > 0:
@@ -447,7 +464,7 @@ def gate_set(
     else:
         _randn_like(g, generator)  # same stream advance whatever the noise level
     g = g.clamp(device.g_min_us, device.g_max_us)
-    return _stuck_values(g, device, params)
+    return _stuck_values(g, device, params) if any_stuck else g
 
 
 def relax(

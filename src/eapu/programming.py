@@ -26,6 +26,7 @@ True
 from __future__ import annotations
 
 import fnmatch
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from eapu.devices import (
     gate_curve,
     gate_set,
     initial_conductance,
+    land,
     pulse,
     read,
     relax,
@@ -193,11 +195,16 @@ def _local_slope(level: Tensor, device: Device, dtype: torch.dtype) -> Tensor:
     hi = (level + 1).clamp(0, top)
     g_lo = gate_curve(lo, device).to(dtype)
     g_hi = gate_curve(hi, device).to(dtype)
-    mean_slope = (
-        float(gate_curve(torch.tensor([top]), device) - gate_curve(torch.tensor([0]), device)) / top
-    )
     slope = (g_hi - g_lo) / (hi - lo).clamp(min=1).to(dtype)
-    return slope.clamp(min=0.25 * max(mean_slope, 1e-12))
+    return slope.clamp(min=0.25 * max(_mean_slope(device), 1e-12))
+
+
+@functools.lru_cache(maxsize=64)
+def _mean_slope(device: Device) -> float:
+    """Mean nominal dG/dlevel over the whole gate range (a device is frozen: cached)."""
+    top = device.gate_levels - 1
+    ends = gate_curve(torch.tensor([top]), device) - gate_curve(torch.tensor([0]), device)
+    return float(ends) / top
 
 
 # --------------------------------------------------------------------------------------
@@ -379,14 +386,23 @@ def memorial(
     gate = state.gate.to(torch.int64)
     pulses, reads = _zeros_i32(mask), _zeros_i32(mask)
     free = params.free
+    any_stuck = not bool(free.all())
 
     def probe(levels: Tensor, sel: Tensor) -> Tensor:
         """RESET + SET the selected cells at ``levels``; returns their read values."""
-        nonlocal g, pulses, reads
-        landed = gate_set(levels.clamp(0, top), device, params, generator=generator, dtype=dtype)
-        g = torch.where(sel & free, landed, g)
-        pulses = pulses + 2 * sel.to(i32)
-        reads = reads + sel.to(i32)
+        nonlocal g
+        landed = land(
+            levels.clamp(0, top),
+            device,
+            params,
+            generator=generator,
+            dtype=dtype,
+            any_stuck=any_stuck,
+        )
+        g = torch.where(sel & free if any_stuck else sel, landed, g)
+        n = sel.to(i32)
+        pulses.add_(n, alpha=2)
+        reads.add_(n)
         return read(g, device, generator=generator)
 
     r = read(g, device, generator=generator)
@@ -421,14 +437,14 @@ def memorial(
             last_read = torch.where(active, r, last_read)
             lo = torch.where(active & (err < 0), mid + 1, lo)
             hi = torch.where(active & (err >= 0), mid - 1, hi)
-            active = active & ~ok & (lo <= hi) & (pulses + 2 <= budget)
+            active = active & ~ok & (lo <= hi) & (pulses <= budget - 2)
         # Continue from the best probe (the controller remembers it).
         moved = search & todo
         gate = torch.where(moved, best_level, gate)
         last_read = torch.where(moved, best_read, last_read)
 
     # Step-to-step from the remembered level.
-    active = todo & (pulses + 2 <= budget)
+    active = todo & (pulses <= budget - 2)
     if bool(active.any()):
         slope = _local_slope(gate.clamp(0, top), device, dtype)
         level = gate + torch.round((target - last_read) / slope).to(torch.int64)
@@ -437,7 +453,7 @@ def memorial(
             r = probe(level, active)
             gate = torch.where(active, level, gate)
             err = target - r
-            active = active & (err.abs() > tol) & (pulses + 2 <= budget)
+            active = active & (err.abs() > tol) & (pulses <= budget - 2)
             if step == "one":
                 move = torch.sign(err).to(torch.int64)
             else:
