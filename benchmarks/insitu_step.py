@@ -1,6 +1,6 @@
 """Time one training step of LeNet-5 at device level against the same network's digital step.
 
-    python benchmarks/insitu_step.py [--steps 20] [--rounds 3] [--batch 64] [--threads 1]
+    python benchmarks/insitu_step.py [--steps 30] [--rounds 5] [--batch 64] [--threads 1]
 
 Each row is the median over ``--rounds`` interleaved rounds (so that a slow spell of the
 machine hits every row alike) of the median over ``--steps`` steps (after 3 warm-up steps)
@@ -53,8 +53,8 @@ def bench(name: str, steps: int, batch: int) -> tuple[float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
