@@ -381,18 +381,23 @@ class InSituOptimizer(Optimizer):
             else:
                 dw.masked_fill_(skip, 0.0)
                 amax = max_abs(dw)
+        idx: Tensor | None  # None: every cell
         if passthrough:  # every nonzero update is written; the cell takes the proposal
             new, vals = dw, None
-            idx = (new != old).reshape(-1).nonzero().squeeze(1)
+            changed = (new != old).reshape(-1)
+            idx = None if bool(changed.all()) else changed.nonzero().squeeze(1)
         else:
             gen = self._generator(p.device)
             idx, vals = rule.sparse(dw, threshold=th, generator=gen, amax=amax)
         tile = _tile(p)
         if tile is not None:
             if vals is None:
-                vals = (new - old).reshape(-1).index_select(0, idx)
-            dwn = torch.zeros(p.numel(), dtype=p.dtype, device=p.device)
-            record = tile.program(dwn.index_copy_(0, idx, vals).view(p.shape))
+                dwn = new - old  # zero where nothing changed
+            else:
+                assert idx is not None
+                dwn = torch.zeros(p.numel(), dtype=p.dtype, device=p.device)
+                dwn = dwn.index_copy_(0, idx, vals).view(p.shape)
+            record = tile.program(dwn)
             p.copy_(tile.weight())
             row = [int(v) for v in record.tolist()]
             row[FIELDS.index("skipped")] += nskip
@@ -402,20 +407,21 @@ class InSituOptimizer(Optimizer):
         target = new if vals is None else old
         flat = target.view(-1) if p.is_contiguous() else target.contiguous().view(-1)
         sd_w = group["sd_us"] * group["rwg_per_us"]
+        n = flat.numel() if idx is None else idx.numel()
         if vals is not None or sd_w > 0:
-            every = idx.numel() == flat.numel()  # noisy BP writes every cell: no gathering
-            w = flat if every else flat.index_select(0, idx)
+            # Noisy BP writes every cell: then no gathering (cells ascending: idx = arange).
+            part = idx if idx is not None and n < flat.numel() else None
+            w = flat if part is None else flat.index_select(0, part)
             if vals is not None:
                 w.add_(vals)
             if sd_w > 0:
                 g = self._generator(p.device, noise=True)
-                noise = torch.randn(idx.numel(), generator=g, device=p.device, dtype=p.dtype)
+                noise = torch.randn(n, generator=g, device=p.device, dtype=p.dtype)
                 w.add_(noise, alpha=sd_w)
-            if not every:
-                flat.index_copy_(0, idx, w)
+            if part is not None:
+                flat.index_copy_(0, part, w)
         if flat.data_ptr() != p.data_ptr():
             p.copy_(flat.view(p.shape))
-        n = idx.numel()
         return [n, n, 0, 0, nskip]
 
     # ------------------------------------------------------------ state_dict
