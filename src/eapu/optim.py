@@ -28,7 +28,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from .ledger import FIELDS, Ledger
-from .rules import RuleInfo, get_rule, max_abs
+from .rules import RuleInfo, get_rule, max_abs, max_abs_each, to_dense
 
 __all__ = [
     "AdamEaPU",
@@ -333,19 +333,15 @@ class InSituOptimizer(Optimizer):
             th = self.threshold_for(p, group)
             rule = get_rule(group["rule"])
             passthrough = rule.name == "exact" or th == 0
-            plans.append((group, p, old, new if passthrough else new.sub_(old), th, rule))
+            dw = new if passthrough else new.sub_(old)
+            plans.append((group, p, old, dw, th, rule, passthrough))
         # One pass and one host sync give every max |ΔW| and every non-finite proposal.
-        ext = [(0.0, 0.0)] * len(plans)
-        live = [k for k, plan in enumerate(plans) if plan[3].numel()]
-        if live:
-            lohi = torch.stack([torch.stack(torch.aminmax(plans[k][3])).double() for k in live])
-            for k, pair in zip(live, lohi.tolist(), strict=True):
-                ext[k] = pair
+        amaxes = max_abs_each([plan[3] for plan in plans])
         rows: dict[int, list[int]] = {}
-        for k, (group, p, old, dw, th, rule) in enumerate(plans):
-            lo, hi = ext[k]
-            amax = math.nan if math.isnan(lo) or math.isnan(hi) else max(-lo, hi)
-            rows[id(p)] = self._write(p, old, dw, amax, group, th, rule, bad.get(k))
+        for k, (group, p, old, dw, th, rule, passthrough) in enumerate(plans):
+            rows[id(p)] = self._write(
+                p, old, dw, amaxes[k], group, th, rule, passthrough, bad.get(k)
+            )
         if analog_all:
             zero = [0] * len(FIELDS)
             table = [rows.get(id(p), zero) for p in analog_all]
@@ -361,15 +357,16 @@ class InSituOptimizer(Optimizer):
         group: dict[str, Any],
         th: float,
         rule: RuleInfo,
+        passthrough: bool,
         bad: Tensor | None,
     ) -> list[int]:
         """Write one analog parameter; returns its ledger row.
 
-        ``dw`` is ΔW, or for a rule that writes every update as proposed (exact, or a
-        threshold of 0) the proposal itself; ``amax`` is max |dw|. Cells with a non-finite
-        gradient (``bad``) or proposal are skipped: they keep their old value.
+        ``dw`` is ΔW, or when every update is written as proposed (``passthrough``: the
+        exact rule, or a threshold of 0) the proposal itself; ``amax`` is max |dw|. Cells
+        with a non-finite gradient (``bad``) or proposal are skipped: they keep their old
+        value.
         """
-        passthrough = rule.name == "exact" or th == 0
         skip = bad
         if not math.isfinite(amax):
             skip = ~dw.isfinite() if skip is None else skip | ~dw.isfinite()
@@ -395,8 +392,7 @@ class InSituOptimizer(Optimizer):
                 dwn = new - old  # zero where nothing changed
             else:
                 assert idx is not None
-                dwn = torch.zeros(p.numel(), dtype=p.dtype, device=p.device)
-                dwn = dwn.index_copy_(0, idx, vals).view(p.shape)
+                dwn = to_dense(idx, vals, p)
             record = tile.program(dwn)
             p.copy_(tile.weight())
             row = [int(v) for v in record.tolist()]

@@ -35,6 +35,8 @@ __all__ = [
     "get_rule",
     "list_rules",
     "max_abs",
+    "max_abs_each",
+    "to_dense",
 ]
 
 
@@ -132,16 +134,29 @@ def eapu(dw: Tensor, *, threshold: float, generator: torch.Generator | None = No
     if threshold == 0:
         return dw
     idx, vals = eapu_sparse(dw, threshold=threshold, generator=generator)
-    out = torch.zeros(dw.numel(), dtype=dw.dtype, device=dw.device)
-    return out.index_copy_(0, idx, vals).view(dw.shape)
+    return to_dense(idx, vals, dw)
 
 
 def max_abs(t: Tensor) -> float:
     """max |t| as a float (0 for an empty tensor; NaN if ``t`` holds a NaN)."""
-    if t.numel() == 0:
-        return 0.0
-    lo, hi = torch.stack(torch.aminmax(t)).tolist()  # one pass, no |t| temporary
-    return math.nan if math.isnan(lo) or math.isnan(hi) else max(-lo, hi)
+    return max_abs_each([t])[0]
+
+
+def max_abs_each(tensors: Sequence[Tensor]) -> list[float]:
+    """`max_abs` of each tensor: one pass each (no |t| temporary) and one host sync."""
+    out = [0.0] * len(tensors)
+    live = [i for i, t in enumerate(tensors) if t.numel()]
+    if live:
+        ext = torch.stack([torch.stack(torch.aminmax(tensors[i])).double() for i in live])
+        for i, (lo, hi) in zip(live, ext.tolist(), strict=True):
+            out[i] = math.nan if math.isnan(lo) or math.isnan(hi) else max(-lo, hi)
+    return out
+
+
+def to_dense(idx: Tensor, vals: Tensor, like: Tensor) -> Tensor:
+    """A sparse rule's (cells, ΔWn) as a tensor shaped like ``like``, 0 elsewhere."""
+    out = torch.zeros(like.numel(), dtype=like.dtype, device=like.device)
+    return out.index_copy_(0, idx, vals).view(like.shape)
 
 
 def _gap_draws(mean: float) -> int:
@@ -206,15 +221,10 @@ def eapu_foreach(
     for t in ths:
         _check_threshold(t)
     out: list[Tensor] = list(dws)
-    idx = [i for i, t in enumerate(ths) if t > 0 and dws[i].numel() > 0]
-    if not idx:
-        return out
-    ext = torch.stack([torch.stack(torch.aminmax(dws[i])).to(torch.float64) for i in idx])
-    for i, (lo, hi) in zip(idx, ext.tolist(), strict=True):
-        amax = math.nan if math.isnan(lo) or math.isnan(hi) else max(-lo, hi)
+    idx = [i for i, t in enumerate(ths) if t > 0]
+    for i, amax in zip(idx, max_abs_each([dws[i] for i in idx]), strict=True):
         cells, vals = eapu_sparse(dws[i], threshold=ths[i], generator=generator, amax=amax)
-        dense = torch.zeros(dws[i].numel(), dtype=dws[i].dtype, device=dws[i].device)
-        out[i] = dense.index_copy_(0, cells, vals).view(dws[i].shape)
+        out[i] = to_dense(cells, vals, dws[i])
     return out
 
 
