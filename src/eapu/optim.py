@@ -248,8 +248,8 @@ class InSituOptimizer(Optimizer):
         """Views shaped like ``params`` into one buffer per device and dtype.
 
         On CPU the buffer is kept between steps (not state: never saved) because fresh
-        memory costs a page fault per 4 KiB: 14 ms a step at ResNet-18 size, more than the
-        whole EaPU rule. Elsewhere torch's caching allocator already reuses the memory, so
+        memory costs a page fault per 4 KiB, at ResNet-18 size more than the whole EaPU
+        rule. Elsewhere torch's caching allocator already reuses the memory, so
         the buffer lives for the step only.
         """
         need: dict[tuple[torch.device, torch.dtype], int] = {}
