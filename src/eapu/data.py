@@ -18,7 +18,6 @@ the train and test calls agree; stochastic transforms take an explicit ``torch.G
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 import gzip
 from collections.abc import Callable, Iterator, Sequence
@@ -31,9 +30,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, TensorDataset
 
+from .registry import Registry
+
 __all__ = [
     "CIFAR10_DIRNAME",
     "CIFAR100_DIRNAME",
+    "DATASETS",
     "FASHION_CLASSES",
     "FASHION_MNIST_DIR",
     "PHOTOS_TEST",
@@ -157,7 +159,16 @@ class DatasetInfo:
     description: str
 
 
-_REGISTRY: dict[str, DatasetInfo] = {}
+def _dataset_from_entry_point(name: str, loader: Any) -> DatasetInfo:
+    if not callable(loader):
+        raise TypeError(f"dataset plugin {name!r} is {loader!r}, not a loader")
+    return DatasetInfo(name, loader, (loader.__doc__ or "").strip().split("\n")[0])
+
+
+#: Every data set; installed packages add theirs under the ``eapu.datasets`` entry points.
+DATASETS: Registry[DatasetInfo] = Registry(
+    "dataset", entry_point_group="eapu.datasets", from_entry_point=_dataset_from_entry_point
+)
 
 
 def register_dataset(
@@ -169,10 +180,8 @@ def register_dataset(
     """
 
     def deco(loader: Callable[..., Dataset[Any]]) -> Callable[..., Dataset[Any]]:
-        if name in _REGISTRY:
-            raise ValueError(f"dataset {name!r} is already registered")
         doc = description or (loader.__doc__ or "").strip().split("\n")[0]
-        _REGISTRY[name] = DatasetInfo(name=name, loader=loader, description=doc)
+        DATASETS.add(name, DatasetInfo(name=name, loader=loader, description=doc))
         return loader
 
     return deco
@@ -180,14 +189,12 @@ def register_dataset(
 
 def list_datasets(pattern: str = "*") -> list[str]:
     """Names of the registered data sets matching a shell-style ``pattern``, sorted."""
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+    return DATASETS.names(pattern)
 
 
 def dataset_info(name: str) -> DatasetInfo:
     """The :class:`DatasetInfo` registered under ``name``."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(list_datasets())}")
-    return _REGISTRY[name]
+    return DATASETS.get(name)
 
 
 def get_dataset(

@@ -23,7 +23,6 @@ Conductance is in µS, voltage in V, time in s. Every random draw takes an expli
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +31,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .registry import Registry
+
 __all__ = [
+    "DEVICES",
     "STUCK_FREE",
     "STUCK_OFF",
     "STUCK_ON",
@@ -508,7 +510,17 @@ class DeviceInfo:
     source: str
 
 
-_DEVICES: dict[str, DeviceInfo] = {}
+def _device_from_entry_point(name: str, factory: Any) -> DeviceInfo:
+    if not callable(factory):
+        raise TypeError(f"device plugin {name!r} is {factory!r}, not a factory of Device")
+    lines = (factory.__doc__ or "").strip().splitlines()
+    return DeviceInfo(name, factory, lines[0] if lines else "", "")
+
+
+#: Every device preset; installed packages add theirs under the ``eapu.devices`` entry points.
+DEVICES: Registry[DeviceInfo] = Registry(
+    "device", entry_point_group="eapu.devices", from_entry_point=_device_from_entry_point
+)
 
 
 def register_device(
@@ -525,10 +537,8 @@ def register_device(
 
     def deco(f: Callable[..., Device]) -> Callable[..., Device]:
         key = name or f.__name__
-        if key in _DEVICES:
-            raise ValueError(f"device {key!r} is already registered")
         lines = (f.__doc__ or "").strip().splitlines()
-        _DEVICES[key] = DeviceInfo(key, f, description or (lines[0] if lines else ""), source)
+        DEVICES.add(key, DeviceInfo(key, f, description or (lines[0] if lines else ""), source))
         return f
 
     return deco(fn) if fn is not None else deco
@@ -536,12 +546,7 @@ def register_device(
 
 def get_device_info(name: str) -> DeviceInfo:
     """The registration record of preset ``name``."""
-    try:
-        return _DEVICES[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown device {name!r}; available: {', '.join(sorted(_DEVICES))}"
-        ) from None
+    return DEVICES.get(name)
 
 
 def get_device(name: str, **kwargs: Any) -> Device:
@@ -551,7 +556,7 @@ def get_device(name: str, **kwargs: Any) -> Device:
 
 def list_devices(pattern: str = "*") -> list[str]:
     """Sorted names of the registered presets matching the fnmatch ``pattern``."""
-    return sorted(n for n in _DEVICES if fnmatch.fnmatch(n, pattern))
+    return DEVICES.names(pattern)
 
 
 @register_device(

@@ -16,7 +16,6 @@ weights; biases and norm parameters stay digital::
 
 from __future__ import annotations
 
-import fnmatch
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -27,8 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .registry import Registry
+
 __all__ = [
     "FC",
+    "MODELS",
     "DenoiseAE",
     "LeNet5",
     "ModelInfo",
@@ -66,7 +68,16 @@ class ModelInfo:
     description: str
 
 
-_REGISTRY: dict[str, ModelInfo] = {}
+def _model_from_entry_point(name: str, factory: Any) -> ModelInfo:
+    if not callable(factory):
+        raise TypeError(f"model plugin {name!r} is {factory!r}, not a model factory")
+    return ModelInfo(name, factory, (factory.__doc__ or "").strip().split("\n")[0])
+
+
+#: Every network; installed packages add theirs under the ``eapu.models`` entry points.
+MODELS: Registry[ModelInfo] = Registry(
+    "model", entry_point_group="eapu.models", from_entry_point=_model_from_entry_point
+)
 _F = TypeVar("_F", bound=Callable[..., nn.Module])
 
 
@@ -81,10 +92,8 @@ def register_model(
 
     def deco(f: _F) -> _F:
         key = name or f.__name__
-        if key in _REGISTRY:
-            raise ValueError(f"model {key!r} is already registered")
         doc = description or (f.__doc__ or "").strip().split("\n")[0]
-        _REGISTRY[key] = ModelInfo(name=key, factory=f, description=doc)
+        MODELS.add(key, ModelInfo(name=key, factory=f, description=doc))
         return f
 
     return deco(fn) if fn is not None else deco
@@ -92,14 +101,12 @@ def register_model(
 
 def list_models(pattern: str = "*") -> list[str]:
     """Names of the registered models matching a shell-style ``pattern``, sorted."""
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+    return MODELS.names(pattern)
 
 
 def model_info(name: str) -> ModelInfo:
     """The :class:`ModelInfo` registered under ``name``."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
-    return _REGISTRY[name]
+    return MODELS.get(name)
 
 
 def get_model(name: str, *, seed: int | None = None, **kw: Any) -> nn.Module:

@@ -25,7 +25,6 @@ True
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 import math
 from collections.abc import Callable
@@ -47,7 +46,10 @@ from eapu.devices import (
     relax,
 )
 
+from .registry import Registry
+
 __all__ = [
+    "SCHEMES",
     "CellState",
     "ProgramResult",
     "SchemeInfo",
@@ -486,7 +488,17 @@ class SchemeInfo:
         return self.fn(*args, **kwargs)
 
 
-_SCHEMES: dict[str, SchemeInfo] = {}
+def _scheme_from_entry_point(name: str, fn: Any) -> SchemeInfo:
+    if not callable(fn):
+        raise TypeError(f"scheme plugin {name!r} is {fn!r}, not a scheme function")
+    lines = (fn.__doc__ or "").strip().splitlines()
+    return SchemeInfo(name, fn, lines[0] if lines else "", False)
+
+
+#: Every programming scheme; installed packages add theirs under ``eapu.schemes``.
+SCHEMES: Registry[SchemeInfo] = Registry(
+    "scheme", entry_point_group="eapu.schemes", from_entry_point=_scheme_from_entry_point
+)
 
 
 def register_scheme(
@@ -503,10 +515,8 @@ def register_scheme(
 
     def deco(f: Callable[..., ProgramResult]) -> Callable[..., ProgramResult]:
         key = name or f.__name__
-        if key in _SCHEMES:
-            raise ValueError(f"scheme {key!r} is already registered")
         lines = (f.__doc__ or "").strip().splitlines()
-        _SCHEMES[key] = SchemeInfo(key, f, description or (lines[0] if lines else ""), verified)
+        SCHEMES.add(key, SchemeInfo(key, f, description or (lines[0] if lines else ""), verified))
         return f
 
     return deco(fn) if fn is not None else deco
@@ -525,14 +535,9 @@ register_scheme(
 
 def get_scheme(name: str) -> SchemeInfo:
     """The registered scheme ``name`` (callable like the scheme function)."""
-    try:
-        return _SCHEMES[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown scheme {name!r}; available: {', '.join(sorted(_SCHEMES))}"
-        ) from None
+    return SCHEMES.get(name)
 
 
 def list_schemes(pattern: str = "*") -> list[str]:
     """Sorted names of the registered schemes matching the fnmatch ``pattern``."""
-    return sorted(n for n in _SCHEMES if fnmatch.fnmatch(n, pattern))
+    return SCHEMES.names(pattern)

@@ -23,7 +23,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .registry import Registry
+
 __all__ = [
+    "RULES",
     "RuleInfo",
     "bernoulli_positions",
     "eapu",
@@ -230,37 +233,50 @@ def eapu_foreach(
 
 @dataclass(frozen=True)
 class RuleInfo:
-    """A registered update rule."""
+    """A registered update rule.
+
+    ``passthrough``: the rule writes every proposed update as it is (ΔWn = ΔW), so an
+    optimizer may skip computing ΔW and write the proposal itself.
+    """
 
     name: str
     fn: Callable[..., Tensor]
     foreach: Callable[..., list[Tensor]]
     sparse: Callable[..., tuple[Tensor, Tensor]]
     description: str
+    passthrough: bool = False
 
 
-_RULES: dict[str, RuleInfo] = {
-    "exact": RuleInfo(
-        "exact", exact, exact_foreach, exact_sparse, "plain BP: write every update as proposed"
+#: Every update rule; installed packages add theirs (``RuleInfo`` objects) under ``eapu.rules``.
+RULES: Registry[RuleInfo] = Registry("rule", entry_point_group="eapu.rules", sort=False)
+RULES.add(
+    "exact",
+    RuleInfo(
+        "exact",
+        exact,
+        exact_foreach,
+        exact_sparse,
+        "plain BP: write every update as proposed",
+        passthrough=True,
     ),
-    "eapu": RuleInfo(
+)
+RULES.add(
+    "eapu",
+    RuleInfo(
         "eapu",
         eapu,
         eapu_foreach,
         eapu_sparse,
         "error-aware probabilistic update (Liu et al. 2025, eq. 4)",
     ),
-}
+)
 
 
 def get_rule(name: str) -> RuleInfo:
     """The registered rule called ``name``."""
-    try:
-        return _RULES[name]
-    except KeyError:
-        raise ValueError(f"unknown rule {name!r}; available: {', '.join(_RULES)}") from None
+    return RULES.get(name)
 
 
 def list_rules() -> list[str]:
     """Names of the registered rules."""
-    return list(_RULES)
+    return RULES.names()
