@@ -56,6 +56,19 @@ def test_stats_of_a_run_directory(mp_run: Path) -> None:
     assert [float(r["rup"]) for r in rup_rows] == pytest.approx(st.rup().tolist())
 
 
+def test_stats_of_a_ttv2_run(tmp_path: Path) -> None:
+    """The algorithms keep their ledger under their own checkpoint key: stats reads it."""
+    out = tmp_path / "ttv2"
+    metrics = run(RunConfig(task="denoise", method="ttv2", **FAST), out)
+    paths = write_update_stats(out)
+    st = load_update_stats(out)
+    assert st.table.shape[0] == FAST["steps"]
+    summary = json.loads(paths["json"].read_text())
+    assert summary["rup_mean"] == pytest.approx(metrics["rup"])
+    assert summary["nup_measured"] == pytest.approx(metrics["nup"])
+    assert summary["scheme"] == "sign"
+
+
 def test_stats_of_an_optimizer_name_the_layers(tmp_path: Path) -> None:
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
     opt = AdamEaPU(model.parameters(), lr=1e-3)

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -54,10 +55,12 @@ from torch.optim import Optimizer
 
 from .ledger import FIELDS, Ledger
 from .programming import get_scheme
+from .registry import Registry
 from .tiles import Tile, matrix_shape
 
 __all__ = [
     "ALGORITHMS",
+    "AlgorithmInfo",
     "ChoppedTTv2",
     "HWANoise",
     "MixedPrecision",
@@ -795,28 +798,41 @@ def hwa_noise(
 
 
 # ------------------------------------------------------------------------------ registry
-ALGORITHMS: dict[str, tuple[type[TileAlgorithm], str]] = {
-    "mixed-precision": (
+@dataclass(frozen=True)
+class AlgorithmInfo:
+    """A registered in-situ algorithm: its optimizer class and one line about it."""
+
+    name: str
+    cls: type[TileAlgorithm]
+    description: str
+
+
+#: The in-situ algorithms other than EaPU; packages add theirs under ``eapu.algorithms``.
+ALGORITHMS: Registry[AlgorithmInfo] = Registry(
+    "algorithm", entry_point_group="eapu.algorithms", sort=False
+)
+for _info in (
+    AlgorithmInfo(
+        "mixed-precision",
         MixedPrecision,
         "mixed-precision accumulator, written in whole pulses (Nandakumar et al. 2020)",
     ),
-    "ttv2": (
+    AlgorithmInfo(
+        "ttv2",
         TikiTakaV2,
         "Tiki-Taka v2: fast array A, digital buffer H, slow array C (Gokmen 2021)",
     ),
-    "cttv2": (ChoppedTTv2, "chopped Tiki-Taka v2 (Rasch et al. 2024)"),
-}
+    AlgorithmInfo("cttv2", ChoppedTTv2, "chopped Tiki-Taka v2 (Rasch et al. 2024)"),
+):
+    ALGORITHMS.add(_info.name, _info)
+del _info
 
 
 def get_algorithm(name: str) -> type[TileAlgorithm]:
     """The optimizer class registered as ``name``."""
-    try:
-        return ALGORITHMS[name][0]
-    except KeyError:
-        raise ValueError(
-            f"unknown algorithm {name!r}; available: {', '.join(ALGORITHMS)}"
-        ) from None
+    return ALGORITHMS.get(name).cls
 
 
 def list_algorithms() -> list[str]:
-    return list(ALGORITHMS)
+    """Names of the registered algorithms, in registration order."""
+    return ALGORITHMS.names()

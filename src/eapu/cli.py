@@ -3,18 +3,25 @@
     eapu compare denoise --out runs/denoise           # all device-level methods, taox_1t1r
     eapu run sr2 --method eapu+mp --seed 1 --out runs/sr2-mp
     eapu characterize taox_1t1r --scheme memorial
-    eapu list devices
+    eapu list devices --json
+    python -m eapu --version
 
 Options come from flags or from a TOML file (``--config run.toml``) whose keys are the flag
-names with underscores (``batch_size = 64``); flags given on the command line win.
+names with underscores (``batch_size = 64``); flags given on the command line win. The run
+options are built from one table, `eapu.experiments.FLAGS`; a name the registries do not
+know is rejected by the parser, and ``--help`` lists the choices.
 """
 
 from __future__ import annotations
 
+import difflib
+import inspect
+import json
 import sys
-from collections.abc import Sequence
+import typing
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias, TypeVar
 
 import tomllib
 import typer
@@ -22,15 +29,38 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from . import __version__
+from .experiments import FLAGS, Flag, get_flag, list_methods, list_tasks
+from .programming import list_schemes
+
 app = typer.Typer(
-    add_completion=False,
     no_args_is_help=True,
     help="In-situ training on memristor crossbars with EaPU.",
 )
 # Wide when writing to a file or a pipe, where rich would otherwise cut tables at 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True)
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 DEVICE_METHODS = ["software", "ex-situ", "eapu+mp", "mp", "eapu+fp", "wu", "tp", "su"]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"eapu {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """In-situ training on memristor crossbars with EaPU."""
 
 
 def _options(config: Path | None, **flags: Any) -> dict[str, Any]:
@@ -43,7 +73,7 @@ def _options(config: Path | None, **flags: Any) -> dict[str, Any]:
     return opts
 
 
-def _progress() -> Progress:
+def _progress(where: Console | None = None) -> Progress:
     return Progress(
         TextColumn("{task.description:<10}"),
         BarColumn(),
@@ -52,7 +82,7 @@ def _progress() -> Progress:
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
-        console=console,
+        console=where or console,
         transient=False,
     )
 
@@ -92,119 +122,113 @@ def _table(rows: list[dict[str, Any]], title: str) -> Table:
     return t
 
 
-# Shared flags: each maps to a RunConfig field of the same name.
-Steps: TypeAlias = Annotated[int | None, typer.Option(help="mini-batches (default: the task's)")]
-Batch: TypeAlias = Annotated[int | None, typer.Option(help="mini-batch size (default: the task's)")]
-Lr: TypeAlias = Annotated[
-    float | None, typer.Option(help="learning rate of the base optimizer (Adam)")
-]
-Every: TypeAlias = Annotated[int | None, typer.Option(help="evaluate every N mini-batches")]
-Device: TypeAlias = Annotated[str | None, typer.Option(help="device preset (eapu list devices)")]
-Seed: TypeAlias = Annotated[int | None, typer.Option(help="seed of everything random")]
-SdUs: TypeAlias = Annotated[
-    float | None, typer.Option(help="SD of εcell in µS (weight-level methods)")
-]
-Rwg: TypeAlias = Annotated[float | None, typer.Option("--rwg", help="Rwg in µS⁻¹ (default 1/80)")]
-Th: TypeAlias = Annotated[
-    float | None, typer.Option(help="EaPU threshold in µS (default: SD of εcell)")
-]
-Model: TypeAlias = Annotated[str | None, typer.Option(help="network (eapu list models)")]
-Data: TypeAlias = Annotated[str | None, typer.Option(help="data set (eapu list datasets)")]
-DataDir: TypeAlias = Annotated[str | None, typer.Option(help="directory of a data set on disk")]
-Config: TypeAlias = Annotated[Path | None, typer.Option(help="TOML file of options")]
-Optim: TypeAlias = Annotated[str | None, typer.Option(help="base optimizer: adam, sgd, momentum")]
-Sched: TypeAlias = Annotated[
-    str | None, typer.Option(help="learning-rate schedule: none, step, cosine")
-]
-Width: TypeAlias = Annotated[
-    int | None, typer.Option(help="channel width of the network (ResNets)")
-]
-EvalN: TypeAlias = Annotated[int | None, typer.Option(help="test samples per evaluation")]
-StuckOff: TypeAlias = Annotated[float | None, typer.Option(help="fraction of cells stuck at g_min")]
-AnomalyData: TypeAlias = Annotated[
-    str | None, typer.Option(help="anomaly task: the data set of anomalies (default photos)")
-]
-DeviceType: TypeAlias = Annotated[
-    str | None, typer.Option(help="where the network runs: cpu or cuda (tiles stay on cpu)")
-]
-InitFrom: TypeAlias = Annotated[
-    str | None, typer.Option(help="start from the weights of this run directory (transfer)")
-]
-StuckOn: TypeAlias = Annotated[float | None, typer.Option(help="fraction of cells stuck at g_max")]
+# --------------------------------------------------------------------------- run options
+def _registry_or_file(flag: Flag) -> Callable[[str], str]:
+    """A parser accepting a registered name or a path ending in ``flag.path_suffix``."""
 
-#: Flags that map one to one onto eapu.tasks.RunConfig fields.
-RUN_FLAGS = (
-    "steps",
-    "batch_size",
-    "lr",
-    "eval_every",
-    "device",
-    "seed",
-    "sd_us",
-    "rwg_per_us",
-    "threshold_us",
-    "model",
-    "data",
-    "data_dir",
-    "optimizer",
-    "schedule",
-    "width",
-    "eval_samples",
-    "stuck_off",
-    "stuck_on",
-    "anomaly_data",
-    "device_type",
-    "init_from",
-)
+    def parse(value: str) -> str:
+        assert flag.choices is not None and flag.path_suffix is not None
+        names = flag.choices()
+        if value in names or value.endswith(flag.path_suffix):
+            return value
+        close = difflib.get_close_matches(value, names, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise typer.BadParameter(
+            f"{value!r} is neither a registered name nor a *{flag.path_suffix} file; {hint}"
+            f"choose from {', '.join(names)}"
+        )
+
+    return parse
+
+
+def _option(flag: Flag) -> inspect.Parameter:
+    """The typer parameter of one `Flag` (default None: the config's default applies)."""
+    typ: Any = flag.type
+    extra: dict[str, Any] = {}
+    if flag.choices is not None and flag.path_suffix is not None:
+        names = flag.choices()
+        extra = {
+            "parser": _registry_or_file(flag),
+            "metavar": "[" + "|".join([*names, "FILE" + flag.path_suffix]) + "]",
+        }
+    elif flag.choices is not None:
+        typ = _choice(flag.choices())
+    option = typer.Option(flag.name, help=flag.describe(), **extra)
+    return inspect.Parameter(
+        flag.field,
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[typ | None, option],
+    )
+
+
+def _with_run_options(*, exclude: tuple[str, ...] = ()) -> Callable[[_F], _F]:
+    """Give a command one option per row of `FLAGS` (but ``exclude``), after its own
+    parameters; the command receives them in ``**options`` (None where not given)."""
+
+    def deco(fn: _F) -> _F:
+        hints = typing.get_type_hints(fn, include_extras=True)
+        own = [
+            p.replace(annotation=hints[p.name])
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind is not inspect.Parameter.VAR_KEYWORD
+        ]
+        taken = {p.name for p in own}
+        params = own + [_option(f) for f in FLAGS if f.field not in taken | set(exclude)]
+        fn.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        fn.__annotations__ = {p.name: p.annotation for p in params}
+        return fn
+
+    return deco
 
 
 def _run_options(config: Path | None, given: dict[str, Any]) -> dict[str, Any]:
     """The RunConfig options of a command: its TOML file, then the flags it was given."""
-    return _options(config, **{k: v for k, v in given.items() if k in RUN_FLAGS})
+    fields = {f.field for f in FLAGS}
+    return _options(config, **{k: v for k, v in given.items() if k in fields})
 
 
-Out: TypeAlias = Annotated[
-    Path | None, typer.Option(help="run directory (default runs/TASK-METHOD)")
+def _choice(names: Sequence[str]) -> Any:
+    """The type of a parameter that takes one of ``names`` (rejected otherwise, listed in
+    ``--help``): a ``Literal`` built at run time, which typer turns into a choice."""
+    return Literal[tuple(names)]
+
+
+if typing.TYPE_CHECKING:  # the choices are known at run time only
+    Task: TypeAlias = str
+    SchemeName: TypeAlias = str
+else:
+    Task = Annotated[
+        _choice(list_tasks()), typer.Argument(help="the task (eapu list tasks)", show_default=False)
+    ]
+    SchemeName = _choice(list_schemes())
+Config: TypeAlias = Annotated[Path | None, typer.Option(help="TOML file of options")]
+Json: TypeAlias = Annotated[
+    bool, typer.Option("--json", help="print the results as JSON on stdout (nothing else)")
 ]
 
 
+def _dump(obj: Any) -> None:
+    """Machine-readable output: JSON on stdout, nothing else there."""
+    print(json.dumps(obj, indent=2, default=str))
+
+
 @app.command()
+@_with_run_options()
 def run(
-    task: Annotated[
-        str, typer.Argument(help="denoise, sr2, sr4, classify, anomaly (eapu list tasks)")
-    ],
-    method: Annotated[str, typer.Option(help="eapu list methods")] = "eapu+mp",
-    out: Out = None,
-    steps: Steps = None,
-    batch_size: Batch = None,
-    lr: Lr = None,
-    eval_every: Every = None,
-    device: Device = None,
-    seed: Seed = None,
-    sd_us: SdUs = None,
-    rwg_per_us: Rwg = None,
-    threshold_us: Th = None,
-    model: Model = None,
-    data: Data = None,
-    data_dir: DataDir = None,
-    optimizer: Optim = None,
-    schedule: Sched = None,
-    width: Width = None,
-    eval_samples: EvalN = None,
-    stuck_off: StuckOff = None,
-    stuck_on: StuckOn = None,
-    anomaly_data: AnomalyData = None,
-    device_type: DeviceType = None,
-    init_from: InitFrom = None,
+    task: Task,
+    out: Annotated[
+        Path | None, typer.Option(help="run directory (default: runs/TASK-METHOD)")
+    ] = None,
     config: Config = None,
+    **options: Any,
 ) -> None:
     """Train one task with one method; write (or resume) a run directory and its report."""
+    from .experiments import RunConfig
+    from .experiments import run as run_task
     from .report import write_run_report
-    from .tasks import RunConfig
-    from .tasks import run as run_task
 
-    opts = _run_options(config, locals())
-    opts.setdefault("method", method)
+    opts = _run_options(config, options)
     cfg = RunConfig(task=task, **opts)
     out = out or Path("runs") / f"{task}-{cfg.method}"
     with _progress() as prog:
@@ -219,49 +243,35 @@ def run(
 
 
 @app.command()
+@_with_run_options(exclude=("method",))
 def compare(
-    task: Annotated[
-        str, typer.Argument(help="denoise, sr2, sr4, classify, anomaly (eapu list tasks)")
-    ],
-    methods: Annotated[str, typer.Option(help="comma-separated methods")] = ",".join(
-        DEVICE_METHODS
-    ),
+    task: Task,
+    methods: Annotated[
+        str, typer.Option(help=f"comma-separated methods, of: {', '.join(list_methods())}")
+    ] = ",".join(DEVICE_METHODS),
     seeds: Annotated[
         str | None, typer.Option(help="comma-separated seeds: rows become mean and SD over them")
     ] = None,
-    out: Out = None,
-    steps: Steps = None,
-    batch_size: Batch = None,
-    lr: Lr = None,
-    eval_every: Every = None,
-    device: Device = None,
-    seed: Seed = None,
-    sd_us: SdUs = None,
-    rwg_per_us: Rwg = None,
-    threshold_us: Th = None,
-    model: Model = None,
-    data: Data = None,
-    data_dir: DataDir = None,
-    optimizer: Optim = None,
-    schedule: Sched = None,
-    width: Width = None,
-    eval_samples: EvalN = None,
-    stuck_off: StuckOff = None,
-    stuck_on: StuckOn = None,
-    anomaly_data: AnomalyData = None,
-    device_type: DeviceType = None,
-    init_from: InitFrom = None,
+    out: Annotated[
+        Path | None, typer.Option(help="comparison directory (default: runs/TASK-compare)")
+    ] = None,
     config: Config = None,
+    json_: Json = False,
+    **options: Any,
 ) -> None:
     """Run one task with several methods on the same device; print and report the comparison."""
+    from .experiments import RunConfig
+    from .experiments import compare as compare_tasks
     from .report import write_compare_report
-    from .tasks import RunConfig, get_method
-    from .tasks import compare as compare_tasks
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
+    known = list_methods()
     for m in names:
-        get_method(m)
-    opts = _run_options(config, locals())
+        if m not in known:
+            raise typer.BadParameter(
+                f"unknown method {m!r}; available: {', '.join(known)}", param_hint="--methods"
+            )
+    opts = _run_options(config, options)
     seed_list = [int(x) for x in seeds.split(",") if x.strip()] if seeds else None
     total = RunConfig(task=task, **opts).resolved()["steps"] * len(seed_list or [0])
     out = out or Path("runs") / f"{task}-compare"
@@ -271,18 +281,15 @@ def compare(
         done[m] = done.get(m, 0) + 1
         prog.update(bars[m], completed=done[m], info=f"loss {row['loss']:.4g}")
 
-    with _progress() as prog:
+    with _progress(err_console if json_ else console) as prog:
         bars = {m: prog.add_task(m, total=total, info="") for m in names}
-        rows = compare_tasks(
-            task,
-            names,
-            out,
-            seeds=seed_list,
-            progress=advance,
-            **opts,
-        )
+        rows = compare_tasks(task, names, out, seeds=seed_list, progress=advance, **opts)
+    page = write_compare_report(out)
+    if json_:
+        _dump({"task": task, "out": str(out), "report": str(page), "rows": rows})
+        return
     console.print(_table(rows, f"{task} on {opts.get('device', 'taox_1t1r')}"))
-    console.print(f"report: {write_compare_report(out)}")
+    console.print(f"report: {page}")
 
 
 @app.command()
@@ -291,18 +298,27 @@ def report(
     markdown: Annotated[
         bool, typer.Option(help="also print a comparison's table as Markdown")
     ] = False,
+    json_: Json = False,
 ) -> None:
     """Write the figures and the HTML page of a run or comparison directory."""
-    import json
-
     from .report import write_compare_report, write_run_report
 
     if (run_dir / "compare.json").exists():
-        console.print(f"report: {write_compare_report(run_dir)}")
+        page = write_compare_report(run_dir)
+        doc = json.loads((run_dir / "compare.json").read_text())
+        if json_:
+            _dump({"report": str(page), **doc})
+            return
+        console.print(f"report: {page}")
         if markdown:
-            print(_markdown(json.loads((run_dir / "compare.json").read_text())["rows"]))
+            print(_markdown(doc["rows"]))
     elif (run_dir / "metrics.json").exists():
-        console.print(f"report: {write_run_report(run_dir)}")
+        page = write_run_report(run_dir)
+        if json_:
+            metrics = json.loads((run_dir / "metrics.json").read_text())
+            _dump({"report": str(page), "metrics": metrics})
+            return
+        console.print(f"report: {page}")
     else:
         raise typer.BadParameter(f"{run_dir} holds neither compare.json nor metrics.json")
 
@@ -328,8 +344,8 @@ def energy(
     """Energy and latency of a run on a technology node, by category, and the GPU reference."""
     import json
 
+    from .experiments import energy_figures
     from .report import plot_energy
-    from .tasks import energy_figures
 
     path = run_dir / "energy.json"
     if not path.exists():
@@ -361,15 +377,17 @@ def energy(
 def retention(
     run_dir: Annotated[Path, typer.Argument(help="a device-level run directory")],
     hours: Annotated[str, typer.Option(help="comma-separated hours after training")] = "0,1,10,60",
-    drift: Annotated[str, typer.Option(help="rram (mean shift) or pcm (power law)")] = "rram",
+    drift: Annotated[
+        Literal["rram", "pcm"], typer.Option(help="rram (mean shift) or pcm (power law)")
+    ] = "rram",
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Accuracy or SSIM of a trained run as its cells drift, without and with compensation."""
     import csv
     import io
 
+    from .experiments import retention as ret
     from .files import atomic_write
-    from .tasks import retention as ret
 
     rows = ret(run_dir, [float(h) for h in hours.split(",")], drift=drift, seed=seed)
     t = Table(title=f"{run_dir.name}: retention ({drift})")
@@ -400,10 +418,9 @@ def _parse_value(text: str) -> Any:
 
 
 @app.command()
+@_with_run_options(exclude=("seed",))
 def sweep(
-    task: Annotated[
-        str, typer.Argument(help="denoise, sr2, sr4, classify, anomaly (eapu list tasks)")
-    ],
+    task: Task,
     grid: Annotated[
         list[str] | None,
         typer.Option(
@@ -423,29 +440,11 @@ def sweep(
     ] = False,
     collect_: Annotated[bool, typer.Option("--collect", help="only gather finished runs")] = False,
     metric: Annotated[list[str] | None, typer.Option(help="metric(s) to plot")] = None,
-    method: Annotated[str | None, typer.Option(help="eapu list methods")] = None,
-    out: Out = None,
-    steps: Steps = None,
-    batch_size: Batch = None,
-    lr: Lr = None,
-    eval_every: Every = None,
-    device: Device = None,
-    sd_us: SdUs = None,
-    rwg_per_us: Rwg = None,
-    threshold_us: Th = None,
-    model: Model = None,
-    data: Data = None,
-    data_dir: DataDir = None,
-    optimizer: Optim = None,
-    schedule: Sched = None,
-    width: Width = None,
-    eval_samples: EvalN = None,
-    stuck_off: StuckOff = None,
-    stuck_on: StuckOn = None,
-    anomaly_data: AnomalyData = None,
-    device_type: DeviceType = None,
-    init_from: InitFrom = None,
+    out: Annotated[
+        Path | None, typer.Option(help="sweep directory (default: runs/TASK-sweep)")
+    ] = None,
     config: Config = None,
+    **options: Any,
 ) -> None:
     """Run a grid of settings (one run directory per point and seed); write sweep.csv and plots.
 
@@ -454,9 +453,7 @@ def sweep(
     """
     from . import sweep as sw
 
-    base = _run_options(config, locals())
-    if method is not None:
-        base["method"] = method
+    base = _run_options(config, options)
     g: dict[str, Sequence[Any]] = {}
     for spec in grid or []:
         key, _, vals = spec.partition("=")
@@ -498,11 +495,15 @@ def stats(
     scheme: Annotated[
         str | None, typer.Option(help="scheme for Nup (default: the run's, else memorial)")
     ] = None,
-    device: Device = None,
+    device: Annotated[
+        str | None, typer.Option(help="device for Nup (default: the run's, else taox_1t1r)")
+    ] = None,
     delta_us: Annotated[
         float, typer.Option(help="update size of the step-to-step measurement (µS)")
     ] = 2.0,
-    out: Out = None,
+    out: Annotated[
+        Path | None, typer.Option(help="where to write (default: the run directory)")
+    ] = None,
 ) -> None:
     """Per-layer written fraction, Rup over training, and Nup = Ncell(step-to-step) × Rup."""
     import json
@@ -520,35 +521,45 @@ def stats(
         console.print(str(p))
 
 
+def _registries() -> dict[str, Any]:
+    """What ``eapu list`` lists: one registry per kind of named thing."""
+    from .algorithms import ALGORITHMS
+    from .data import DATASETS
+    from .devices import DEVICES
+    from .experiments import METHODS, TASKS
+    from .models import MODELS
+    from .programming import SCHEMES
+    from .rules import RULES
+
+    return {
+        "devices": DEVICES,
+        "schemes": SCHEMES,
+        "rules": RULES,
+        "tasks": TASKS,
+        "methods": METHODS,
+        "models": MODELS,
+        "datasets": DATASETS,
+        "algorithms": ALGORITHMS,
+    }
+
+
 @app.command("list")
 def list_(
     what: Annotated[
-        str, typer.Argument(help="devices, schemes, rules, tasks, methods, models or datasets")
+        Literal[
+            "devices", "schemes", "rules", "tasks", "methods", "models", "datasets", "algorithms"
+        ],
+        typer.Argument(help="what to list"),
     ],
+    pattern: Annotated[str, typer.Argument(help="shell-style pattern of names")] = "*",
+    json_: Json = False,
 ) -> None:
-    """List what is registered."""
-    from . import data, devices, models, programming, rules, tasks
-
-    table: list[tuple[str, str]]
-    if what == "devices":
-        table = [(n, devices.get_device_info(n).description) for n in devices.list_devices()]
-    elif what == "schemes":
-        table = [(n, programming.get_scheme(n).description) for n in programming.list_schemes()]
-    elif what == "rules":
-        table = [(n, rules.get_rule(n).description) for n in rules.list_rules()]
-    elif what == "tasks":
-        table = [(n, tasks.get_task(n).description) for n in tasks.list_tasks()]
-    elif what == "methods":
-        table = [(n, tasks.get_method(n).description) for n in tasks.list_methods()]
-    elif what == "models":
-        table = [(n, models.model_info(n).description) for n in models.list_models()]
-    elif what == "datasets":
-        table = [(n, data.dataset_info(n).description) for n in data.list_datasets()]
-    else:
-        raise typer.BadParameter(
-            f"unknown list {what!r}; available: devices, schemes, rules, tasks, methods, "
-            "models, datasets"
-        )
+    """List what is registered (built in, or added by installed packages)."""
+    reg = _registries()[what]
+    table = [(n, reg.description(n)) for n in reg.names(pattern)]
+    if json_:
+        _dump([{"name": n, "description": d} for n, d in table])
+        return
     t = Table(title=what)
     t.add_column("name")
     t.add_column("description")
@@ -559,8 +570,18 @@ def list_(
 
 @app.command()
 def characterize(
-    device: Annotated[str, typer.Argument(help="device preset")],
-    scheme: Annotated[str | None, typer.Option(help="programming scheme")] = None,
+    device: Annotated[
+        str,
+        typer.Argument(
+            help="device preset (eapu list devices) or a device file *.toml",
+            parser=_registry_or_file(get_flag("device")),
+            metavar="DEVICE",
+        ),
+    ],
+    scheme: Annotated[
+        SchemeName | None,
+        typer.Option(help="programming scheme (default: the device's verified one)"),
+    ] = None,
     cells: Annotated[int, typer.Option(help="cells in the sweep")] = 4096,
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:

@@ -19,10 +19,8 @@ network with BatchNorm matches the single-process run only on CUDA with ``sync_b
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +34,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 __all__ = [
     "DistInfo",
     "cleanup",
+    "ddp_step",
     "ddp_train_step",
     "main",
     "params_in_sync",
@@ -168,24 +167,45 @@ def _bytes(t: Tensor) -> Tensor:
 
 
 # --------------------------------------------------------------------------- a whole run
-def _evaluate(exp: Any, model: nn.Module) -> dict[str, float]:
-    """The task's evaluation, which runs on the CPU (a copy of the model if it is not)."""
-    if next(model.parameters()).device.type != "cpu":
-        model = copy.deepcopy(model).cpu()
-    return exp.evaluate(model)[0]  # type: ignore[no-any-return]
+def ddp_step(
+    exp: Any,
+    ddp: nn.Module,
+    opt: torch.optim.Optimizer,
+    info: DistInfo,
+    *,
+    check_sync_every: int = 0,
+) -> Callable[[int, Tensor, Tensor, Tensor], float]:
+    """The step function of `eapu.experiments.train` on this rank: its shard of the global
+    batch through DDP, then the in-situ step; returns the global mean loss."""
+    model = ddp.module if isinstance(ddp, DDP) else ddp
+
+    def step_fn(step: int, x: Tensor, y: Tensor, inp: Tensor) -> float:
+        xs, ys, ins = (shard(t, info.rank, info.world_size).to(info.device) for t in (x, y, inp))
+
+        def loss_fn(out_: Tensor, t_: Tensor) -> Tensor:
+            return exp.loss(out_, xs, t_)  # type: ignore[no-any-return]
+
+        loss = ddp_train_step(ddp, opt, loss_fn, ins, ys)
+        if check_sync_every and (step + 1) % check_sync_every == 0 and not params_in_sync(model):
+            raise RuntimeError(f"ranks diverged at step {step + 1}")
+        return float(loss)
+
+    return step_fn
 
 
 def train_ddp(
     config: Any, out_dir: str | Path, *, info: DistInfo | None = None, check_sync_every: int = 0
 ) -> dict[str, Any] | None:
-    """`eapu.tasks.run` over the ranks of a process group (call it on every rank).
+    """`eapu.experiments.run` over the ranks of a process group (call it on every rank).
 
-    Rank 0 evaluates and writes the run directory (``config.json``, ``history.csv``,
-    ``metrics.json``, ``checkpoint.pt``); every rank resumes from ``checkpoint.pt`` if it is
-    there. Device-level methods (simulated crossbars) run on CPU only (gloo).
+    The same runner as a single-process run (`eapu.experiments.train`) with a data-parallel
+    step: rank 0 evaluates and writes the same run directory (``config.json``,
+    ``history.csv``, ``metrics.json``, ``energy.json``, ``checkpoint.pt``, ...), with the
+    world size in ``metrics.json``; every rank resumes from ``checkpoint.pt`` if it is there.
+    Device-level methods (simulated crossbars) run on CPU only (gloo).
 
     Args:
-        config: a `eapu.tasks.RunConfig`.
+        config: a `eapu.experiments.RunConfig`.
         out_dir: the run directory.
         info: from `setup` (default: ``setup()`` from the torchrun environment).
         check_sync_every: assert `params_in_sync` every N steps (0: never).
@@ -193,20 +213,18 @@ def train_ddp(
     Returns:
         The final metrics on rank 0, None on the others.
     """
-    from . import tasks
-    from .files import write_json
-    from .optim import InSituOptimizer
+    from .experiments import Experiment, build, get_method, get_task, train
 
     info = info or setup()
     cfg = config.resolved()
-    task, method = tasks.get_task(cfg["task"]), tasks.get_method(cfg["method"])
+    method = get_method(cfg["method"])
     if method.level == "device" and info.device.type != "cpu":
         raise ValueError(
             f"method {method.name!r} simulates crossbars on the CPU; run it with the gloo backend"
         )
-    if method.level == "device" and not getattr(method, "in_situ", method.rule is not None):
+    if method.level == "device" and not method.in_situ:
         raise ValueError(f"method {method.name!r} does not train in situ; use eapu run")
-    if getattr(method, "algorithm", None) is not None:
+    if method.algorithm is not None:
         raise ValueError(
             f"method {method.name!r} ({method.algorithm}) is not supported by "
             "train_ddp; use eapu run"
@@ -215,90 +233,27 @@ def train_ddp(
         raise ValueError(
             f"batch_size {cfg['batch_size']} is not divisible by the {info.world_size} ranks"
         )
-    out = Path(out_dir)
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-    ck_path = out / "checkpoint.pt"
     torch.manual_seed(cfg["seed"])
-    exp = tasks._Experiment(cfg, task)
-    model, xb, opt, sched = tasks._build(cfg, method, exp)
-    ddp = wrap(model, info)  # first, so that a resumed optimizer state lands on the device
-    start, history, wall = tasks._resume(ck_path, cfg, model, xb, opt, sched, None)
-    if info.is_main:
-        write_json(out / "config.json", cfg)
-    t0 = time.perf_counter() - wall
-    steps, every = cfg["steps"], cfg["eval_every"]
-    if start == 0 and info.is_main:
-        history.append({"step": 0, **_evaluate(exp, model)})
-    for step in range(start, steps):
-        x, y = exp.batch(step)
-        inp = exp.inputs(x, key=cfg["seed"] * 7_919 + step)  # the same corruption as run()
-        xs, ys, ins = (shard(t, info.rank, info.world_size).to(info.device) for t in (x, y, inp))
-
-        def loss_fn(out_: Tensor, t_: Tensor, xs: Tensor = xs) -> Tensor:
-            return exp.loss(out_, xs, t_)  # type: ignore[no-any-return]
-
-        loss = ddp_train_step(ddp, opt, loss_fn, ins, ys)
-        if sched is not None:
-            sched.step()
-        if check_sync_every and (step + 1) % check_sync_every == 0 and not params_in_sync(model):
-            raise RuntimeError(f"ranks diverged at step {step + 1}")
-        row: dict[str, Any] = {"step": step + 1, "loss": float(loss)}
-        if info.is_main and ((step + 1) % every == 0 or step + 1 == steps):
-            row.update(_evaluate(exp, model))
-            if step + 1 < steps:
-                tasks._checkpoint(
-                    ck_path,
-                    cfg,
-                    model,
-                    xb,
-                    opt,
-                    sched,
-                    None,
-                    step + 1,
-                    [*history, row],
-                    time.perf_counter() - t0,
-                )
-        history.append(row)
-    if not info.is_main:
-        dist.barrier()
-        return None
-    final: dict[str, Any] = {k: v for k, v in history[-1].items() if k != "step"}
-    if isinstance(opt, InSituOptimizer):
-        s = opt.ledger.summary()
-        final.update(
-            {
-                "rup": s.rup,
-                "nup": s.nup,
-                "ncell": s.ncell,
-                "pulses": s.pulses,
-                "written": s.written,
-                "cells": s.cells,
-            }
-        )
-        for row, r, n in zip(
-            history[1:], opt.ledger.rup().tolist(), opt.ledger.nup().tolist(), strict=False
-        ):
-            row["rup"], row["nup"] = r, n
-    final.update(
-        {
-            "task": cfg["task"],
-            "method": cfg["method"],
-            "steps": steps,
-            "world_size": info.world_size,
-            "wall_s": time.perf_counter() - t0,
-        }
+    exp = Experiment(cfg, get_task(cfg["task"]), device=info.device)
+    built = build(cfg, exp)
+    ddp = wrap(built.model, info)  # first, so that a resumed optimizer state lands on the device
+    step_fn = ddp_step(exp, ddp, built.optimizer, info, check_sync_every=check_sync_every)
+    final = train(
+        cfg,
+        out_dir,
+        exp,
+        built,
+        step_fn,
+        is_main=info.is_main,
+        extra={"world_size": info.world_size},
     )
-    tasks._write_history(out / "history.csv", history)
-    tasks._checkpoint(ck_path, cfg, model, xb, opt, sched, None, steps, history, final["wall_s"])
-    write_json(out / "metrics.json", final)
     dist.barrier()
     return final
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m eapu.distributed TASK [--method ...]`` under torchrun (flags as ``eapu run``)."""
-    from .tasks import RunConfig
+    from .experiments import FLAGS, RunConfig
 
     ap = argparse.ArgumentParser(
         prog="python -m eapu.distributed",
@@ -309,28 +264,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--backend", choices=["gloo", "nccl"], default=None)
     ap.add_argument("--check-sync-every", type=int, default=0)
-    for name, typ in (
-        ("method", str),
-        ("device", str),
-        ("seed", int),
-        ("steps", int),
-        ("batch-size", int),
-        ("lr", float),
-        ("eval-every", int),
-        ("sd-us", float),
-        ("rwg", float),
-        ("threshold-us", float),
-        ("model", str),
-        ("data", str),
-        ("data-dir", str),
-        ("optimizer", str),
-        ("schedule", str),
-        ("width", int),
-    ):
-        ap.add_argument(f"--{name}", type=typ, default=None)
+    for flag in FLAGS:
+        choices = flag.choices() if flag.choices is not None and not flag.path_suffix else None
+        ap.add_argument(
+            flag.name,
+            dest=flag.field,
+            type=flag.type,
+            choices=choices,
+            default=None,
+            help=flag.describe(),
+        )
     a = vars(ap.parse_args(argv))
     out, backend, every = a.pop("out"), a.pop("backend"), a.pop("check_sync_every")
-    a["rwg_per_us"] = a.pop("rwg")
     cfg = RunConfig(**{k: v for k, v in a.items() if v is not None})
     info = setup(backend)
     try:

@@ -100,13 +100,27 @@ def _names_from_state(names: list[str], state: dict[str, Tensor]) -> list[str]:
     return out
 
 
+#: Where an optimizer's ``state_dict`` keeps its ledger: `InSituOptimizer` under
+#: ``"insitu"``, the `eapu.algorithms` optimizers under ``"algorithm"``.
+LEDGER_KEYS = ("insitu", "algorithm")
+
+
+def _checkpoint_ledger(opt_state: dict[str, Any]) -> dict[str, Any] | None:
+    for key in LEDGER_KEYS:
+        own = opt_state.get(key)
+        if isinstance(own, dict) and "ledger" in own:
+            return own["ledger"]  # type: ignore[no-any-return]
+    return None
+
+
 def load_update_stats(source: Any, *, model: nn.Module | None = None) -> UpdateStats:
     """The update statistics of an `InSituOptimizer`, a `Ledger`, a ``checkpoint.pt`` or a
     run directory. Layer names come from ``model`` (with an optimizer) or from the
     checkpoint's model state (matched by shape), else the ledger's own labels."""
+    from .algorithms import TileAlgorithm
     from .optim import InSituOptimizer
 
-    if isinstance(source, InSituOptimizer):
+    if isinstance(source, (InSituOptimizer, TileAlgorithm)):
         led = source.ledger
         names = _ledger_names(led, model, source.analog_parameters())
         return UpdateStats(names, list(led.cells), led.table())
@@ -121,13 +135,12 @@ def load_update_stats(source: Any, *, model: nn.Module | None = None) -> UpdateS
             "InSituOptimizer or a Ledger"
         )
     ck = torch.load(path, weights_only=True, map_location="cpu")
-    insitu = ck.get("optimizer", {}).get("insitu")
-    if insitu is None:
+    saved = _checkpoint_ledger(ck.get("optimizer", {}))
+    if saved is None:
         method = ck.get("config", {}).get("method", "?")
         raise ValueError(f"{path} holds no ledger: method {method!r} does not train in situ")
-    led = insitu["ledger"]
-    names = _names_from_state(list(led["names"]), ck.get("model", {}))
-    return UpdateStats(names, list(led["cells"]), led["table"].to(torch.int64))
+    names = _names_from_state(list(saved["names"]), ck.get("model", {}))
+    return UpdateStats(names, list(saved["cells"]), saved["table"].to(torch.int64))
 
 
 # ------------------------------------------------------------------------ pulses per write
@@ -270,7 +283,7 @@ def write_update_stats(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if scheme is None and cfg.get("method"):
-        from .tasks import get_method
+        from .experiments import get_method
 
         scheme = get_method(cfg["method"]).scheme
     scheme = scheme or "memorial"

@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .experiments import FLAGS, RunConfig, flag_of, get_kind, get_task
 from .files import atomic_write
-from .tasks import RunConfig
 
 __all__ = [
     "SweepPoint",
@@ -52,18 +52,13 @@ __all__ = [
     "save_manifest",
 ]
 
-#: `eapu run` flag of each `RunConfig` field whose flag is not ``--field-name``.
-_FLAG_NAMES = {"rwg_per_us": "--rwg"}
 _CSV = "sweep.csv"
 _MANIFEST = "sweep.json"
 
 
-def _config_fields() -> list[str]:
-    return [f.name for f in dataclasses.fields(RunConfig)]
-
-
 def _grid_keys() -> list[str]:
-    return [k for k in _config_fields() if k not in ("task", "seed")]
+    """The keys a grid may sweep: every option of `FLAGS` but the seed (its own axis)."""
+    return [f.field for f in FLAGS if f.field != "seed"]
 
 
 # --------------------------------------------------------------------------------- the grid
@@ -197,7 +192,7 @@ def _init_worker() -> None:
 
 def _run_point(task: str, seed: int, settings: dict[str, Any], run_dir: str) -> dict[str, Any]:
     """One run, in a worker process (fault variants are registered there too)."""
-    from .tasks import run
+    from .experiments import run
 
     return run(RunConfig(task=task, seed=seed, **settings), run_dir)
 
@@ -398,9 +393,7 @@ def _mean_sd(xs: list[Any]) -> tuple[float, float]:
 
 
 def _default_metrics(rows: list[dict[str, Any]], task: str) -> list[str]:
-    from .tasks import get_task
-
-    prefer = ["accuracy"] if get_task(task).kind == "classify" else ["ssim"]
+    prefer = [get_kind(get_task(task).kind).metric]
     prefer += ["accuracy", "ssim", "psnr", "loss"]
     return [next((m for m in prefer if any(_is_number(r.get(m)) for r in rows)), "loss")]
 
@@ -538,21 +531,6 @@ def plot_sweep(
 
 
 # ------------------------------------------------------------------------- command lines
-def _flag(key: str) -> str:
-    return _FLAG_NAMES.get(key, "--" + key.replace("_", "-"))
-
-
-def _cli_flags() -> set[str] | None:
-    """Flags the installed ``eapu run`` accepts (None if the CLI cannot be imported)."""
-    try:
-        import inspect
-
-        from . import cli
-    except Exception:  # the CLI's own dependencies (typer) are optional for a sweep
-        return None
-    return {_flag(name) for name in inspect.signature(cli.run).parameters}
-
-
 def print_commands(
     task: str,
     base: dict[str, Any],
@@ -568,10 +546,10 @@ def print_commands(
     Every line carries the method, the seed, the run directory and every setting that
     differs from the `RunConfig` default, so lines run in any order on any machine; pipe
     them to GNU parallel (``eapu sweep ... --print | parallel -j 8``) or a scheduler, then
-    `collect`. A setting whose flag the installed ``eapu run`` lacks raises ``ValueError``.
+    `collect`. The flags come from `eapu.experiments.FLAGS`, the table ``eapu run`` is
+    built from.
     """
     defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
-    known = _cli_flags()
     fields = set(defaults)
     for p in plan(task, base, grid, out_dir, seeds=seeds):
         if skip_finished and _finished(p, task) is not None:
@@ -591,12 +569,6 @@ def print_commands(
                 continue
             if k in fields and k not in grid and v == defaults[k]:
                 continue
-            flag = _flag(k)
-            if known is not None and flag not in known:
-                raise ValueError(
-                    f"`{prog} run` has no {flag} flag (for {k}={v!r}); "
-                    f"it has {', '.join(sorted(known))}"
-                )
-            args += [flag, repr(v) if isinstance(v, float) else str(v)]
+            args += [flag_of(k), repr(v) if isinstance(v, float) else str(v)]
         args += ["--out", str(p.run_dir)]
         yield shlex.join(args)

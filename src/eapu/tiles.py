@@ -20,8 +20,10 @@ outputs.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +35,10 @@ from .ledger import FIELDS
 from .programming import CellState, get_scheme
 
 __all__ = ["MAPPINGS", "Block", "Crossbar", "Placement", "Tile", "characterized_sd"]
+
+# The read streams are seeded apart from the programming stream (and from each other).
+_READ_SEED_OFFSET = 0x5EAD_0001
+_EVAL_SEED_OFFSET = 0x5EAD_0002
 
 MAPPINGS = ("reference_column", "differential")
 
@@ -182,7 +188,11 @@ class Crossbar(nn.Module):
         array_size: (rows, cols) of one array.
         sd_us: SD(εcell) used as the default EaPU threshold; default: characterised.
         scheme_options: keyword options of the scheme (``tolerance_us``, ``max_pulses``).
-        seed: seeds the device-to-device draw and every later random device effect.
+        seed: seeds the crossbar's three generators: ``generator`` (device-to-device draw
+            and programming: write noise, relaxation, faults), ``read_generator`` (read noise
+            of training passes) and ``eval_generator`` (read noise while `evaluation` is
+            active). Reading never draws from the programming stream, and evaluating never
+            from training's, so how often a run is evaluated cannot change what it trains.
     """
 
     def __init__(
@@ -231,6 +241,9 @@ class Crossbar(nn.Module):
         self._sd_us = sd_us
         self.placement = Placement(rows, cols, mapping)
         self.generator = torch.Generator().manual_seed(seed)
+        self.read_generator = torch.Generator().manual_seed(seed + _READ_SEED_OFFSET)
+        self.eval_generator = torch.Generator().manual_seed(seed + _EVAL_SEED_OFFSET)
+        self._reading = self.read_generator
         self.ref_g_us: Tensor
         self.register_buffer("ref_g_us", torch.zeros(0))
         self.ref_params: CellParams | None = None
@@ -301,18 +314,44 @@ class Crossbar(nn.Module):
         )
         self.ref_load_pulses = int(res.pulses.sum()) + getattr(self, "ref_load_pulses", 0)
 
+    @property
+    def reading_generator(self) -> torch.Generator:
+        """The generator reads draw from now: ``eval_generator`` inside `evaluation`,
+        ``read_generator`` otherwise."""
+        return self._reading
+
+    @contextlib.contextmanager
+    def evaluation(self) -> Iterator[Crossbar]:
+        """Reads inside this block draw their noise from ``eval_generator``."""
+        before = self._reading
+        self._reading = self.eval_generator
+        try:
+            yield self
+        finally:
+            self._reading = before
+
     def read_reference(self) -> Tensor:
         """The reference cells as the periphery reads them (with read noise)."""
-        return read(self.ref_g_us, self.device_model, generator=self.generator)
+        return read(self.ref_g_us, self.device_model, generator=self.reading_generator)
 
     def get_extra_state(self) -> dict[str, Any]:
-        extra: dict[str, Any] = {"generator": self.generator.get_state()}
+        extra: dict[str, Any] = {
+            "generator": self.generator.get_state(),
+            "read_generator": self.read_generator.get_state(),
+            "eval_generator": self.eval_generator.get_state(),
+        }
         if self.ref_params is not None:
             extra["ref_params"] = self.ref_params.state_dict()
         return extra
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
+        # A checkpoint from before the split holds one generator: the read streams then
+        # keep their seeded state (the resumed run's reads differ from the old code's).
+        if "read_generator" in state:
+            self.read_generator.set_state(state["read_generator"])
+        if "eval_generator" in state:
+            self.eval_generator.set_state(state["eval_generator"])
         if "ref_params" in state:
             self.ref_params = CellParams.from_state_dict(state["ref_params"])
 
@@ -403,7 +442,7 @@ class Tile:
     def read(self) -> Tensor:
         """The weight as one VMM sees it: every cell read once with read noise."""
         xb = self.crossbar
-        g = read(self.state.g_us, xb.device_model, generator=xb.generator)
+        g = read(self.state.g_us, xb.device_model, generator=xb.reading_generator)
         if xb.mapping == "differential":
             return (g[0] - g[1]) * self.rwg_per_us
         return (g - self._g_ref(xb.read_reference())) * self.rwg_per_us

@@ -1,0 +1,145 @@
+"""Build a run's objects from its resolved config: network, crossbar, optimizer, schedule."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..algorithms import ALGORITHMS, HWANoise, get_algorithm, hwa_noise
+from ..devices import Device, get_device
+from ..models import get_model, model_info
+from ..nn import convert
+from ..optim import InSituOptimizer
+from ..tiles import Crossbar
+from .config import OPTIMIZERS
+from .experiment import Experiment
+from .registry import MethodInfo, get_method, get_task
+
+__all__ = ["Built", "build", "build_model", "load_run", "place", "run_device"]
+
+# The hardware-aware noise draws from its own stream.
+_HWA_SEED_OFFSET = 0x5EED
+
+
+@dataclass
+class Built:
+    """The objects of one run."""
+
+    model: nn.Module
+    crossbar: Crossbar | None
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    hwa: HWANoise | None
+
+
+def build_model(cfg: dict[str, Any], exp: Experiment) -> nn.Module:
+    """The task's network, sized to the data where its factory takes those arguments."""
+    task = get_task(cfg["task"])
+    kw: dict[str, Any] = dict(task.model_kw) if cfg["model"] == task.model else {}
+    kw.update(exp.kind.model_kw(exp))
+    if cfg["width"] is not None:
+        kw["width"] = cfg["width"]
+    factory = model_info(cfg["model"]).factory
+    cls = typing.get_type_hints(factory).get("return")
+    accepted = inspect.signature(cls).parameters if isinstance(cls, type) else kw
+    return get_model(
+        cfg["model"], seed=cfg["seed"], **{k: v for k, v in kw.items() if k in accepted}
+    )
+
+
+def run_device(cfg: dict[str, Any]) -> Device:
+    """The run's device model: the preset with the run's stuck-cell fractions."""
+    dev = get_device(cfg["device"])
+    if cfg["stuck_off"] or cfg["stuck_on"]:
+        dev = dataclasses.replace(
+            dev, stuck_off_fraction=cfg["stuck_off"], stuck_on_fraction=cfg["stuck_on"]
+        )
+    return dev
+
+
+def place(model: nn.Module, cfg: dict[str, Any], method: MethodInfo) -> Crossbar:
+    """Put the network on the run's crossbar (device, the method's scheme, Rwg, seed)."""
+    return convert(
+        model,
+        device=run_device(cfg),
+        scheme=method.scheme,
+        rwg_per_us=cfg["rwg_per_us"],
+        seed=cfg["seed"],
+    )
+
+
+def build(cfg: dict[str, Any], exp: Experiment) -> Built:
+    """Every object of the run ``cfg`` (resolved), fresh: nothing is loaded from disk except
+    the ``init_from`` weights."""
+    method = get_method(cfg["method"])
+    model = build_model(cfg, exp)
+    if cfg["init_from"]:  # transfer learning: start from another run's weights
+        path = Path(cfg["init_from"])
+        ck = torch.load(path / "checkpoint.pt" if path.is_dir() else path, weights_only=True)
+        model.load_state_dict(
+            {k: v for k, v in ck["model"].items() if not k.endswith("_extra_state")}
+        )
+    xb = place(model, cfg, method) if method.in_situ else None
+    model.to(exp.device)
+    base: Any
+    base, base_kw = OPTIMIZERS[cfg["optimizer"]]
+    opt: torch.optim.Optimizer
+    if method.algorithm is not None and method.algorithm in ALGORITHMS:
+        # built after convert: it places its own arrays
+        algo: Any = get_algorithm(method.algorithm)
+        opt = algo(model.parameters(), lr=cfg["lr"], base=base, seed=cfg["seed"], **base_kw)
+    elif method.rule is None:
+        opt = base(model.parameters(), lr=cfg["lr"], **base_kw)
+    else:
+        opt = InSituOptimizer(
+            model.parameters(),
+            base,
+            rule=method.rule,
+            sd_us=cfg["sd_us"],
+            rwg_per_us=cfg["rwg_per_us"],
+            threshold_us=cfg["threshold_us"],
+            seed=cfg["seed"],
+            lr=cfg["lr"],
+            **base_kw,
+        )
+    steps = cfg["steps"]
+    sched: Any = None
+    if cfg["schedule"] == "step":
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, [steps // 2, steps * 3 // 4], 0.1)
+    elif cfg["schedule"] == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    hwa = None
+    if method.algorithm == "hwa":
+        g = torch.Generator().manual_seed(cfg["seed"] + _HWA_SEED_OFFSET)
+        hwa = hwa_noise(model, cfg["sd_us"], cfg["rwg_per_us"], g)
+    return Built(model, xb, opt, sched, hwa)
+
+
+def load_run(run_dir: str | Path) -> tuple[nn.Module, Crossbar | None, Experiment, dict[str, Any]]:
+    """Rebuild a finished run's network (and crossbar) from its checkpoint."""
+    ck_path = Path(run_dir) / "checkpoint.pt"
+    if not ck_path.exists():
+        raise FileNotFoundError(f"no checkpoint.pt in {run_dir}; run the task first")
+    ck = torch.load(ck_path, weights_only=True)
+    cfg = ck["config"]
+    method = get_method(cfg["method"])
+    exp = Experiment(cfg, get_task(cfg["task"]))
+    model = build_model(cfg, exp)
+    xb = None
+    if method.level == "device":
+        xb = place(model, cfg, method)
+        if method.algorithm is not None and method.algorithm in ALGORITHMS:
+            # its extra arrays, placed as in the run
+            algo: Any = get_algorithm(method.algorithm)
+            algo(model.parameters(), lr=cfg["lr"])
+    model.load_state_dict(ck["model"])
+    if xb is not None and ck["crossbar"]:
+        xb.load_state_dict(ck["crossbar"])
+    return model, xb, exp, cfg

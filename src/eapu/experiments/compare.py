@@ -1,0 +1,105 @@
+"""Several methods on one task (`compare`), and a finished run after drift (`retention`)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..files import write_json
+from .build import load_run
+from .config import RunConfig
+from .registry import get_method
+from .runner import run
+
+__all__ = ["SPREAD_KEYS", "aggregate", "compare", "retention"]
+
+#: Metrics whose spread over seeds a multi-seed comparison reports as ``<key>_sd``.
+SPREAD_KEYS = ("ssim", "psnr", "accuracy", "rup", "nup", "ncell")
+
+
+def compare(
+    task: str,
+    methods: list[str],
+    out_dir: str | Path,
+    *,
+    seeds: list[int] | None = None,
+    progress: Callable[[str, int, int, dict[str, float]], None] | None = None,
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """Run ``task`` with each method and write ``compare.json`` (one row per method).
+
+    One seed (``options["seed"]``, default 0) runs into ``out_dir/<method>``. Several
+    ``seeds`` run into ``out_dir/<method>/seed=<s>``; a row then holds the mean over seeds of
+    every number and ``<key>_sd``, their standard deviation, for the main metrics.
+    """
+    for m in methods:
+        get_method(m)
+    if seeds is not None and (not seeds or "seed" in options):
+        raise ValueError(f"Invalid seeds: {seeds!r}; give a non-empty list, and no seed option")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for m in methods:
+        runs = []
+        for s in seeds or [options.get("seed", 0)]:
+            cb = None if progress is None else (lambda st, n, r, m=m: progress(m, st, n, r))
+            opts = {**options, "seed": s}
+            run_dir = out / m / f"seed={s}" if seeds else out / m
+            runs.append(run(RunConfig(task=task, method=m, **opts), run_dir, progress=cb))
+        rows.append({"method": m, **aggregate(runs)})
+    doc: dict[str, Any] = {"task": task, "methods": methods, "rows": rows}
+    if seeds:
+        doc["seeds"] = list(seeds)
+    write_json(out / "compare.json", doc)
+    return rows
+
+
+def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One run's metrics, or the mean (and SD of the main metrics) over several."""
+    first = {k: v for k, v in runs[0].items() if k != "method"}
+    if len(runs) == 1:
+        return first
+    out: dict[str, Any] = {}
+    for k, v in first.items():
+        vals: list[Any] = [r.get(k) for r in runs]
+        if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in vals):
+            out[k] = float(np.mean(vals))
+            if k in SPREAD_KEYS:
+                out[f"{k}_sd"] = float(np.std(vals, ddof=1))
+        else:
+            out[k] = v
+    out["seeds"] = len(runs)
+    return out
+
+
+def retention(
+    run_dir: str | Path, hours: list[float], *, drift: str = "rram", seed: int = 0
+) -> list[dict[str, Any]]:
+    """Evaluate a device-level run after its cells drift for each of ``hours``, without and
+    with compensation (mean offset for RRAM, global drift compensation for PCM)."""
+    from ..retention import HOUR_S, PcmDrift, RramDrift, apply_drift
+
+    model, xb, exp, cfg = load_run(run_dir)
+    if xb is None:
+        raise ValueError(f"{run_dir} is a {cfg['method']} run: retention needs a device-level run")
+    if drift not in ("rram", "pcm"):
+        raise ValueError(f"Invalid drift: {drift!r}; allowed: rram, pcm")
+    dmodel = RramDrift() if drift == "rram" else PcmDrift()
+    comps = ["none", "mean_offset" if drift == "rram" else "gdc"]
+    rows = []
+    for h in hours:
+        if not (isinstance(h, (int, float)) and math.isfinite(h) and h >= 0):
+            raise ValueError(f"Invalid hours: {h!r}; allowed: finite numbers >= 0")
+        row: dict[str, Any] = {"hours": h}
+        for comp in comps:
+            g = torch.Generator().manual_seed(seed)  # one trajectory for every time
+            with apply_drift(xb, h * HOUR_S, dmodel, generator=g, compensation=comp, network=model):
+                metrics, _ = exp.evaluate(model)
+            row.update({f"{k}_{comp}": v for k, v in metrics.items() if "baseline" not in k})
+        rows.append(row)
+    return rows

@@ -1,0 +1,270 @@
+"""`RunConfig`, everything a run depends on, and `FLAGS`, the one table of its options.
+
+The command line (`eapu.cli`), the sweeps (`eapu.sweep`: grid keys, printed command lines)
+and the DDP entry point (`eapu.distributed`) all derive their options from `FLAGS`, so an
+option is declared once: a `RunConfig` field and its `Flag` row beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .registry import get_method, get_task, list_methods, list_tasks
+
+__all__ = [
+    "FLAGS",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "Flag",
+    "RunConfig",
+    "flag_of",
+    "get_flag",
+]
+
+#: Base optimizers by name: the class and its fixed keywords (the learning rate is separate).
+OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
+    "adam": (torch.optim.Adam, {}),
+    "sgd": (torch.optim.SGD, {}),
+    "momentum": (torch.optim.SGD, {"momentum": 0.9}),
+}
+#: Learning-rate schedules over the run: StepLR (÷10 at 50 % and 75 %, the paper's CIFAR-10
+#: recipe) and cosine annealing (its CIFAR-100 recipe).
+SCHEDULES = ("none", "step", "cosine")
+#: Where the network runs.
+DEVICE_TYPES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run depends on; ``None`` fields take the task's default."""
+
+    task: str = "denoise"
+    method: str = "eapu+mp"
+    device: str = "taox_1t1r"
+    seed: int = 0
+    steps: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    eval_every: int | None = None
+    sd_us: float = 2.0
+    rwg_per_us: float = 1 / 80
+    threshold_us: float | None = None
+    model: str | None = None
+    data: str | None = None
+    data_dir: str | None = None
+    eval_samples: int = 512
+    optimizer: str = "adam"
+    schedule: str = "none"
+    width: int | None = None
+    stuck_off: float = 0.0
+    stuck_on: float = 0.0
+    anomaly_data: str | None = None
+    device_type: str = "cpu"
+    init_from: str | None = None
+
+    def __post_init__(self) -> None:
+        get_task(self.task)
+        get_method(self.method)
+        for name in ("steps", "batch_size", "eval_every"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise ValueError(f"Invalid {name}: {v!r}; allowed: an integer >= 1")
+        for name in ("lr", "sd_us", "rwg_per_us", "threshold_us"):
+            v = getattr(self, name)
+            if v is None and name in ("lr", "threshold_us"):
+                continue
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            if not ok or v < 0 or (v == 0 and name in ("lr", "rwg_per_us")):
+                low = "> 0" if name in ("lr", "rwg_per_us") else ">= 0"
+                raise ValueError(f"Invalid {name}: {v!r}; allowed: a finite number {low}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"Invalid seed: {self.seed!r}; allowed: an integer >= 0")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"Invalid optimizer: {self.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}"
+            )
+        if self.schedule not in SCHEDULES:
+            raise ValueError(
+                f"Invalid schedule: {self.schedule!r}; allowed: {', '.join(SCHEDULES)}"
+            )
+        for name in ("stuck_off", "stuck_on"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 1:
+                raise ValueError(f"Invalid {name}: {v!r}; allowed: a fraction in [0, 1]")
+        if self.stuck_off + self.stuck_on > 1:
+            raise ValueError(
+                f"Invalid stuck_off + stuck_on: {self.stuck_off + self.stuck_on}; allowed: <= 1"
+            )
+        if (self.stuck_off or self.stuck_on) and get_method(self.method).level != "device":
+            raise ValueError(
+                f"stuck_off / stuck_on need a device-level method, not {self.method!r}"
+            )
+        if self.device_type not in DEVICE_TYPES:
+            raise ValueError(
+                f"Invalid device_type: {self.device_type!r}; allowed: {', '.join(DEVICE_TYPES)}"
+            )
+        if self.width is not None and (not isinstance(self.width, int) or self.width < 1):
+            raise ValueError(f"Invalid width: {self.width!r}; allowed: None or an integer >= 1")
+
+    def resolved(self) -> dict[str, Any]:
+        """The config with the task's defaults filled in (what ``config.json`` records)."""
+        t = get_task(self.task)
+        d = dataclasses.asdict(self)
+        for k in ("steps", "batch_size", "lr", "eval_every", "model", "data", "anomaly_data"):
+            if d[k] is None:
+                d[k] = getattr(t, k)
+        return d
+
+
+# ------------------------------------------------------------------------------- the flags
+def _devices() -> list[str]:
+    from ..devices import list_devices
+
+    return list_devices()
+
+
+def _models() -> list[str]:
+    from ..models import list_models
+
+    return list_models()
+
+
+def _datasets() -> list[str]:
+    from ..data import list_datasets
+
+    return list_datasets()
+
+
+def _task_default(attr: str) -> str:
+    """The built-in tasks' defaults of ``attr``, as a help text says them."""
+    vals = {name: getattr(get_task(name), attr) for name in list_tasks()}
+    if len(set(map(str, vals.values()))) == 1:
+        return f"the task's: {next(iter(vals.values()))} for every task"
+    return "the task's: " + ", ".join(f"{k} {v}" for k, v in vals.items())
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One option of a run: a `RunConfig` field as the command line spells it.
+
+    ``choices`` lists the values the parser accepts (a registry's names); ``path_suffix``
+    lets it accept a file of that suffix as well (a device file). ``default_help`` says
+    what the field's ``None`` default means, for ``--help``.
+    """
+
+    field: str
+    help: str
+    flag: str = ""
+    choices: Callable[[], list[str]] | None = None
+    path_suffix: str | None = None
+    default_help: Callable[[], str] | None = None
+
+    @property
+    def name(self) -> str:
+        """The command-line name, ``--batch-size`` for ``batch_size`` unless given."""
+        return self.flag or "--" + self.field.replace("_", "-")
+
+    @property
+    def type(self) -> Any:
+        """The field's type without ``None`` (``int``, ``float`` or ``str``)."""
+        hint = typing.get_type_hints(RunConfig)[self.field]
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return args[0] if args else hint
+
+    @property
+    def default(self) -> Any:
+        """The `RunConfig` default."""
+        return next(f.default for f in dataclasses.fields(RunConfig) if f.name == self.field)
+
+    def describe(self) -> str:
+        """The help text with the true default."""
+        if self.default is None:
+            said = self.default_help() if self.default_help is not None else "none"
+        elif self.field == "rwg_per_us":
+            said = "1/80"
+        else:
+            said = str(self.default)
+        return f"{self.help} (default: {said})"
+
+
+#: Every option of a run, in the order ``--help`` lists them (``task`` is an argument).
+FLAGS: tuple[Flag, ...] = (
+    Flag("method", "how the weights are written (eapu list methods)", choices=list_methods),
+    Flag(
+        "device",
+        "device preset (eapu list devices) or a device file *.toml",
+        choices=_devices,
+        path_suffix=".toml",
+    ),
+    Flag("seed", "seed of everything random"),
+    Flag("steps", "mini-batches", default_help=lambda: _task_default("steps")),
+    Flag("batch_size", "mini-batch size", default_help=lambda: _task_default("batch_size")),
+    Flag("lr", "learning rate of the base optimizer", default_help=lambda: _task_default("lr")),
+    Flag(
+        "eval_every",
+        "evaluate every N mini-batches",
+        default_help=lambda: _task_default("eval_every"),
+    ),
+    Flag("sd_us", "SD of εcell in µS (weight-level methods)"),
+    Flag("rwg_per_us", "Rwg in µS⁻¹", flag="--rwg"),
+    Flag(
+        "threshold_us",
+        "EaPU threshold in µS",
+        default_help=lambda: "SD of εcell of the device and scheme, sd_us at weight level",
+    ),
+    Flag(
+        "model",
+        "network (eapu list models)",
+        choices=_models,
+        default_help=lambda: _task_default("model"),
+    ),
+    Flag(
+        "data",
+        "data set (eapu list datasets)",
+        choices=_datasets,
+        default_help=lambda: _task_default("data"),
+    ),
+    Flag("data_dir", "directory of a data set on disk", default_help=lambda: "embedded data"),
+    Flag("optimizer", "base optimizer", choices=lambda: list(OPTIMIZERS)),
+    Flag("schedule", "learning-rate schedule", choices=lambda: list(SCHEDULES)),
+    Flag("width", "channel width of the network (ResNets)", default_help=lambda: "the model's"),
+    Flag("eval_samples", "test samples per evaluation"),
+    Flag("stuck_off", "fraction of cells stuck at g_min"),
+    Flag("stuck_on", "fraction of cells stuck at g_max"),
+    Flag(
+        "anomaly_data",
+        "anomaly task: the data set of anomalies",
+        choices=_datasets,
+        default_help=lambda: "photos",
+    ),
+    Flag(
+        "device_type",
+        "where the network runs (tiles stay on cpu)",
+        choices=lambda: list(DEVICE_TYPES),
+    ),
+    Flag(
+        "init_from",
+        "start from the weights of this run directory (transfer)",
+        default_help=lambda: "the model's initialisation",
+    ),
+)
+
+
+def get_flag(field: str) -> Flag:
+    """The `Flag` of a `RunConfig` field."""
+    for f in FLAGS:
+        if f.field == field:
+            return f
+    raise ValueError(f"unknown option {field!r}; available: {', '.join(f.field for f in FLAGS)}")
+
+
+def flag_of(field: str) -> str:
+    """The command-line name of a `RunConfig` field (``rwg_per_us`` -> ``--rwg``)."""
+    return get_flag(field).name

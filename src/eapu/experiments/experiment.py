@@ -1,0 +1,105 @@
+"""`Experiment`: the data of one task, its mini-batch of each step, and its evaluation."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..data import ImageDataset, get_dataset
+from ..nn import crossbar_of
+from .kinds import Metrics, Samples, TaskKind, get_kind
+from .registry import TaskInfo
+
+__all__ = ["EVAL_KEY", "Experiment", "input_key"]
+
+#: Seeds the one fixed corruption of the test set.
+EVAL_KEY = 123_456_789
+
+
+def input_key(seed: int, step: int) -> int:
+    """Seeds the corruption of the training batch of ``step``."""
+    return seed * 7_919 + step
+
+
+class Experiment:
+    """Data, corruption, loss and evaluation of one task, deterministic by step.
+
+    Args:
+        cfg: a resolved config (`RunConfig.resolved`).
+        task: the task.
+        device: where batches go (default: the config's ``device_type``).
+    """
+
+    def __init__(
+        self, cfg: dict[str, Any], task: TaskInfo, *, device: torch.device | None = None
+    ) -> None:
+        self.cfg, self.task = cfg, task
+        self.kind: TaskKind = get_kind(task.kind)
+        if device is None:
+            if cfg["device_type"] == "cuda" and not torch.cuda.is_available():
+                raise ValueError("Invalid device_type: 'cuda'; CUDA is not available here")
+            device = torch.device(cfg["device_type"])
+        self.device = device
+        kw = dict(task.data_kw) if cfg["data"] == task.data else {}
+        if cfg["data"] == "imagefolder":  # tasks index tensors: load the folder into memory
+            kw["in_memory"] = True
+        self.train = self._load("train", kw)
+        self.test = self._load("test", kw)
+        n = min(cfg["eval_samples"], len(self.test.images))
+        self.test_x = self.test.images[:n]
+        self.test_y = self.test.labels[:n]
+        self.anomalies: Tensor | None = None
+        if self.kind.prepare is not None:
+            self.kind.prepare(self)
+
+    def _load(self, split: str, kw: dict[str, Any]) -> ImageDataset:
+        ds = get_dataset(self.cfg["data"], data_dir=self.cfg["data_dir"], split=split, **kw)
+        if not isinstance(ds, ImageDataset):
+            raise ValueError(
+                f"Invalid data: {self.cfg['data']!r} gives a {type(ds).__name__}; "
+                "tasks need an ImageDataset"
+            )
+        return ds
+
+    def batch(self, step: int) -> tuple[Tensor, Tensor]:
+        """The mini-batch of ``step``: epochs are seeded permutations, so resume is exact."""
+        n, bs = len(self.train.images), self.cfg["batch_size"]
+        per_epoch = max(n // bs, 1)
+        epoch, k = divmod(step, per_epoch)
+        g = torch.Generator().manual_seed(self.cfg["seed"] * 1_000_003 + epoch)
+        idx = torch.randperm(n, generator=g)[k * bs : (k + 1) * bs]
+        return self.train.images[idx].to(self.device), self.train.labels[idx].to(self.device)
+
+    def inputs(self, x: Tensor, key: int) -> Tensor:
+        """The network's input for the clean batch ``x`` (noise seeded by ``key``)."""
+        return self.kind.inputs(self.task, x, key)
+
+    def loss(self, out: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        """The task's loss of output ``out`` for the clean batch ``x`` and labels ``y``."""
+        return self.kind.loss(out, x, y)
+
+    def forward(self, model: nn.Module, x: Tensor) -> Tensor:
+        """``model(x)`` in chunks of 256 on the experiment's device, back on the CPU."""
+        return torch.cat(
+            [model(x[i : i + 256].to(self.device)).cpu() for i in range(0, len(x), 256)]
+        )
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module) -> tuple[Metrics, Samples]:
+        """Metrics (and sample images) of ``model`` on the test set.
+
+        A crossbar's reads here draw from its evaluation stream, never from the streams of
+        training (`eapu.tiles.Crossbar.evaluation`): how often a run is evaluated does not
+        change what it trains.
+        """
+        xb = crossbar_of(model)
+        ctx = xb.evaluation() if xb is not None else contextlib.nullcontext()
+        with ctx:
+            model.eval()
+            inp = self.inputs(self.test_x, key=EVAL_KEY)  # one fixed corruption of the test set
+            out = self.forward(model, inp)
+            model.train()
+            return self.kind.evaluate(self, model, inp, out)

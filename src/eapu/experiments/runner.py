@@ -1,0 +1,282 @@
+"""The one training loop: `train` over a step function, used by `run` (one process) and by
+`eapu.distributed.train_ddp` (every rank of a process group) alike.
+
+A run directory holds ``config.json``, ``history.csv``, ``metrics.json``, ``energy.json``,
+``checkpoint.pt`` and, where they apply, ``samples.npz`` and ``placement.txt``. Only the
+main process writes it; every file is written atomically (`eapu.files`), the final
+checkpoint before ``metrics.json``, so a directory with ``metrics.json`` is finished. A run
+whose directory holds a checkpoint of the same config resumes from it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..algorithms import TileAlgorithm
+from ..files import atomic_write, write_json
+from ..nn import crossbar_of
+from ..optim import InSituOptimizer
+from .accounting import accounting, energy_figures
+from .build import Built, build, place
+from .config import RunConfig
+from .experiment import Experiment, input_key
+from .registry import get_method, get_task
+
+__all__ = [
+    "StepFn",
+    "load_checkpoint",
+    "local_step",
+    "run",
+    "save_checkpoint",
+    "train",
+    "write_history",
+]
+
+#: ``step_fn(step, x, y, inputs) -> loss``: one optimizer step on the clean batch ``x``, its
+#: labels ``y`` and the network's ``inputs``; returns the (global mean) loss.
+StepFn = Callable[[int, Tensor, Tensor, Tensor], float]
+#: ``progress(step, steps, row)`` after every step.
+Progress = Callable[[int, int, dict[str, float]], None]
+
+
+def local_step(exp: Experiment, built: Built) -> StepFn:
+    """The step of a single-process run: forward, loss, backward, optimizer step."""
+    model, opt = built.model, built.optimizer
+
+    def step_fn(step: int, x: Tensor, y: Tensor, inp: Tensor) -> float:
+        opt.zero_grad()
+        loss = exp.loss(model(inp), x, y)
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    return step_fn
+
+
+def run(
+    config: RunConfig,
+    out_dir: str | Path,
+    *,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Train ``config`` and write the run directory ``out_dir``; returns the final metrics.
+
+    If ``out_dir`` holds a checkpoint of the same config, the run resumes from it; a
+    finished run is not trained again.
+    """
+    cfg = config.resolved()
+    torch.manual_seed(cfg["seed"])  # layers initialised outside get_model's seed, if any
+    exp = Experiment(cfg, get_task(cfg["task"]))
+    built = build(cfg, exp)
+    final = train(cfg, out_dir, exp, built, local_step(exp, built), progress=progress)
+    assert final is not None
+    return final
+
+
+def train(
+    cfg: dict[str, Any],
+    out_dir: str | Path,
+    exp: Experiment,
+    built: Built,
+    step_fn: StepFn,
+    *,
+    is_main: bool = True,
+    progress: Progress | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any] | None:
+    """Resume or start the run ``cfg`` (resolved) in ``out_dir``, train it step by step
+    with ``step_fn``, evaluate, and (the main process only) write the run directory.
+
+    Args:
+        cfg: the resolved config.
+        out_dir: the run directory.
+        exp: the experiment (data, evaluation).
+        built: the run's objects (`build`), before any checkpoint is loaded.
+        step_fn: takes one optimizer step (`local_step`, or a data-parallel step).
+        is_main: this process evaluates and writes (rank 0 of a process group).
+        progress: called after every step.
+        extra: more entries for ``metrics.json`` (e.g. the world size).
+
+    Returns:
+        The final metrics on the main process, None on the others.
+    """
+    method = get_method(cfg["method"])
+    out = Path(out_dir)
+    ck_path = out / "checkpoint.pt"
+    model, opt, sched = built.model, built.optimizer, built.scheduler
+    start, history, wall = load_checkpoint(ck_path, cfg, built)
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "config.json", cfg)
+        if built.crossbar is not None:
+            text = built.crossbar.placement.render() + "\n"
+            atomic_write(out / "placement.txt", text.encode())
+
+    t0 = time.perf_counter() - wall
+    steps, every = cfg["steps"], cfg["eval_every"]
+    samples: dict[str, np.ndarray] = {}
+    if start == 0 and is_main:  # the untrained network (as programmed): where curves start
+        history.append({"step": 0, **exp.evaluate(model)[0]})
+    for step in range(start, steps):
+        x, y = exp.batch(step)
+        inp = exp.inputs(x, key=input_key(cfg["seed"], step))
+        loss = step_fn(step, x, y, inp)
+        if sched is not None:
+            sched.step()
+        row: dict[str, Any] = {"step": step + 1, "loss": loss}
+        if is_main and ((step + 1) % every == 0 or step + 1 == steps):
+            metrics, samples = exp.evaluate(model)
+            row.update(metrics)
+            if step + 1 < steps:
+                wall = time.perf_counter() - t0
+                save_checkpoint(ck_path, cfg, built, step + 1, [*history, row], wall)
+        history.append(row)
+        if progress is not None:
+            progress(step + 1, steps, row)
+    if not is_main:
+        return None
+
+    final: dict[str, Any] = {k: v for k, v in history[-1].items() if k != "step"}
+    xb = built.crossbar
+    if method.programmed_once:  # ex-situ, hwa: program the trained weights once, evaluate
+        if built.hwa is not None:
+            built.hwa.remove()
+        xb = place(model, cfg, method)
+        metrics, samples = exp.evaluate(model)
+        final.update(metrics)
+        final.update(
+            {
+                "pulses": sum(int(t.load_record[1]) for t in xb.tiles),
+                "cells": xb.cells,
+                "rup": 0.0,
+                "nup": 0.0,
+                "ncell": 0.0,
+            }
+        )
+    ledger = opt.ledger if isinstance(opt, (InSituOptimizer, TileAlgorithm)) else None
+    summary = ledger.summary() if ledger is not None else None
+    if ledger is not None and summary is not None:
+        final.update(
+            {
+                "rup": summary.rup,
+                "nup": summary.nup,
+                "ncell": summary.ncell,
+                "pulses": summary.pulses,
+                "written": summary.written,
+                "reads": summary.reads,
+                "failed": summary.failed,
+                "cells": summary.cells,
+            }
+        )
+        rup, nup = ledger.rup().tolist(), ledger.nup().tolist()
+        for row, r, n in zip(history[1:], rup, nup, strict=True):
+            row["rup"], row["nup"] = r, n
+    if xb is not None and method.in_situ:
+        final["load_pulses"] = sum(int(t.load_record[1]) for t in xb.tiles)
+    xb = crossbar_of(model)
+    load = int(final.get("load_pulses", final.get("pulses", 0)))
+    acc = accounting(model, xb, exp.test_x[:1].to(exp.device), cfg, summary, load)
+    write_json(out / "energy.json", acc)
+    for node in ("180nm", "16nm"):
+        fig = energy_figures(acc, node)
+        if "training" in fig:
+            final[f"train_energy_uj_{node}"] = fig["training"]["total"] * 1e6
+            final[f"update_energy_uj_{node}"] = (
+                fig["training"]["programming"] + fig["training"]["verify"]
+            ) * 1e6
+        if "inference" in fig:
+            final[f"infer_energy_nj_{node}"] = fig["inference"]["total"] * 1e9
+    if "endurance" in acc:
+        final["max_writes_per_cell"] = acc["endurance"]["max_writes"]
+    final.update(
+        {
+            "task": cfg["task"],
+            "method": cfg["method"],
+            "steps": steps,
+            **(extra or {}),
+            "wall_s": time.perf_counter() - t0,
+        }
+    )
+    write_history(out / "history.csv", history)
+    if samples:
+        buf = io.BytesIO()
+        np.savez(buf, **samples)  # type: ignore[arg-type]
+        atomic_write(out / "samples.npz", buf.getvalue())
+    built = Built(model, xb, opt, sched, built.hwa)
+    save_checkpoint(ck_path, cfg, built, steps, history, final["wall_s"])
+    write_json(out / "metrics.json", final)  # last: the run is finished
+    return final
+
+
+# ------------------------------------------------------------------------------ checkpoints
+def load_checkpoint(
+    path: Path, cfg: dict[str, Any], built: Built
+) -> tuple[int, list[dict[str, Any]], float]:
+    """Load a run's checkpoint into its objects; (step, history, wall seconds) to go on from.
+
+    A missing checkpoint means a fresh start; one written by another config is refused.
+    """
+    if not path.exists():
+        return 0, [], 0.0
+    ck = torch.load(path, weights_only=True)
+    if ck["config"] != json.loads(json.dumps(cfg)):
+        raise ValueError(f"{path} was written by another config; use another --out")
+    built.model.load_state_dict(ck["model"])
+    if built.crossbar is not None:
+        built.crossbar.load_state_dict(ck["crossbar"])
+    built.optimizer.load_state_dict(ck["optimizer"])
+    if built.scheduler is not None:
+        built.scheduler.load_state_dict(ck["scheduler"])
+    if built.hwa is not None:
+        built.hwa.load_state_dict(ck["hwa"])
+    return ck["step"], ck["history"], ck["wall_s"]
+
+
+def save_checkpoint(
+    path: Path,
+    cfg: dict[str, Any],
+    built: Built,
+    step: int,
+    history: list[dict[str, Any]],
+    wall: float,
+) -> None:
+    """Write ``checkpoint.pt``: config, step, model, crossbar, optimizer, scheduler, hwa
+    noise, history and wall seconds (loadable with ``weights_only=True``)."""
+    buf = io.BytesIO()
+    torch.save(
+        {
+            "config": json.loads(json.dumps(cfg)),
+            "step": step,
+            "model": built.model.state_dict(),
+            "crossbar": built.crossbar.state_dict() if built.crossbar is not None else {},
+            "optimizer": built.optimizer.state_dict(),
+            "scheduler": built.scheduler.state_dict() if built.scheduler is not None else {},
+            "hwa": built.hwa.state_dict() if built.hwa is not None else {},
+            "history": history,
+            "wall_s": wall,
+        },
+        buf,
+    )
+    atomic_write(path, buf.getvalue())
+
+
+def write_history(path: Path, history: list[dict[str, Any]]) -> None:
+    """``history.csv``: one row per step, the evaluated ones with their metrics."""
+    cols = ["step", "loss", "rup", "nup"]
+    for row in history:
+        cols += [k for k in row if k not in cols]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, restval="")
+    w.writeheader()
+    w.writerows(history)
+    atomic_write(path, buf.getvalue().encode())
