@@ -260,7 +260,7 @@ BAD: list[tuple[dict[str, Any], type[Exception], str]] = [
     ({"base": NotAnOptimizer}, TypeError, r"Invalid base: .*NotAnOptimizer.*Optimizer subclass"),
     ({"base": torch.optim.Adam([nn.Parameter(torch.zeros(1))])}, TypeError, r"Invalid base"),
     ({"analog": 3}, TypeError, r"Invalid analog: 3; allowed: a callable"),
-    ({"seed": -1}, ValueError, r"Invalid seed: -1; allowed: an integer >= 0"),
+    ({"seed": -1}, ValueError, r"Invalid seed: -1; allowed: None or an integer >= 0"),
     ({"lr": -1.0}, ValueError, r"Invalid learning rate"),  # the base's own check
 ]
 
@@ -350,3 +350,56 @@ def test_a_base_that_replaces_parameter_data_is_followed() -> None:
     train(m, opt, range(3))
     for a, b in zip(params(ref), params(m), strict=True):
         assert torch.equal(a, b)
+
+
+def test_lbfgs_base_gets_the_closure_and_matches_torch_when_writes_are_exact() -> None:
+    """InSituOptimizer(base=LBFGS): the closure reaches the base; with the exact rule and no
+    write noise the in-situ step is torch's LBFGS step."""
+    torch.manual_seed(0)
+    x, y = torch.randn(32, 4, dtype=torch.float64), torch.randn(32, 2, dtype=torch.float64)
+    ref = torch.nn.Linear(4, 2).double()
+    net = torch.nn.Linear(4, 2).double()
+    net.load_state_dict(ref.state_dict())
+    opts = [
+        torch.optim.LBFGS(ref.parameters(), lr=0.5, max_iter=5),
+        InSituOptimizer(
+            net.parameters(), torch.optim.LBFGS, rule="exact", sd_us=0.0, lr=0.5, max_iter=5
+        ),
+    ]
+    for model, opt in zip((ref, net), opts, strict=True):
+        for _ in range(3):
+
+            def closure(model: torch.nn.Module = model, opt: Any = opt) -> torch.Tensor:
+                opt.zero_grad()
+                loss = (model(x) - y).pow(2).mean()
+                loss.backward()
+                return loss
+
+            loss = opt.step(closure)
+            assert torch.is_tensor(loss)
+    for a, b in zip(ref.parameters(), net.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    assert opts[1].ledger.summary().written > 0
+
+
+@pytest.mark.parametrize("cls", [AdamEaPU, SGDEaPU, AdamNoise, SGDNoise])
+def test_the_default_seed_follows_torch_manual_seed(cls: type) -> None:
+    """No seed: drawn from torch's global generator (manual_seed governs, runs differ
+    otherwise); seed= pins it."""
+    w = torch.nn.Parameter(torch.zeros(4, 4))
+    torch.manual_seed(5)
+    a = cls([w], lr=0.1).seed
+    torch.manual_seed(5)
+    b = cls([w], lr=0.1).seed
+    c = cls([w], lr=0.1).seed
+    assert a == b != c
+    assert cls([w], lr=0.1, seed=7).seed == 7
+    assert cls([w], lr=0.1, seed=7).state_dict()["insitu"]["seed"] == 7
+
+
+def test_named_optimizers_are_documented_classes() -> None:
+    for cls in (AdamEaPU, SGDEaPU, AdamNoise, SGDNoise):
+        assert cls.__name__ in repr(cls) and issubclass(cls, InSituOptimizer)
+        doc = cls.__doc__ or ""
+        assert "lr:" in doc and "seed:" in doc and "default" in doc
+    assert "formula 4" in (AdamEaPU.__doc__ or "")

@@ -45,7 +45,7 @@ per cell of each transferred line of A.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +53,8 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from .ledger import FIELDS, Ledger
+from .ledger import FIELDS
+from .optim import InSituBase, default_seed
 from .programming import get_scheme
 from .registry import Registry
 from .tiles import Tile, matrix_shape
@@ -152,13 +153,22 @@ def _line_index(tile: Tile) -> Tensor:
 
 
 # ------------------------------------------------------------------------- the shared base
-class TileAlgorithm(Optimizer):
+class TileAlgorithm(InSituBase):
     """A base optimizer proposes ΔW; subclasses decide how tile-backed parameters change.
 
-    Shares ``param_groups`` and ``state`` with the base optimizer (LR schedulers work), keeps
-    ``self.ledger`` and ``self.generator``; see the module docstring for the contract.
+    The skeleton is `eapu.optim.InSituBase`'s, the same as `InSituOptimizer`'s: shared
+    ``param_groups`` and ``state`` (LR schedulers work), ``self.ledger``, the closure passed
+    to a base that needs it, the optimizer's own state under ``state_dict()["algorithm"]``.
+    It adds ``self.generator`` (CPU, seeded by ``seed``; None draws the seed from torch's
+    global generator) and one slot of algorithm state per analog parameter; see the module
+    docstring for the contract.
+
+    Subclasses implement ``_slot(p)`` (create or return the slot), ``_update(p, dw, group)``
+    (write ΔW, or None when ``p`` had no gradient; return the ledger row), ``_slot_state``
+    and ``_load_slot_state``, and may override ``_cells(p)``.
     """
 
+    STATE_KEY = "algorithm"
     _OWN_KEYS: tuple[str, ...] = ()
 
     def __init__(
@@ -166,58 +176,34 @@ class TileAlgorithm(Optimizer):
         params: Iterable[Tensor] | Iterable[dict[str, Any]],
         base: type[Optimizer],
         *,
-        seed: int,
+        seed: int | None,
         defaults: dict[str, Any],
         base_kwargs: dict[str, Any],
     ) -> None:
-        if not (isinstance(base, type) and issubclass(base, Optimizer)):
-            raise TypeError(f"Invalid base: {base!r}; allowed: a torch.optim.Optimizer subclass")
-        _int_at_least("seed", seed, 0)
-        params = list(params)  # type: ignore[assignment]
-        if not params:
-            raise ValueError("Invalid params: the parameter list is empty; give at least one")
-        self._base: Optimizer | None = None
-        self._seed = seed
+        seed = default_seed(seed)
         self.generator = torch.Generator().manual_seed(seed)
-        self.ledger = Ledger()
-        self._layout: list[int] | None = None
         self._steps = 0
         self._slots: dict[int, dict[str, Any]] = {}  # id(param) -> algorithm state
-        super().__init__(params, defaults)
-        self._base = base(self.param_groups, **base_kwargs)
-        # One list of groups and one state for both: schedulers see what the base uses.
-        self.param_groups = self._base.param_groups
-        self.state = self._base.state
-        self.defaults = {**self._base.defaults, **self.defaults}
+        super().__init__(params, base, defaults=defaults, base_kwargs=base_kwargs, seed=seed)
         for p in self.analog_parameters():
             self._slot(p)
 
+    def _own_keys(self) -> tuple[str, ...]:
+        return self._OWN_KEYS
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        if self._base is None:
-            super().add_param_group(param_group)
-            return
-        for key in self._OWN_KEYS:
-            param_group.setdefault(key, self.defaults[key])
-        self._base.add_param_group(param_group)
-        for p in param_group["params"]:
-            if getattr(p, "eapu_tile", None) is not None:
-                self._slot(p)
-        self._layout = None
+        super().add_param_group(param_group)
+        if self._base is not None:
+            for p in param_group["params"]:
+                if getattr(p, "eapu_tile", None) is not None:
+                    self._slot(p)
 
-    @property
-    def base(self) -> Optimizer:
-        """The wrapped optimizer that proposes ΔW."""
-        assert self._base is not None
-        return self._base
+    def is_analog(self, p: Tensor, group: dict[str, Any]) -> bool:
+        """Tile-backed parameters are analog; every other one is updated digitally."""
+        return getattr(p, "eapu_tile", None) is not None
 
-    def analog_parameters(self) -> list[Tensor]:
-        """The tile-backed parameters, in the order the ledger records them."""
-        return [
-            p
-            for g in self.param_groups
-            for p in g["params"]
-            if getattr(p, "eapu_tile", None) is not None
-        ]
+    def cells_of(self, p: Tensor) -> int:
+        return self._cells(p)
 
     def _group_of(self, p: Tensor) -> dict[str, Any]:
         return next(g for g in self.param_groups if any(q is p for q in g["params"]))
@@ -239,34 +225,22 @@ class TileAlgorithm(Optimizer):
         raise NotImplementedError
 
     # -- the step
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
-        """Take one step; returns the closure's loss if a closure was given."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        analog = self.analog_parameters()
-        if self._layout != [id(p) for p in analog]:
-            self.ledger.set_layout(
-                [f"param{i}:{tuple(p.shape)}" for i, p in enumerate(analog)],
-                [self._cells(p) for p in analog],
-            )
-            self._layout = [id(p) for p in analog]
-        with_grad = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
+    def _apply(
+        self, work: list[tuple[dict[str, Any], Tensor]], digital: list[Tensor], propose: Any
+    ) -> dict[int, Any]:
+        with_grad = [p for _, p in work] + digital
         bad: dict[int, Tensor] = {}
         for p in with_grad:
-            if p.grad.is_sparse:
-                raise RuntimeError("in-situ algorithms do not support sparse gradients")
+            assert p.grad is not None
             mask = ~p.grad.isfinite()
             if bool(mask.any()):  # such a cell keeps its value, counted as skipped if analog
                 p.grad.masked_fill_(mask, 0)
                 bad[id(p)] = mask
         olds = {id(p): p.clone() for p in with_grad}
-        self.base.step()
+        propose()
         self._steps += 1
-        rows = []
-        for p in analog:
+        rows: dict[int, Any] = {}
+        for p in self.analog_parameters():
             dw, skipped = None, 0
             if id(p) in olds:
                 old = olds[id(p)]
@@ -279,39 +253,26 @@ class TileAlgorithm(Optimizer):
                 p.copy_(old)
             row = self._update(p, dw, self._group_of(p))
             row[_S] += skipped
-            rows.append(row)
-        for p in with_grad:  # digital cells with a non-finite gradient or proposal stay put
-            if getattr(p, "eapu_tile", None) is None:
-                keep = ~p.isfinite()
-                if id(p) in bad:
-                    keep |= bad[id(p)]
-                if bool(keep.any()):
-                    torch.where(keep, olds[id(p)], p, out=p)
-        if analog:
-            self.ledger.record(torch.stack(rows).to(analog[0].device))
-        return loss
+            rows[id(p)] = row
+        for p in digital:  # digital cells with a non-finite gradient or proposal stay put
+            keep = ~p.isfinite()
+            if id(p) in bad:
+                keep |= bad[id(p)]
+            if bool(keep.any()):
+                torch.where(keep, olds[id(p)], p, out=p)
+        return rows
 
     # -- state_dict
-    def state_dict(self) -> dict[str, Any]:
-        sd = self.base.state_dict()
-        sd["algorithm"] = {
+    def _own_state(self) -> dict[str, Any]:
+        return {
             "seed": self._seed,
             "generator": self.generator.get_state(),
             "steps": self._steps,
             "ledger": self.ledger.state_dict(),
             "slots": [self._slot_state(self._slots[id(p)]) for p in self.analog_parameters()],
         }
-        return sd
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        state_dict = dict(state_dict)
-        algo = state_dict.pop("algorithm", None)
-        self.base.load_state_dict(state_dict)
-        self.param_groups = self.base.param_groups
-        self.state = self.base.state
-        self._layout = None
-        if algo is None:
-            return
+    def _load_own_state(self, algo: dict[str, Any]) -> None:
         analog = self.analog_parameters()
         if len(algo["slots"]) != len(analog):
             raise ValueError(
@@ -355,7 +316,7 @@ class MixedPrecision(TileAlgorithm):
         max_pulses: at most this many steps of ε per cell and step (the rest stays in χ).
         base: the optimizer that proposes ΔW (default ``torch.optim.SGD``).
         seed: seeds the optimizer's generator (unused by this deterministic rule, kept for a
-            uniform interface and state).
+            uniform interface and state); None: drawn from torch's global generator.
         **base_kwargs: passed to ``base`` (``momentum``, ...).
     """
 
@@ -369,7 +330,7 @@ class MixedPrecision(TileAlgorithm):
         granularity_us: float | None = None,
         max_pulses: int = 100,
         base: type[Optimizer] = torch.optim.SGD,
-        seed: int = 0,
+        seed: int | None = None,
         **base_kwargs: Any,
     ) -> None:
         _positive("lr", lr)
@@ -478,7 +439,8 @@ class TikiTakaV2(TileAlgorithm):
         fast_scheme: ``"pulsed"`` or a registered programming scheme, for writes onto A.
         fast_max_pulses: pulse budget per cell and step of the ``"pulsed"`` A update.
         base: the optimizer that proposes ΔW (default ``torch.optim.SGD``).
-        seed: seeds the optimizer's generator (pulse rounding, chopper flips).
+        seed: seeds the optimizer's generator (pulse rounding, chopper flips); None: drawn
+            from torch's global generator.
         **base_kwargs: passed to ``base``.
     """
 
@@ -500,7 +462,7 @@ class TikiTakaV2(TileAlgorithm):
         fast_scheme: str = "pulsed",
         fast_max_pulses: int = 31,
         base: type[Optimizer] = torch.optim.SGD,
-        seed: int = 0,
+        seed: int | None = None,
         **base_kwargs: Any,
     ) -> None:
         _positive("lr", lr)

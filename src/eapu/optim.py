@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -31,13 +32,16 @@ from .ledger import FIELDS, Ledger
 from .rules import RuleInfo, get_rule, max_abs, max_abs_each, to_dense
 
 __all__ = [
+    "CLOSURE_BASES",
     "AdamEaPU",
     "AdamNoise",
+    "InSituBase",
     "InSituOptimizer",
     "Programmable",
     "SGDEaPU",
     "SGDNoise",
     "WriteRecord",
+    "default_seed",
 ]
 
 _NOISE_SEED_OFFSET = 0x9E3779B9  # the write noise and the rule draw from different streams
@@ -105,7 +109,206 @@ def _default_analog(p: Tensor) -> bool:
     return p.dim() > 1
 
 
-class InSituOptimizer(Optimizer):
+def default_seed(seed: int | None) -> int:
+    """``seed`` validated, or (None) a seed drawn from torch's global generator, so that
+    ``torch.manual_seed`` governs an optimizer built without one."""
+    if seed is None:
+        return int(torch.randint(0, 2**62, (1,)).item())
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"Invalid seed: {seed!r}; allowed: None or an integer >= 0")
+    return seed
+
+
+#: Bases whose ``step`` needs the closure (they evaluate the loss several times).
+CLOSURE_BASES: tuple[type[Optimizer], ...] = (torch.optim.LBFGS,)
+
+
+class InSituBase(Optimizer):
+    """The skeleton every in-situ optimizer shares (`InSituOptimizer` and the algorithms of
+    `eapu.algorithms`): a wrapped base optimizer proposes ΔW over the same ``param_groups``
+    (one list and one state, so LR schedulers work), a `Ledger` records one row per analog
+    parameter and step, and ``state_dict`` holds the base's state plus the optimizer's own
+    under `STATE_KEY`.
+
+    A subclass says which parameters are analog (`is_analog`), how many cells each has
+    (`cells_of`), what a step does with the proposals (`_apply`), and what its own state is
+    (`_own_state`, `_load_own_state`).
+
+    Args:
+        params: parameters or parameter groups.
+        base: the optimizer class that proposes ΔW.
+        defaults: the subclass's per-group options and their defaults.
+        base_kwargs: passed to ``base``.
+        seed: seeds the optimizer's randomness; None draws it from torch's global generator.
+    """
+
+    #: The key of the optimizer's own entry in ``state_dict``.
+    STATE_KEY = "insitu"
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        base: type[Optimizer],
+        *,
+        defaults: dict[str, Any],
+        base_kwargs: dict[str, Any],
+        seed: int | None,
+    ) -> None:
+        if not (isinstance(base, type) and issubclass(base, Optimizer)):
+            raise TypeError(f"Invalid base: {base!r}; allowed: a torch.optim.Optimizer subclass")
+        param_list: list[Any] = list(params)
+        if not param_list:
+            raise ValueError("Invalid params: the parameter list is empty; give at least one")
+        self._base: Optimizer | None = None
+        self._seed = default_seed(seed)
+        self.ledger = Ledger()
+        self._layout: list[int] | None = None
+        super().__init__(param_list, defaults)
+        self._base = base(self.param_groups, **base_kwargs)
+        # One list of groups and one state for both: schedulers see what the base uses.
+        self.param_groups = self._base.param_groups
+        self.state = self._base.state
+        self.defaults = {**self._base.defaults, **self.defaults}
+
+    @property
+    def base(self) -> Optimizer:
+        """The wrapped optimizer that proposes ΔW."""
+        assert self._base is not None
+        return self._base
+
+    @property
+    def seed(self) -> int:
+        """The seed of the optimizer's randomness (drawn from torch's if none was given)."""
+        return self._seed
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        for key in self._own_keys():
+            param_group.setdefault(key, self.defaults[key])
+        self._check_group(param_group)
+        if self._base is None:
+            super().add_param_group(param_group)
+        else:
+            self._base.add_param_group(param_group)
+        self._layout = None
+
+    def _own_keys(self) -> tuple[str, ...]:
+        """The per-group options of the subclass (filled in from its defaults)."""
+        return ()
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        """Validate a parameter group's own options (subclasses that have any)."""
+
+    # ---------------------------------------------------------------- to implement
+    def is_analog(self, p: Tensor, group: dict[str, Any]) -> bool:
+        """Whether ``p`` is written in situ (an analog parameter)."""
+        raise NotImplementedError
+
+    def cells_of(self, p: Tensor) -> int:
+        """Cells the ledger counts for analog parameter ``p``."""
+        tile = _tile(p)
+        return int(tile.cells) if tile is not None else p.numel()
+
+    def _apply(
+        self, work: list[tuple[dict[str, Any], Tensor]], digital: list[Tensor], propose: Any
+    ) -> dict[int, Any]:
+        """Call ``propose()`` (the base's step) and write the analog parameters of ``work``
+        (group, parameter) and the ``digital`` ones; returns ledger rows by ``id(p)``."""
+        raise NotImplementedError
+
+    def _own_state(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _load_own_state(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------------- shared
+    def analog_parameters(self) -> list[Tensor]:
+        """The analog parameters, in the order the ledger records them."""
+        return [p for g in self.param_groups for p in g["params"] if self.is_analog(p, g)]
+
+    def _sync_layout(self, analog: list[Tensor]) -> None:
+        if self._layout is not None and [id(p) for p in analog] == self._layout:
+            return
+        self.ledger.set_layout(
+            [f"param{i}:{tuple(p.shape)}" for i, p in enumerate(analog)],
+            [self.cells_of(p) for p in analog],
+        )
+        self._layout = [id(p) for p in analog]
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+        """Take one in-situ step; returns the closure's loss if a closure was given.
+
+        A base that needs the closure (``torch.optim.LBFGS``) gets it, and evaluates it as
+        often as it needs; the closure is also evaluated once first, for the gradients
+        that choose the parameters of this step.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        work: list[tuple[dict[str, Any], Tensor]] = []  # analog params with gradients
+        digital: list[Tensor] = []
+        for g in self.param_groups:
+            for p in g["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError("in-situ optimizers do not support sparse gradients")
+                (work.append((g, p)) if self.is_analog(p, g) else digital.append(p))
+        analog_all = self.analog_parameters()
+        self._sync_layout(analog_all)
+        base = self.base
+
+        def propose() -> Any:
+            if closure is not None and isinstance(base, CLOSURE_BASES):
+                with torch.enable_grad():
+                    return base.step(closure)
+            return base.step()
+
+        rows = self._apply(work, digital, propose)
+        if analog_all:
+            zero = [0] * len(FIELDS)
+            table = [rows.get(id(p), zero) for p in analog_all]
+            if all(isinstance(r, list) for r in table):
+                self.ledger.record(torch.tensor(table, dtype=torch.int64))
+            else:
+                self.ledger.record(torch.stack([torch.as_tensor(r).cpu() for r in table]))
+        return loss
+
+    # ------------------------------------------------------------------- state_dict
+    def state_dict(self) -> dict[str, Any]:
+        sd = self.base.state_dict()
+        sd[self.STATE_KEY] = self._own_state()
+        return sd
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        own = state_dict.pop(self.STATE_KEY, None)
+        self.base.load_state_dict(state_dict)
+        self.param_groups = self.base.param_groups
+        self.state = self.base.state
+        self._layout = None
+        if own is not None:
+            self._load_own_state(own)
+
+
+@dataclass
+class _Write:
+    """One analog parameter's write in a step: what `InSituOptimizer._write` needs."""
+
+    p: Tensor
+    old: Tensor
+    dw: Tensor  # ΔW, or the proposal itself when ``passthrough``
+    amax: float  # max |dw|
+    group: dict[str, Any]
+    threshold: float
+    rule: RuleInfo
+    passthrough: bool  # every update written as proposed (the rule's, or a threshold of 0)
+    bad: Tensor | None  # cells whose gradient was not finite
+
+
+class InSituOptimizer(InSituBase):
     """Wraps a torch optimizer class so that analog parameters are written the in-situ way.
 
     The base optimizer is built over the same ``param_groups`` (one list, shared), so LR
@@ -114,17 +317,24 @@ class InSituOptimizer(Optimizer):
 
     Args:
         params: parameters or parameter groups, as for any torch optimizer.
-        base: the optimizer class that proposes ΔW (``torch.optim.Adam``, ``SGD``, ...).
-        rule: ``"eapu"`` (formula 4) or ``"exact"`` (plain BP, every update written).
+        base: the optimizer class that proposes ΔW (``torch.optim.Adam``, ``SGD``, ``LBFGS``
+            (it gets the closure) ...).
+        rule: ``"eapu"`` (formula 4) or ``"exact"`` (plain BP, every update written), or any
+            registered rule (`eapu.rules.list_rules`).
         sd_us: SD of the write noise εcell in µS (weight level; a tile brings its own).
         rwg_per_us: Rwg = Wmax / Gmax in µS⁻¹ (weight level; a tile brings its own).
         threshold: ΔWth in weight units; default SD εcell · Rwg.
         threshold_us: ΔWth in µS (the reference code's ``clip_value``); ΔWth = this · Rwg.
         analog: predicate choosing the analog parameters; default ``p.dim() > 1``. A group's
             ``analog`` key (True / False) overrides it for that group.
-        seed: seeds the rule's generator and the weight-level write noise.
+        seed: seeds the rule's generator and the weight-level write noise; default (None):
+            drawn from torch's global generator at construction (``torch.manual_seed``
+            governs).
         **base_kwargs: passed to ``base`` (``lr``, ``betas``, ``momentum``, ...).
     """
+
+    STATE_KEY = "insitu"
+    _KEYS = ("rule", "sd_us", "rwg_per_us", "threshold", "threshold_us", "analog")
 
     def __init__(
         self,
@@ -137,18 +347,11 @@ class InSituOptimizer(Optimizer):
         threshold: float | None = None,
         threshold_us: float | None = None,
         analog: Callable[[Tensor], bool] | None = None,
-        seed: int = 0,
+        seed: int | None = None,
         **base_kwargs: Any,
     ) -> None:
-        if not (isinstance(base, type) and issubclass(base, Optimizer)):
-            raise TypeError(f"Invalid base: {base!r}; allowed: a torch.optim.Optimizer subclass")
         if analog is not None and not callable(analog):
             raise TypeError(f"Invalid analog: {analog!r}; allowed: a callable (Tensor) -> bool")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"Invalid seed: {seed!r}; allowed: an integer >= 0")
-        param_list: list[Any] = list(params)
-        if not param_list:
-            raise ValueError("Invalid params: the parameter list is empty; give at least one")
         defaults = dict(
             rule=rule,
             sd_us=sd_us,
@@ -158,47 +361,23 @@ class InSituOptimizer(Optimizer):
             analog=None,
         )
         _validate_insitu(defaults)
-        self._base: Optimizer | None = None
         self._analog_pred = analog or _default_analog
-        self._seed = seed
         self._generators: dict[str, torch.Generator] = {}
         self._buffers: dict[tuple[torch.device, torch.dtype], Tensor] = {}
-        super().__init__(param_list, defaults)
-        self._base = base(self.param_groups, **base_kwargs)
-        # One list of groups and one state for both: schedulers see what the base uses.
-        self.param_groups = self._base.param_groups
-        self.state = self._base.state
-        self.defaults = {**self._base.defaults, **self.defaults}
-        self.ledger = Ledger()
-        self._layout: list[int] | None = None
+        super().__init__(params, base, defaults=defaults, base_kwargs=base_kwargs, seed=seed)
 
     # ----------------------------------------------------------------- groups
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        for key, value in self.defaults.items():
-            if key in ("rule", "sd_us", "rwg_per_us", "threshold", "threshold_us", "analog"):
-                param_group.setdefault(key, value)
-        _validate_insitu(param_group)
-        if self._base is None:
-            super().add_param_group(param_group)
-        else:
-            self._base.add_param_group(param_group)
-        self._layout = None
+    def _own_keys(self) -> tuple[str, ...]:
+        return self._KEYS
 
-    @property
-    def base(self) -> Optimizer:
-        """The wrapped optimizer that proposes ΔW."""
-        assert self._base is not None
-        return self._base
+    def _check_group(self, group: dict[str, Any]) -> None:
+        _validate_insitu(group)
 
     def is_analog(self, p: Tensor, group: dict[str, Any]) -> bool:
         """Whether ``p`` is written through the rule (an analog parameter)."""
         if _tile(p) is not None:
             return True
         return bool(group["analog"]) if group["analog"] is not None else self._analog_pred(p)
-
-    def analog_parameters(self) -> list[Tensor]:
-        """The analog parameters, in the order the ledger records them."""
-        return [p for g in self.param_groups for p in g["params"] if self.is_analog(p, g)]
 
     def threshold_for(self, p: Tensor, group: dict[str, Any]) -> float:
         """ΔWth in weight units for parameter ``p`` (derived from the device by default)."""
@@ -220,16 +399,6 @@ class InSituOptimizer(Optimizer):
             g.manual_seed(self._seed + (_NOISE_SEED_OFFSET if noise else 0))
             self._generators[key] = g
         return g
-
-    # ------------------------------------------------------------------- step
-    def _sync_layout(self, analog: list[Tensor]) -> None:
-        if self._layout is not None and [id(p) for p in analog] == self._layout:
-            return
-        self.ledger.set_layout(
-            [f"param{i}:{tuple(p.shape)}" for i, p in enumerate(analog)],
-            [_tile(p).cells if _tile(p) is not None else p.numel() for p in analog],
-        )
-        self._layout = [id(p) for p in analog]
 
     @torch.no_grad()
     def _sanitize(self, params: list[Tensor]) -> dict[int, Tensor]:
@@ -272,26 +441,9 @@ class InSituOptimizer(Optimizer):
             offset[key] += p.numel()
         return views
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
-        """Take one in-situ step; returns the closure's loss if a closure was given."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        base = self.base
-        work: list[tuple[dict[str, Any], Tensor]] = []  # analog params with gradients
-        digital: list[Tensor] = []
-        for g in self.param_groups:
-            for p in g["params"]:
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise RuntimeError("in-situ optimizers do not support sparse gradients")
-                (work.append((g, p)) if self.is_analog(p, g) else digital.append(p))
-        analog_all = self.analog_parameters()
-        self._sync_layout(analog_all)
-
+    def _apply(
+        self, work: list[tuple[dict[str, Any], Tensor]], digital: list[Tensor], propose: Any
+    ) -> dict[int, Any]:
         with_grad = [p for _, p in work] + digital
         bad = self._sanitize(with_grad) if with_grad else {}
         params = [p for _, p in work]
@@ -310,7 +462,7 @@ class InSituOptimizer(Optimizer):
         for p, n in zip(fast, news, strict=True):
             p.data = n
         try:
-            base.step()
+            propose()
             for p, n in zip(fast, news, strict=True):
                 if p.data_ptr() != n.data_ptr():  # a base that assigns ``p.data = ...``
                     n.copy_(p.data)
@@ -332,42 +484,25 @@ class InSituOptimizer(Optimizer):
             old, new = pairs[k]
             th = self.threshold_for(p, group)
             rule = get_rule(group["rule"])
-            passthrough = rule.name == "exact" or th == 0
+            passthrough = rule.passthrough or th == 0
             dw = new if passthrough else new.sub_(old)
-            plans.append((group, p, old, dw, th, rule, passthrough))
+            plans.append(_Write(p, old, dw, 0.0, group, th, rule, passthrough, bad.get(k)))
         # One pass and one host sync give every max |ΔW| and every non-finite proposal.
-        amaxes = max_abs_each([plan[3] for plan in plans])
-        rows: dict[int, list[int]] = {}
-        for k, (group, p, old, dw, th, rule, passthrough) in enumerate(plans):
-            rows[id(p)] = self._write(
-                p, old, dw, amaxes[k], group, th, rule, passthrough, bad.get(k)
-            )
-        if analog_all:
-            zero = [0] * len(FIELDS)
-            table = [rows.get(id(p), zero) for p in analog_all]
-            self.ledger.record(torch.tensor(table, dtype=torch.int64))
-        return loss
+        for plan, amax in zip(plans, max_abs_each([w.dw for w in plans]), strict=True):
+            plan.amax = amax
+        return {id(w.p): self._write(w) for w in plans}
 
-    def _write(
-        self,
-        p: Tensor,
-        old: Tensor,
-        dw: Tensor,
-        amax: float,
-        group: dict[str, Any],
-        th: float,
-        rule: RuleInfo,
-        passthrough: bool,
-        bad: Tensor | None,
-    ) -> list[int]:
+    def _write(self, plan: _Write) -> list[int]:
         """Write one analog parameter; returns its ledger row.
 
-        ``dw`` is ΔW, or when every update is written as proposed (``passthrough``: the
-        exact rule, or a threshold of 0) the proposal itself; ``amax`` is max |dw|. Cells
-        with a non-finite gradient (``bad``) or proposal are skipped: they keep their old
-        value.
+        ``plan.dw`` is ΔW, or when every update is written as proposed (``plan.passthrough``:
+        the rule's property, or a threshold of 0) the proposal itself; ``plan.amax`` is
+        max |dw|. Cells with a non-finite gradient (``plan.bad``) or proposal are skipped:
+        they keep their old value.
         """
-        skip = bad
+        p, old, dw, amax, group = plan.p, plan.old, plan.dw, plan.amax, plan.group
+        th, rule, passthrough = plan.threshold, plan.rule, plan.passthrough
+        skip = plan.bad
         if not math.isfinite(amax):
             skip = ~dw.isfinite() if skip is None else skip | ~dw.isfinite()
         nskip = 0
@@ -421,30 +556,21 @@ class InSituOptimizer(Optimizer):
         return [n, n, 0, 0, nskip]
 
     # ------------------------------------------------------------ state_dict
-    def state_dict(self) -> dict[str, Any]:
-        sd = self.base.state_dict()
-        sd["insitu"] = {
+    def _own_state(self) -> dict[str, Any]:
+        return {
             "seed": self._seed,
             "generators": {k: g.get_state() for k, g in self._generators.items()},
             "ledger": self.ledger.state_dict(),
         }
-        return sd
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        state_dict = dict(state_dict)
-        insitu = state_dict.pop("insitu", None)
-        self.base.load_state_dict(state_dict)
-        self.param_groups = self.base.param_groups
-        self.state = self.base.state
-        self._layout = None
-        if insitu is not None:
-            self._seed = int(insitu["seed"])
-            self._generators = {}
-            for key, st in insitu["generators"].items():
-                kind, dev = key.split(":", 1)
-                g = self._generator(torch.device(dev), noise=kind == "noise")
-                g.set_state(st)
-            self.ledger.load_state_dict(insitu["ledger"])
+    def _load_own_state(self, state: dict[str, Any]) -> None:
+        self._seed = int(state["seed"])
+        self._generators = {}
+        for key, st in state["generators"].items():
+            kind, dev = key.split(":", 1)
+            g = self._generator(torch.device(dev), noise=kind == "noise")
+            g.set_state(st)
+        self.ledger.load_state_dict(state["ledger"])
 
 
 def _fused_ok(params: list[Any], kwargs: dict[str, Any]) -> bool:
@@ -459,51 +585,217 @@ def _fused_ok(params: list[Any], kwargs: dict[str, Any]) -> bool:
     )
 
 
-def _make(base: type[Optimizer], rule: str, doc: str) -> type[InSituOptimizer]:
-    class _Named(InSituOptimizer):
-        def __init__(
-            self,
-            params: Iterable[Tensor] | Iterable[dict[str, Any]],
-            lr: float = 1e-3,
-            *,
-            sd_us: float = 2.0,
-            rwg_per_us: float = 1 / 80,
-            threshold: float | None = None,
-            threshold_us: float | None = None,
-            analog: Callable[[Tensor], bool] | None = None,
-            seed: int = 0,
-            **base_kwargs: Any,
-        ) -> None:
-            param_list: list[Any] = list(params)
-            if _fused_ok(param_list, base_kwargs):
-                base_kwargs["fused"] = True
-            super().__init__(
-                param_list,
-                base,
-                rule=rule,
-                sd_us=sd_us,
-                rwg_per_us=rwg_per_us,
-                threshold=threshold,
-                threshold_us=threshold_us,
-                analog=analog,
-                seed=seed,
-                lr=lr,
-                **base_kwargs,
-            )
-
-    _Named.__doc__ = doc
-    return _Named
+def _named(
+    params: Iterable[Tensor] | Iterable[dict[str, Any]], base_kwargs: dict[str, Any]
+) -> list[Any]:
+    """The parameter list of a named optimizer, groups' iterators made lists (they are read
+    twice), and torch's fused kernel chosen where it applies."""
+    param_list = [{**x, "params": list(x["params"])} if isinstance(x, dict) else x for x in params]
+    if _fused_ok(param_list, base_kwargs):
+        base_kwargs["fused"] = True
+    return param_list
 
 
-AdamEaPU = _make(torch.optim.Adam, "eapu", "Adam proposes ΔW, EaPU decides what is written.")
-SGDEaPU = _make(torch.optim.SGD, "eapu", "SGD (momentum etc. as keywords) with EaPU.")
-AdamNoise = _make(torch.optim.Adam, "exact", "Noisy BP baseline: every Adam update is written.")
-SGDNoise = _make(torch.optim.SGD, "exact", "Noisy BP baseline: every SGD update is written.")
-for _cls, _name in (
-    (AdamEaPU, "AdamEaPU"),
-    (SGDEaPU, "SGDEaPU"),
-    (AdamNoise, "AdamNoise"),
-    (SGDNoise, "SGDNoise"),
-):
-    _cls.__name__ = _cls.__qualname__ = _name
-del _cls, _name
+class AdamEaPU(InSituOptimizer):
+    r"""Adam proposes ΔW; EaPU (the paper's formula 4) decides what is written.
+
+    For every analog parameter (``p.dim() > 1`` by default, or backed by a tile) Adam's
+    proposed update ΔW becomes
+
+    .. math::
+        ΔW_n = \begin{cases} ΔW & |ΔW| \ge ΔW_{th} \\
+            \operatorname{sign}(ΔW)\,ΔW_{th} & \text{with probability } |ΔW| / ΔW_{th} \\
+            0 & \text{otherwise} \end{cases}
+
+    so E[ΔWn] = ΔW while most cells are not written at all. A written cell receives
+    ΔWn plus the write error Rwg·εcell, εcell ~ N(0, ``sd_us``) at weight level, or whatever
+    its tile's device and scheme produce at device level. Digital parameters (biases,
+    norms) take Adam's update as it is. The threshold defaults to ΔWth = SD(εcell)·Rwg.
+
+    Args:
+        params: parameters or parameter groups (any in-situ option may be set per group).
+        lr: Adam's learning rate (default 1e-3).
+        sd_us: SD of εcell in µS at weight level (default 2.0; a tile brings its own).
+        rwg_per_us: Rwg = Wmax / Gmax in µS⁻¹ (default 1/80, the paper's).
+        threshold: ΔWth in weight units (default: SD(εcell)·Rwg).
+        threshold_us: ΔWth in µS, ΔWth = threshold_us·Rwg (default None).
+        analog: predicate choosing the analog parameters (default ``p.dim() > 1``).
+        seed: seeds the rule and the write noise (default None: drawn from torch's global
+            generator, so ``torch.manual_seed`` governs).
+        **base_kwargs: passed to ``torch.optim.Adam`` (``betas``, ``eps``,
+            ``weight_decay``, ...); torch's fused kernel is used where it applies.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1e-3,
+        *,
+        sd_us: float = 2.0,
+        rwg_per_us: float = 1 / 80,
+        threshold: float | None = None,
+        threshold_us: float | None = None,
+        analog: Callable[[Tensor], bool] | None = None,
+        seed: int | None = None,
+        **base_kwargs: Any,
+    ) -> None:
+        super().__init__(
+            _named(params, base_kwargs),
+            torch.optim.Adam,
+            rule="eapu",
+            sd_us=sd_us,
+            rwg_per_us=rwg_per_us,
+            threshold=threshold,
+            threshold_us=threshold_us,
+            analog=analog,
+            seed=seed,
+            lr=lr,
+            **base_kwargs,
+        )
+
+
+class SGDEaPU(InSituOptimizer):
+    r"""SGD proposes ΔW = -lr·grad (momentum, Nesterov, weight decay as torch's SGD); EaPU
+    (the paper's formula 4) decides what is written.
+
+    .. math::
+        ΔW_n = \begin{cases} ΔW & |ΔW| \ge ΔW_{th} \\
+            \operatorname{sign}(ΔW)\,ΔW_{th} & \text{with probability } |ΔW| / ΔW_{th} \\
+            0 & \text{otherwise} \end{cases}
+
+    A written cell receives ΔWn plus its write error (N(0, ``sd_us``)·Rwg at weight level,
+    its tile's device and scheme at device level); digital parameters take SGD's update.
+
+    Args:
+        params: parameters or parameter groups (any in-situ option may be set per group).
+        lr: SGD's learning rate (default 1e-3).
+        sd_us: SD of εcell in µS at weight level (default 2.0; a tile brings its own).
+        rwg_per_us: Rwg = Wmax / Gmax in µS⁻¹ (default 1/80, the paper's).
+        threshold: ΔWth in weight units (default: SD(εcell)·Rwg).
+        threshold_us: ΔWth in µS, ΔWth = threshold_us·Rwg (default None).
+        analog: predicate choosing the analog parameters (default ``p.dim() > 1``).
+        seed: seeds the rule and the write noise (default None: drawn from torch's global
+            generator, so ``torch.manual_seed`` governs).
+        **base_kwargs: passed to ``torch.optim.SGD`` (``momentum``, ``nesterov``,
+            ``weight_decay``, ...); torch's fused kernel is used where it applies.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1e-3,
+        *,
+        sd_us: float = 2.0,
+        rwg_per_us: float = 1 / 80,
+        threshold: float | None = None,
+        threshold_us: float | None = None,
+        analog: Callable[[Tensor], bool] | None = None,
+        seed: int | None = None,
+        **base_kwargs: Any,
+    ) -> None:
+        super().__init__(
+            _named(params, base_kwargs),
+            torch.optim.SGD,
+            rule="eapu",
+            sd_us=sd_us,
+            rwg_per_us=rwg_per_us,
+            threshold=threshold,
+            threshold_us=threshold_us,
+            analog=analog,
+            seed=seed,
+            lr=lr,
+            **base_kwargs,
+        )
+
+
+class AdamNoise(InSituOptimizer):
+    """Noisy BP, the baseline the paper compares EaPU against: every Adam update is written
+    (ΔWn = ΔW, the ``exact`` rule), and every written cell gets its write error
+    (N(0, ``sd_us``)·Rwg at weight level, its tile's device and scheme at device level).
+
+    Args:
+        params: parameters or parameter groups (any in-situ option may be set per group).
+        lr: Adam's learning rate (default 1e-3).
+        sd_us: SD of εcell in µS at weight level (default 2.0; a tile brings its own).
+        rwg_per_us: Rwg = Wmax / Gmax in µS⁻¹ (default 1/80, the paper's).
+        threshold: with a threshold the exact rule still writes every update; kept so the
+            four optimizers take the same arguments (default None).
+        threshold_us: as ``threshold``, in µS (default None).
+        analog: predicate choosing the analog parameters (default ``p.dim() > 1``).
+        seed: seeds the write noise (default None: drawn from torch's global generator).
+        **base_kwargs: passed to ``torch.optim.Adam``; its fused kernel where it applies.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1e-3,
+        *,
+        sd_us: float = 2.0,
+        rwg_per_us: float = 1 / 80,
+        threshold: float | None = None,
+        threshold_us: float | None = None,
+        analog: Callable[[Tensor], bool] | None = None,
+        seed: int | None = None,
+        **base_kwargs: Any,
+    ) -> None:
+        super().__init__(
+            _named(params, base_kwargs),
+            torch.optim.Adam,
+            rule="exact",
+            sd_us=sd_us,
+            rwg_per_us=rwg_per_us,
+            threshold=threshold,
+            threshold_us=threshold_us,
+            analog=analog,
+            seed=seed,
+            lr=lr,
+            **base_kwargs,
+        )
+
+
+class SGDNoise(InSituOptimizer):
+    """Noisy BP with SGD: every SGD update is written (ΔWn = ΔW, the ``exact`` rule), and
+    every written cell gets its write error (N(0, ``sd_us``)·Rwg at weight level, its
+    tile's device and scheme at device level).
+
+    Args:
+        params: parameters or parameter groups (any in-situ option may be set per group).
+        lr: SGD's learning rate (default 1e-3).
+        sd_us: SD of εcell in µS at weight level (default 2.0; a tile brings its own).
+        rwg_per_us: Rwg = Wmax / Gmax in µS⁻¹ (default 1/80, the paper's).
+        threshold: with a threshold the exact rule still writes every update; kept so the
+            four optimizers take the same arguments (default None).
+        threshold_us: as ``threshold``, in µS (default None).
+        analog: predicate choosing the analog parameters (default ``p.dim() > 1``).
+        seed: seeds the write noise (default None: drawn from torch's global generator).
+        **base_kwargs: passed to ``torch.optim.SGD`` (``momentum``, ...); its fused kernel
+            where it applies.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1e-3,
+        *,
+        sd_us: float = 2.0,
+        rwg_per_us: float = 1 / 80,
+        threshold: float | None = None,
+        threshold_us: float | None = None,
+        analog: Callable[[Tensor], bool] | None = None,
+        seed: int | None = None,
+        **base_kwargs: Any,
+    ) -> None:
+        super().__init__(
+            _named(params, base_kwargs),
+            torch.optim.SGD,
+            rule="exact",
+            sd_us=sd_us,
+            rwg_per_us=rwg_per_us,
+            threshold=threshold,
+            threshold_us=threshold_us,
+            analog=analog,
+            seed=seed,
+            lr=lr,
+            **base_kwargs,
+        )
