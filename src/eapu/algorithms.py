@@ -53,6 +53,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from .ledger import FIELDS, Ledger
+from .optim import check_unique, materialize
 from .programming import get_scheme
 from .tiles import Tile, matrix_shape
 
@@ -170,7 +171,7 @@ class TileAlgorithm(Optimizer):
         if not (isinstance(base, type) and issubclass(base, Optimizer)):
             raise TypeError(f"Invalid base: {base!r}; allowed: a torch.optim.Optimizer subclass")
         _int_at_least("seed", seed, 0)
-        params = list(params)  # type: ignore[assignment]
+        params = materialize(params)
         if not params:
             raise ValueError("Invalid params: the parameter list is empty; give at least one")
         self._base: Optimizer | None = None
@@ -190,6 +191,9 @@ class TileAlgorithm(Optimizer):
             self._slot(p)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
+        ps = param_group["params"]
+        param_group["params"] = ps = [ps] if isinstance(ps, Tensor) else list(ps)
+        check_unique(ps)
         if self._base is None:
             super().add_param_group(param_group)
             return

@@ -38,6 +38,8 @@ __all__ = [
     "SGDEaPU",
     "SGDNoise",
     "WriteRecord",
+    "check_unique",
+    "materialize",
 ]
 
 _NOISE_SEED_OFFSET = 0x9E3779B9  # the write noise and the rule draw from different streams
@@ -146,7 +148,7 @@ class InSituOptimizer(Optimizer):
             raise TypeError(f"Invalid analog: {analog!r}; allowed: a callable (Tensor) -> bool")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"Invalid seed: {seed!r}; allowed: an integer >= 0")
-        param_list: list[Any] = list(params)
+        param_list = materialize(params)
         if not param_list:
             raise ValueError("Invalid params: the parameter list is empty; give at least one")
         defaults = dict(
@@ -178,6 +180,9 @@ class InSituOptimizer(Optimizer):
             if key in ("rule", "sd_us", "rwg_per_us", "threshold", "threshold_us", "analog"):
                 param_group.setdefault(key, value)
         _validate_insitu(param_group)
+        ps = param_group["params"]
+        param_group["params"] = ps = [ps] if isinstance(ps, Tensor) else list(ps)
+        check_unique(ps)
         if self._base is None:
             super().add_param_group(param_group)
         else:
@@ -447,9 +452,37 @@ class InSituOptimizer(Optimizer):
             self.ledger.load_state_dict(insitu["ledger"])
 
 
+def materialize(params: Iterable[Any]) -> list[Any]:
+    """``params`` as a list in which every group's ``"params"`` is a list too.
+
+    torch accepts a generator (``model.parameters()``) as a group's ``"params"``; anything
+    that looks at the parameters before the optimizer stores them must not consume it.
+    """
+    out: list[Any] = []
+    for x in params:
+        if isinstance(x, dict) and "params" in x:
+            ps = x["params"]
+            x = {**x, "params": [ps] if isinstance(ps, Tensor) else list(ps)}
+        out.append(x)
+    return out
+
+
+def check_unique(params: list[Any]) -> None:
+    """Refuse a parameter listed twice in one group (torch would step it twice)."""
+    seen: set[int] = set()
+    for k, p in enumerate(params):
+        if id(p) in seen:
+            raise ValueError(
+                f"Invalid params: the parameter at position {k} (shape {tuple(p.shape)}) "
+                "appears twice in one group; list each parameter once"
+            )
+        seen.add(id(p))
+
+
 def _fused_ok(params: list[Any], kwargs: dict[str, Any]) -> bool:
     """Whether the named optimizers may take torch's fused kernel: the caller chose no
-    implementation, and every parameter is floating point on CPU or CUDA."""
+    implementation, and every parameter is floating point on CPU or CUDA. ``params`` must
+    come through `materialize` (a group's generator would be consumed here)."""
     if any(k in kwargs for k in ("fused", "foreach", "differentiable")):
         return False
     tensors = [t for x in params for t in (x["params"] if isinstance(x, dict) else [x])]
@@ -474,7 +507,7 @@ def _make(base: type[Optimizer], rule: str, doc: str) -> type[InSituOptimizer]:
             seed: int = 0,
             **base_kwargs: Any,
         ) -> None:
-            param_list: list[Any] = list(params)
+            param_list = materialize(params)
             if _fused_ok(param_list, base_kwargs):
                 base_kwargs["fused"] = True
             super().__init__(
