@@ -37,6 +37,7 @@ from .files import atomic_write, write_json
 from .models import get_model, model_info
 from .nn import convert, crossbar_of
 from .optim import InSituOptimizer
+from .rundir import COMPLETION_MARKER, hold
 
 __all__ = [
     "METHODS",
@@ -333,7 +334,16 @@ class RunConfig:
             if not ok or v < 0 or (v == 0 and name in ("lr", "rwg_per_us")):
                 low = "> 0" if name in ("lr", "rwg_per_us") else ">= 0"
                 raise ValueError(f"Invalid {name}: {v!r}; allowed: a finite number {low}")
-        if not isinstance(self.seed, int) or self.seed < 0:
+        for name in ("device", "model", "data", "data_dir", "anomaly_data", "init_from"):
+            v = getattr(self, name)
+            if v is not None and not isinstance(v, str):
+                raise ValueError(f"Invalid {name}: {v!r}; allowed: a string")
+        n = self.eval_samples
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(
+                f"Invalid eval_samples: {self.eval_samples!r}; allowed: an integer >= 1"
+            )
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ValueError(f"Invalid seed: {self.seed!r}; allowed: an integer >= 0")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(
@@ -511,6 +521,11 @@ def _model(cfg: dict[str, Any], exp: _Experiment) -> nn.Module:
     factory = model_info(cfg["model"]).factory
     cls = typing.get_type_hints(factory).get("return")
     accepted = inspect.signature(cls).parameters if isinstance(cls, type) else kw
+    if cfg["width"] is not None and "width" not in accepted:
+        raise ValueError(
+            f"Invalid width: {cfg['width']!r}; model {cfg['model']!r} has no width "
+            "(preact_resnet* have one); leave --width out"
+        )
     return get_model(
         cfg["model"], seed=cfg["seed"], **{k: v for k, v in kw.items() if k in accepted}
     )
@@ -589,12 +604,20 @@ def run(
     """Train ``config`` and write the run directory ``out_dir``; returns the final metrics.
 
     If ``out_dir`` holds a checkpoint of the same config, the run resumes from it; a
-    finished run is not trained again.
+    finished run is not trained again. The directory has one writer (`eapu.rundir`):
+    another process writing it makes this raise `eapu.rundir.RunDirBusy`.
     """
+    with hold(out_dir) as out:
+        return _run_locked(config, out, progress)
+
+
+def _run_locked(
+    config: RunConfig,
+    out: Path,
+    progress: Callable[[int, int, dict[str, float]], None] | None,
+) -> dict[str, Any]:
     cfg = config.resolved()
     task, method = get_task(cfg["task"]), get_method(cfg["method"])
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     ck_path = out / "checkpoint.pt"
     torch.manual_seed(cfg["seed"])  # layers initialised outside get_model's seed, if any
     exp = _Experiment(cfg, task)
@@ -713,8 +736,8 @@ def run(
         buf = io.BytesIO()
         np.savez(buf, **samples)  # type: ignore[arg-type]
         atomic_write(out / "samples.npz", buf.getvalue())
-    write_json(out / "metrics.json", final)
     _checkpoint(ck_path, cfg, model, xb, opt, sched, hwa, steps, history, final["wall_s"])
+    write_json(out / COMPLETION_MARKER, final)  # last: the directory is finished
     return final
 
 
@@ -957,10 +980,15 @@ def compare(
     ``seeds`` run into ``out_dir/<method>/seed=<s>``; a row then holds the mean over seeds of
     every number and ``<key>_sd``, their standard deviation, for the main metrics.
     """
+    if not methods or len(set(methods)) != len(methods):
+        raise ValueError(f"Invalid methods: {methods!r}; allowed: a non-empty list, each once")
     for m in methods:
         get_method(m)
-    if seeds is not None and (not seeds or "seed" in options):
-        raise ValueError(f"Invalid seeds: {seeds!r}; give a non-empty list, and no seed option")
+    if seeds is not None and (not seeds or "seed" in options or len(set(seeds)) != len(seeds)):
+        raise ValueError(
+            f"Invalid seeds: {seeds!r}; allowed: a non-empty list, each seed once, and no "
+            "seed option beside it"
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
