@@ -403,3 +403,35 @@ def test_named_optimizers_are_documented_classes() -> None:
         doc = cls.__doc__ or ""
         assert "lr:" in doc and "seed:" in doc and "default" in doc
     assert "formula 4" in (AdamEaPU.__doc__ or "")
+
+
+@pytest.mark.parametrize("cls", [AdamEaPU, SGDEaPU, AdamNoise, SGDNoise])
+def test_generator_param_groups_keep_their_parameters_and_train(cls: type) -> None:
+    """torch's convention: a group's "params" may be a generator (model.parameters())."""
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Linear(5, 3))
+    opt = cls(
+        [{"params": m[0].parameters()}, {"params": m[1].parameters(), "lr": 1e-3}],
+        lr=1e-1,
+        threshold=1e-4,
+        seed=0,
+    )
+    assert [len(g["params"]) for g in opt.param_groups] == [2, 2]
+    assert [g["lr"] for g in opt.param_groups] == [1e-1, 1e-3]
+    before = [p.detach().clone() for p in m.parameters()]
+    x, y = torch.randn(32, 6), torch.randn(32, 3)
+    for _ in range(3):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(m(x), y).backward()
+        opt.step()
+    assert all(not torch.equal(b, p) for b, p in zip(before, m.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("cls", [AdamEaPU, SGDEaPU, AdamNoise, SGDNoise])
+def test_a_parameter_listed_twice_is_refused(cls: type) -> None:
+    w, b = torch.nn.Parameter(torch.randn(3, 3)), torch.nn.Parameter(torch.zeros(3))
+    with pytest.raises(ValueError, match=r"position 1 .* appears twice"):
+        cls([w, w, b])
+    opt = cls([w])
+    with pytest.raises(ValueError, match="appears twice"):
+        opt.add_param_group({"params": [b, b]})

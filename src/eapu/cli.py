@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import json
+import re
 import sys
 import typing
 from collections.abc import Callable, Sequence
@@ -28,12 +29,68 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from typer.core import TyperGroup
 
 from . import __version__
 from .experiments import FLAGS, Flag, get_flag, list_methods, list_tasks
 from .programming import list_schemes
 
+#: Errors a command reports as bad input (one message, exit 2) instead of a traceback:
+#: eapu's validation raises ValueError (json, TOML and Unicode decoding errors are
+#: ValueErrors too); a missing or unreadable file is an OSError. Anything else is a bug and
+#: keeps its traceback.
+USER_ERRORS = (
+    ValueError,
+    FileNotFoundError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
+
+_INVALID = re.compile(r"\bInvalid (\w+)(?=:)")
+
+
+def flag_name(option: str) -> str:
+    """The flag of a RunConfig field or command option (``rwg_per_us`` -> ``--rwg``)."""
+    for f in FLAGS:
+        if f.field == option:
+            return f.name
+    return "--" + option.replace("_", "-")
+
+
+def user_message(exc: BaseException, params: Sequence[str]) -> str:
+    """``exc``'s message with each option it names (``Invalid eval_samples: ...``) written as
+    its flag (``--eval-samples: ...``) where the command has that flag or RunConfig field."""
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        return flag_name(name) if name in params else m.group(0)
+
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.filename is not None:
+        text = f"{exc.strerror or text}: {exc.filename}"
+    return _INVALID.sub(sub, text)
+
+
+class _Group(TyperGroup):
+    """The command group: a user error raised by a command is one message and exit 2."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as exc:
+            sub = ctx.invoked_subcommand
+            cmd = self.get_command(ctx, sub) if sub else None
+            names = [p.name for p in cmd.params if p.name] if cmd is not None else []
+            names += [f.field for f in FLAGS]
+            err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+            err.print(f"Error: {user_message(exc, names)}", markup=False, highlight=False)
+            err.print(f"Try 'eapu {sub} --help' for help.", markup=False, highlight=False)
+            raise typer.Exit(2) from None
+
+
 app = typer.Typer(
+    cls=_Group,
     no_args_is_help=True,
     help="In-situ training on memristor crossbars with EaPU.",
 )
@@ -71,6 +128,28 @@ def _options(config: Path | None, **flags: Any) -> dict[str, Any]:
             opts.update(tomllib.load(f))
     opts.update({k: v for k, v in flags.items() if v is not None})
     return opts
+
+
+def _names(text: str, flag: str) -> list[str]:
+    """A comma-separated list given to ``flag``: non-empty, each item once."""
+    items = [x.strip() for x in text.split(",")]
+    if not text.strip() or any(not x for x in items):
+        raise typer.BadParameter(f"{flag} {text!r}: expected a comma-separated list, e.g. a,b")
+    dup = sorted({x for x in items if items.count(x) > 1})
+    if dup:
+        raise typer.BadParameter(f"{flag} {text!r}: {', '.join(dup)} given twice; list each once")
+    return items
+
+
+def _ints(text: str, flag: str) -> list[int]:
+    """A comma-separated list of integers >= 0 given to ``flag``, each once."""
+    items = _names(text, flag)
+    bad = [x for x in items if not x.isdigit()]
+    if bad:
+        raise typer.BadParameter(
+            f"{flag} {text!r}: {', '.join(bad)} is not an integer >= 0; e.g. {flag} 0,1,2"
+        )
+    return [int(x) for x in items]
 
 
 def _progress(where: Console | None = None) -> Progress:
@@ -264,7 +343,7 @@ def compare(
     from .experiments import compare as compare_tasks
     from .report import write_compare_report
 
-    names = [m.strip() for m in methods.split(",") if m.strip()]
+    names = _names(methods, "--methods")
     known = list_methods()
     for m in names:
         if m not in known:
@@ -272,7 +351,7 @@ def compare(
                 f"unknown method {m!r}; available: {', '.join(known)}", param_hint="--methods"
             )
     opts = _run_options(config, options)
-    seed_list = [int(x) for x in seeds.split(",") if x.strip()] if seeds else None
+    seed_list = _ints(seeds, "--seeds") if seeds is not None else None
     total = RunConfig(task=task, **opts).resolved()["steps"] * len(seed_list or [0])
     out = out or Path("runs") / f"{task}-compare"
     done: dict[str, int] = {}
@@ -460,8 +539,12 @@ def sweep(
         if not vals:
             raise typer.BadParameter(f"--grid {spec!r}: expected KEY=V1,V2,...")
         key = "rwg_per_us" if key.strip() == "rwg" else key.strip()
-        g[key] = [_parse_value(v.strip()) for v in vals.split(",")]
-    seed_list = [int(x) for x in seeds.split(",") if x.strip()]
+        if key in g:
+            raise typer.BadParameter(
+                f"--grid {spec!r}: {key} is already swept; give all its values in one --grid"
+            )
+        g[key] = [_parse_value(v) for v in _names(vals, f"--grid {key}=")]
+    seed_list = _ints(seeds, "--seeds")
     out = out or Path("runs") / f"{task}-sweep"
     if print_:
         sw.save_manifest(task, base, g, out, seeds=seed_list)

@@ -607,8 +607,14 @@ def _read_names(path: Path) -> list[str]:
 
 
 def _cifar_dataset(
-    images: np.ndarray, labels: np.ndarray, classes: Sequence[str], name: str
+    images: np.ndarray, labels: np.ndarray, classes: Sequence[str], name: str, n_classes: int
 ) -> ImageDataset:
+    bad = np.flatnonzero(labels >= n_classes)
+    if bad.size:
+        raise ValueError(
+            f"Invalid data_dir: {name} record {int(bad[0])} has label {int(labels[bad[0]])}; "
+            f"{name} has {n_classes} classes (labels 0-{n_classes - 1}): not a {name} file"
+        )
     x = torch.from_numpy(images.astype(np.float32) / 255.0)
     y = torch.from_numpy(labels.astype(np.int64))
     return ImageDataset(x, y, classes=classes, name=name)
@@ -634,7 +640,7 @@ def load_cifar10(
     images = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1][:, 0] for p in parts])
     classes = _read_names(d / "batches.meta.txt")
-    return _limit(_cifar_dataset(images, labels, classes, "cifar10"), limit)
+    return _limit(_cifar_dataset(images, labels, classes, "cifar10", 10), limit)
 
 
 @register_dataset("cifar100", "CIFAR-100, binary version (cifar-100-binary) from data_dir")
@@ -663,7 +669,9 @@ def load_cifar100(
     images, lab = _read_records(d / f, 2)
     labels = lab[:, 1] if label == "fine" else lab[:, 0]
     classes = _read_names(d / f"{label}_label_names.txt")
-    return _limit(_cifar_dataset(images, labels, classes, "cifar100"), limit)
+    return _limit(
+        _cifar_dataset(images, labels, classes, "cifar100", 100 if label == "fine" else 20), limit
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -700,7 +708,7 @@ def load_svhn(
         raise ValueError(f"{path}: X {x.shape} / y {y.shape} are not 32×32×3×N / N")
     y[y == 10] = 0
     images = np.ascontiguousarray(x.transpose(3, 2, 0, 1))
-    ds = _cifar_dataset(images, y, [str(i) for i in range(10)], "svhn")
+    ds = _cifar_dataset(images, y, [str(i) for i in range(10)], "svhn", 10)
     return _limit(ds, limit)
 
 

@@ -19,6 +19,7 @@ network with BatchNorm matches the single-process run only on CUDA with ``sync_b
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 from collections.abc import Callable, Sequence
@@ -214,6 +215,7 @@ def train_ddp(
         The final metrics on rank 0, None on the others.
     """
     from .experiments import Experiment, build, get_method, get_task, train
+    from .rundir import hold
 
     info = info or setup()
     cfg = config.resolved()
@@ -233,21 +235,25 @@ def train_ddp(
         raise ValueError(
             f"batch_size {cfg['batch_size']} is not divisible by the {info.world_size} ranks"
         )
-    torch.manual_seed(cfg["seed"])
-    exp = Experiment(cfg, get_task(cfg["task"]), device=info.device)
-    built = build(cfg, exp)
-    ddp = wrap(built.model, info)  # first, so that a resumed optimizer state lands on the device
-    step_fn = ddp_step(exp, ddp, built.optimizer, info, check_sync_every=check_sync_every)
-    final = train(
-        cfg,
-        out_dir,
-        exp,
-        built,
-        step_fn,
-        is_main=info.is_main,
-        extra={"world_size": info.world_size},
-    )
-    dist.barrier()
+    # Rank 0 is the directory's one writer; the others only read its checkpoint, after
+    # rank 0 holds the lock (so a busy directory stops every rank before any trains).
+    with hold(out_dir) if info.is_main else contextlib.nullcontext(Path(out_dir)) as out:
+        dist.barrier()
+        torch.manual_seed(cfg["seed"])
+        exp = Experiment(cfg, get_task(cfg["task"]), device=info.device)
+        built = build(cfg, exp)
+        ddp = wrap(built.model, info)  # first: a resumed optimizer state lands on the device
+        step_fn = ddp_step(exp, ddp, built.optimizer, info, check_sync_every=check_sync_every)
+        final = train(
+            cfg,
+            out,
+            exp,
+            built,
+            step_fn,
+            is_main=info.is_main,
+            extra={"world_size": info.world_size},
+        )
+        dist.barrier()
     return final
 
 

@@ -41,7 +41,9 @@ __all__ = [
     "SGDEaPU",
     "SGDNoise",
     "WriteRecord",
+    "check_unique",
     "default_seed",
+    "materialize",
 ]
 
 _NOISE_SEED_OFFSET = 0x9E3779B9  # the write noise and the rule draw from different streams
@@ -156,7 +158,7 @@ class InSituBase(Optimizer):
     ) -> None:
         if not (isinstance(base, type) and issubclass(base, Optimizer)):
             raise TypeError(f"Invalid base: {base!r}; allowed: a torch.optim.Optimizer subclass")
-        param_list: list[Any] = list(params)
+        param_list = materialize(params)
         if not param_list:
             raise ValueError("Invalid params: the parameter list is empty; give at least one")
         self._base: Optimizer | None = None
@@ -185,6 +187,9 @@ class InSituBase(Optimizer):
         for key in self._own_keys():
             param_group.setdefault(key, self.defaults[key])
         self._check_group(param_group)
+        ps = param_group["params"]
+        param_group["params"] = ps = [ps] if isinstance(ps, Tensor) else list(ps)
+        check_unique(ps)
         if self._base is None:
             super().add_param_group(param_group)
         else:
@@ -573,9 +578,37 @@ class InSituOptimizer(InSituBase):
         self.ledger.load_state_dict(state["ledger"])
 
 
+def materialize(params: Iterable[Any]) -> list[Any]:
+    """``params`` as a list in which every group's ``"params"`` is a list too.
+
+    torch accepts a generator (``model.parameters()``) as a group's ``"params"``; anything
+    that looks at the parameters before the optimizer stores them must not consume it.
+    """
+    out: list[Any] = []
+    for x in params:
+        if isinstance(x, dict) and "params" in x:
+            ps = x["params"]
+            x = {**x, "params": [ps] if isinstance(ps, Tensor) else list(ps)}
+        out.append(x)
+    return out
+
+
+def check_unique(params: list[Any]) -> None:
+    """Refuse a parameter listed twice in one group (torch would step it twice)."""
+    seen: set[int] = set()
+    for k, p in enumerate(params):
+        if id(p) in seen:
+            raise ValueError(
+                f"Invalid params: the parameter at position {k} (shape {tuple(p.shape)}) "
+                "appears twice in one group; list each parameter once"
+            )
+        seen.add(id(p))
+
+
 def _fused_ok(params: list[Any], kwargs: dict[str, Any]) -> bool:
     """Whether the named optimizers may take torch's fused kernel: the caller chose no
-    implementation, and every parameter is floating point on CPU or CUDA."""
+    implementation, and every parameter is floating point on CPU or CUDA. ``params`` must
+    come through `materialize` (a group's generator would be consumed here)."""
     if any(k in kwargs for k in ("fused", "foreach", "differentiable")):
         return False
     tensors = [t for x in params for t in (x["params"] if isinstance(x, dict) else [x])]
@@ -590,7 +623,7 @@ def _named(
 ) -> list[Any]:
     """The parameter list of a named optimizer, groups' iterators made lists (they are read
     twice), and torch's fused kernel chosen where it applies."""
-    param_list = [{**x, "params": list(x["params"])} if isinstance(x, dict) else x for x in params]
+    param_list = materialize(params)
     if _fused_ok(param_list, base_kwargs):
         base_kwargs["fused"] = True
     return param_list

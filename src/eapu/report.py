@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import csv
 import html
-import io
 import json
 import math
 import zipfile
@@ -34,7 +33,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .files import atomic_write
+from .files import atomic_write, save_figure
 
 __all__ = [
     "format_value",
@@ -221,10 +220,7 @@ def _running_mean(y: np.ndarray, window: int) -> np.ndarray:
 
 def _save(fig: Figure, path: Path) -> Path:
     FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    atomic_write(path, buf.getvalue())
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def _grid(n: int, width: float, height: float, title: str | None) -> tuple[Figure, list[Axes]]:

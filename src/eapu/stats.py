@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .files import atomic_write, save_figure, write_json
 from .ledger import FIELDS, Ledger
 
 __all__ = [
@@ -241,7 +242,7 @@ def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
     w = csv.writer(buf)
     w.writerow(header)
     w.writerows(rows)
-    path.write_text(buf.getvalue())
+    atomic_write(path, buf.getvalue().encode())
 
 
 def write_update_stats(
@@ -340,7 +341,7 @@ def write_update_stats(
         "nup_random": nup_estimate(rup_mean, cost, mode="random"),
         "nup_uses": "ncell_step",
     }
-    paths["json"].write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(paths["json"], summary)
     _plot(st, frac, rup, summary, paths["plot"], paths["rup_plot"])
     return paths
 
@@ -376,7 +377,7 @@ def _plot(
         fig.colorbar(sm, ax=ax, label="layer (input → output)")
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
-    fig.savefig(frac_path, dpi=120)
+    save_figure(fig, frac_path)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6.5, 3.5))
@@ -401,5 +402,5 @@ def _plot(
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
-    fig.savefig(rup_path, dpi=120)
+    save_figure(fig, rup_path)
     plt.close(fig)

@@ -27,9 +27,11 @@ import itertools
 import json
 import math
 import multiprocessing
+import multiprocessing.connection
 import os
 import re
 import shlex
+import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from .experiments import FLAGS, RunConfig, flag_of, get_kind, get_task
-from .files import atomic_write
+from .files import atomic_write, save_figure
+from .rundir import COMPLETION_MARKER
 
 __all__ = [
     "SweepPoint",
@@ -188,6 +191,16 @@ def _init_worker() -> None:
 
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
+    # A worker ends with its parent: a killed sweep must not leave a second writer training.
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
+
+
+def _exit_with(sentinel: int) -> None:
+    """Wait until the parent process ends (its sentinel becomes ready), then exit at once."""
+    multiprocessing.connection.wait([sentinel])
+    os._exit(1)
 
 
 def _run_point(task: str, seed: int, settings: dict[str, Any], run_dir: str) -> dict[str, Any]:
@@ -199,7 +212,7 @@ def _run_point(task: str, seed: int, settings: dict[str, Any], run_dir: str) -> 
 
 def _finished(point: SweepPoint, task: str) -> dict[str, Any] | None:
     """The metrics of a finished run of this very config; None if it has not finished."""
-    metrics = point.run_dir / "metrics.json"
+    metrics = point.run_dir / COMPLETION_MARKER
     if not metrics.exists():
         return None
     written = json.loads((point.run_dir / "config.json").read_text())
@@ -524,7 +537,7 @@ def plot_sweep(
         else:
             continue
         fig.tight_layout()
-        fig.savefig(path, dpi=120)
+        save_figure(fig, path)
         plt.close(fig)
         written.append(path)
     return written

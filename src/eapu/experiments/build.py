@@ -49,6 +49,11 @@ def build_model(cfg: dict[str, Any], exp: Experiment) -> nn.Module:
     factory = model_info(cfg["model"]).factory
     cls = typing.get_type_hints(factory).get("return")
     accepted = inspect.signature(cls).parameters if isinstance(cls, type) else kw
+    if cfg["width"] is not None and "width" not in accepted:
+        raise ValueError(
+            f"Invalid width: {cfg['width']!r}; model {cfg['model']!r} has no width "
+            "(preact_resnet* have one); leave --width out"
+        )
     return get_model(
         cfg["model"], seed=cfg["seed"], **{k: v for k, v in kw.items() if k in accepted}
     )

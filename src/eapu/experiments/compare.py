@@ -37,10 +37,15 @@ def compare(
     ``seeds`` run into ``out_dir/<method>/seed=<s>``; a row then holds the mean over seeds of
     every number and ``<key>_sd``, their standard deviation, for the main metrics.
     """
+    if not methods or len(set(methods)) != len(methods):
+        raise ValueError(f"Invalid methods: {methods!r}; allowed: a non-empty list, each once")
     for m in methods:
         get_method(m)
-    if seeds is not None and (not seeds or "seed" in options):
-        raise ValueError(f"Invalid seeds: {seeds!r}; give a non-empty list, and no seed option")
+    if seeds is not None and (not seeds or "seed" in options or len(set(seeds)) != len(seeds)):
+        raise ValueError(
+            f"Invalid seeds: {seeds!r}; allowed: a non-empty list, each seed once, and no "
+            "seed option beside it"
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = []

@@ -84,7 +84,16 @@ class RunConfig:
             if not ok or v < 0 or (v == 0 and name in ("lr", "rwg_per_us")):
                 low = "> 0" if name in ("lr", "rwg_per_us") else ">= 0"
                 raise ValueError(f"Invalid {name}: {v!r}; allowed: a finite number {low}")
-        if not isinstance(self.seed, int) or self.seed < 0:
+        for name in ("device", "model", "data", "data_dir", "anomaly_data", "init_from"):
+            v = getattr(self, name)
+            if v is not None and not isinstance(v, str):
+                raise ValueError(f"Invalid {name}: {v!r}; allowed: a string")
+        n = self.eval_samples
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(
+                f"Invalid eval_samples: {self.eval_samples!r}; allowed: an integer >= 1"
+            )
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ValueError(f"Invalid seed: {self.seed!r}; allowed: an integer >= 0")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(

@@ -2,10 +2,10 @@
 `eapu.distributed.train_ddp` (every rank of a process group) alike.
 
 A run directory holds ``config.json``, ``history.csv``, ``metrics.json``, ``energy.json``,
-``checkpoint.pt`` and, where they apply, ``samples.npz`` and ``placement.txt``. Only the
-main process writes it; every file is written atomically (`eapu.files`), the final
-checkpoint before ``metrics.json``, so a directory with ``metrics.json`` is finished. A run
-whose directory holds a checkpoint of the same config resumes from it.
+``checkpoint.pt`` and, where they apply, ``samples.npz`` and ``placement.txt``. It has one
+writer (the main process, holding `eapu.rundir.hold`); every file is written atomically
+(`eapu.files`), the completion marker ``metrics.json`` last, so a directory with it is
+finished. A run whose directory holds a checkpoint of the same config resumes from it.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from ..algorithms import TileAlgorithm
 from ..files import atomic_write, write_json
 from ..nn import crossbar_of
 from ..optim import InSituOptimizer
+from ..rundir import COMPLETION_MARKER, hold
 from .accounting import accounting, energy_figures
 from .build import Built, build, place
 from .config import RunConfig
@@ -72,13 +73,15 @@ def run(
     """Train ``config`` and write the run directory ``out_dir``; returns the final metrics.
 
     If ``out_dir`` holds a checkpoint of the same config, the run resumes from it; a
-    finished run is not trained again.
+    finished run is not trained again. The directory has one writer (`eapu.rundir`):
+    another process writing it makes this raise `eapu.rundir.RunDirBusy`.
     """
-    cfg = config.resolved()
-    torch.manual_seed(cfg["seed"])  # layers initialised outside get_model's seed, if any
-    exp = Experiment(cfg, get_task(cfg["task"]))
-    built = build(cfg, exp)
-    final = train(cfg, out_dir, exp, built, local_step(exp, built), progress=progress)
+    with hold(out_dir) as out:
+        cfg = config.resolved()
+        torch.manual_seed(cfg["seed"])  # layers initialised outside get_model's seed, if any
+        exp = Experiment(cfg, get_task(cfg["task"]))
+        built = build(cfg, exp)
+        final = train(cfg, out, exp, built, local_step(exp, built), progress=progress)
     assert final is not None
     return final
 
@@ -96,6 +99,8 @@ def train(
 ) -> dict[str, Any] | None:
     """Resume or start the run ``cfg`` (resolved) in ``out_dir``, train it step by step
     with ``step_fn``, evaluate, and (the main process only) write the run directory.
+
+    The caller holds the directory's writer lock (`eapu.rundir.hold`) on the main process.
 
     Args:
         cfg: the resolved config.
@@ -214,7 +219,7 @@ def train(
         atomic_write(out / "samples.npz", buf.getvalue())
     built = Built(model, xb, opt, sched, built.hwa)
     save_checkpoint(ck_path, cfg, built, steps, history, final["wall_s"])
-    write_json(out / "metrics.json", final)  # last: the run is finished
+    write_json(out / COMPLETION_MARKER, final)  # last: the directory is finished
     return final
 
 
