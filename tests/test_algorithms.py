@@ -390,3 +390,17 @@ def test_registry() -> None:
         get_algorithm("sgd")
     with pytest.raises(ValueError, match="Invalid params"):
         MixedPrecision([])
+
+
+@pytest.mark.parametrize("cls", [MixedPrecision, TikiTakaV2, ChoppedTTv2])
+def test_the_default_seed_follows_torch_manual_seed(cls: type) -> None:
+    """The algorithms share InSituOptimizer's skeleton: no seed draws one from torch's
+    global generator, ``seed=`` pins it, and the state goes under their own key."""
+    model, _ = make("ideal", "sign")  # (make seeds torch itself)
+    seeds = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        seeds.append(cls(model.parameters(), lr=0.1).seed)
+    assert seeds[0] == seeds[1] != cls(model.parameters(), lr=0.1).seed
+    opt = cls(model.parameters(), lr=0.1, seed=11)
+    assert opt.seed == 11 and opt.state_dict()["algorithm"]["seed"] == 11
