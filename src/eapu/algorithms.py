@@ -53,7 +53,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from .ledger import FIELDS, Ledger
-from .optim import check_unique, materialize
+from .optim import check_params, materialize
 from .programming import get_scheme
 from .tiles import Tile, matrix_shape
 
@@ -193,7 +193,7 @@ class TileAlgorithm(Optimizer):
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         ps = param_group["params"]
         param_group["params"] = ps = [ps] if isinstance(ps, Tensor) else list(ps)
-        check_unique(ps)
+        check_params(ps)
         if self._base is None:
             super().add_param_group(param_group)
             return

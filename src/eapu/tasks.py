@@ -32,8 +32,16 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .algorithms import ALGORITHMS, TileAlgorithm, get_algorithm, hwa_noise
-from .data import ImageDataset, add_gaussian_noise, downscale_bicubic, get_dataset, upscale_bicubic
-from .files import atomic_write, write_json
+from .data import (
+    ImageDataset,
+    add_gaussian_noise,
+    dataset_info,
+    downscale_bicubic,
+    get_dataset,
+    upscale_bicubic,
+)
+from .devices import get_device_info
+from .files import atomic_write, load_checkpoint, write_json
 from .models import get_model, model_info
 from .nn import convert, crossbar_of
 from .optim import InSituOptimizer
@@ -338,6 +346,22 @@ class RunConfig:
             v = getattr(self, name)
             if v is not None and not isinstance(v, str):
                 raise ValueError(f"Invalid {name}: {v!r}; allowed: a string")
+        # names resolve now, before anything is trained or written
+        if self.model is not None:
+            model_info(self.model)
+        if self.anomaly_data is not None and get_task(self.task).kind != "anomaly":
+            raise ValueError(
+                f"Invalid anomaly_data: {self.anomaly_data!r}; only the anomaly task has "
+                f"anomalies, not {self.task!r}"
+            )
+        for name in ("data", "anomaly_data"):
+            if getattr(self, name) is not None:
+                try:
+                    dataset_info(getattr(self, name))
+                except ValueError as e:
+                    raise ValueError(f"Invalid {name}: {e}") from None
+        if not self.device.endswith(".toml"):  # a device file is read when the run builds
+            get_device_info(self.device)
         n = self.eval_samples
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(
@@ -357,13 +381,15 @@ class RunConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 1:
                 raise ValueError(f"Invalid {name}: {v!r}; allowed: a fraction in [0, 1]")
-        if self.stuck_off + self.stuck_on > 1:
+        if self.stuck_off + self.stuck_on >= 1:
             raise ValueError(
-                f"Invalid stuck_off + stuck_on: {self.stuck_off + self.stuck_on}; allowed: <= 1"
+                f"Invalid stuck_off: {self.stuck_off} with stuck_on {self.stuck_on} leaves no "
+                "cell that can be written; allowed: stuck_off + stuck_on < 1"
             )
         if (self.stuck_off or self.stuck_on) and get_method(self.method).level != "device":
             raise ValueError(
-                f"stuck_off / stuck_on need a device-level method, not {self.method!r}"
+                f"Invalid stuck_off: stuck cells need a device-level method, not "
+                f"{self.method!r} (eapu list methods)"
             )
         if self.device_type not in ("cpu", "cuda"):
             raise ValueError(f"Invalid device_type: {self.device_type!r}; allowed: cpu, cuda")
@@ -558,10 +584,19 @@ def _build(cfg: dict[str, Any], method: MethodInfo, exp: _Experiment) -> tuple[A
     model = _model(cfg, exp)
     if cfg["init_from"]:  # transfer learning: start from another run's weights
         path = Path(cfg["init_from"])
-        ck = torch.load(path / "checkpoint.pt" if path.is_dir() else path, weights_only=True)
-        model.load_state_dict(
-            {k: v for k, v in ck["model"].items() if not k.endswith("_extra_state")}
-        )
+        if not path.exists():
+            raise ValueError(f"Invalid init_from: {path} does not exist; give a run directory")
+        ck = load_checkpoint(path / "checkpoint.pt" if path.is_dir() else path)
+        try:
+            model.load_state_dict(
+                {k: v for k, v in ck["model"].items() if not k.endswith("_extra_state")}
+            )
+        except RuntimeError:
+            theirs = ck.get("config", {}).get("model", "another network")
+            raise ValueError(
+                f"Invalid init_from: {path} holds a {theirs!r} run; this run's model is "
+                f"{cfg['model']!r} (give --model {theirs} or a run of {cfg['model']})"
+            ) from None
     xb = None
     if method.in_situ:
         xb = _convert(model, cfg, method)
@@ -856,7 +891,7 @@ def load_run(run_dir: str | Path) -> tuple[nn.Module, Any, _Experiment, dict[str
     ck_path = Path(run_dir) / "checkpoint.pt"
     if not ck_path.exists():
         raise FileNotFoundError(f"no checkpoint.pt in {run_dir}; run the task first")
-    ck = torch.load(ck_path, weights_only=True)
+    ck = load_checkpoint(ck_path)
     cfg = ck["config"]
     method = get_method(cfg["method"])
     exp = _Experiment(cfg, get_task(cfg["task"]))
@@ -910,7 +945,7 @@ def _resume(
     """
     if not path.exists():
         return 0, [], 0.0
-    ck = torch.load(path, weights_only=True)
+    ck = load_checkpoint(path)
     if ck["config"] != json.loads(json.dumps(cfg)):
         raise ValueError(f"{path} was written by another config; use another --out")
     model.load_state_dict(ck["model"])
