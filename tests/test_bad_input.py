@@ -171,7 +171,7 @@ CLI_CASES: list[tuple[list[str], str]] = [
     ([*R, "--data", "mnist", "--data-dir", "{root}/nowhere"], "--data-dir"),
     ([*R, "--data", "mnist", "--data-dir", "{mnist_overflow}"], "idx3-ubyte"),
     ([*R, "--data", "mnist", "--data-dir", "{mnist_bomb}"], "idx3-ubyte.gz"),
-    (["run", "classify", "--steps", "1", "--data", "cifar10", "--data-dir", "{root}"], "--data-dir"),
+    (["run", "classify", "--steps", "1", "--data", "cifar10", "--data-dir", "{root}"], "label 201"),
     (["run", "classify", "--steps", "1", "--data", "cifar10"], "--data-dir"),
     (["run", "classify", "--steps", "1", "--data", "svhn"], "--data-dir"),
     (["run", "denoise", "--steps", "1", "--model", "cnn"], "--model"),
@@ -357,6 +357,6 @@ def test_a_bug_still_shows_its_traceback(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_metrics_json_errors_name_the_file(files: dict[str, Path]) -> None:
     from eapu.report import write_run_report
 
-    with pytest.raises(ValueError, match="metrics.json"):
+    with pytest.raises(ValueError, match=r"metrics\.json"):
         write_run_report(files["truncated_metrics"])
     assert json.loads((files["good"] / "metrics.json").read_text())["steps"] == 2
