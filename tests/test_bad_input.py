@@ -175,6 +175,8 @@ CLI_CASES: list[tuple[list[str], str]] = [
     (["run", "classify", "--steps", "1", "--data", "cifar10"], "--data-dir"),
     (["run", "classify", "--steps", "1", "--data", "svhn"], "--data-dir"),
     (["run", "denoise", "--steps", "1", "--model", "cnn"], "--model"),
+    (["run", "denoise", "--steps", "1", "--model", "small_cnn"], "does not fit task"),
+    (["run", "sr2", "--steps", "1", "--model", "srnet4"], "does not fit task"),
     ([*R, "--out", "{good}", "--lr", "0.5"], "--out"),  # another config's run directory
     ([*R, "--out", "{hostile}"], "checkpoint"),
     ([*R, "--out", "{corrupt_ckpt}", "--method", "eapu+mp", "--steps", "2"], "checkpoint"),

@@ -470,6 +470,33 @@ class _Experiment:
             return downscale_bicubic(x, t.scale)
         return x
 
+    def check_fits(self, model: nn.Module) -> None:
+        """Refuse a network whose output cannot be this task's (before it trains).
+
+        One forward pass of two training images in eval mode (no running statistics move,
+        no generator is drawn from): image tasks need an image of the target's shape out,
+        classification one score per class.
+        """
+        x, y = self.train.images[:2], self.train.labels[:2]
+        want = (2, int(self.train.labels.max()) + 1) if self.task.kind == "classify" else x.shape
+        was = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                out = model(self.inputs(x, key=0))
+            got = tuple(out.shape)
+        except RuntimeError as e:
+            got = f"an error ({str(e).splitlines()[0]})"  # type: ignore[assignment]
+        finally:
+            model.train(was)
+        if got != tuple(want):
+            raise ValueError(
+                f"Invalid model: {self.cfg['model']!r} does not fit task {self.task.name!r} "
+                f"on {self.cfg['data']!r}: input {tuple(self.inputs(x, key=0).shape)} gives "
+                f"{got}, the task needs {tuple(want)} (its default model is "
+                f"{self.task.model!r})"
+            )
+
     def loss(self, out: Tensor, x: Tensor, y: Tensor) -> Tensor:
         kind = self.task.kind
         if kind in ("denoise", "anomaly"):
@@ -582,6 +609,7 @@ def _convert(model: nn.Module, cfg: dict[str, Any], method: MethodInfo) -> Any:
 
 def _build(cfg: dict[str, Any], method: MethodInfo, exp: _Experiment) -> tuple[Any, Any, Any, Any]:
     model = _model(cfg, exp)
+    exp.check_fits(model)
     if cfg["init_from"]:  # transfer learning: start from another run's weights
         path = Path(cfg["init_from"])
         if not path.exists():
