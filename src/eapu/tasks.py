@@ -477,24 +477,24 @@ class _Experiment:
         no generator is drawn from): image tasks need an image of the target's shape out,
         classification one score per class.
         """
-        x, y = self.train.images[:2], self.train.labels[:2]
+        x = self.train.images[:2]
+        inp = self.inputs(x, key=0)
         want = (2, int(self.train.labels.max()) + 1) if self.task.kind == "classify" else x.shape
         was = model.training
         model.eval()
+        got: tuple[int, ...] | str
         try:
             with torch.no_grad():
-                out = model(self.inputs(x, key=0))
-            got = tuple(out.shape)
+                got = tuple(model(inp).shape)
         except RuntimeError as e:
-            got = f"an error ({str(e).splitlines()[0]})"  # type: ignore[assignment]
+            got = f"an error ({str(e).splitlines()[0]})"
         finally:
             model.train(was)
         if got != tuple(want):
             raise ValueError(
                 f"Invalid model: {self.cfg['model']!r} does not fit task {self.task.name!r} "
-                f"on {self.cfg['data']!r}: input {tuple(self.inputs(x, key=0).shape)} gives "
-                f"{got}, the task needs {tuple(want)} (its default model is "
-                f"{self.task.model!r})"
+                f"on {self.cfg['data']!r}: input {tuple(inp.shape)} gives {got}, the task "
+                f"needs {tuple(want)} (its default model is {self.task.model!r})"
             )
 
     def loss(self, out: Tensor, x: Tensor, y: Tensor) -> Tensor:
