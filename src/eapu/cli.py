@@ -19,12 +19,12 @@ import inspect
 import json
 import re
 import sys
+import tomllib
 import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeAlias, TypeVar
 
-import tomllib
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -58,33 +58,60 @@ def flag_name(option: str) -> str:
     return "--" + option.replace("_", "-")
 
 
-def user_message(exc: BaseException, params: Sequence[str]) -> str:
-    """``exc``'s message with each option it names (``Invalid eval_samples: ...``) written as
-    its flag (``--eval-samples: ...``) where the command has that flag or RunConfig field."""
+#: Words in "unknown <kind> 'x'" messages that are not the option's own name.
+_KIND_OPTION = {"dataset": "data", "grid": "grid"}
+_UNKNOWN = re.compile(r"^unknown (\w+)\b")
+
+
+def user_message(exc: BaseException, flags: dict[str, str]) -> str:
+    """``exc``'s message, naming the flag that fixes it: ``Invalid eval_samples: ...`` becomes
+    ``--eval-samples: ...`` and ``unknown device 'x'`` gets ``--device:`` in front, where
+    ``flags`` (option or field name -> what the user types) has that name."""
 
     def sub(m: re.Match[str]) -> str:
-        name = m.group(1)
-        return flag_name(name) if name in params else m.group(0)
+        return flags.get(m.group(1), m.group(0))
 
     text = str(exc) or type(exc).__name__
     if isinstance(exc, OSError) and exc.filename is not None:
         text = f"{exc.strerror or text}: {exc.filename}"
-    return _INVALID.sub(sub, text)
+    text = _INVALID.sub(sub, text)
+    m = _UNKNOWN.match(text)
+    if m is not None:
+        kind = _KIND_OPTION.get(m.group(1), m.group(1))
+        kind = next((k for k in (kind + "s", kind) if k in flags), kind)
+        if kind in flags:
+            text = f"{flags[kind]}: {text}"
+    return text
+
+
+def _flags(cmd: Any, args: Sequence[str]) -> dict[str, str]:
+    """What the user types for each RunConfig field and each parameter of ``cmd`` (given
+    ``args``: with ``--config``, a field may have come from the file under its own name)."""
+    fields = [f.field for f in FLAGS]
+    config = "--config" in args
+    flags = {
+        n: flag_name(n) + (f" (or {n} in the --config file)" if config else "") for n in fields
+    }
+    for p in getattr(cmd, "params", []):
+        if p.name and p.name not in fields:
+            opts = [o for o in p.opts if o.startswith("--")]
+            flags[p.name] = opts[0] if opts else p.name.upper()
+    return flags
 
 
 class _Group(TyperGroup):
     """The command group: a user error raised by a command is one message and exit 2."""
 
     def invoke(self, ctx: Any) -> Any:
+        given = list(ctx.args)  # the subcommand's arguments (invoke consumes them)
         try:
             return super().invoke(ctx)
         except USER_ERRORS as exc:
             sub = ctx.invoked_subcommand
             cmd = self.get_command(ctx, sub) if sub else None
-            names = [p.name for p in cmd.params if p.name] if cmd is not None else []
-            names += [f.field for f in FLAGS]
             err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
-            err.print(f"Error: {user_message(exc, names)}", markup=False, highlight=False)
+            text = user_message(exc, _flags(cmd, given))
+            err.print(f"Error: {text}", markup=False, highlight=False)
             err.print(f"Try 'eapu {sub} --help' for help.", markup=False, highlight=False)
             raise typer.Exit(2) from None
 
@@ -124,8 +151,19 @@ def _options(config: Path | None, **flags: Any) -> dict[str, Any]:
     """Merge a TOML file with the flags actually given (not None)."""
     opts: dict[str, Any] = {}
     if config is not None:
-        with open(config, "rb") as f:
-            opts.update(tomllib.load(f))
+        try:
+            with open(config, "rb") as f:
+                opts.update(tomllib.load(f))
+        except (OSError, ValueError) as e:  # TOML and UTF-8 errors are ValueErrors
+            why = e.strerror if isinstance(e, OSError) else e
+            raise ValueError(f"--config {config}: {why}") from None
+        allowed = {f.field for f in FLAGS}
+        unknown = sorted(set(opts) - allowed)
+        if unknown:
+            raise ValueError(
+                f"--config {config}: unknown option(s) {', '.join(unknown)}; allowed: "
+                f"{', '.join(sorted(allowed))}"
+            )
     opts.update({k: v for k, v in flags.items() if v is not None})
     return opts
 
@@ -134,10 +172,10 @@ def _names(text: str, flag: str) -> list[str]:
     """A comma-separated list given to ``flag``: non-empty, each item once."""
     items = [x.strip() for x in text.split(",")]
     if not text.strip() or any(not x for x in items):
-        raise typer.BadParameter(f"{flag} {text!r}: expected a comma-separated list, e.g. a,b")
+        raise ValueError(f"{flag} {text!r}: expected a comma-separated list, e.g. a,b")
     dup = sorted({x for x in items if items.count(x) > 1})
     if dup:
-        raise typer.BadParameter(f"{flag} {text!r}: {', '.join(dup)} given twice; list each once")
+        raise ValueError(f"{flag} {text!r}: {', '.join(dup)} given twice; list each once")
     return items
 
 
@@ -146,10 +184,24 @@ def _ints(text: str, flag: str) -> list[int]:
     items = _names(text, flag)
     bad = [x for x in items if not x.isdigit()]
     if bad:
-        raise typer.BadParameter(
+        raise ValueError(
             f"{flag} {text!r}: {', '.join(bad)} is not an integer >= 0; e.g. {flag} 0,1,2"
         )
     return [int(x) for x in items]
+
+
+def _floats(text: str, flag: str) -> list[float]:
+    """A comma-separated list of finite numbers >= 0 given to ``flag``, each once."""
+    out = []
+    for x in _names(text, flag):
+        try:
+            v = float(x)
+        except ValueError:
+            v = -1.0
+        if not 0 <= v < float("inf"):
+            raise ValueError(f"{flag} {text!r}: {x} is not a finite number >= 0")
+        out.append(v)
+    return out
 
 
 def _progress(where: Console | None = None) -> Progress:
@@ -352,6 +404,10 @@ def compare(
             )
     opts = _run_options(config, options)
     seed_list = _ints(seeds, "--seeds") if seeds is not None else None
+    if seed_list is not None and "seed" in opts:
+        raise ValueError("--seed: give --seeds or --seed, not both")
+    for m in names:  # every method's config is valid before anything trains
+        RunConfig(task=task, **{**opts, "method": m})
     total = RunConfig(task=task, **opts).resolved()["steps"] * len(seed_list or [0])
     out = out or Path("runs") / f"{task}-compare"
     done: dict[str, int] = {}
@@ -421,15 +477,14 @@ def energy(
     nodes: Annotated[Path | None, typer.Option(help="TOML of your own node costs")] = None,
 ) -> None:
     """Energy and latency of a run on a technology node, by category, and the GPU reference."""
-    import json
-
     from .experiments import energy_figures
+    from .files import read_json
     from .report import plot_energy
 
     path = run_dir / "energy.json"
     if not path.exists():
         raise typer.BadParameter(f"{path} does not exist; run the task first")
-    fig = energy_figures(json.loads(path.read_text()), node, nodes)
+    fig = energy_figures(read_json(path), node, nodes)
     cols = [
         (key, unit, scale)
         for key, unit, scale in (
@@ -468,7 +523,7 @@ def retention(
     from .experiments import retention as ret
     from .files import atomic_write
 
-    rows = ret(run_dir, [float(h) for h in hours.split(",")], drift=drift, seed=seed)
+    rows = ret(run_dir, _floats(hours, "--hours"), drift=drift, seed=seed)
     t = Table(title=f"{run_dir.name}: retention ({drift})")
     for c in rows[0]:
         t.add_column(c, justify="right")
@@ -494,6 +549,23 @@ def _parse_value(text: str) -> Any:
         except ValueError:
             pass
     return text
+
+
+def _check_grid(task: str, base: dict[str, Any], grid: dict[str, Sequence[Any]]) -> None:
+    """Every point of the grid makes a valid RunConfig (before any run starts)."""
+    from .experiments import RunConfig
+    from .sweep import expand_grid
+
+    try:
+        points = expand_grid(base, grid)
+    except ValueError as e:
+        raise ValueError(f"--grid: {e}") from None
+    for point in points:
+        try:
+            RunConfig(task=task, **point)
+        except ValueError as e:
+            where = ", ".join(f"{k}={point[k]}" for k in grid)
+            raise ValueError(f"--grid: the point {where}: {e}") from None
 
 
 @app.command()
@@ -537,14 +609,15 @@ def sweep(
     for spec in grid or []:
         key, _, vals = spec.partition("=")
         if not vals:
-            raise typer.BadParameter(f"--grid {spec!r}: expected KEY=V1,V2,...")
+            raise ValueError(f"--grid {spec!r}: expected KEY=V1,V2,...")
         key = "rwg_per_us" if key.strip() == "rwg" else key.strip()
         if key in g:
-            raise typer.BadParameter(
+            raise ValueError(
                 f"--grid {spec!r}: {key} is already swept; give all its values in one --grid"
             )
         g[key] = [_parse_value(v) for v in _names(vals, f"--grid {key}=")]
     seed_list = _ints(seeds, "--seeds")
+    _check_grid(task, base, g)
     out = out or Path("runs") / f"{task}-sweep"
     if print_:
         sw.save_manifest(task, base, g, out, seeds=seed_list)
@@ -665,8 +738,8 @@ def characterize(
         SchemeName | None,
         typer.Option(help="programming scheme (default: the device's verified one)"),
     ] = None,
-    cells: Annotated[int, typer.Option(help="cells in the sweep")] = 4096,
-    seed: Annotated[int, typer.Option()] = 0,
+    cells: Annotated[int, typer.Option(help="cells in the sweep", min=2)] = 4096,
+    seed: Annotated[int, typer.Option(min=0)] = 0,
 ) -> None:
     """Measure SD(εcell) of a device under a scheme by a write/read sweep over the window."""
     from .devices import characterize as char

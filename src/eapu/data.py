@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ __all__ = [
     "DATASETS",
     "FASHION_CLASSES",
     "FASHION_MNIST_DIR",
+    "MAX_IDX_BYTES",
     "PHOTOS_TEST",
     "PHOTOS_TRAIN",
     "DatasetInfo",
@@ -425,31 +427,48 @@ _IDX_DTYPES: dict[int, np.dtype[Any]] = {
 }
 
 
+#: The largest IDX payload `read_idx` accepts (4 GiB; full MNIST's images are 47 MB).
+MAX_IDX_BYTES = 1 << 32
+
+
 def read_idx(path: str | Path) -> np.ndarray:
     """Read an IDX file (plain or gzip-compressed, detected by content) into a numpy array.
+
+    At most the bytes its header declares (and never more than `MAX_IDX_BYTES`) are read or
+    decompressed, so a hostile header or a gzip bomb costs no memory.
 
     Raises:
         ValueError: when the magic number or the size does not match the IDX format.
     """
     path = Path(path)
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise ValueError(f"{path} is not an IDX file (magic bytes {raw[:4].hex()})")
-    dtype = _IDX_DTYPES[raw[2]]
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise ValueError(f"{path}: truncated IDX header")
-    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    count = int(np.prod(shape, dtype=np.int64))
-    if len(raw) - header != count * dtype.itemsize:
+    with open(path, "rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"
+    opener: Any = gzip.open if gz else open
+    try:
+        with opener(path, "rb") as f:
+            head = f.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_DTYPES:
+                raise ValueError(f"{path} is not an IDX file (magic bytes {head.hex()})")
+            dtype, ndim = _IDX_DTYPES[head[2]], head[3]
+            dims = f.read(4 * ndim)
+            if len(dims) < 4 * ndim:
+                raise ValueError(f"{path}: truncated IDX header")
+            shape = tuple(int(d) for d in np.frombuffer(dims, dtype=">u4"))
+            nbytes = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
+            if nbytes > MAX_IDX_BYTES:
+                raise ValueError(
+                    f"{path}: IDX header says shape {shape} ({nbytes} bytes), more than the "
+                    f"{MAX_IDX_BYTES} bytes eapu reads"
+                )
+            raw = f.read(nbytes + 1)
+    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
+        raise ValueError(f"{path}: unreadable IDX file ({e})") from None
+    if len(raw) != nbytes:
+        have = f"{len(raw)}" if len(raw) <= nbytes else f"more than {nbytes}"
         raise ValueError(
-            f"{path}: IDX header says shape {shape} ({count * dtype.itemsize} bytes of data), "
-            f"file has {len(raw) - header}"
+            f"{path}: IDX header says shape {shape} ({nbytes} bytes of data), file has {have}"
         )
-    return np.frombuffer(raw, dtype=dtype, count=count, offset=header).reshape(shape)
+    return np.frombuffer(raw, dtype=dtype).reshape(shape)
 
 
 def _find_idx(directory: Path, stem: str) -> Path | None:
@@ -481,7 +500,9 @@ def _load_idx_pair(
             return images, labels
     looked = ", ".join(f"{s}[.gz]" for s in stems)
     dirs = ", ".join(str(d) for d in candidates)
-    raise FileNotFoundError(f"{name} {split} files not found: looked for {looked} in {dirs}.{hint}")
+    raise FileNotFoundError(
+        f"Invalid data_dir: {name} {split} files not found: looked for {looked} in {dirs}.{hint}"
+    )
 
 
 def _idx_dataset(
@@ -586,7 +607,8 @@ def _resolve_dir(data_dir: Path, dirname: str, files: Sequence[str], name: str) 
         if all((d / f).is_file() for f in files):
             return d
     raise FileNotFoundError(
-        f"{name} files not found: looked for {', '.join(files)} in {data_dir} and "
+        f"Invalid data_dir: {name} files not found: looked for {', '.join(files)} in "
+        f"{data_dir} and "
         f"{data_dir / dirname} (the binary version from https://www.cs.toronto.edu/~kriz/cifar.html)"
     )
 

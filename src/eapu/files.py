@@ -5,13 +5,15 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
 import secrets
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-__all__ = ["atomic_write", "save_figure", "write_json"]
+__all__ = ["atomic_write", "load_checkpoint", "read_json", "save_figure", "write_json"]
 
 
 def atomic_write(path: str | Path, data: bytes) -> None:
@@ -50,3 +52,42 @@ def save_figure(fig: Any, path: str | Path, *, dpi: int = 120) -> Path:
     fig.savefig(buf, format="png", dpi=dpi)
     atomic_write(path, buf.getvalue())
     return Path(path)
+
+
+def read_json(path: str | Path) -> Any:
+    """The JSON document in ``path``.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: it is not UTF-8 JSON (truncated by a crash, say); the message names it.
+    """
+    path = Path(path)
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path} is not a valid JSON file ({e}); re-create it") from None
+
+
+def load_checkpoint(path: str | Path, map_location: Any = None) -> dict[str, Any]:
+    """An eapu checkpoint, loaded with ``weights_only=True`` (nothing is ever unpickled).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: the file is truncated, corrupt, holds objects other than tensors and
+            plain data, or is not an eapu checkpoint; the message names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(2, "No such checkpoint file", str(path))
+    why = None
+    try:
+        ck = torch.load(path, weights_only=True, map_location=map_location)
+    except pickle.UnpicklingError:
+        why = "it holds objects other than tensors and plain data, which eapu never loads"
+    except (RuntimeError, EOFError, ValueError, OSError) as e:
+        why = f"truncated or corrupt: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+    if why is None and not (isinstance(ck, dict) and "step" in ck and "model" in ck):
+        why = "it lacks the step and model entries an eapu checkpoint has"
+    if why is not None:
+        raise ValueError(f"{path} is not a valid eapu checkpoint: {why}")
+    return ck  # type: ignore[no-any-return]

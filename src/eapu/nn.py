@@ -181,6 +181,18 @@ def convert(
     ]
     if not targets:
         raise ValueError("convert found no nn.Linear / nn.Conv2d / nn.ConvTranspose2d to convert")
+    if targets[0][0] == "":
+        raise ValueError(
+            f"Invalid model: a bare {type(model).__name__} cannot be swapped in place; wrap it "
+            f"(convert(nn.Sequential(layer))) or build the analog layer with "
+            f"{_ANALOG[type(model)].__name__}.from_digital(layer, crossbar)"
+        )
+    for name, mod in targets:
+        if mod.weight.numel() == 0:
+            raise ValueError(
+                f"Invalid model: layer {name!r} has a zero-size weight "
+                f"{tuple(mod.weight.shape)}; there is nothing to place on a crossbar"
+            )
     for name, mod in targets:
         new = _ANALOG[type(mod)].from_digital(
             mod, xb, name=name, dac_bits=dac_bits, adc_bits=adc_bits

@@ -41,7 +41,7 @@ __all__ = [
     "SGDEaPU",
     "SGDNoise",
     "WriteRecord",
-    "check_unique",
+    "check_params",
     "default_seed",
     "materialize",
 ]
@@ -189,7 +189,7 @@ class InSituBase(Optimizer):
         self._check_group(param_group)
         ps = param_group["params"]
         param_group["params"] = ps = [ps] if isinstance(ps, Tensor) else list(ps)
-        check_unique(ps)
+        check_params(ps)
         if self._base is None:
             super().add_param_group(param_group)
         else:
@@ -593,14 +593,25 @@ def materialize(params: Iterable[Any]) -> list[Any]:
     return out
 
 
-def check_unique(params: list[Any]) -> None:
-    """Refuse a parameter listed twice in one group (torch would step it twice)."""
+def check_params(params: list[Any]) -> None:
+    """Refuse what no in-situ optimizer can step: a parameter listed twice in one group
+    (torch would step it twice), a complex one (a cell holds a real conductance) or one
+    without storage (the meta device)."""
     seen: set[int] = set()
     for k, p in enumerate(params):
+        if not isinstance(p, Tensor):
+            raise TypeError(f"Invalid params: item {k} is a {type(p).__name__}, not a Tensor")
+        where = f"the parameter at position {k} (shape {tuple(p.shape)}, {p.dtype})"
         if id(p) in seen:
+            raise ValueError(f"Invalid params: {where} appears twice in one group; list it once")
+        if not p.is_floating_point():
             raise ValueError(
-                f"Invalid params: the parameter at position {k} (shape {tuple(p.shape)}) "
-                "appears twice in one group; list each parameter once"
+                f"Invalid params: {where} is not real floating point; cells hold real weights"
+            )
+        if p.is_meta:
+            raise ValueError(
+                f"Invalid params: {where} is on the meta device and has no values to write; "
+                "materialise the model first (e.g. model.to_empty(device='cpu'))"
             )
         seen.add(id(p))
 

@@ -33,7 +33,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .files import atomic_write, save_figure
+from .files import atomic_write, read_json, save_figure
 
 __all__ = [
     "format_value",
@@ -88,18 +88,11 @@ _SAMPLE_ROWS = (("inputs", "input"), ("outputs", "output"), ("targets", "target"
 # files
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"malformed JSON in {path}: {e}") from e
-
-
 def _read_json_dict(path: Path) -> dict[str, Any] | None:
     """The JSON object in ``path``, None if the file is missing; ValueError if it is not one."""
     if not path.is_file():
         return None
-    obj = _read_json(path)
+    obj = read_json(path)
     if not isinstance(obj, dict):
         raise ValueError(f"{path} must hold a JSON object, got {type(obj).__name__}")
     return obj

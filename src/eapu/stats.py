@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .files import atomic_write, save_figure, write_json
+from .files import atomic_write, load_checkpoint, save_figure, write_json
 from .ledger import FIELDS, Ledger
 
 __all__ = [
@@ -135,7 +135,7 @@ def load_update_stats(source: Any, *, model: nn.Module | None = None) -> UpdateS
             f"{path} does not exist; give a run directory, a checkpoint.pt, an "
             "InSituOptimizer or a Ledger"
         )
-    ck = torch.load(path, weights_only=True, map_location="cpu")
+    ck = load_checkpoint(path, map_location="cpu")
     saved = _checkpoint_ledger(ck.get("optimizer", {}))
     if saved is None:
         method = ck.get("config", {}).get("method", "?")

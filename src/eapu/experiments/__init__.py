@@ -33,7 +33,7 @@ from .registry import (
     list_methods,
     list_tasks,
 )
-from .runner import StepFn, load_checkpoint, local_step, run, save_checkpoint, train
+from .runner import StepFn, local_step, resume, run, save_checkpoint, train
 
 __all__ = [
     "FLAGS",
@@ -66,10 +66,10 @@ __all__ = [
     "image_metrics",
     "list_methods",
     "list_tasks",
-    "load_checkpoint",
     "load_run",
     "local_step",
     "place",
+    "resume",
     "retention",
     "run",
     "run_device",

@@ -14,6 +14,7 @@ from torch import nn
 
 from ..algorithms import ALGORITHMS, HWANoise, get_algorithm, hwa_noise
 from ..devices import Device, get_device
+from ..files import load_checkpoint
 from ..models import get_model, model_info
 from ..nn import convert
 from ..optim import InSituOptimizer
@@ -85,12 +86,22 @@ def build(cfg: dict[str, Any], exp: Experiment) -> Built:
     the ``init_from`` weights."""
     method = get_method(cfg["method"])
     model = build_model(cfg, exp)
+    exp.check_fits(model)
     if cfg["init_from"]:  # transfer learning: start from another run's weights
         path = Path(cfg["init_from"])
-        ck = torch.load(path / "checkpoint.pt" if path.is_dir() else path, weights_only=True)
-        model.load_state_dict(
-            {k: v for k, v in ck["model"].items() if not k.endswith("_extra_state")}
-        )
+        if not path.exists():
+            raise ValueError(f"Invalid init_from: {path} does not exist; give a run directory")
+        ck = load_checkpoint(path / "checkpoint.pt" if path.is_dir() else path)
+        try:
+            model.load_state_dict(
+                {k: v for k, v in ck["model"].items() if not k.endswith("_extra_state")}
+            )
+        except RuntimeError:
+            theirs = ck.get("config", {}).get("model", "another network")
+            raise ValueError(
+                f"Invalid init_from: {path} holds a {theirs!r} run; this run's model is "
+                f"{cfg['model']!r} (give --model {theirs} or a run of {cfg['model']})"
+            ) from None
     xb = place(model, cfg, method) if method.in_situ else None
     model.to(exp.device)
     base: Any
@@ -132,7 +143,7 @@ def load_run(run_dir: str | Path) -> tuple[nn.Module, Crossbar | None, Experimen
     ck_path = Path(run_dir) / "checkpoint.pt"
     if not ck_path.exists():
         raise FileNotFoundError(f"no checkpoint.pt in {run_dir}; run the task first")
-    ck = torch.load(ck_path, weights_only=True)
+    ck = load_checkpoint(ck_path)
     cfg = ck["config"]
     method = get_method(cfg["method"])
     exp = Experiment(cfg, get_task(cfg["task"]))

@@ -16,6 +16,9 @@ from typing import Any
 
 import torch
 
+from ..data import dataset_info
+from ..devices import get_device_info
+from ..models import model_info
 from .registry import get_method, get_task, list_methods, list_tasks
 
 __all__ = [
@@ -88,6 +91,22 @@ class RunConfig:
             v = getattr(self, name)
             if v is not None and not isinstance(v, str):
                 raise ValueError(f"Invalid {name}: {v!r}; allowed: a string")
+        # names resolve now, before anything is trained or written
+        if self.model is not None:
+            model_info(self.model)
+        if self.anomaly_data is not None and get_task(self.task).kind != "anomaly":
+            raise ValueError(
+                f"Invalid anomaly_data: {self.anomaly_data!r}; only the anomaly task has "
+                f"anomalies, not {self.task!r}"
+            )
+        for name in ("data", "anomaly_data"):
+            if getattr(self, name) is not None:
+                try:
+                    dataset_info(getattr(self, name))
+                except ValueError as e:
+                    raise ValueError(f"Invalid {name}: {e}") from None
+        if not self.device.endswith(".toml"):  # a device file is read when the run builds
+            get_device_info(self.device)
         n = self.eval_samples
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(
@@ -107,13 +126,15 @@ class RunConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 1:
                 raise ValueError(f"Invalid {name}: {v!r}; allowed: a fraction in [0, 1]")
-        if self.stuck_off + self.stuck_on > 1:
+        if self.stuck_off + self.stuck_on >= 1:
             raise ValueError(
-                f"Invalid stuck_off + stuck_on: {self.stuck_off + self.stuck_on}; allowed: <= 1"
+                f"Invalid stuck_off: {self.stuck_off} with stuck_on {self.stuck_on} leaves no "
+                "cell that can be written; allowed: stuck_off + stuck_on < 1"
             )
         if (self.stuck_off or self.stuck_on) and get_method(self.method).level != "device":
             raise ValueError(
-                f"stuck_off / stuck_on need a device-level method, not {self.method!r}"
+                f"Invalid stuck_off: stuck cells need a device-level method, not "
+                f"{self.method!r} (eapu list methods)"
             )
         if self.device_type not in DEVICE_TYPES:
             raise ValueError(

@@ -77,6 +77,33 @@ class Experiment:
         """The network's input for the clean batch ``x`` (noise seeded by ``key``)."""
         return self.kind.inputs(self.task, x, key)
 
+    def check_fits(self, model: nn.Module) -> None:
+        """Refuse a network whose output cannot be this task's (before it trains).
+
+        One forward pass of two training images in eval mode (no running statistics move,
+        no generator is drawn from): image tasks need an image of the target's shape out,
+        classification one score per class.
+        """
+        x = self.train.images[:2]
+        inp = self.inputs(x, key=0)
+        want = (2, int(self.train.labels.max()) + 1) if self.kind.classes else x.shape
+        was = model.training
+        model.eval()
+        got: tuple[int, ...] | str
+        try:
+            with torch.no_grad():
+                got = tuple(model(inp).shape)
+        except RuntimeError as e:
+            got = f"an error ({str(e).splitlines()[0]})"
+        finally:
+            model.train(was)
+        if got != tuple(want):
+            raise ValueError(
+                f"Invalid model: {self.cfg['model']!r} does not fit task {self.task.name!r} "
+                f"on {self.cfg['data']!r}: input {tuple(inp.shape)} gives {got}, the task "
+                f"needs {tuple(want)} (its default model is {self.task.model!r})"
+            )
+
     def loss(self, out: Tensor, x: Tensor, y: Tensor) -> Tensor:
         """The task's loss of output ``out`` for the clean batch ``x`` and labels ``y``."""
         return self.kind.loss(out, x, y)

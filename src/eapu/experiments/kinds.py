@@ -41,6 +41,7 @@ class TaskKind:
         evaluate: ``evaluate(exp, model, inputs, outputs)``: metrics and samples of the test
             set, given its inputs and the network's outputs on them.
         metric: the main metric (what a sweep plots by default).
+        classes: the network outputs one score per class (else an image like its target).
         model_kw: keyword arguments of the network that depend on the data.
         prepare: loads what the evaluation needs beyond the test set (anomalies).
         description: one line.
@@ -51,6 +52,7 @@ class TaskKind:
     loss: Callable[[Tensor, Tensor, Tensor], Tensor]
     evaluate: Callable[[Experiment, nn.Module, Tensor, Tensor], tuple[Metrics, Samples]]
     metric: str
+    classes: bool = False
     model_kw: Callable[[Experiment], dict[str, Any]] = field(default=lambda exp: {})
     prepare: Callable[[Experiment], None] | None = None
     description: str = ""
@@ -214,6 +216,7 @@ for _k in (
         _cross_entropy,
         _classify_evaluate,
         "accuracy",
+        classes=True,
         model_kw=_classify_model_kw,
         description="cross-entropy, accuracy",
     ),

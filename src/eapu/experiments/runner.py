@@ -24,6 +24,7 @@ from torch import Tensor
 
 from ..algorithms import TileAlgorithm
 from ..files import atomic_write, write_json
+from ..files import load_checkpoint as read_checkpoint
 from ..nn import crossbar_of
 from ..optim import InSituOptimizer
 from ..rundir import COMPLETION_MARKER, hold
@@ -35,8 +36,8 @@ from .registry import get_method, get_task
 
 __all__ = [
     "StepFn",
-    "load_checkpoint",
     "local_step",
+    "resume",
     "run",
     "save_checkpoint",
     "train",
@@ -119,7 +120,7 @@ def train(
     out = Path(out_dir)
     ck_path = out / "checkpoint.pt"
     model, opt, sched = built.model, built.optimizer, built.scheduler
-    start, history, wall = load_checkpoint(ck_path, cfg, built)
+    start, history, wall = resume(ck_path, cfg, built)
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "config.json", cfg)
@@ -224,7 +225,7 @@ def train(
 
 
 # ------------------------------------------------------------------------------ checkpoints
-def load_checkpoint(
+def resume(
     path: Path, cfg: dict[str, Any], built: Built
 ) -> tuple[int, list[dict[str, Any]], float]:
     """Load a run's checkpoint into its objects; (step, history, wall seconds) to go on from.
@@ -233,7 +234,7 @@ def load_checkpoint(
     """
     if not path.exists():
         return 0, [], 0.0
-    ck = torch.load(path, weights_only=True)
+    ck = read_checkpoint(path)
     if ck["config"] != json.loads(json.dumps(cfg)):
         raise ValueError(f"{path} was written by another config; use another --out")
     built.model.load_state_dict(ck["model"])
