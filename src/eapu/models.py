@@ -147,15 +147,18 @@ def _out_activation(x: torch.Tensor, kind: str) -> torch.Tensor:
 class DenoiseAE(nn.Module):
     """The paper's denoising autoencoder: 3×3 convolutions 1->3 (encoder), 3->3, 3->1 (decoder).
 
-    Weights: 1·3·9 + 3·3·9 + 3·1·9 = 27 + 81 + 27 = 135 (biases are digital).
+    Weights: 1·3·9 + 3·3·9 + 3·1·9 = 27 + 81 + 27 = 135. The paper represents its 135
+    parameters with 162 cells (135 + 27 reference cells), so its network has no biases: the
+    default here is bias-free too; ``bias=True`` adds digital biases.
 
     With ``stride=2`` (default) the encoder is a stride-2 convolution without padding, so a
     28×28 image is coded as 3×13×13 = 507 values, 507/784 = 64.67 %: the compression rate the
     paper reports for its autoencoder. The first decoder layer is then a stride-2 transposed
     convolution (3->3, output padding 1) back to 28×28, the second a padded 3×3 convolution;
     odd input sizes are cropped back to the input size. ``stride=1`` keeps the full size
-    throughout (all layers padded, no compression). ReLU between layers; the output goes
-    through a sigmoid by default so that it lies in (0, 1) like the clean target.
+    throughout (all layers padded, no compression). ReLU between layers. The paper does not
+    state the output activation; the default is a sigmoid, so that the output lies in (0, 1)
+    like the clean target (an assumption, see ``out_activation``).
 
     Args:
         in_channels: image channels (1 in the paper; colour images go channel by channel).
@@ -171,7 +174,7 @@ class DenoiseAE(nn.Module):
         hidden: int = 3,
         *,
         stride: int = 2,
-        bias: bool = True,
+        bias: bool = False,
         out_activation: str = "sigmoid",
     ) -> None:
         super().__init__()

@@ -83,12 +83,11 @@ TASKS: dict[str, TaskInfo] = {
             "denoising autoencoder (135 weights), Gaussian noise "
             "σ=0.3 on the input, MSE, batch 64, 1100 mini-batches, evaluate every 200",
             "denoise_ae",
-            "digits",
+            "mnist",
             1100,
             64,
             1e-2,
             200,
-            data_kw={"size": 16},
         ),
         TaskInfo(
             "sr2",
@@ -96,12 +95,11 @@ TASKS: dict[str, TaskInfo] = {
             "SRNet×2 (369 weights), bicubic ×0.5 input, L1, batch 256, "
             "4 epochs of 100 mini-batches",
             "srnet2",
-            "photos",
+            "mnist",
             400,
             256,
             1e-2,
             100,
-            data_kw={"patch_size": 16},
             scale=2,
         ),
         TaskInfo(
@@ -109,12 +107,11 @@ TASKS: dict[str, TaskInfo] = {
             "sr",
             "SRNet×4, bicubic ×0.25 input, L1, batch 256, 400 mini-batches",
             "srnet4",
-            "photos",
+            "mnist",
             400,
             256,
             1e-2,
             100,
-            data_kw={"patch_size": 16},
             scale=4,
         ),
         TaskInfo(
@@ -123,12 +120,11 @@ TASKS: dict[str, TaskInfo] = {
             "denoising autoencoder trained on one data set; its reconstruction error flags "
             "images of another (accuracy at the 95th percentile of training errors, ROC-AUC)",
             "denoise_ae",
-            "digits",
+            "mnist",
             1100,
             64,
             1e-2,
             200,
-            data_kw={"size": 16},
             anomaly_data="photos",
         ),
         TaskInfo(
