@@ -58,6 +58,15 @@ def test_paper_autoencoder_takes_162_cells() -> None:
     assert text.count("R") == 27
 
 
+def test_default_denoise_ae_is_135_weights_on_162_cells() -> None:
+    from eapu.models import get_model
+
+    net = get_model("denoise_ae", seed=0)
+    xb = convert(net, device="taox_1t1r", scheme="memorial")
+    assert (xb.placement.weight_cells, xb.placement.reference_cells, xb.cells) == (135, 27, 162)
+    assert sum(p.numel() for p in net.parameters()) == 135  # nothing digital left over
+
+
 def test_paper_srnet2_takes_396_cells() -> None:
     from eapu.models import get_model
 

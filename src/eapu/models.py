@@ -157,8 +157,10 @@ class DenoiseAE(nn.Module):
     convolution (3->3, output padding 1) back to 28×28, the second a padded 3×3 convolution;
     odd input sizes are cropped back to the input size. ``stride=1`` keeps the full size
     throughout (all layers padded, no compression). ReLU between layers. The paper does not
-    state the output activation; the default is a sigmoid, so that the output lies in (0, 1)
-    like the clean target (an assumption, see ``out_activation``).
+    state the output activation; the default clamps the output to [0, 1], the range of the
+    clean target (an assumption: on the 28×28 MNIST sample, bias-free, software, Adam lr
+    1e-2, it reached SSIM 0.807 against 0.745 with a sigmoid and 0.729 with no activation;
+    a bias-free sigmoid outputs 0.5 where the features are 0, the digits' background).
 
     Args:
         in_channels: image channels (1 in the paper; colour images go channel by channel).
@@ -175,7 +177,7 @@ class DenoiseAE(nn.Module):
         *,
         stride: int = 2,
         bias: bool = False,
-        out_activation: str = "sigmoid",
+        out_activation: str = "clamp",
     ) -> None:
         super().__init__()
         _positive("in_channels", in_channels)
@@ -221,7 +223,9 @@ class SRNet(nn.Module):
     The paper gives only the totals (369 weights, 396 cells); this is one integer solution
     with a transposed kernel that is a multiple of the stride (even overlap, no checkerboard).
     For ×s the transposed kernel defaults to 2s with padding s/2 (×4: 8×8, 256 weights, 561
-    in all). The output is linear (no clamp); clip it for display and metrics.
+    in all). The output is linear (no clamp); clip it for display and metrics. Bias-free by
+    default, as the paper's 369 parameters on 396 cells (369 + 27 references) imply;
+    ``bias=True`` adds digital biases.
 
     Args:
         scale: upsampling factor (>= 2).
@@ -240,7 +244,7 @@ class SRNet(nn.Module):
         kernels: Sequence[int] = (5, 3),
         up_kernel: int | None = None,
         *,
-        bias: bool = True,
+        bias: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(scale, int) or scale < 2:
