@@ -747,7 +747,9 @@ def _record(
         n = inp[0].numel() // inp[0].shape[-1]
     else:
         n = (inp[0] if transposed else out)[0, 0].numel()
-    found.append(AnalogLayer(name, rows, cols, float(n)))
+    # the placement keeps a convolution's kh·kw window on one array (tiles.Crossbar.add_tile)
+    unit = 1 if transposed else math.prod(mod.weight.shape[2:])  # type: ignore[union-attr]
+    found.append(AnalogLayer(name, rows, cols, float(n), row_unit=unit))
 
 
 def _accounting(
