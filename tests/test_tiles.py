@@ -200,7 +200,10 @@ def test_to_digital_keeps_the_cells_weights() -> None:
         ({"rwg_per_us": 0.0}, r"Invalid rwg_per_us: 0.0; allowed: a finite number > 0"),
         ({"array_size": (32, 2)}, r"Invalid array_size: \(32, 2\)"),
         ({"g_ref_us": 1e4}, r"Invalid g_ref_us: 10000; the operating range .* allowed: \[85, 85\]"),
-        ({"rwg_per_us": 1 / 4000}, r"Invalid rwg_per_us \(--rwg\): 0.00025; .* allowed: rwg_per_us >= 0.0125"),
+        (
+            {"rwg_per_us": 1 / 4000},
+            r"Invalid rwg_per_us \(--rwg\): 0.00025; .* allowed: rwg_per_us >= 0.0125",
+        ),
         ({"w_max": 0.0}, r"Invalid w_max: 0.0"),
         ({"scheme": "magic"}, r"magic"),
         ({"device": "unobtainium"}, r"unknown device 'unobtainium'"),

@@ -50,9 +50,9 @@ __all__ = [
     "inference_counts",
     "latency",
     "layer_blocks",
+    "load_nodes",
     "periphery_sweep",
     "scale_periphery",
-    "load_nodes",
     "training_step_counts",
 ]
 
@@ -711,9 +711,7 @@ def scale_periphery(node: Node, factor: float) -> Node:
     return dataclasses.replace(node, **{f: getattr(node, f) * factor for f in PERIPHERY_FIELDS})
 
 
-def periphery_sweep(
-    counts: Counts, node: Node, factors: Sequence[float]
-) -> list[dict[str, float]]:
+def periphery_sweep(counts: Counts, node: Node, factors: Sequence[float]) -> list[dict[str, float]]:
     """Energy of ``counts`` by scope as the periphery estimate varies.
 
     The cell costs (V²·G·t) follow the conductances; the periphery costs in

@@ -748,7 +748,8 @@ def _record(
     else:
         n = (inp[0] if transposed else out)[0, 0].numel()
     # the placement keeps a convolution's kh·kw window on one array (tiles.Crossbar.add_tile)
-    unit = 1 if transposed else math.prod(mod.weight.shape[2:])  # type: ignore[union-attr]
+    shape = tuple(mod.weight.shape)  # type: ignore[arg-type]
+    unit = 1 if transposed else math.prod(shape[2:])
     found.append(AnalogLayer(name, rows, cols, float(n), row_unit=unit))
 
 
