@@ -76,7 +76,8 @@ def test_paper_weight_counts() -> None:
     assert sum(p.numel() for p in with_bias.parameters()) == 135 + 3 + 3 + 1
     sr = get_model("srnet2")
     assert count_weights(sr) == 369
-    assert sum(p.numel() for p in sr.parameters()) == 369
+    assert sum(p.numel() for p in sr.parameters()) == 369 + 5 + 4 + 1  # digital biases
+    assert sum(p.numel() for p in get_model("srnet2", bias=False).parameters()) == 369
     assert [type(m) for m in sr.children()] == [nn.Conv2d, nn.Conv2d, nn.ConvTranspose2d]
     assert count_weights(get_model("srnet4")) == 561
 
