@@ -185,6 +185,7 @@ def test_every_command_of_the_cli_works_on_a_run(tmp_path: Path) -> None:
         "stats",
         "list",
         "characterize",
+        "narrow-range",
     }
     out = tmp_path / "cmp"
     r = runner.invoke(
