@@ -431,3 +431,16 @@ def test_image_dataset_validation() -> None:
         ImageDataset(torch.zeros(2, 1, 3, 3), torch.zeros(3))
     ds = ImageDataset(torch.zeros(2, 1, 3, 3), torch.tensor([1.0, 2.0]))
     assert ds.labels.dtype == torch.int64 and len(ds.subset(1)) == 1
+
+
+def test_image_tasks_default_to_the_packaged_mnist() -> None:
+    from eapu.models import get_model
+    from eapu.tasks import get_task
+
+    for name in ("denoise", "sr2", "sr4", "anomaly"):
+        task = get_task(name)
+        assert task.data == "mnist", name
+        ds = get_dataset(task.data, split="test", limit=2, **task.data_kw)
+        assert ds.images.shape[-2:] == (28, 28), name
+    ae = get_model(get_task("denoise").model, **get_task("denoise").model_kw)
+    assert sum(p.numel() for p in ae.parameters()) == 135
