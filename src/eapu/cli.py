@@ -215,7 +215,10 @@ def run(
 
     opts = _run_options(config, locals())
     opts.setdefault("method", method)
-    cfg = RunConfig(task=task, **opts)
+    try:
+        cfg = RunConfig(task=task, **opts)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from err
     out = out or Path("runs") / f"{task}-{cfg.method}"
     with _progress() as prog:
         bar = prog.add_task(cfg.method, total=cfg.resolved()["steps"], info="")
