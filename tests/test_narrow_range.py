@@ -34,3 +34,12 @@ def test_bad_rwg_is_refused() -> None:
         narrow_range_comparison(bp_rwg_per_us=0, steps=1)
     with pytest.raises(ValueError, match="Invalid task: 'classify'"):
         narrow_range_comparison(task="classify", steps=1)
+
+
+def test_cli_refuses_a_bad_rwg_as_a_usage_error() -> None:
+    from typer.testing import CliRunner
+
+    from eapu.cli import app
+
+    r = CliRunner().invoke(app, ["narrow-range", "--bp-rwg", "0", "--steps", "1"])
+    assert r.exit_code == 2 and "bp_rwg_per_us" in r.output, r.output

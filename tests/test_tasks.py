@@ -214,6 +214,10 @@ def test_every_command_of_the_cli_works_on_a_run(tmp_path: Path) -> None:
     r = runner.invoke(app, ["energy", str(run_dir), "--node", "16nm"])
     assert r.exit_code == 0 and "verify" in r.output, r.output
     assert (run_dir / "energy-16nm.png").exists()
+    r = runner.invoke(app, ["energy", str(run_dir), "--periphery", "0,1"])
+    assert r.exit_code == 0 and "scope_analog" in r.output and "cell_share" in r.output, r.output
+    r = runner.invoke(app, ["energy", str(run_dir), "--periphery", "-1"])
+    assert r.exit_code == 2 and "Invalid factor" in r.output, r.output
     r = runner.invoke(app, ["retention", str(run_dir), "--hours", "0,60"])
     assert r.exit_code == 0, r.output
     rows = list(csv.DictReader((run_dir / "retention-rram.csv").open()))
