@@ -30,6 +30,7 @@ def test_run_writes_a_complete_run_directory(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "config.json").read_text())["steps"] == 12
     assert 0 <= m["ssim"] <= 1 and m["psnr"] > 0
     assert m["cells"] == 162 and 0 < m["rup"] < 1
+    assert m["clipped"] == 0  # no target beyond the device window
     assert m["nup"] == pytest.approx(m["ncell"] * m["rup"])
     rows = list(csv.DictReader((tmp_path / "history.csv").open()))
     assert len(rows) == 13  # step 0 (the untrained network as programmed) and 12 steps

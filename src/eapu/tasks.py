@@ -686,6 +686,8 @@ def run(
     if xb is not None and method.in_situ:
         final["load_pulses"] = sum(int(t.load_record[1]) for t in xb.tiles)
     xb = crossbar_of(model)
+    if xb is not None:  # targets beyond the device window: reported, never silently clipped
+        final["clipped"] = xb.clipped
     summary = ledger.summary() if ledger is not None else None
     acc = _accounting(
         model, xb, exp, cfg, summary, int(final.get("load_pulses", final.get("pulses", 0)))
