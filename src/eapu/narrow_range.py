@@ -21,6 +21,7 @@ the periphery factor at which the ratio would equal the paper's.
 from __future__ import annotations
 
 import math
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +63,8 @@ def _train(
     task = get_task(task_name)
     if task.kind not in ("denoise", "sr"):
         raise ValueError(f"Invalid task: {task_name!r}; allowed: a denoise or sr task")
-    train = get_dataset(task.data, split="train", **task.data_kw)
-    test = get_dataset(task.data, split="test", **task.data_kw)
-    assert isinstance(train, ImageDataset) and isinstance(test, ImageDataset)
+    train = typing.cast(ImageDataset, get_dataset(task.data, split="train", **task.data_kw))
+    test = typing.cast(ImageDataset, get_dataset(task.data, split="test", **task.data_kw))
     device = get_device(
         "gaussian",
         sd_us=sd_us,
