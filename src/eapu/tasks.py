@@ -92,12 +92,11 @@ TASKS: dict[str, TaskInfo] = {
             "denoising autoencoder (135 weights), Gaussian noise "
             "σ=0.3 on the input, MSE, batch 64, 1100 mini-batches, evaluate every 200",
             "denoise_ae",
-            "digits",
+            "mnist",
             1100,
             64,
             1e-2,
             200,
-            data_kw={"size": 16},
         ),
         TaskInfo(
             "sr2",
@@ -105,12 +104,11 @@ TASKS: dict[str, TaskInfo] = {
             "SRNet×2 (369 weights), bicubic ×0.5 input, L1, batch 256, "
             "4 epochs of 100 mini-batches",
             "srnet2",
-            "photos",
+            "mnist",
             400,
             256,
             1e-2,
             100,
-            data_kw={"patch_size": 16},
             scale=2,
         ),
         TaskInfo(
@@ -118,12 +116,11 @@ TASKS: dict[str, TaskInfo] = {
             "sr",
             "SRNet×4, bicubic ×0.25 input, L1, batch 256, 400 mini-batches",
             "srnet4",
-            "photos",
+            "mnist",
             400,
             256,
             1e-2,
             100,
-            data_kw={"patch_size": 16},
             scale=4,
         ),
         TaskInfo(
@@ -132,12 +129,11 @@ TASKS: dict[str, TaskInfo] = {
             "denoising autoencoder trained on one data set; its reconstruction error flags "
             "images of another (accuracy at the 95th percentile of training errors, ROC-AUC)",
             "denoise_ae",
-            "digits",
+            "mnist",
             1100,
             64,
             1e-2,
             200,
-            data_kw={"size": 16},
             anomaly_data="photos",
         ),
         TaskInfo(
@@ -395,6 +391,12 @@ class RunConfig:
             raise ValueError(f"Invalid device_type: {self.device_type!r}; allowed: cpu, cuda")
         if self.width is not None and (not isinstance(self.width, int) or self.width < 1):
             raise ValueError(f"Invalid width: {self.width!r}; allowed: None or an integer >= 1")
+        if get_method(self.method).level == "device":
+            from .devices import get_device
+            from .tiles import operating_range
+
+            # the operating range follows Rwg: refuse one the device cannot hold, up front
+            operating_range(get_device(self.device), "reference_column", self.rwg_per_us)
 
     def resolved(self) -> dict[str, Any]:
         """The config with the task's defaults filled in (what ``config.json`` records)."""
@@ -770,6 +772,8 @@ def _run_locked(
     if xb is not None and method.in_situ:
         final["load_pulses"] = sum(int(t.load_record[1]) for t in xb.tiles)
     xb = crossbar_of(model)
+    if xb is not None:  # targets beyond the device window: reported, never silently clipped
+        final["clipped"] = xb.clipped
     summary = ledger.summary() if ledger is not None else None
     acc = _accounting(
         model, xb, exp, cfg, summary, int(final.get("load_pulses", final.get("pulses", 0)))
@@ -837,7 +841,10 @@ def _record(
         n = inp[0].numel() // inp[0].shape[-1]
     else:
         n = (inp[0] if transposed else out)[0, 0].numel()
-    found.append(AnalogLayer(name, rows, cols, float(n)))
+    # the placement keeps a convolution's kh·kw window on one array (tiles.Crossbar.add_tile)
+    shape = tuple(mod.weight.shape)  # type: ignore[arg-type]
+    unit = 1 if transposed else math.prod(shape[2:])
+    found.append(AnalogLayer(name, rows, cols, float(n), row_unit=unit))
 
 
 def _accounting(
