@@ -167,7 +167,7 @@ CLI_CASES: list[tuple[list[str], str]] = [
     ([*R, "--init-from", "{root}/nowhere"], "--init-from"),
     ([*R, "--init-from", "{other_model}"], "--init-from"),
     ([*R, "--init-from", "{corrupt_ckpt}"], "checkpoint"),
-    ([*R, "--data", "mnist"], "--data-dir"),
+    ([*R, "--data", "cifar100"], "--data-dir"),
     ([*R, "--data", "mnist", "--data-dir", "{root}/nowhere"], "--data-dir"),
     ([*R, "--data", "mnist", "--data-dir", "{mnist_overflow}"], "idx3-ubyte"),
     ([*R, "--data", "mnist", "--data-dir", "{mnist_bomb}"], "idx3-ubyte.gz"),

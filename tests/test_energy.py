@@ -19,7 +19,9 @@ from eapu.energy import (
     gpu_reference,
     inference_counts,
     latency,
+    layer_blocks,
     load_nodes,
+    periphery_sweep,
     training_step_counts,
 )
 from eapu.ledger import FIELDS, Ledger
@@ -107,6 +109,76 @@ def test_inference_geometry() -> None:
     assert d.cell_reads == 2 * 64 * 32
     conv = inference_counts([AnalogLayer("conv", 9, 4, vmms_per_sample=784)], g_mean_us=1.0)
     assert conv.vmms == 784 and conv.cell_reads == 784 * (36 + 9)
+    # 7 input channels of 3×3 = 63 rows: the placement keeps windows whole, 27 + 27 + 9 rows
+    windows = AnalogLayer("conv7", 63, 4, row_unit=9)
+    assert layer_blocks(windows, 32, 32, "reference_column") == (3, 1)
+    assert inference_counts([windows], g_mean_us=1.0).vmms == 3
+
+
+def test_energy_geometry_equals_the_placement() -> None:
+    """The arrays energy counts for each layer are the blocks the crossbar placed."""
+    from torch import nn
+
+    from eapu.models import get_model
+    from eapu.nn import convert
+    from eapu.tasks import analog_layers
+
+    torch.manual_seed(0)
+    nets = [
+        get_model("denoise_ae", seed=0),
+        get_model("srnet2", seed=0),
+        nn.Sequential(nn.Conv2d(7, 40, 3, padding=1), nn.ReLU(), nn.Conv2d(40, 2, 3)),
+    ]
+    for net, channels in zip(nets, (1, 1, 7), strict=True):
+        layers = analog_layers(net, torch.rand(1, channels, 12, 12))
+        xb = convert(net, device="ideal", scheme="gaussian", load_scheme="gaussian")
+        for layer, tile in zip(layers, xb.tiles, strict=True):
+            placed = (len({b.row0 for b in tile.blocks}), len({b.col0 for b in tile.blocks}))
+            assert layer_blocks(layer, 32, 32, "reference_column") == placed, layer.name
+        vmms = inference_counts(layers, g_mean_us=1.0).vmms
+        assert vmms == sum(
+            layer.vmms_per_sample * len(tile.blocks)
+            for layer, tile in zip(layers, xb.tiles, strict=True)
+        )
+
+
+def test_scopes_and_the_periphery_sweep() -> None:
+    node = get_node("180nm")
+    c = inference_counts(LAYERS, g_mean_us=40.0) + Counts(pulses=10, pulse_g_us=400.0)
+    e = energy(c, node)
+    assert e.scope("total") == pytest.approx(e.total)
+    assert e.scope("analog") == pytest.approx(e.vmm_read + e.adc_dac + e.programming + e.verify)
+    assert e.scope("programming") == pytest.approx(e.programming + e.verify)
+    assert e.as_dict()["scope_analog"] == pytest.approx(e.scope("analog"))
+    with pytest.raises(ValueError, match="Invalid scope: 'cells'"):
+        e.scope("cells")
+    rows = periphery_sweep(c, node, [0.0, 0.5, 1.0])
+    assert rows[0]["cell_share"] == pytest.approx(1.0)
+    assert rows[2]["analog"] == pytest.approx(e.scope("analog"))
+    # linear in the factor: the midpoint is the mean of the ends
+    assert rows[1]["analog"] == pytest.approx((rows[0]["analog"] + rows[2]["analog"]) / 2)
+    assert rows[0]["cell_share"] > rows[1]["cell_share"] > rows[2]["cell_share"]
+
+
+def test_read_energy_and_mean_conductance_follow_rwg() -> None:
+    """A network mapped at a larger Rwg sits in a narrower conductance range: its mean
+    conductance above the window's floor and its cell-read energy scale with 1 / Rwg."""
+    from eapu.models import get_model
+    from eapu.nn import convert
+    from eapu.tasks import analog_layers
+
+    node = get_node("180nm")
+    g_above, reads = {}, {}
+    for rwg in (1 / 80, 1 / 40):
+        net = get_model("denoise_ae", seed=0)
+        layers = analog_layers(net, torch.rand(1, 1, 28, 28))
+        xb = convert(net, device="ideal", scheme="gaussian", load_scheme="gaussian", rwg_per_us=rwg)
+        assert xb.device_model.g_min_us == 0.0
+        g = torch.cat([t.state.g_us.reshape(-1) for t in xb.tiles] + [xb.ref_g_us])
+        g_above[rwg] = float(g.mean())
+        reads[rwg] = energy(inference_counts(layers, g_mean_us=g_above[rwg]), node).vmm_read
+    assert g_above[1 / 40] == pytest.approx(g_above[1 / 80] / 2, rel=1e-5)
+    assert reads[1 / 40] == pytest.approx(reads[1 / 80] / 2, rel=1e-5)
 
 
 def test_training_counts_from_ledger() -> None:

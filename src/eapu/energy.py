@@ -35,6 +35,8 @@ from torch import Tensor
 
 __all__ = [
     "CATEGORIES",
+    "PERIPHERY_FIELDS",
+    "SCOPES",
     "AnalogLayer",
     "Breakdown",
     "Counts",
@@ -47,12 +49,26 @@ __all__ = [
     "gpu_reference",
     "inference_counts",
     "latency",
+    "layer_blocks",
     "load_nodes",
+    "periphery_sweep",
+    "scale_periphery",
     "training_step_counts",
 ]
 
 #: Categories of a `Breakdown`, in order.
 CATEGORIES = ("vmm_read", "adc_dac", "digital", "rng", "programming", "verify")
+#: Scopes of a `Breakdown` (`Breakdown.scope`): the categories each one sums. ``analog`` is
+#: the crossbar side (cell reads, DAC/ADC, programming and its verify reads), what the
+#: paper's Fig. 6 counts as far as its text says; ``programming`` the writes alone.
+SCOPES: dict[str, tuple[str, ...]] = {
+    "total": CATEGORIES,
+    "analog": ("vmm_read", "adc_dac", "programming", "verify"),
+    "programming": ("programming", "verify"),
+}
+#: The `Node` costs of the periphery around the cells (converters, drivers, sense
+#: overhead): all estimates, which `scale_periphery` varies together.
+PERIPHERY_FIELDS = ("e_dac_j", "e_adc_j", "e_pulse_driver_j", "e_verify_j")
 _KINDS = ("analog", "digital")
 _MAPPINGS = ("reference_column", "differential")
 
@@ -339,16 +355,19 @@ class AnalogLayer:
     """A weight matrix on crossbars: ``rows`` inputs (fan-in) × ``cols`` outputs.
 
     ``vmms_per_sample`` is how often the matrix is applied per input sample (1 for a linear
-    layer, the output positions H_out·W_out for a convolution).
+    layer, the output positions H_out·W_out for a convolution). ``row_unit`` is the number of
+    rows the placement keeps on one array (a convolution's kh·kw window), as in
+    `eapu.tiles.Placement.add`.
     """
 
     name: str
     rows: int
     cols: int
     vmms_per_sample: float = 1.0
+    row_unit: int = 1
 
     def __post_init__(self) -> None:
-        for f in ("rows", "cols"):
+        for f in ("rows", "cols", "row_unit"):
             v = getattr(self, f)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"Invalid AnalogLayer.{f}: {v!r}; allowed: an int >= 1")
@@ -382,15 +401,34 @@ class StepWrites:
         return cls(summary.written / steps, summary.pulses / steps, summary.reads / steps)
 
 
+def layer_blocks(
+    layer: AnalogLayer, array_rows: int, array_cols: int, mapping: str
+) -> tuple[int, int]:
+    """(row blocks, column blocks) of ``layer`` as `eapu.tiles.Placement` cuts it.
+
+    The geometry is the placement's own: a fresh `Placement` places the layer, so energy
+    counts the arrays a crossbar really uses (e.g. a 63-row convolution of 3×3 windows on
+    32-row arrays takes three row blocks of 27 + 27 + 9 rows, not two).
+    """
+    from .tiles import Placement
+
+    per = 2 if mapping == "differential" else 1
+    ref = 1 if mapping == "reference_column" else 0
+    if (array_cols - ref) // per < 1:
+        raise ValueError(f"Invalid array_cols: {array_cols}; allowed: >= {ref + per}")
+    blocks = Placement(array_rows, array_cols, mapping).add(
+        layer.name, layer.rows, layer.cols, row_unit=layer.row_unit
+    )
+    return len({b.row0 for b in blocks}), len({b.col0 for b in blocks})
+
+
 def _geometry(
     layer: AnalogLayer, array_rows: int, array_cols: int, mapping: str
 ) -> tuple[int, int, int, int]:
+    br, bc = layer_blocks(layer, array_rows, array_cols, mapping)
     per = 2 if mapping == "differential" else 1
     ref = 1 if mapping == "reference_column" else 0
-    max_cols = (array_cols - ref) // per
-    if max_cols < 1:
-        raise ValueError(f"Invalid array_cols: {array_cols}; allowed: >= {ref + per}")
-    return math.ceil(layer.rows / array_rows), math.ceil(layer.cols / max_cols), per, ref
+    return br, bc, per, ref
 
 
 def _check_layout(
@@ -417,7 +455,7 @@ def inference_counts(
 ) -> Counts:
     """Operations of the forward pass of one sample through the analog layers.
 
-    Each matrix is cut into ``ceil(rows/array_rows) × ceil(cols/usable_cols)`` blocks, one
+    Each matrix is cut into blocks as `eapu.tiles.Placement` places it (`layer_blocks`), one
     array activation each. Per VMM: every weight cell is read (two for ``differential``),
     plus the reference cells of each column block (``reference_column``); each input is
     driven once per column block; each output column is converted once per row block, plus
@@ -560,6 +598,12 @@ class Breakdown:
     def total(self) -> float:
         return sum(getattr(self, f) for f in CATEGORIES)
 
+    def scope(self, name: str) -> float:
+        """The sum of the categories of scope ``name`` (see `SCOPES`)."""
+        if name not in SCOPES:
+            raise ValueError(f"Invalid scope: {name!r}; allowed: {', '.join(SCOPES)}")
+        return sum(getattr(self, f) for f in SCOPES[name])
+
     def __add__(self, other: Breakdown) -> Breakdown:
         if not isinstance(other, Breakdown):
             return NotImplemented
@@ -576,8 +620,11 @@ class Breakdown:
     __rmul__ = __mul__
 
     def as_dict(self) -> dict[str, float]:
+        """The categories, ``total``, and ``scope_analog`` / ``scope_programming``."""
         out = {f: getattr(self, f) for f in CATEGORIES}
         out["total"] = self.total
+        out["scope_analog"] = self.scope("analog")
+        out["scope_programming"] = self.scope("programming")
         return out
 
 
@@ -654,6 +701,42 @@ def gpu_reference(flops: float, bytes_moved: float, node: Node) -> tuple[Breakdo
         digital=max(flops / node.digital_ops_per_s, bytes_moved / node.bytes_per_s), unit="s"
     )
     return e, t
+
+
+def scale_periphery(node: Node, factor: float) -> Node:
+    """``node`` with every periphery cost (`PERIPHERY_FIELDS`) multiplied by ``factor``."""
+    _check_number("", "factor", factor)
+    if node.kind != "analog":
+        raise ValueError(f"Invalid node: {node.name!r} is {node.kind}; allowed: an analog node")
+    return dataclasses.replace(node, **{f: getattr(node, f) * factor for f in PERIPHERY_FIELDS})
+
+
+def periphery_sweep(counts: Counts, node: Node, factors: Sequence[float]) -> list[dict[str, float]]:
+    """Energy of ``counts`` by scope as the periphery estimate varies.
+
+    The cell costs (V²·G·t) follow the conductances; the periphery costs in
+    ``energy_nodes.toml`` are estimates. Each row scales them by one factor and gives the
+    energy by scope (J) and the cells' share of the analog energy (``cell_share``: cell reads
+    and the cells' part of the pulses, over the analog scope).
+    """
+    if not factors:
+        raise ValueError("Invalid factors: empty; allowed: one or more numbers >= 0")
+    cells_only = scale_periphery(node, 0.0)
+    rows = []
+    for f in factors:
+        e = energy(counts, scale_periphery(node, f))
+        analog = e.scope("analog")
+        cell = energy(counts, cells_only).scope("analog")
+        rows.append(
+            {
+                "factor": float(f),
+                "total": e.total,
+                "analog": analog,
+                "programming": e.scope("programming"),
+                "cell_share": cell / analog if analog > 0 else 0.0,
+            }
+        )
+    return rows
 
 
 # --------------------------------------------------------------------------------------

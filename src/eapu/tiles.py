@@ -12,6 +12,14 @@ Mappings (Liu et al. 2025, Methods):
   (the paper's autoencoder: 135 weights -> 162 cells).
 - ``differential``: W = Rwg · (G⁺ − G⁻), two cells per weight, a change split between them.
 
+Operating range (Eq. 1, Rwg = Wmax / Gmax): the crossbar holds weights up to ``w_max`` in
+magnitude, so its cells work in a conductance range of Gmax = w_max / Rwg above and below the
+reference (``reference_column``: [g_ref − Gmax, g_ref + Gmax], the reference at
+``g_min_us + Gmax`` by default) or between ``g_min_us`` and ``g_min_us + Gmax``
+(``differential``). A larger Rwg therefore means smaller conductances (cheaper reads). An Rwg
+whose range the device's window cannot hold is refused; a target outside the device window is
+counted (``Tile.clipped``), never clipped without a record.
+
 A weight tensor is laid out as a matrix whose rows are the crossbar's inputs (fan-in:
 ``in_channels·kh·kw`` for a convolution, ``in_features`` for a linear layer, ``in_channels``
 for a transposed convolution, whose kernel positions are outputs) and whose columns are its
@@ -23,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +43,15 @@ from .devices import CellParams, Device, characterize, get_device, read
 from .ledger import FIELDS
 from .programming import CellState, get_scheme
 
-__all__ = ["MAPPINGS", "Block", "Crossbar", "Placement", "Tile", "characterized_sd"]
+__all__ = [
+    "MAPPINGS",
+    "Block",
+    "Crossbar",
+    "Placement",
+    "Tile",
+    "characterized_sd",
+    "operating_range",
+]
 
 # The read streams are seeded apart from the programming stream (and from each other).
 _READ_SEED_OFFSET = 0x5EAD_0001
@@ -174,6 +191,54 @@ def _check_positive(name: str, value: Any) -> None:
         raise ValueError(f"Invalid {name}: {value!r}; allowed: a finite number > 0")
 
 
+def operating_range(
+    device: Device,
+    mapping: str,
+    rwg_per_us: float,
+    w_max: float = 1.0,
+    g_ref_us: float | None = None,
+) -> tuple[float, float]:
+    """The conductance range (lo, hi) in µS in which cells hold weights of |W| <= ``w_max``.
+
+    Gmax = w_max / rwg_per_us. ``reference_column``: [g_ref − Gmax, g_ref + Gmax] with
+    g_ref = ``g_min_us + Gmax`` unless given; ``differential``: [g_min_us, g_min_us + Gmax].
+
+    Raises:
+        ValueError: when the range does not fit the device window; the message names
+            ``rwg_per_us`` (``--rwg``) and the smallest Rwg the device can hold.
+    """
+    _check_positive("rwg_per_us", rwg_per_us)
+    _check_positive("w_max", w_max)
+    if mapping not in MAPPINGS:
+        raise ValueError(f"Invalid mapping: {mapping!r}; allowed: {', '.join(MAPPINGS)}")
+    g_max = w_max / rwg_per_us
+    per = 2 if mapping == "reference_column" else 1  # the range spans 2·Gmax or Gmax
+    span = device.g_max_us - device.g_min_us
+    if per * g_max > span * (1 + 1e-9):
+        raise ValueError(
+            f"Invalid rwg_per_us (--rwg): {rwg_per_us:g}; with w_max={w_max:g} the {mapping} "
+            f"mapping needs a conductance range of {per * g_max:g} µS, but device "
+            f"{device.name!r} spans {span:g} µS ({device.g_min_us:g}-{device.g_max_us:g}); "
+            f"allowed: rwg_per_us >= {per * w_max / span:g} µS⁻¹ (1/{span / (per * w_max):g})"
+        )
+    if mapping == "differential":
+        if g_ref_us is not None:
+            raise ValueError("Invalid g_ref_us: the differential mapping has no reference")
+        return device.g_min_us, min(device.g_min_us + g_max, device.g_max_us)
+    if g_ref_us is None:
+        g_ref_us = device.g_min_us + g_max
+    lo, hi = g_ref_us - g_max, g_ref_us + g_max
+    tol = 1e-9 * span
+    if lo < device.g_min_us - tol or hi > device.g_max_us + tol:
+        raise ValueError(
+            f"Invalid g_ref_us: {g_ref_us:g}; the operating range g_ref ± {g_max:g} µS "
+            f"(w_max / rwg_per_us) must lie in the device window "
+            f"[{device.g_min_us:g}, {device.g_max_us:g}] µS; allowed: "
+            f"[{device.g_min_us + g_max:g}, {device.g_max_us - g_max:g}]"
+        )
+    return max(lo, device.g_min_us), min(hi, device.g_max_us)
+
+
 class Crossbar(nn.Module):
     """Arrays of cells shared by the tiles of one network.
 
@@ -183,8 +248,11 @@ class Crossbar(nn.Module):
         load_scheme: the scheme that loads initial weights (default: ``scheme``, except
             ``write_verify`` for the unverified ``sign`` / ``two_pulse`` / ``gaussian``).
         mapping: ``"reference_column"`` or ``"differential"``.
-        rwg_per_us: Rwg = Wmax / Gmax (µS⁻¹).
-        g_ref_us: conductance of the reference cells (default: the window's centre).
+        rwg_per_us: Rwg = Wmax / Gmax (µS⁻¹); with ``w_max`` it sets the operating range.
+        w_max: largest weight magnitude the operating range holds (the paper's Wmax; its chip:
+            weight 1 <-> 80 µS at Rwg 1/80). Gmax = w_max / rwg_per_us.
+        g_ref_us: conductance of the reference cells (default: ``g_min_us + Gmax``, so the
+            operating range starts at the bottom of the device window).
         array_size: (rows, cols) of one array.
         sd_us: SD(εcell) used as the default EaPU threshold; default: characterised.
         scheme_options: keyword options of the scheme (``tolerance_us``, ``max_pulses``).
@@ -203,6 +271,7 @@ class Crossbar(nn.Module):
         load_scheme: str | None = None,
         mapping: str = "reference_column",
         rwg_per_us: float = 1 / 80,
+        w_max: float = 1.0,
         g_ref_us: float | None = None,
         array_size: tuple[int, int] = (32, 32),
         sd_us: float | None = None,
@@ -220,14 +289,13 @@ class Crossbar(nn.Module):
         rows, cols = array_size
         if not (isinstance(rows, int) and isinstance(cols, int) and rows >= 1 and cols >= 3):
             raise ValueError(f"Invalid array_size: {array_size!r}; allowed: (rows >= 1, cols >= 3)")
+        _check_positive("w_max", w_max)
         dev = self.device_model
+        self.w_max = float(w_max)
+        lo, hi = operating_range(dev, mapping, rwg_per_us, w_max, g_ref_us)
+        self.g_range_us = (lo, hi)
         if g_ref_us is None:
-            g_ref_us = (dev.g_min_us + dev.g_max_us) / 2
-        if not dev.g_min_us <= g_ref_us <= dev.g_max_us:
-            raise ValueError(
-                f"Invalid g_ref_us: {g_ref_us}; allowed: within the device window "
-                f"[{dev.g_min_us}, {dev.g_max_us}] µS"
-            )
+            g_ref_us = (lo + hi) / 2
         self.scheme = scheme
         unverified = not get_scheme(scheme).verified
         self.load_scheme = load_scheme or ("write_verify" if unverified else scheme)
@@ -263,6 +331,17 @@ class Crossbar(nn.Module):
     @property
     def cells(self) -> int:
         return self.placement.cells
+
+    @property
+    def g_center_us(self) -> float:
+        """Centre of the operating range (µS): the reference, or the differential pair's
+        common level."""
+        return (self.g_range_us[0] + self.g_range_us[1]) / 2
+
+    @property
+    def clipped(self) -> int:
+        """Cells asked (at load or update) for a conductance outside the device window."""
+        return sum(int(t.clipped) for t in self.tiles)
 
     def _program(
         self, state: CellState, target: Tensor, mask: Tensor, params: CellParams, scheme: str
@@ -382,6 +461,7 @@ class Tile:
         self.params = dev.sample(cell_shape, generator=crossbar.generator)
         self.state = CellState.initial(dev, self.params)
         self.writes = torch.zeros(cell_shape, dtype=torch.int32)
+        self.clipped = torch.zeros((), dtype=torch.int64)
         self.ref_index = self._reference_index()
         self.ref_cells = 0 if crossbar.mapping != "reference_column" else self._owned_refs()
         self.cells = math.prod(cell_shape) + self.ref_cells
@@ -454,8 +534,8 @@ class Tile:
         g = self.state.g_us
         if self.crossbar.mapping == "differential":
             if absolute:
-                mid = self.crossbar.device_model.g_min_us + self.crossbar.device_model.g_max_us
-                target = torch.stack([mid / 2 + dg / 2, mid / 2 - dg / 2])
+                mid = self.crossbar.g_center_us
+                target = torch.stack([mid + dg / 2, mid - dg / 2])
                 return target, torch.ones_like(g, dtype=torch.bool)
             target = torch.stack([g[0] + dg / 2, g[1] - dg / 2])
             mask = (dg != 0).expand_as(g)
@@ -470,6 +550,10 @@ class Tile:
         row = torch.zeros(len(FIELDS), dtype=torch.int64)
         if idx.numel() == 0:
             return row
+        dev = self.crossbar.device_model
+        wanted = target.reshape(-1)[idx]
+        # The device cannot hold these; its own physics stops at the window, so count them.
+        self.clipped += ((wanted < dev.g_min_us) | (wanted > dev.g_max_us)).sum()
         sub = lambda t: t.reshape(-1)[idx]  # noqa: E731
         params = CellParams(**{f: sub(getattr(self.params, f)) for f in CellParams._FIELDS})
         state = CellState(g_us=sub(self.state.g_us), gate=sub(self.state.gate))
@@ -495,7 +579,18 @@ class Tile:
         if tuple(weight.shape) != self.shape:
             raise ValueError(f"weight has shape {tuple(weight.shape)}, the tile holds {self.shape}")
         target, mask = self._targets(weight, absolute=True)
-        return self._apply(target, mask, self.crossbar.load_scheme)
+        before = int(self.clipped)
+        row = self._apply(target, mask, self.crossbar.load_scheme)
+        if int(self.clipped) > before:
+            xb = self.crossbar
+            warnings.warn(
+                f"tile {self.name!r}: {int(self.clipped) - before} weight(s) beyond what device "
+                f"{xb.device_model.name!r} holds at rwg_per_us={xb.rwg_per_us:g} "
+                f"(max |W| {float(weight.abs().max()):.3g}); they land at the window's edge "
+                "(counted in Tile.clipped)",
+                stacklevel=2,
+            )
+        return row
 
     def program(self, dwn: Tensor, *, scheme: str | None = None) -> Tensor:
         """Write the update ΔWn (zero entries are not written) with the crossbar's update
@@ -512,13 +607,19 @@ class Tile:
     # ----------------------------------------------------------------- state
     def state_tensors(self) -> dict[str, Tensor]:
         """Everything a checkpoint must hold to restore this tile exactly."""
-        out = {"g_us": self.state.g_us, "gate": self.state.gate, "writes": self.writes}
+        out = {
+            "g_us": self.state.g_us,
+            "gate": self.state.gate,
+            "writes": self.writes,
+            "clipped": self.clipped,
+        }
         out.update({f"cell_{k}": v for k, v in self.params.state_dict().items()})
         return out
 
     def load_state_tensors(self, state: dict[str, Tensor]) -> None:
         self.state = CellState(g_us=state["g_us"].clone(), gate=state["gate"].clone())
         self.writes = state["writes"].clone()
+        self.clipped = state.get("clipped", torch.zeros((), dtype=torch.int64)).clone()
         self.params = CellParams.from_state_dict(
             {k[5:]: v for k, v in state.items() if k.startswith("cell_")}
         )

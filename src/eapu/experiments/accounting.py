@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,10 @@ def analog_layers(model: nn.Module, sample: Tensor) -> list[AnalogLayer]:
             n = inp[0].numel() // inp[0].shape[-1]
         else:
             n = (inp[0] if transposed else out)[0, 0].numel()
-        found.append(AnalogLayer(name, rows, cols, float(n)))
+        # the placement keeps a convolution's kh·kw window on one array (Crossbar.add_tile)
+        shape = tuple(mod.weight.shape)  # type: ignore[arg-type]
+        unit = 1 if transposed else math.prod(shape[2:])
+        found.append(AnalogLayer(name, rows, cols, float(n), row_unit=unit))
 
     handles = [
         mod.register_forward_hook(lambda m, i, o, name=name: record(name, m, i, o))

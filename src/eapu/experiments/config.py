@@ -142,6 +142,12 @@ class RunConfig:
             )
         if self.width is not None and (not isinstance(self.width, int) or self.width < 1):
             raise ValueError(f"Invalid width: {self.width!r}; allowed: None or an integer >= 1")
+        if get_method(self.method).level == "device":
+            from ..devices import get_device
+            from ..tiles import operating_range
+
+            # the operating range follows Rwg: refuse one the device cannot hold, up front
+            operating_range(get_device(self.device), "reference_column", self.rwg_per_us)
 
     def resolved(self) -> dict[str, Any]:
         """The config with the task's defaults filled in (what ``config.json`` records)."""

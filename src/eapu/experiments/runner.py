@@ -190,6 +190,8 @@ def train(
     if xb is not None and method.in_situ:
         final["load_pulses"] = sum(int(t.load_record[1]) for t in xb.tiles)
     xb = crossbar_of(model)
+    if xb is not None:  # targets beyond the device window: reported, never silently clipped
+        final["clipped"] = xb.clipped
     load = int(final.get("load_pulses", final.get("pulses", 0)))
     acc = accounting(model, xb, exp.test_x[:1].to(exp.device), cfg, summary, load)
     write_json(out / "energy.json", acc)
