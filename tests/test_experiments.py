@@ -103,8 +103,8 @@ def _install_plugin(tmp_path: Path) -> Path:
 
 
             def demo_rram():
-                """A plugin device: the ideal cell with a narrower window."""
-                return dataclasses.replace(get_device("ideal"), g_max_us=90.0)
+                """A plugin device: the ideal cell with a 400 µS window."""
+                return dataclasses.replace(get_device("ideal"), g_max_us=400.0)
             '''
         )
     )
@@ -148,6 +148,8 @@ def test_an_installed_plugin_device_is_listed_and_runs(tmp_path: Path) -> None:
     assert got["exit"] == 0, got["out"]
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["device"] == "demo_rram"
+    energy = json.loads((tmp_path / "run" / "energy.json").read_text())
+    assert 0 < energy["g_mean_us"] <= 400.0  # the plugin's window, not ideal's 1000 µS
     # Not loaded in this process: the plugin's site directory is not on its path.
     assert "demo_rram" not in DEVICES
 
