@@ -14,7 +14,6 @@ from eapu.devices import (
     STUCK_ON,
     CellParams,
     Device,
-    characterize,
     gate_curve,
     gate_set,
     gaussian,
@@ -27,6 +26,7 @@ from eapu.devices import (
     register_device,
     relax,
 )
+from eapu.programming import characterize
 
 ALL_DEVICES = list_devices()
 
@@ -273,3 +273,30 @@ def test_physics_on_cuda() -> None:
     out = relax(out, dev, p, generator=gen)
     landed = gate_set(torch.full((64,), 60, device="cuda"), dev, p, generator=gen)
     assert out.device.type == landed.device.type == "cuda"
+
+
+# --- construction from the physics a user knows -----------------------------------------
+
+
+def test_device_from_a_window_alone_derives_reset_and_gate_top() -> None:
+    dev = Device(name="x", g_min_us=5, g_max_us=165)
+    assert dev.g_reset_us == 5.0 and dev.gate_g_top_us == 165.0
+    gen = _gen()
+    params = dev.sample((16,), generator=gen)
+    assert bool((initial_conductance((16,), dev, params) == 5.0).all())
+    top = gate_curve(torch.tensor([dev.gate_levels - 1]), dev)
+    assert float(top) == pytest.approx(165.0)
+    # a stated value still wins and is validated
+    assert Device(name="x", g_min_us=5, g_max_us=165, g_reset_us=20).g_reset_us == 20
+    with pytest.raises(ValueError, match="g_reset_us must be in"):
+        Device(name="x", g_min_us=5, g_max_us=165, g_reset_us=2)
+
+
+def test_drift_exponent_has_one_source() -> None:
+    from eapu.devices import PCM_DRIFT_NU
+    from eapu.retention import PcmDrift
+
+    assert get_device("pcm").drift_nu == PCM_DRIFT_NU == PcmDrift().nu_mean
+    dev = dataclasses.replace(get_device("pcm"), drift_nu=0.08)
+    assert PcmDrift.for_device(dev).nu_mean == 0.08
+    assert PcmDrift.for_device(dev, nu_sd=0.0).nu_sd == 0.0

@@ -565,8 +565,8 @@ def characterize(
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Measure SD(εcell) of a device under a scheme by a write/read sweep over the window."""
-    from .devices import characterize as char
     from .devices import get_device
+    from .programming import characterize as char
 
     c = char(get_device(device), scheme, n_cells=cells, seed=seed)
     t = Table(title=f"{c.device} / {c.scheme}: SD(εcell) = {c.sd_us:.3g} µS")
