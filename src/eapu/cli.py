@@ -581,5 +581,9 @@ def characterize(
     )
 
 
+from .cli_device import device_app  # noqa: E402  (eapu device fit / report)
+
+app.add_typer(device_app, name="device")
+
 if __name__ == "__main__":
     app()
