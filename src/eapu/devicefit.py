@@ -337,12 +337,14 @@ def _fit_side(
         scale = np.where(ok, num / np.where(ok, den, 1.0), 1.0)
         scale = np.clip(scale / scale[ok].mean(), 0.1, None)
     resid = d / scale[r] - m
-    var = np.array([resid[idx == b].var(ddof=1) for b in used])
+    # Each ramp's fitted scale absorbs one degree of freedom of its residuals.
+    ramps_used = int((np.bincount(r, minlength=n_ramps) > 0).sum())
+    dof = x.size / max(x.size - ramps_used, 1)
+    var = dof * np.array([resid[idx == b].var(ddof=1) for b in used])
     c2c = np.sqrt(np.clip(var - 2 * read_noise_sd_us**2, 0.0, None))
     # The scale of a finite ramp scatters by its own noise too: remove that part.
     noise_var = np.bincount(r, weights=np.interp(x, grid, var), minlength=n_ramps)
     noise_var = noise_var / np.where(den > 0, den, np.inf) ** 2
-    ramps_used = int((np.bincount(r, minlength=n_ramps) > 0).sum())
     dtod_var = float(scale[ok].var(ddof=1) - noise_var[ok].mean()) if ramps_used > 1 else 0.0
     return {
         "g_us": grid,
