@@ -18,7 +18,6 @@ from eapu.devicefit import (
     fit_device,
     read_pulse_trains,
     simulate_pulse_trains,
-    write_pulse_trains,
 )
 from eapu.devices import MeasuredDevice, get_device, interp, save_device
 from eapu.programming import characterize
@@ -42,11 +41,9 @@ def _trains(seed: int = 0) -> tuple[PulseTrains, PulseTrains]:
 
 
 def write_sample(folder: Path) -> tuple[Path, Path]:
-    """The README's sample: SET.csv and RESET.csv (µS) of a known cell, in the published form."""
-    up, down = _trains()
-    folder.mkdir(parents=True, exist_ok=True)
-    write_pulse_trains(folder / "SET.csv", up)
-    write_pulse_trains(folder / "RESET.csv", down)
+    """The README's sample (`eapu device example`): SET.csv and RESET.csv of a known cell."""
+    r = CliRunner().invoke(app, ["device", "example", str(folder)])
+    assert r.exit_code == 0, r.output
     return folder / "SET.csv", folder / "RESET.csv"
 
 

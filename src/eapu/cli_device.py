@@ -1,5 +1,6 @@
 """``eapu device``: fit a device to measured pulse trains, and predict EaPU on it.
 
+    eapu device example samples/                   # SET.csv, RESET.csv of a known cell
     eapu device fit SET.csv RESET.csv --units uS --out my-cell.toml --relaxation-sd-us 2
     eapu device fit cycles.csv --units S --out my-cell.toml      # one file, polarity column
     eapu device report my-cell.toml --out runs/my-cell --steps 300
@@ -102,6 +103,24 @@ def fit(
         )
     console.print(t)
     console.print(f"device file: {out}\nfigure: {png}")
+
+
+@device_app.command("example")
+def example(
+    folder: Annotated[Path, typer.Argument(help="folder for SET.csv and RESET.csv")],
+    device: Annotated[str, typer.Option(help="the known device (preset or file)")] = "taox_1t1r",
+    ramps: Annotated[int, typer.Option(help="ramps (columns) per file")] = 200,
+    pulses: Annotated[int, typer.Option(help="pulses (rows after the first) per ramp")] = 40,
+    seed: Annotated[int, typer.Option(help="seed of the simulated measurement")] = 0,
+) -> None:
+    """Write pulse trains of a known device (µS, published form) to try the fit on."""
+    from .devicefit import write_example_trains
+
+    try:
+        paths = write_example_trains(folder, device, ramps=ramps, pulses=pulses, seed=seed)
+    except ValueError as e:
+        _fail(e)
+    console.print(f"{ramps} ramps × {pulses} pulses of {device}: {paths[0]}, {paths[1]} (µS)")
 
 
 @device_app.command("report")

@@ -49,6 +49,7 @@ __all__ = [
     "fit_figure",
     "read_pulse_trains",
     "simulate_pulse_trains",
+    "write_example_trains",
     "write_pulse_trains",
 ]
 
@@ -510,3 +511,32 @@ def fit_figure(
     fig.savefig(buf, format="png", dpi=110)
     atomic_write(path, buf.getvalue())
     return sims
+
+
+def write_example_trains(
+    folder: str | Path,
+    device: Device | str = "taox_1t1r",
+    *,
+    ramps: int = 200,
+    pulses: int = 40,
+    seed: int = 0,
+) -> tuple[Path, Path]:
+    """Write ``SET.csv`` and ``RESET.csv`` (µS, published form) of a known device into
+    ``folder``: ``ramps`` SET ramps up from ``g_min_us`` and as many RESET ramps down from
+    ``g_max_us``, ``pulses`` pulses each, read with the device's read noise. Something to
+    try `eapu device fit` on, whose answer is known."""
+    from .devices import get_device
+
+    dev = get_device(device) if isinstance(device, str) else device
+    for arg, v in (("ramps", ramps), ("pulses", pulses)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"Invalid {arg}: {v!r}; allowed: an int >= 1")
+    gen = torch.Generator().manual_seed(seed)
+    rows = np.ones(pulses + 1)
+    up = simulate_pulse_trains(dev, np.full(ramps, dev.g_min_us), rows, generator=gen)
+    down = simulate_pulse_trains(dev, np.full(ramps, dev.g_max_us), -rows, generator=gen)
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    write_pulse_trains(out / "SET.csv", up)
+    write_pulse_trains(out / "RESET.csv", down)
+    return out / "SET.csv", out / "RESET.csv"
