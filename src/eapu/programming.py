@@ -11,6 +11,12 @@ programmed beyond its window, so that is the physical outcome); NaN or Inf targe
 ``ValueError``. Iterative schemes loop over pulse *rounds* (every cell of a round in
 parallel) and stop when all cells are done or the budget is spent.
 
+A new scheme starts with `prepare_write` (the checks above, the clamped target), drives the
+cells with the device's pure functions (`eapu.devices.pulse`, `gate_set`, `read`), ends with
+`finish_write` (relaxation of the pulsed cells, the result), and is registered with
+`register_scheme`; `check_tolerance` and `check_budget` validate the usual options.
+`characterize` measures SD(εcell) of a device under a scheme by a write/read sweep.
+
 >>> import torch
 >>> from eapu.devices import get_device
 >>> dev = get_device("taox_1t1r")
