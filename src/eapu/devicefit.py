@@ -481,10 +481,16 @@ def fit_figure(
     axes = fig.subplots(1, len(measured) + 1)
     for ax, t, s in zip(axes, measured, sims, strict=False):
         k = np.arange(t.g_us.shape[0])
-        ax.plot(k, t.g_us, color="0.55", lw=0.8, alpha=0.7)
-        ax.plot(k, s.g_us, color="tab:red", lw=0.8, alpha=0.6)
-        ax.plot([], [], color="0.55", label=f"measured ({t.ramps} ramps)")
-        ax.plot([], [], color="tab:red", label=f"simulated {device.name}")
+        ax.plot(k, t.g_us, color="0.6", lw=0.6, alpha=0.5)
+        ax.plot(k, s.g_us, color="tab:red", lw=0.6, alpha=0.25)
+        # mean and 10th / 90th percentile over the ramps: the two sets overlap where it fits
+        for g, color, label in (
+            (t.g_us, "black", f"measured ({t.ramps} ramps)"),
+            (s.g_us, "tab:red", f"simulated {device.name}"),
+        ):
+            ax.plot(k, g.mean(axis=1), color=color, lw=1.8, label=f"{label}: mean, 10/90 %")
+            for q in (10, 90):
+                ax.plot(k, np.percentile(g, q, axis=1), color=color, lw=1.2, ls="--")
         ax.set_title(Path(t.source).name, fontsize=9)
         ax.set_xlabel("pulse")
         ax.set_ylabel("G (µS)")
@@ -500,8 +506,9 @@ def fit_figure(
             grid = np.array(getattr(device, f"{side}_g_us"))
             m = np.array(getattr(device, f"{side}_step_us"))
             sd = np.array(getattr(device, f"{side}_c2c_us"))
-            ax.plot(grid, m, color=color, lw=1.5, label=f"{word} mean ± c2c SD")
-            ax.fill_between(grid, m - sd, m + sd, color=color, alpha=0.2)
+            ax.plot(grid, m, color="black", lw=2.2, zorder=3)
+            ax.plot(grid, m, color=color, lw=1.4, zorder=4, label=f"{word} mean ± c2c SD")
+            ax.fill_between(grid, m - sd, m + sd, color=color, alpha=0.35, zorder=2)
     ax.set_xlabel("G before the pulse (µS)")
     ax.set_ylabel("|ΔG| per pulse (µS)")
     ax.set_title("step tables", fontsize=9)
