@@ -107,6 +107,12 @@ def test_published_form_with_polarity_column_and_siemens(tmp_path: Path) -> None
     assert fit.device.set_step_us == pytest.approx((2.0, 2.0), rel=1e-3)
     assert fit.device.reset_step_us == pytest.approx((2.0, 2.0), rel=1e-3)
     assert fit.device.dtod_sd > 0  # the columns differ by ±10 %
+    out = tmp_path / "ltp.toml"
+    r = CliRunner().invoke(
+        app, ["device", "fit", str(path), "--units", "S", "--out", str(out), "--bins", "2"]
+    )
+    assert r.exit_code == 0, r.output
+    assert get_device(str(out)).set_step_us == pytest.approx((2.0, 2.0), rel=1e-3)
 
 
 BAD = [

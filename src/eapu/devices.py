@@ -812,7 +812,8 @@ def get_device_info(name: str) -> DeviceInfo:
         return _DEVICES[name]
     except KeyError:
         raise ValueError(
-            f"unknown device {name!r}; available: {', '.join(sorted(_DEVICES))}"
+            f"unknown device {name!r}; available: {', '.join(sorted(_DEVICES))}, "
+            "or a device file (*.toml)"
         ) from None
 
 
