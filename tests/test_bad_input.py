@@ -346,12 +346,12 @@ def test_the_table_is_at_least_a_hundred_cases() -> None:
 
 def test_a_bug_still_shows_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
     """Only user errors are shortened: an internal error keeps its exception."""
-    import eapu.devices
+    import eapu.programming
 
     def broken(*a: Any, **k: Any) -> Any:
         raise KeyError("internal")
 
-    monkeypatch.setattr(eapu.devices, "characterize", broken)
+    monkeypatch.setattr(eapu.programming, "characterize", broken)
     r = CliRunner().invoke(app, ["characterize", "taox_1t1r"])
     assert r.exit_code == 1 and isinstance(r.exception, KeyError)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,7 +16,7 @@ from eapu.devices import (
     STUCK_ON,
     CellParams,
     Device,
-    characterize,
+    MeasuredDevice,
     gate_curve,
     gate_set,
     gaussian,
@@ -26,9 +28,14 @@ from eapu.devices import (
     read,
     register_device,
     relax,
+    save_device,
 )
+from eapu.programming import characterize
 
-ALL_DEVICES = list_devices()
+# Every preset, and the paper's cell in the measured (table) kind read from a device file.
+_FILES = Path(tempfile.mkdtemp(prefix="eapu-devices-"))
+save_device(MeasuredDevice.from_device(get_device("taox_1t1r")), _FILES / "taox_table.toml")
+ALL_DEVICES = [*list_devices(), str(_FILES / "taox_table.toml")]
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -103,7 +110,7 @@ def test_factory_kwargs_and_duplicate_registration() -> None:
         register_device(name="ideal")(lambda: get_device("ideal"))
 
 
-@pytest.mark.parametrize("name", ALL_DEVICES)
+@pytest.mark.parametrize("name", list_devices())
 def test_presets_are_valid_and_named(name: str) -> None:
     dev = get_device(name)
     assert dev.name == name
@@ -273,3 +280,80 @@ def test_physics_on_cuda() -> None:
     out = relax(out, dev, p, generator=gen)
     landed = gate_set(torch.full((64,), 60, device="cuda"), dev, p, generator=gen)
     assert out.device.type == landed.device.type == "cuda"
+
+
+# --- construction from the physics a user knows -----------------------------------------
+
+
+def test_device_from_a_window_alone_derives_reset_and_gate_top() -> None:
+    dev = Device(name="x", g_min_us=5, g_max_us=165)
+    assert dev.g_reset_us == 5.0 and dev.gate_g_top_us == 165.0
+    gen = _gen()
+    params = dev.sample((16,), generator=gen)
+    assert bool((initial_conductance((16,), dev, params) == 5.0).all())
+    top = gate_curve(torch.tensor([dev.gate_levels - 1]), dev)
+    assert float(top) == pytest.approx(165.0)
+    # a stated value still wins and is validated
+    assert Device(name="x", g_min_us=5, g_max_us=165, g_reset_us=20).g_reset_us == 20
+    with pytest.raises(ValueError, match="g_reset_us must be in"):
+        Device(name="x", g_min_us=5, g_max_us=165, g_reset_us=2)
+
+
+def test_drift_exponent_has_one_source() -> None:
+    from eapu.devices import PCM_DRIFT_NU
+    from eapu.retention import PcmDrift
+
+    assert get_device("pcm").drift_nu == PCM_DRIFT_NU == PcmDrift().nu_mean
+    dev = dataclasses.replace(get_device("pcm"), drift_nu=0.08)
+    assert PcmDrift.for_device(dev).nu_mean == 0.08
+    assert PcmDrift.for_device(dev, nu_sd=0.0).nu_sd == 0.0
+
+
+# --- the measured (table) kind and device files ---------------------------------------
+
+
+def test_measured_kind_reproduces_the_formula_it_tabulates() -> None:
+    from eapu.programming import characterize
+
+    taox = get_device("taox_1t1r")
+    table = MeasuredDevice.from_device(taox)
+    assert table.step_up_us == pytest.approx(taox.step_up_us)
+    for scheme in ("write_verify", "memorial"):
+        a, b = characterize(taox, scheme, n_cells=1024), characterize(table, scheme, n_cells=1024)
+        assert b.sd_us == pytest.approx(a.sd_us, rel=0.02)
+        assert b.pulses_per_write == pytest.approx(a.pulses_per_write, rel=0.02)
+
+
+def test_measured_tables_interpolate_and_validate() -> None:
+    kw = dict(name="m", g_min_us=0, g_max_us=10, reset_g_us=(0, 10), reset_step_us=(1, 1))
+    kw |= dict(reset_c2c_us=(0, 0), set_g_us=(0, 10), set_c2c_us=(0, 0))
+    dev = MeasuredDevice(set_step_us=(2.0, 0.0), **kw)
+    p = dev.sample((3,), generator=_gen())
+    g = torch.tensor([0.0, 5.0, 10.0])
+    step = pulse(g, torch.ones(3), dev, p, generator=_gen()) - g
+    assert torch.allclose(step, torch.tensor([2.0, 1.0, 0.0]))
+    with pytest.raises(ValueError, match=r"set_step_us\[1\] must be a finite number >= 0"):
+        MeasuredDevice(set_step_us=(2.0, -1.0), **kw)
+    with pytest.raises(ValueError, match="set_step_us has 3 values, set_g_us has 2"):
+        MeasuredDevice(set_step_us=(2.0, 1.0, 0.0), **kw)
+    with pytest.raises(ValueError, match="must be > 0 at the window centre"):
+        MeasuredDevice(set_step_us=(0.0, 0.0), **kw)
+    with pytest.raises(TypeError):
+        MeasuredDevice(set_step_us=(2.0, 0.0), step_up_us=3.0, **kw)  # derived, not an input
+
+
+def test_device_file_round_trip_and_errors(tmp_path: Path) -> None:
+    for dev in (get_device("taox_1t1r"), MeasuredDevice.from_device(get_device("pcm"))):
+        path = tmp_path / f"{dev.name}.toml"
+        save_device(dev, path, extra={"fit": {"ramps": 3}})
+        assert get_device(str(path)) == dev
+        assert get_device(str(path), relaxation_sd_us=0.5).relaxation_sd_us == 0.5
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[device]\nkind = "measured"\nname = "x"\nwindow = 3\n')
+    with pytest.raises(ValueError, match=r"bad.toml.*unknown \[device\] fields \['window'\]"):
+        get_device(str(bad))
+    bad.write_text('[device]\nname = "x"\ng_max_us = -1.0\n')
+    with pytest.raises(ValueError, match=r"bad.toml.*g_max_us must be > g_min_us"):
+        get_device(str(bad))
+    with pytest.raises(ValueError, match="does not exist"):
+        get_device(str(tmp_path / "missing.toml"))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,9 +13,11 @@ import torch
 from eapu.devices import (
     CellParams,
     Device,
+    MeasuredDevice,
     get_device,
     initial_conductance,
     list_devices,
+    save_device,
 )
 from eapu.programming import (
     CellState,
@@ -22,7 +26,10 @@ from eapu.programming import (
     list_schemes,
 )
 
-ALL_DEVICES = list_devices()
+# Every preset, and the paper's cell in the measured (table) kind read from a device file.
+_FILES = Path(tempfile.mkdtemp(prefix="eapu-devices-"))
+save_device(MeasuredDevice.from_device(get_device("taox_1t1r")), _FILES / "taox_table.toml")
+ALL_DEVICES = [*list_devices(), str(_FILES / "taox_table.toml")]
 ALL_SCHEMES = list_schemes()
 SHAPE = (24, 16)
 

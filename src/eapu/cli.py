@@ -819,8 +819,8 @@ def characterize(
     seed: Annotated[int, typer.Option(min=0)] = 0,
 ) -> None:
     """Measure SD(εcell) of a device under a scheme by a write/read sweep over the window."""
-    from .devices import characterize as char
     from .devices import get_device
+    from .programming import characterize as char
 
     c = char(get_device(device), scheme, n_cells=cells, seed=seed)
     t = Table(title=f"{c.device} / {c.scheme}: SD(εcell) = {c.sd_us:.3g} µS")
@@ -834,6 +834,10 @@ def characterize(
         f"verify reads per write {c.reads_per_write:.3g}, fail rate {c.fail_rate:.3g}"
     )
 
+
+from .cli_device import device_app  # noqa: E402  (eapu device fit / report)
+
+app.add_typer(device_app, name="device")
 
 if __name__ == "__main__":
     app()

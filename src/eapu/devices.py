@@ -4,8 +4,13 @@ A `Device` describes a technology (window, pulse response, gate-controlled SET, 
 faults); `Device.sample` draws the device-to-device spread of a tensor of cells once
 (`CellParams`); the pure functions `pulse`, `gate_set`, `relax` and `read` apply one
 physical operation to every cell of a tensor at once. Programming schemes
-(`eapu.programming`) combine these into writes; `characterize` measures SD(εcell) of a
-device under a scheme, which is the default EaPU threshold.
+(`eapu.programming`) combine these into writes; `eapu.programming.characterize` measures
+SD(εcell) of a device under a scheme, which is the default EaPU threshold.
+
+A device kind is a `Device` subclass: the pulse response and the gate curve go through the
+two methods `Device.pulse_step_us` and `Device.gate_curve_us` (the physics seam), so every
+scheme drives every kind alike; `eapu.measured.MeasuredDevice` is the kind defined by
+measured tables instead of the soft-bound formula.
 
 >>> import torch
 >>> dev = get_device("taox_1t1r")
@@ -23,9 +28,12 @@ Conductance is in µS, voltage in V, time in s. Every random draw takes an expli
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,14 +43,16 @@ from .registry import Registry
 
 __all__ = [
     "DEVICES",
+    "DEVICE_KINDS",
+    "PCM_DRIFT_NU",
     "STUCK_FREE",
     "STUCK_OFF",
     "STUCK_ON",
     "CellParams",
-    "Characterization",
     "Device",
     "DeviceInfo",
-    "characterize",
+    "MeasuredDevice",
+    "device_toml",
     "gate_curve",
     "gate_set",
     "gaussian",
@@ -50,14 +60,19 @@ __all__ = [
     "get_device_info",
     "ideal",
     "initial_conductance",
+    "interp",
+    "is_device_file",
     "land",
     "list_devices",
+    "load_device",
     "neurram",
     "pcm",
     "pulse",
     "read",
     "register_device",
     "relax",
+    "save_device",
+    "stuck_values",
     "taox_1t1r",
 ]
 
@@ -67,6 +82,9 @@ STUCK_OFF = 1
 """`CellParams.stuck` code of a cell stuck at ``g_min_us``."""
 STUCK_ON = 2
 """`CellParams.stuck` code of a cell stuck at ``g_max_us``."""
+PCM_DRIFT_NU = 0.05
+"""Mean power-law drift exponent of PCM (aihwkit PCMLikeNoiseModel: 0.049-0.1; Nandakumar
+et al. 2019): the `pcm` preset's ``drift_nu`` and `eapu.retention.PcmDrift`'s default."""
 
 
 def _finite(name: str, value: float) -> None:
@@ -137,17 +155,19 @@ class Device:
     gate_gamma: float = 1.0
     """Exponent of the curve G(v) = g_reset + (gate_g_top - g_reset)·gain·u**gamma,
     u = max(0, v - v_th)/(v_max - v_th_nominal); 1 is linear, > 1 convex."""
-    gate_g_top_us: float = 100.0
+    gate_g_top_us: float = math.nan
     """Conductance the nominal curve reaches at ``v_gate_max_v`` (µS); may exceed
-    ``g_max_us`` so that weak cells still reach the top (landed values are clipped)."""
+    ``g_max_us`` so that weak cells still reach the top (landed values are clipped).
+    Default (NaN): ``g_max_us``."""
     gate_dtod_sd_v: float = 0.0
     """Device-to-device SD of the threshold voltage (V), drawn once per cell."""
     gate_gain_dtod_sd: float = 0.0
     """Relative device-to-device SD of the curve's gain, drawn once per cell (gain >= 0.1)."""
     gate_c2c_sd_us: float = 0.0
     """Cycle-to-cycle SD of the conductance a gate-controlled SET lands at (µS)."""
-    g_reset_us: float = 0.0
-    """Conductance a full RESET pulse leaves the cell at before the SET (µS)."""
+    g_reset_us: float = math.nan
+    """Conductance a full RESET pulse leaves the cell at before the SET (µS); a fresh array
+    starts here. Default (NaN): ``g_min_us``, the window's low end."""
 
     # --- programming, noise, faults -----------------------------------------------------
     program_tolerance_us: float = 1.0
@@ -162,7 +182,8 @@ class Device:
     stuck_on_fraction: float = 0.0
     """Fraction of cells stuck at ``g_max_us``, drawn once per cell."""
     drift_nu: float = 0.0
-    """Power-law drift exponent G(t) = G(t0)·(t/t0)**-nu (for retention; unused here)."""
+    """Mean power-law drift exponent, G(t) = G(t0)·(t/t0)**-nu: the one source of the
+    exponent, read by `eapu.retention.PcmDrift.for_device` (0: no power-law drift)."""
     default_scheme: str = "write_verify"
     """Name of the programming scheme `characterize` uses when none is given."""
 
@@ -173,6 +194,12 @@ class Device:
         _finite("g_max_us", self.g_max_us)
         if self.g_max_us <= self.g_min_us:
             raise ValueError(f"g_max_us must be > g_min_us={self.g_min_us}, got {self.g_max_us}")
+        # Derived defaults (a frozen dataclass sets them once, here); `dataclasses.replace`
+        # passes the derived values on, so a variant with a new window states them anew.
+        if isinstance(self.g_reset_us, float) and math.isnan(self.g_reset_us):
+            object.__setattr__(self, "g_reset_us", float(self.g_min_us))
+        if isinstance(self.gate_g_top_us, float) and math.isnan(self.gate_g_top_us):
+            object.__setattr__(self, "gate_g_top_us", float(self.g_max_us))
         _positive("step_up_us", self.step_up_us)
         _positive("step_down_us", self.step_down_us)
         _in_range("nonlinearity_up", self.nonlinearity_up, 0.0, 1.0)
@@ -227,6 +254,50 @@ class Device:
     def span_us(self) -> float:
         """Width of the conductance window, g_max_us - g_min_us (µS)."""
         return self.g_max_us - self.g_min_us
+
+    # --- the physics seam: a device kind overrides these two ------------------------------
+
+    def pulse_step_us(
+        self, g_us: Tensor, polarity: Tensor, params: CellParams, z: Tensor
+    ) -> Tensor:
+        """Signed conductance change of one identical pulse per cell, before the window clamp.
+
+        This is the soft-bound model: step = step·scale_cell·max(0, 1 ∓ nl·(2x - 1)) times
+        ``max(0, 1 + c2c_sd·z)``, so a step never changes sign. `pulse` calls it and adds
+        the clamp, the stuck cells and the cells without a pulse.
+
+        Args:
+            g_us: present conductance (µS).
+            polarity: +1 SET, -1 RESET, 0 none, in ``g_us``'s dtype.
+            params: the cells' device-to-device draw.
+            z: standard normal draw per cell (the cycle-to-cycle noise).
+        """
+        x = (g_us - self.g_min_us) / self.span_us
+        bias = 2 * x - 1
+        up = self.step_up_us * params.step_up_scale * (1 - self.nonlinearity_up * bias).clamp(min=0)
+        down = (
+            self.step_down_us
+            * params.step_down_scale
+            * (1 + self.nonlinearity_down * bias).clamp(min=0)
+        )
+        noise = (1 + self.c2c_sd * z).clamp(min=0)
+        return (
+            torch.where(polarity > 0, up, torch.where(polarity < 0, -down, torch.zeros_like(up)))
+            * noise
+        )
+
+    def gate_curve_us(self, v_gate_v: Tensor, params: CellParams | None) -> Tensor:
+        """Noiseless conductance a RESET + SET at gate voltage ``v_gate_v`` lands at (µS),
+        before the window clamp; ``params`` None is the nominal cell.
+
+        G = g_reset + (gate_g_top - g_reset)·gain·u**gamma with
+        u = max(0, v - v_th)/(v_max - v_th_nominal). It must be non-decreasing in the voltage
+        (the binary search of memorial programming relies on it).
+        """
+        v_th: Tensor | float = self.gate_v_th_v if params is None else params.gate_v_th_v
+        gain: Tensor | float = 1.0 if params is None else params.gate_gain
+        u = (v_gate_v - v_th).clamp(min=0) / (self.v_gate_max_v - self.gate_v_th_v)
+        return self.g_reset_us + (self.gate_g_top_us - self.g_reset_us) * gain * u**self.gate_gamma
 
     def sample(
         self,
@@ -318,6 +389,221 @@ class CellParams:
 
 
 # --------------------------------------------------------------------------------------
+# a device kind defined by measured tables
+# --------------------------------------------------------------------------------------
+
+
+def _table(name: str, values: Any, *, low: float | None = 0.0) -> tuple[float, ...]:
+    """A table field as a tuple of finite floats (>= ``low``), so the device stays hashable."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise ValueError(f"{name} must be a sequence of numbers, got {values!r}")
+    out = tuple(float(v) for v in values)
+    for i, v in enumerate(out):
+        if not math.isfinite(v) or (low is not None and v < low):
+            rng = "a finite number" + ("" if low is None else f" >= {low}")
+            raise ValueError(f"{name}[{i}] must be {rng}, got {v}")
+    return out
+
+
+def _grid(name: str, values: Any) -> tuple[float, ...]:
+    out = _table(name, values, low=None)
+    if len(out) < 2:
+        raise ValueError(f"{name} needs at least 2 points, got {len(out)}")
+    for i in range(1, len(out)):
+        if out[i] <= out[i - 1]:
+            raise ValueError(
+                f"{name} must be strictly increasing, got {out[i - 1]} then {out[i]} at [{i}]"
+            )
+    return out
+
+
+def interp(x: Tensor, xp: tuple[float, ...], fp: tuple[float, ...]) -> Tensor:
+    """Piecewise-linear ``fp(x)`` through the points ``(xp, fp)``, constant beyond the ends.
+
+    ``xp`` strictly increasing; the result has ``x``'s shape, dtype and torch device.
+    """
+    xs = torch.tensor(xp, dtype=x.dtype, device=x.device)
+    fs = torch.tensor(fp, dtype=x.dtype, device=x.device)
+    i = torch.searchsorted(xs, x.contiguous()).clamp(1, len(xp) - 1)
+    x0, x1, f0, f1 = xs[i - 1], xs[i], fs[i - 1], fs[i]
+    w = ((x - x0) / (x1 - x0)).clamp(0.0, 1.0)
+    return f0 + w * (f1 - f0)
+
+
+_PARAMETRIC_PULSE_FIELDS = (
+    "step_up_us",
+    "step_down_us",
+    "nonlinearity_up",
+    "nonlinearity_down",
+    "c2c_sd",
+    "set_g_us",
+    "set_step_us",
+    "set_c2c_us",
+    "reset_g_us",
+    "reset_step_us",
+    "reset_c2c_us",
+    "gate_v_v",
+    "gate_g_us",
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MeasuredDevice(Device):
+    """A device kind defined by measured tables instead of the soft-bound formula.
+
+    The mean conductance change of one identical SET (RESET) pulse and its cycle-to-cycle SD
+    are tables over the present conductance, interpolated linearly (constant beyond the
+    measured ends); one pulse changes a cell by ``scale_cell·(mean(G) + sd(G)·z)``, never of
+    the wrong sign, with ``scale_cell`` the device-to-device draw of ``dtod_sd``. The
+    gate-controlled SET is the base kind's curve, or the table ``gate_v_v`` → ``gate_g_us``
+    (a RESET + SET at each gate voltage, nominal cell) when given; the device-to-device
+    threshold and gain spread then shift and scale that table. Relaxation, read noise,
+    tolerance, faults and drift are the base fields. `eapu.devicefit` fits one from pulse
+    trains; a device file (`save_device`, `load_device`) holds one.
+
+    ``step_up_us`` / ``step_down_us`` are derived (the tables at the window centre, the step
+    `eapu.algorithms` takes as a device's granularity); ``nonlinearity_*`` and ``c2c_sd``
+    do not apply (they are 0).
+
+    >>> dev = MeasuredDevice(name="cell", g_min_us=5, g_max_us=100,
+    ...     set_g_us=(5, 100), set_step_us=(2.0, 0.5), set_c2c_us=(0.4, 0.2),
+    ...     reset_g_us=(5, 100), reset_step_us=(0.5, 2.0), reset_c2c_us=(0.2, 0.4))
+    >>> dev.step_up_us
+    1.25
+    """
+
+    set_g_us: tuple[float, ...]
+    """Conductances at which the SET tables are given (µS), strictly increasing."""
+    set_step_us: tuple[float, ...]
+    """Mean conductance increase of one SET pulse at each ``set_g_us`` (µS, >= 0)."""
+    set_c2c_us: tuple[float, ...]
+    """Cycle-to-cycle SD of that increase at each ``set_g_us`` (µS, >= 0)."""
+    reset_g_us: tuple[float, ...]
+    """Conductances at which the RESET tables are given (µS), strictly increasing."""
+    reset_step_us: tuple[float, ...]
+    """Mean conductance decrease of one RESET pulse at each ``reset_g_us`` (µS, >= 0)."""
+    reset_c2c_us: tuple[float, ...]
+    """Cycle-to-cycle SD of that decrease at each ``reset_g_us`` (µS, >= 0)."""
+    gate_v_v: tuple[float, ...] = ()
+    """Gate voltages of the measured SET-after-RESET curve (V), strictly increasing; empty:
+    the base kind's parametric curve."""
+    gate_g_us: tuple[float, ...] = ()
+    """Conductance a RESET + SET lands at for each ``gate_v_v`` (µS), non-decreasing."""
+    step_up_us: float = field(default=1.0, init=False)
+    step_down_us: float = field(default=1.0, init=False)
+    nonlinearity_up: float = field(default=0.0, init=False)
+    nonlinearity_down: float = field(default=0.0, init=False)
+    c2c_sd: float = field(default=0.0, init=False)
+
+    def __post_init__(self) -> None:
+        for side in ("set", "reset"):
+            grid = _grid(f"{side}_g_us", getattr(self, f"{side}_g_us"))
+            object.__setattr__(self, f"{side}_g_us", grid)
+            for what in ("step", "c2c"):
+                name = f"{side}_{what}_us"
+                tab = _table(name, getattr(self, name))
+                if len(tab) != len(grid):
+                    raise ValueError(
+                        f"{name} has {len(tab)} values, {side}_g_us has {len(grid)} points"
+                    )
+                object.__setattr__(self, name, tab)
+        gv = _table("gate_v_v", self.gate_v_v, low=None)
+        gg = _table("gate_g_us", self.gate_g_us)
+        if gv or gg:
+            gv = _grid("gate_v_v", gv)
+            if len(gg) != len(gv):
+                raise ValueError(f"gate_g_us has {len(gg)} values, gate_v_v has {len(gv)} points")
+            for i in range(1, len(gg)):
+                if gg[i] < gg[i - 1]:
+                    raise ValueError(
+                        f"gate_g_us must be non-decreasing, got {gg[i - 1]} then {gg[i]} at [{i}]"
+                    )
+        object.__setattr__(self, "gate_v_v", gv)
+        object.__setattr__(self, "gate_g_us", gg)
+        mid = torch.tensor([(self.g_min_us + self.g_max_us) / 2], dtype=torch.float64)
+        for side, attr in (("set", "step_up_us"), ("reset", "step_down_us")):
+            centre = float(
+                interp(mid, getattr(self, f"{side}_g_us"), getattr(self, f"{side}_step_us"))
+            )
+            if centre <= 0:
+                raise ValueError(
+                    f"{side}_step_us must be > 0 at the window centre {float(mid):g} µS "
+                    f"(a pulse there must move the cell), got {centre}"
+                )
+            object.__setattr__(self, attr, centre)
+        super().__post_init__()
+
+    @classmethod
+    def from_device(cls, device: Device, *, points: int = 33, gate: bool = True) -> MeasuredDevice:
+        """``device``'s pulse response (and gate curve) as tables of ``points`` points over
+        its window: the same physics up to the linear interpolation, in the measured kind.
+
+        The soft-bound step becomes the mean table and ``c2c_sd·mean`` the SD table; every
+        other field is kept. ``gate=False`` keeps the parametric gate curve.
+        """
+        if not isinstance(points, int) or isinstance(points, bool) or points < 2:
+            raise ValueError(f"points must be an int >= 2, got {points!r}")
+        g = torch.linspace(device.g_min_us, device.g_max_us, points, dtype=torch.float64)
+        ones = torch.ones(points, dtype=torch.float64)
+        nominal = CellParams(
+            step_up_scale=ones,
+            step_down_scale=ones,
+            gate_v_th_v=ones * device.gate_v_th_v,
+            gate_gain=ones,
+            stuck=torch.zeros(points, dtype=torch.int8),
+        )
+        zero = torch.zeros(points, dtype=torch.float64)
+        up = device.pulse_step_us(g, ones, nominal, zero)
+        down = -device.pulse_step_us(g, -ones, nominal, zero)
+        keep = {
+            f.name: getattr(device, f.name)
+            for f in dataclasses.fields(device)
+            if f.init and f.name not in _PARAMETRIC_PULSE_FIELDS
+        }
+        grid = tuple(g.tolist())
+        tables: dict[str, Any] = {
+            "set_g_us": grid,
+            "set_step_us": tuple(up.tolist()),
+            "set_c2c_us": tuple((device.c2c_sd * up).tolist()),
+            "reset_g_us": grid,
+            "reset_step_us": tuple(down.tolist()),
+            "reset_c2c_us": tuple((device.c2c_sd * down).tolist()),
+        }
+        if gate:
+            v = torch.linspace(
+                device.v_gate_min_v, device.v_gate_max_v, points, dtype=torch.float64
+            )
+            tables["gate_v_v"] = tuple(v.tolist())
+            tables["gate_g_us"] = tuple(device.gate_curve_us(v, None).tolist())
+        return cls(**{**keep, **tables})
+
+    def pulse_step_us(
+        self, g_us: Tensor, polarity: Tensor, params: CellParams, z: Tensor
+    ) -> Tensor:
+        """Signed change of one pulse: ``±scale_cell·max(0, mean(G) + sd(G)·z)`` from the
+        tables (see the class)."""
+        up = interp(g_us, self.set_g_us, self.set_step_us)
+        up = (up + interp(g_us, self.set_g_us, self.set_c2c_us) * z).clamp(min=0)
+        down = interp(g_us, self.reset_g_us, self.reset_step_us)
+        down = (down + interp(g_us, self.reset_g_us, self.reset_c2c_us) * z).clamp(min=0)
+        up = up * params.step_up_scale
+        down = down * params.step_down_scale
+        return torch.where(polarity > 0, up, torch.where(polarity < 0, -down, torch.zeros_like(up)))
+
+    def gate_curve_us(self, v_gate_v: Tensor, params: CellParams | None) -> Tensor:
+        """The measured gate table when given (shifted by the cell's threshold offset, its
+        rise above ``g_reset_us`` scaled by the cell's gain), else the base kind's curve."""
+        if not self.gate_v_v:
+            return super().gate_curve_us(v_gate_v, params)
+        if params is None:
+            return interp(v_gate_v, self.gate_v_v, self.gate_g_us)
+        g = interp(
+            v_gate_v - (params.gate_v_th_v - self.gate_v_th_v), self.gate_v_v, self.gate_g_us
+        )
+        return self.g_reset_us + (g - self.g_reset_us) * params.gate_gain
+
+
+# --------------------------------------------------------------------------------------
 # pure physics
 # --------------------------------------------------------------------------------------
 
@@ -333,7 +619,8 @@ def _hold_stuck(g_new: Tensor, g_old: Tensor, params: CellParams) -> Tensor:
     return torch.where(params.stuck == STUCK_FREE, g_new, g_old)
 
 
-def _stuck_values(g: Tensor, device: Device, params: CellParams) -> Tensor:
+def stuck_values(g: Tensor, device: Device, params: CellParams) -> Tensor:
+    """``g`` with the stuck cells set to their bound (off: ``g_min_us``, on: ``g_max_us``)."""
     g = torch.where(params.stuck == STUCK_OFF, torch.full_like(g, device.g_min_us), g)
     return torch.where(params.stuck == STUCK_ON, torch.full_like(g, device.g_max_us), g)
 
@@ -357,7 +644,7 @@ def initial_conductance(
     if shape != params.shape:
         raise ValueError(f"shape {tuple(shape)} does not match params shape {tuple(params.shape)}")
     g = torch.full(shape, device.g_reset_us, dtype=dtype, device=params.stuck.device)
-    return _stuck_values(g, device, params)
+    return stuck_values(g, device, params)
 
 
 def pulse(
@@ -370,23 +657,16 @@ def pulse(
 ) -> Tensor:
     """Apply one identical pulse per cell: +1 SET, -1 RESET, 0 none.
 
-    The step is ``step·scale_cell·(1 + c2c_sd·z)`` (never of the wrong sign) with the soft
-    bound of `Device.nonlinearity_up` / ``_down``. Cells with polarity 0 and stuck cells are
+    The step is the device's `Device.pulse_step_us` (for the base kind
+    ``step·scale_cell·(1 + c2c_sd·z)``, never of the wrong sign, with the soft bound of
+    `Device.nonlinearity_up` / ``_down``). Cells with polarity 0 and stuck cells are
     returned bit-exact; the rest is clamped to the window. Noise is drawn for every cell.
     """
     _check_shape("g_us", g_us, params)
     _check_shape("polarity", polarity, params)
-    x = (g_us - device.g_min_us) / device.span_us
-    bias = 2 * x - 1
-    up = device.step_up_us * params.step_up_scale * (1 - device.nonlinearity_up * bias).clamp(min=0)
-    down = (
-        device.step_down_us
-        * params.step_down_scale
-        * (1 + device.nonlinearity_down * bias).clamp(min=0)
-    )
-    noise = (1 + device.c2c_sd * _randn_like(g_us, generator)).clamp(min=0)
+    z = _randn_like(g_us, generator)
     pol = polarity.to(g_us.dtype)
-    step = torch.where(pol > 0, up, torch.where(pol < 0, -down, torch.zeros_like(up))) * noise
+    step = device.pulse_step_us(g_us, pol, params, z)
     g_new = (g_us + step).clamp(device.g_min_us, device.g_max_us)
     g_new = torch.where(pol == 0, g_us, g_new)
     return _hold_stuck(g_new, g_us, params)
@@ -404,16 +684,8 @@ def gate_curve(level: Tensor, device: Device, params: CellParams | None = None) 
     result is clipped to the window and monotone non-decreasing in the level.
     """
     dtype = params.gate_gain.dtype if params is not None else torch.float32
-    if not level.dtype.is_floating_point:
-        v = _gate_voltage(level, device, dtype)
-    else:
-        v = _gate_voltage(level, device, level.dtype)
-        dtype = level.dtype
-    v_th: Tensor | float = device.gate_v_th_v if params is None else params.gate_v_th_v
-    gain: Tensor | float = 1.0 if params is None else params.gate_gain
-    u = (v - v_th).clamp(min=0) / (device.v_gate_max_v - device.gate_v_th_v)
-    g = device.g_reset_us + (device.gate_g_top_us - device.g_reset_us) * gain * u**device.gate_gamma
-    return g.clamp(device.g_min_us, device.g_max_us)
+    v = _gate_voltage(level, device, level.dtype if level.dtype.is_floating_point else dtype)
+    return device.gate_curve_us(v, params).clamp(device.g_min_us, device.g_max_us)
 
 
 def _check_levels(level: Tensor, device: Device) -> None:
@@ -466,7 +738,7 @@ def land(
     else:
         _randn_like(g, generator)  # same stream advance whatever the noise level
     g = g.clamp(device.g_min_us, device.g_max_us)
-    return _stuck_values(g, device, params) if any_stuck else g
+    return stuck_values(g, device, params) if any_stuck else g
 
 
 def relax(
@@ -546,17 +818,121 @@ def register_device(
 
 def get_device_info(name: str) -> DeviceInfo:
     """The registration record of preset ``name``."""
-    return DEVICES.get(name)
+    try:
+        return DEVICES.get(name)
+    except ValueError as e:
+        raise ValueError(f"{e}, or a device file (*.toml)") from None
 
 
 def get_device(name: str, **kwargs: Any) -> Device:
-    """Build preset ``name``; keyword arguments go to its factory."""
+    """Build preset ``name`` (keyword arguments go to its factory), or read the device file
+    ``name`` (a path ending in ``.toml``; keyword arguments replace its fields)."""
+    if isinstance(name, str) and is_device_file(name):
+        dev = load_device(name)
+        return dataclasses.replace(dev, **kwargs) if kwargs else dev
     return get_device_info(name).factory(**kwargs)
 
 
 def list_devices(pattern: str = "*") -> list[str]:
     """Sorted names of the registered presets matching the fnmatch ``pattern``."""
     return DEVICES.names(pattern)
+
+
+# --------------------------------------------------------------------------------------
+# device files
+# --------------------------------------------------------------------------------------
+
+DEVICE_KINDS: dict[str, type[Device]] = {"parametric": Device, "measured": MeasuredDevice}
+"""Device kinds a device file may name in ``[device] kind``."""
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            raise ValueError(f"a device file holds finite numbers only, got {v}")
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)  # a JSON string is a TOML basic string
+    if isinstance(v, (tuple, list)):
+        items = [_toml_value(x) for x in v]
+        if len(items) <= 6:
+            return "[" + ", ".join(items) + "]"
+        rows = [", ".join(items[i : i + 6]) for i in range(0, len(items), 6)]
+        return "[\n    " + ",\n    ".join(rows) + ",\n]"
+    raise ValueError(f"a device file cannot hold {v!r}")
+
+
+def device_toml(device: Device, *, extra: dict[str, dict[str, Any]] | None = None) -> str:
+    """The text of a device file: ``[device]`` (``kind`` and every field) and, for people,
+    the tables of ``extra`` (e.g. ``{"fit": {...}}``), which `load_device` ignores."""
+    kind = next((k for k, c in DEVICE_KINDS.items() if type(device) is c), None)
+    if kind is None:
+        raise ValueError(f"device kind {type(device).__name__} has no file form")
+    lines = [
+        "# eapu device file: `eapu device fit` writes it, `--device FILE.toml` reads it.",
+        "# [device] takes any field of eapu.devices." + type(device).__name__ + " (units in the",
+        "# names: _us µS, _v V, _sd relative); other tables are for people and are not read.",
+        "",
+        "[device]",
+        f"kind = {_toml_value(kind)}",
+    ]
+    for f in dataclasses.fields(device):
+        if f.init:
+            lines.append(f"{f.name} = {_toml_value(getattr(device, f.name))}")
+    for table, values in (extra or {}).items():
+        lines += ["", f"[{table}]"]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def save_device(
+    device: Device, path: str | Path, *, extra: dict[str, dict[str, Any]] | None = None
+) -> None:
+    """Write ``device`` as a device file (TOML, atomically; see `device_toml`)."""
+    from .files import atomic_write
+
+    atomic_write(path, device_toml(device, extra=extra).encode())
+
+
+def load_device(path: str | Path) -> Device:
+    """Read a device file (see `device_toml`); errors name the file and the field."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            doc = tomllib.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"device file {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"device file {str(path)!r} is not valid TOML: {e}") from None
+    table = doc.get("device")
+    if not isinstance(table, dict):
+        raise ValueError(f"device file {str(path)!r} has no [device] table")
+    table = dict(table)
+    kind = table.pop("kind", "parametric")
+    cls = DEVICE_KINDS.get(kind)
+    if cls is None:
+        raise ValueError(
+            f"device file {str(path)!r}: unknown kind {kind!r}; allowed: {', '.join(DEVICE_KINDS)}"
+        )
+    known = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ValueError(
+            f"device file {str(path)!r}: unknown [device] fields {unknown} for kind {kind!r}"
+        )
+    try:
+        return cls(**table)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"device file {str(path)!r}: {e}") from None
+
+
+def is_device_file(name: str) -> bool:
+    """Whether ``name`` names a device file rather than a registered device (``*.toml``)."""
+    return name.endswith(".toml")
 
 
 @register_device(
@@ -720,109 +1096,7 @@ def pcm(**overrides: Any) -> Device:
         program_tolerance_us=0.5,
         relaxation_sd_us=1.0,
         read_noise_sd_us=0.1,
-        drift_nu=0.05,
+        drift_nu=PCM_DRIFT_NU,
         default_scheme="write_verify",
     )
     return dataclasses.replace(base, **overrides)
-
-
-# --------------------------------------------------------------------------------------
-# characterisation
-# --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Characterization:
-    """Result of a write/read sweep (`characterize`); εcell = read G - target."""
-
-    device: str
-    """Name of the device characterised."""
-    scheme: str
-    """Programming scheme used."""
-    sd_us: float
-    """Overall SD of εcell over the free cells (µS): the default EaPU threshold / Rwg."""
-    mean_us: float
-    """Mean of εcell (bias, µS)."""
-    g_centers_us: tuple[float, ...]
-    """Centres of the target-conductance bins (µS)."""
-    sd_by_g_us: tuple[float, ...]
-    """SD of εcell per target bin (µS; NaN for a bin with fewer than two cells)."""
-    pulses_per_write: float
-    """Mean programming pulses per written free cell."""
-    reads_per_write: float
-    """Mean verify reads per written free cell."""
-    fail_rate: float
-    """Fraction of free cells the scheme reported as failed."""
-    stuck_fraction: float = field(default=0.0)
-    """Fraction of cells that were stuck (excluded from the statistics above)."""
-
-
-def characterize(
-    device: Device,
-    scheme: str | None = None,
-    *,
-    n_cells: int = 4096,
-    seed: int = 0,
-    bins: int = 8,
-    **options: Any,
-) -> Characterization:
-    """Measure εcell of ``device`` programmed by ``scheme``, as a write/read sweep.
-
-    Fresh cells (with device-to-device spread) start from conductances uniform over the
-    window and an unknown gate position (the state an earlier write left), get targets
-    uniform over the window less a margin of 2·tolerance + 3·relaxation SD at either edge,
-    are programmed with the scheme (which relaxes them), and read once with read noise.
-    Stuck cells are excluded from the statistics.
-
-    Args:
-        device: the device to measure.
-        scheme: a registered scheme name; default ``device.default_scheme``.
-        n_cells: number of cells in the sweep.
-        seed: seed of the sweep's generator (CPU).
-        bins: number of target bins of ``sd_by_g_us``.
-        **options: passed to the scheme (e.g. ``tolerance_us``, ``max_pulses``).
-    """
-    from eapu.programming import CellState, get_scheme  # lazy: programming imports us
-
-    if not isinstance(n_cells, int) or n_cells < 2:
-        raise ValueError(f"n_cells must be an int >= 2, got {n_cells!r}")
-    if not isinstance(bins, int) or bins < 1:
-        raise ValueError(f"bins must be an int >= 1, got {bins!r}")
-    name = scheme or device.default_scheme
-    info = get_scheme(name)
-    gen = torch.Generator().manual_seed(seed)
-    dtype = torch.float64
-    params = device.sample((n_cells,), generator=gen, dtype=dtype)
-    g0 = device.g_min_us + device.span_us * torch.rand(n_cells, generator=gen, dtype=dtype)
-    g0 = _stuck_values(g0, device, params)
-    tol = float(options.get("tolerance_us") or device.program_tolerance_us)
-    margin = min(2 * tol + 3 * device.relaxation_sd_us, 0.25 * device.span_us)
-    lo, hi = device.g_min_us + margin, device.g_max_us - margin
-    target = lo + (hi - lo) * torch.rand(n_cells, generator=gen, dtype=dtype)
-    state = CellState(g_us=g0, gate=torch.full((n_cells,), -1, dtype=torch.int32))
-    mask = torch.ones(n_cells, dtype=torch.bool)
-    res = info.fn(state, target, mask, device, params, generator=gen, **options)
-    g_read = read(res.state.g_us, device, generator=gen)
-    free = params.free
-    err = (g_read - target)[free]
-    tgt = target[free]
-    edges = torch.linspace(lo, hi, bins + 1, dtype=dtype)
-    idx = torch.bucketize(tgt, edges[1:-1])
-    sd_by_g = []
-    for b in range(bins):
-        e = err[idx == b]
-        sd_by_g.append(float(e.std()) if e.numel() > 1 else math.nan)
-    centers = ((edges[:-1] + edges[1:]) / 2).tolist()
-    n_free = int(free.sum())
-    return Characterization(
-        device=device.name,
-        scheme=name,
-        sd_us=float(err.std()) if n_free > 1 else math.nan,
-        mean_us=float(err.mean()) if n_free else math.nan,
-        g_centers_us=tuple(centers),
-        sd_by_g_us=tuple(sd_by_g),
-        pulses_per_write=float(res.pulses[free].double().mean()) if n_free else math.nan,
-        reads_per_write=float(res.reads[free].double().mean()) if n_free else math.nan,
-        fail_rate=float(res.failed[free].double().mean()) if n_free else math.nan,
-        stuck_fraction=1.0 - n_free / n_cells,
-    )

@@ -11,6 +11,12 @@ programmed beyond its window, so that is the physical outcome); NaN or Inf targe
 ``ValueError``. Iterative schemes loop over pulse *rounds* (every cell of a round in
 parallel) and stop when all cells are done or the budget is spent.
 
+A new scheme starts with `prepare_write` (the checks above, the clamped target), drives the
+cells with the device's pure functions (`eapu.devices.pulse`, `gate_set`, `read`), ends with
+`finish_write` (relaxation of the pulsed cells, the result), and is registered with
+`register_scheme`; `check_tolerance` and `check_budget` validate the usual options.
+`characterize` measures SD(εcell) of a device under a scheme by a write/read sweep.
+
 >>> import torch
 >>> from eapu.devices import get_device
 >>> dev = get_device("taox_1t1r")
@@ -28,7 +34,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -44,6 +50,7 @@ from eapu.devices import (
     pulse,
     read,
     relax,
+    stuck_values,
 )
 
 from .registry import Registry
@@ -51,12 +58,18 @@ from .registry import Registry
 __all__ = [
     "SCHEMES",
     "CellState",
+    "Characterization",
     "ProgramResult",
     "SchemeInfo",
+    "characterize",
+    "check_budget",
+    "check_tolerance",
+    "finish_write",
     "gaussian",
     "get_scheme",
     "list_schemes",
     "memorial",
+    "prepare_write",
     "register_scheme",
     "sign",
     "two_pulse",
@@ -123,10 +136,15 @@ class ProgramResult:
 # --------------------------------------------------------------------------------------
 
 
-def _prepare(
+def prepare_write(
     state: CellState, target_us: Tensor, mask: Tensor, device: Device, params: CellParams
 ) -> Tensor:
-    """Validate the common arguments; return the target clamped to the window."""
+    """Validate a scheme's common arguments; return the target clamped to the window.
+
+    The first line of every scheme: shapes must match the state, ``mask`` must be bool and
+    the masked targets finite (else `ValueError`); cells outside the mask get their present
+    conductance as target, so a scheme that writes where ``target != g`` leaves them alone.
+    """
     shape = state.g_us.shape
     for name, t in (("target_us", target_us), ("mask", mask)):
         if t.shape != shape:
@@ -144,14 +162,17 @@ def _prepare(
     return t.clamp(device.g_min_us, device.g_max_us)
 
 
-def _tolerance(tolerance_us: float | None, device: Device) -> float:
+def check_tolerance(tolerance_us: float | None, device: Device) -> float:
+    """A verify tolerance option (µS): ``device.program_tolerance_us`` when None, else a
+    finite number > 0 (`ValueError` otherwise)."""
     tol = device.program_tolerance_us if tolerance_us is None else tolerance_us
     if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol > 0):
         raise ValueError(f"tolerance_us must be a finite number > 0, got {tolerance_us!r}")
     return float(tol)
 
 
-def _budget(max_pulses: int) -> int:
+def check_budget(max_pulses: int) -> int:
+    """A pulse budget option: an int >= 0 (`ValueError` otherwise)."""
     if not isinstance(max_pulses, int) or isinstance(max_pulses, bool) or max_pulses < 0:
         raise ValueError(f"max_pulses must be an int >= 0, got {max_pulses!r}")
     return max_pulses
@@ -161,24 +182,36 @@ def _zeros_i32(like: Tensor) -> Tensor:
     return torch.zeros(like.shape, dtype=torch.int32, device=like.device)
 
 
-def _finish(
-    g_prog: Tensor,
+def finish_write(
+    g_programmed_us: Tensor,
     gate: Tensor,
     pulses: Tensor,
-    reads: Tensor,
-    failed: Tensor,
     device: Device,
     params: CellParams,
+    *,
     generator: torch.Generator,
+    reads: Tensor | None = None,
+    failed: Tensor | None = None,
 ) -> ProgramResult:
-    """Relax the cells that got at least one pulse and pack the result."""
-    g = relax(g_prog, device, params, generator=generator, mask=pulses > 0)
+    """The last line of every scheme: relax the cells that got at least one pulse and pack
+    the result.
+
+    Args:
+        g_programmed_us: conductance right after the pulses (µS).
+        gate: int32 gate level per cell (-1 where a pulse made it unknown).
+        pulses: int32 programming pulses per cell.
+        device, params: the device and its cells.
+        generator: source of the relaxation draw.
+        reads: int32 verify reads per cell (default none).
+        failed: bool per cell, ended outside tolerance (default none failed).
+    """
+    g = relax(g_programmed_us, device, params, generator=generator, mask=pulses > 0)
     return ProgramResult(
         state=CellState(g_us=g, gate=gate),
         pulses=pulses,
-        reads=reads,
-        failed=failed,
-        g_programmed_us=g_prog,
+        reads=_zeros_i32(pulses) if reads is None else reads,
+        failed=torch.zeros_like(pulses, dtype=torch.bool) if failed is None else failed,
+        g_programmed_us=g_programmed_us,
     )
 
 
@@ -229,13 +262,12 @@ def gaussian(
     not written); no verify, never fails. Stuck cells take the pulse and do not move. The
     gate position of a written cell becomes unknown (-1).
     """
-    target = _prepare(state, target_us, mask, device, params)
+    target = prepare_write(state, target_us, mask, device, params)
     written = mask & (target != state.g_us)
     g_prog = torch.where(written & params.free, target, state.g_us)
     pulses = written.to(torch.int32)
     gate = torch.where(written, torch.full_like(state.gate, -1), state.gate)
-    failed = torch.zeros_like(mask)
-    return _finish(g_prog, gate, pulses, _zeros_i32(mask), failed, device, params, generator)
+    return finish_write(g_prog, gate, pulses, device, params, generator=generator)
 
 
 def sign(
@@ -252,13 +284,12 @@ def sign(
     A zero change gets no pulse; no verify, never fails; the gate position of a pulsed cell
     becomes unknown (-1).
     """
-    target = _prepare(state, target_us, mask, device, params)
+    target = prepare_write(state, target_us, mask, device, params)
     pol = torch.where(mask, torch.sign(target - state.g_us), torch.zeros_like(target))
     g_prog = pulse(state.g_us, pol, device, params, generator=generator)
     pulses = (pol != 0).to(torch.int32)
     gate = torch.where(pulses > 0, torch.full_like(state.gate, -1), state.gate)
-    failed = torch.zeros_like(mask)
-    return _finish(g_prog, gate, pulses, _zeros_i32(mask), failed, device, params, generator)
+    return finish_write(g_prog, gate, pulses, device, params, generator=generator)
 
 
 def two_pulse(
@@ -277,7 +308,7 @@ def two_pulse(
     nonlinearity); a cell of unknown level (-1) starts from the level that linear map gives
     for its conductance. 2 pulses per written cell (a zero change is not written), no verify.
     """
-    target = _prepare(state, target_us, mask, device, params)
+    target = prepare_write(state, target_us, mask, device, params)
     written = mask & (target != state.g_us)
     g0, slope = _nominal_linear(device, target)
     top = device.gate_levels - 1
@@ -288,8 +319,7 @@ def two_pulse(
     g_prog = torch.where(written & params.free, landed, state.g_us)
     pulses = 2 * written.to(torch.int32)
     gate = torch.where(written, new.to(state.gate.dtype), state.gate)
-    failed = torch.zeros_like(mask)
-    return _finish(g_prog, gate, pulses, _zeros_i32(mask), failed, device, params, generator)
+    return finish_write(g_prog, gate, pulses, device, params, generator=generator)
 
 
 def write_verify(
@@ -318,9 +348,9 @@ def write_verify(
         tolerance_us: verify tolerance (µS); default ``device.program_tolerance_us``.
         max_pulses: pulse budget per cell (>= 0).
     """
-    target = _prepare(state, target_us, mask, device, params)
-    tol = _tolerance(tolerance_us, device)
-    budget = _budget(max_pulses)
+    target = prepare_write(state, target_us, mask, device, params)
+    tol = check_tolerance(tolerance_us, device)
+    budget = check_budget(max_pulses)
     g = state.g_us
     pulses, reads = _zeros_i32(mask), _zeros_i32(mask)
     active = mask & (target != g)
@@ -341,7 +371,9 @@ def write_verify(
         pulses += active.to(torch.int32)
     failed = mask & ((g - target).abs() > tol)
     gate = torch.where(pulses > 0, torch.full_like(state.gate, -1), state.gate)
-    return _finish(g, gate, pulses, reads, failed, device, params, generator)
+    return finish_write(
+        g, gate, pulses, device, params, generator=generator, reads=reads, failed=failed
+    )
 
 
 def memorial(
@@ -377,9 +409,9 @@ def memorial(
     """
     if step not in ("one", "slope"):
         raise ValueError(f"step must be 'one' or 'slope', got {step!r}")
-    target = _prepare(state, target_us, mask, device, params)
-    tol = _tolerance(tolerance_us, device)
-    budget = _budget(max_pulses)
+    target = prepare_write(state, target_us, mask, device, params)
+    tol = check_tolerance(tolerance_us, device)
+    budget = check_budget(max_pulses)
     dtype = state.g_us.dtype
     top = device.gate_levels - 1
     i32 = torch.int32
@@ -466,7 +498,109 @@ def memorial(
 
     failed = mask & ((g - target).abs() > tol)
     gate_out = torch.where(pulses > 0, gate.to(state.gate.dtype), state.gate)
-    return _finish(g, gate_out, pulses, reads, failed, device, params, generator)
+    return finish_write(
+        g, gate_out, pulses, device, params, generator=generator, reads=reads, failed=failed
+    )
+
+
+# --------------------------------------------------------------------------------------
+# characterisation
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Characterization:
+    """Result of a write/read sweep (`characterize`); εcell = read G - target."""
+
+    device: str
+    """Name of the device characterised."""
+    scheme: str
+    """Programming scheme used."""
+    sd_us: float
+    """Overall SD of εcell over the free cells (µS): the default EaPU threshold / Rwg."""
+    mean_us: float
+    """Mean of εcell (bias, µS)."""
+    g_centers_us: tuple[float, ...]
+    """Centres of the target-conductance bins (µS)."""
+    sd_by_g_us: tuple[float, ...]
+    """SD of εcell per target bin (µS; NaN for a bin with fewer than two cells)."""
+    pulses_per_write: float
+    """Mean programming pulses per written free cell."""
+    reads_per_write: float
+    """Mean verify reads per written free cell."""
+    fail_rate: float
+    """Fraction of free cells the scheme reported as failed."""
+    stuck_fraction: float = field(default=0.0)
+    """Fraction of cells that were stuck (excluded from the statistics above)."""
+
+
+def characterize(
+    device: Device,
+    scheme: str | None = None,
+    *,
+    n_cells: int = 4096,
+    seed: int = 0,
+    bins: int = 8,
+    **options: Any,
+) -> Characterization:
+    """Measure εcell of ``device`` programmed by ``scheme``, as a write/read sweep.
+
+    Fresh cells (with device-to-device spread) start from conductances uniform over the
+    window and an unknown gate position (the state an earlier write left), get targets
+    uniform over the window less a margin of 2·tolerance + 3·relaxation SD at either edge,
+    are programmed with the scheme (which relaxes them), and read once with read noise.
+    Stuck cells are excluded from the statistics.
+
+    Args:
+        device: the device to measure.
+        scheme: a registered scheme name; default ``device.default_scheme``.
+        n_cells: number of cells in the sweep.
+        seed: seed of the sweep's generator (CPU).
+        bins: number of target bins of ``sd_by_g_us``.
+        **options: passed to the scheme (e.g. ``tolerance_us``, ``max_pulses``).
+    """
+    if not isinstance(n_cells, int) or n_cells < 2:
+        raise ValueError(f"n_cells must be an int >= 2, got {n_cells!r}")
+    if not isinstance(bins, int) or bins < 1:
+        raise ValueError(f"bins must be an int >= 1, got {bins!r}")
+    name = scheme or device.default_scheme
+    info = get_scheme(name)
+    gen = torch.Generator().manual_seed(seed)
+    dtype = torch.float64
+    params = device.sample((n_cells,), generator=gen, dtype=dtype)
+    g0 = device.g_min_us + device.span_us * torch.rand(n_cells, generator=gen, dtype=dtype)
+    g0 = stuck_values(g0, device, params)
+    tol = float(options.get("tolerance_us") or device.program_tolerance_us)
+    margin = min(2 * tol + 3 * device.relaxation_sd_us, 0.25 * device.span_us)
+    lo, hi = device.g_min_us + margin, device.g_max_us - margin
+    target = lo + (hi - lo) * torch.rand(n_cells, generator=gen, dtype=dtype)
+    state = CellState(g_us=g0, gate=torch.full((n_cells,), -1, dtype=torch.int32))
+    mask = torch.ones(n_cells, dtype=torch.bool)
+    res = info.fn(state, target, mask, device, params, generator=gen, **options)
+    g_read = read(res.state.g_us, device, generator=gen)
+    free = params.free
+    err = (g_read - target)[free]
+    tgt = target[free]
+    edges = torch.linspace(lo, hi, bins + 1, dtype=dtype)
+    idx = torch.bucketize(tgt, edges[1:-1])
+    sd_by_g = []
+    for b in range(bins):
+        e = err[idx == b]
+        sd_by_g.append(float(e.std()) if e.numel() > 1 else math.nan)
+    centers = ((edges[:-1] + edges[1:]) / 2).tolist()
+    n_free = int(free.sum())
+    return Characterization(
+        device=device.name,
+        scheme=name,
+        sd_us=float(err.std()) if n_free > 1 else math.nan,
+        mean_us=float(err.mean()) if n_free else math.nan,
+        g_centers_us=tuple(centers),
+        sd_by_g_us=tuple(sd_by_g),
+        pulses_per_write=float(res.pulses[free].double().mean()) if n_free else math.nan,
+        reads_per_write=float(res.reads[free].double().mean()) if n_free else math.nan,
+        fail_rate=float(res.failed[free].double().mean()) if n_free else math.nan,
+        stuck_fraction=1.0 - n_free / n_cells,
+    )
 
 
 # --------------------------------------------------------------------------------------

@@ -37,6 +37,9 @@ from .files import atomic_write, read_json, save_figure
 
 __all__ = [
     "format_value",
+    "html_image",
+    "html_page",
+    "html_table",
     "plot_compare",
     "plot_energy",
     "plot_history",
@@ -757,3 +760,22 @@ def write_compare_report(compare_dir: str | Path) -> Path:
     out = d / "report.html"
     atomic_write(out, _page(title, sub, body).encode("utf-8"))
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# building blocks for other pages (e.g. `eapu.device_report`)
+
+
+def html_page(title: str, subtitle: str, body: list[str]) -> str:
+    """A self-contained HTML page (inline CSS) with ``body``'s HTML fragments in order."""
+    return _page(title, subtitle, body)
+
+
+def html_image(path: str | Path, alt: str) -> str:
+    """An ``<img>`` with the PNG at ``path`` embedded as base64."""
+    return _img(Path(path), alt)
+
+
+def html_table(values: Mapping[str, Any], *, exact: bool = False) -> str:
+    """A two-column table of ``values`` (formatted with `format_value` unless ``exact``)."""
+    return _kv_table(values, exact=exact)

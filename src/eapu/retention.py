@@ -37,6 +37,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .devices import PCM_DRIFT_NU, Device
+
 __all__ = [
     "COMPENSATIONS",
     "HOUR_S",
@@ -97,11 +99,16 @@ class RramDrift:
 
 @dataclass(frozen=True, kw_only=True)
 class PcmDrift:
-    """Power-law PCM drift with a per-cell exponent (aihwkit PCMLikeNoiseModel defaults)."""
+    """Power-law PCM drift with a per-cell exponent (aihwkit PCMLikeNoiseModel defaults).
+
+    The mean exponent has one source, the device (`eapu.devices.Device.drift_nu`):
+    `PcmDrift.for_device` reads it, and the default is the `pcm` preset's
+    (`eapu.devices.PCM_DRIFT_NU`).
+    """
 
     t0_s: float = 20.0
     """First read after programming, the reference time of the power law (s; aihwkit 20 s)."""
-    nu_mean: float = 0.05
+    nu_mean: float = PCM_DRIFT_NU
     """Mean drift exponent (aihwkit: 0.049-0.1, 0.049 at high conductance)."""
     nu_sd: float = 0.02
     """Device-to-device SD of the exponent (aihwkit: 0.008-0.045 by conductance)."""
@@ -110,6 +117,11 @@ class PcmDrift:
         _check("PcmDrift.", "t0_s", self.t0_s, low=0.0, strict=True)
         _check("PcmDrift.", "nu_mean", self.nu_mean, low=0.0)
         _check("PcmDrift.", "nu_sd", self.nu_sd, low=0.0)
+
+    @classmethod
+    def for_device(cls, device: Device, **overrides: float) -> PcmDrift:
+        """The drift of ``device``: its ``drift_nu`` as the mean exponent (others default)."""
+        return cls(**{"nu_mean": device.drift_nu, **overrides})
 
 
 DriftModel = RramDrift | PcmDrift

@@ -12,7 +12,7 @@ From an `InSituOptimizer`'s ledger (or a run directory / ``checkpoint.pt`` holdi
   model counted; one per written cell at weight level);
 - Nup of a programming scheme estimated as Ncell × Rup (``update_stats.json``), where Ncell
   comes from the device-level characterisation. Two Ncell are measured and both reported:
-  ``ncell_random`` (`eapu.devices.characterize`: a write from a random conductance and an
+  ``ncell_random`` (`eapu.programming.characterize`: a write from a random conductance and an
   unknown gate position, i.e. memorial programming's binary search) and ``ncell_step``
   (`step_to_step_pulses`: writes of ±``delta_us`` from the state the previous write left,
   what an in-situ update is). ``nup`` uses ``ncell_step``: every in-situ update starts from
@@ -152,7 +152,7 @@ class StepCost:
     device: str
     scheme: str
     ncell_random: float
-    """From `eapu.devices.characterize`: a random start and an unknown gate position."""
+    """From `eapu.programming.characterize`: a random start and an unknown gate position."""
     ncell_step: float
     """From `step_to_step_pulses`: updates of ±``delta_us`` from the previous write's state."""
     delta_us: float
@@ -182,8 +182,8 @@ def step_to_step_pulses(
         device: a `Device` or a registered device name.
         scheme: a registered scheme; default ``device.default_scheme``.
     """
-    from .devices import characterize, get_device
-    from .programming import CellState, get_scheme
+    from .devices import get_device
+    from .programming import CellState, characterize, get_scheme
 
     dev = get_device(device) if isinstance(device, str) else device
     if not (isinstance(delta_us, (int, float)) and math.isfinite(delta_us) and delta_us > 0):

@@ -39,9 +39,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .devices import CellParams, Device, characterize, get_device, read
+from .devices import CellParams, Device, get_device, read
 from .ledger import FIELDS
-from .programming import CellState, get_scheme
+from .programming import CellState, characterize, get_scheme
 
 __all__ = [
     "MAPPINGS",
