@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from . import fused
 from .ledger import FIELDS, Ledger
 from .rules import RuleInfo, get_rule, max_abs, max_abs_each, to_dense
 
@@ -280,17 +281,18 @@ class InSituOptimizer(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         base = self.base
+        analog_all = self.analog_parameters()
+        self._sync_layout(analog_all)
+        fused_rows = self._step_fused(analog_all)  # stepped already: hidden from the base
         work: list[tuple[dict[str, Any], Tensor]] = []  # analog params with gradients
         digital: list[Tensor] = []
         for g in self.param_groups:
             for p in g["params"]:
-                if p.grad is None:
+                if p.grad is None or id(p) in fused_rows:
                     continue
                 if p.grad.is_sparse:
                     raise RuntimeError("in-situ optimizers do not support sparse gradients")
                 (work.append((g, p)) if self.is_analog(p, g) else digital.append(p))
-        analog_all = self.analog_parameters()
-        self._sync_layout(analog_all)
 
         with_grad = [p for _, p in work] + digital
         bad = self._sanitize(with_grad) if with_grad else {}
@@ -309,14 +311,20 @@ class InSituOptimizer(Optimizer):
         saved = [p.data for p in fast]
         for p, n in zip(fast, news, strict=True):
             p.data = n
+        hidden = [(p, p.grad) for p in analog_all if id(p) in fused_rows]
+        for p, _ in hidden:
+            p.grad = None
         try:
-            base.step()
+            if with_grad:
+                base.step()
             for p, n in zip(fast, news, strict=True):
                 if p.data_ptr() != n.data_ptr():  # a base that assigns ``p.data = ...``
                     n.copy_(p.data)
         finally:
             for p, old in zip(fast, saved, strict=True):
                 p.data = old
+            for p, grad in hidden:
+                p.grad = grad
 
         for i, old in keep.items():  # digital cells with a non-finite gradient stay put
             torch.where(bad[i], old, with_grad[i], out=with_grad[i])
@@ -337,7 +345,7 @@ class InSituOptimizer(Optimizer):
             plans.append((group, p, old, dw, th, rule, passthrough))
         # One pass and one host sync give every max |ΔW| and every non-finite proposal.
         amaxes = max_abs_each([plan[3] for plan in plans])
-        rows: dict[int, list[int]] = {}
+        rows: dict[int, list[int]] = dict(fused_rows)
         for k, (group, p, old, dw, th, rule, passthrough) in enumerate(plans):
             rows[id(p)] = self._write(
                 p, old, dw, amaxes[k], group, th, rule, passthrough, bad.get(k)
@@ -347,6 +355,34 @@ class InSituOptimizer(Optimizer):
             table = [rows.get(id(p), zero) for p in analog_all]
             self.ledger.record(torch.tensor(table, dtype=torch.int64))
         return loss
+
+    def _step_fused(self, analog: list[Tensor]) -> dict[int, list[int]]:
+        """Step the analog parameters that `eapu.fused` supports in one pass each; returns
+        their ledger rows by ``id``. Where the fused path cannot be used, nothing."""
+        if not fused.available():
+            return {}
+        index = {id(p): i for i, p in enumerate(analog)}
+        items = []
+        for g in self.param_groups:
+            if g["rule"] != "eapu":
+                continue
+            for p in g["params"]:
+                if p.grad is None or _tile(p) is not None or id(p) not in index:
+                    continue
+                th = self.threshold_for(p, g)
+                if th > 0 and fused.supports(self.base, g, p):
+                    sd_w = g["sd_us"] * g["rwg_per_us"]
+                    items.append(fused.FusedItem(g, p, th, sd_w, index[id(p)]))
+        if not items:
+            return {}
+        cpu = torch.device("cpu")
+        rows = fused.step(
+            self.base,
+            items,
+            rule_generator=self._generator(cpu),
+            noise_generator=self._generator(cpu, noise=True),
+        )
+        return {id(it.param): row for it, row in zip(items, rows, strict=True)}
 
     def _write(
         self,
