@@ -265,7 +265,7 @@ static inline int compact(const unsigned char *restrict flag, int n, int32_t *re
                 }                                                                                \
             }                                                                                    \
             uniforms_##T(j->rule_key, i0, n, u);                                                 \
-            int c = 0;                                                                           \
+            int c = 0, bad_cells = 0;                                                            \
             for (int k = 0; k < n; k++) {                                                        \
                 const T a = fabs(d[k]);                                                          \
                 const int ok = a <= MAX_##T;                                                     \
@@ -274,9 +274,10 @@ static inline int compact(const unsigned char *restrict flag, int n, int32_t *re
                 pp[k] = w ? pp[k] + dwn : pp[k];                                                 \
                 flag[k] = (unsigned char)w;                                                      \
                 c += w;                                                                          \
-                ns += !ok;                                                                       \
+                bad_cells += !ok;                                                                \
             }                                                                                    \
             nw += c;                                                                             \
+            ns += bad_cells;                                                                     \
             if (c && j->noise_sd > 0) {                                                          \
                 c = compact(flag, n, idx);                                                       \
                 for (int r = c; r < c + 16; r++) idx[r] = 0; /* padding, computed but unused */  \
