@@ -241,3 +241,17 @@ def test_eapu_counter_rejects_bad_input() -> None:
         fused.eapu_counter(torch.zeros(3), threshold=0, key=1)
     with pytest.raises(ValueError, match=r"Invalid dw: torch\.int64"):
         fused.eapu_counter(torch.zeros(3, dtype=torch.int64), threshold=0.1, key=1)
+
+
+@needs_kernel
+def test_all_finite_looks_at_every_element(monkeypatch) -> None:
+    ts = [torch.zeros(5), torch.ones(3, 4, dtype=torch.float64), torch.zeros(0)]
+    assert fused.all_finite(ts)
+    for bad in (math.nan, math.inf, -math.inf):
+        ts[1][2, 3] = bad
+        assert not fused.all_finite(ts)
+        ts[1][2, 3] = 0
+    assert not fused.all_finite([torch.zeros(4, 4).t()[:, :2]])  # not contiguous: "look"
+    assert not fused.all_finite([torch.zeros(3, dtype=torch.float16)])
+    monkeypatch.setenv("EAPU_FUSED", "0")
+    assert not fused.all_finite([torch.zeros(3)])

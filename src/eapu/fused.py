@@ -6,11 +6,15 @@ update into a copy, ΔW, max |ΔW|, the draws, the write). Fused, each cell is r
 once: the kernel (``fused_kernel.c``, plain C, no torch headers) computes ΔW from the
 gradient and the optimizer's state, decides with formula (4), and writes a chosen cell as
 w + ΔWn + Rwg·N(0, SD εcell); an unchosen cell is not touched. Its randomness is
-counter-based: cell i's uniform is a hash of (key, i), SplitMix64's output function, and its
-write noise a Box-Muller normal from a second key. Both keys are drawn once per step from
-the optimizer's own generators (rule and noise streams), so a run is reproducible from its
-seed and a resumed run continues exactly; how the work is split over threads changes
-nothing. The draws differ from the unfused path's (same distribution, other numbers).
+counter-based: a float32 cell i decides with the uniform ``hash32(hash32(i ^ k1) + k2)``
+(Wellons' lowbias32; a float64 cell with SplitMix64's output function of (key, i)), and its
+write noise is a Box-Muller normal from hashes under a second key. One key is drawn per step
+from the optimizer's rule generator and the noise's key is hashed apart from it (so the
+decisions do not depend on the noise): a run is reproducible from its seed, a resumed run
+continues exactly, and how the work is split over threads changes nothing. The draws differ
+from the unfused path's (same distribution, other numbers). The Box-Muller logarithm and
+cosine are polynomials (relative error below 1e-7 in float32, 1e-8 in float64) so that
+they vectorise; float32 normals use 24-bit uniforms, so |N| < 5.8.
 
 The kernel is compiled at first use with the C compiler (``$CC``, else ``cc``/``gcc``), in a
 second, into ``$EAPU_CACHE`` (default ``~/.cache/eapu``), keyed by the source, the compiler
@@ -18,7 +22,6 @@ and the CPU. Without a compiler (or if the build fails) a warning is given once 
 optimizers take the unfused path. ``EAPU_FUSED=0`` turns the fused path off.
 
 >>> import torch
->>> from eapu.fused import counter_uniform
 >>> from eapu.fused import eapu_counter
 >>> eapu_counter(torch.tensor([0.5, -0.02, 0.0]), threshold=0.025, key=7)
 tensor([ 0.5000, -0.0250,  0.0000])
@@ -48,6 +51,7 @@ from torch.optim import Optimizer
 
 __all__ = [
     "FusedItem",
+    "all_finite",
     "available",
     "build_seconds",
     "counter_uniform",
@@ -63,6 +67,7 @@ _FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fno-
 _FLAGS += ["-fPIC", "-shared", "-pthread"]
 _MASK = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
+_DTYPES = (torch.float32, torch.float64)
 _KIND = {torch.optim.Adam: 0, torch.optim.AdamW: 1, torch.optim.SGD: 2}
 
 
@@ -83,6 +88,8 @@ class _Job(ctypes.Structure):
         ("weight_decay", ctypes.c_double),
         ("bias_correction1", ctypes.c_double),
         ("bias_correction2_sqrt", ctypes.c_double),
+        ("step", ctypes.c_void_p),
+        ("step_dtype", ctypes.c_int32),
         ("momentum", ctypes.c_double),
         ("dampening", ctypes.c_double),
         ("nesterov", ctypes.c_int32),
@@ -91,6 +98,7 @@ class _Job(ctypes.Structure):
         ("noise_sd", ctypes.c_double),
         ("rule_key", ctypes.c_uint64),
         ("noise_key", ctypes.c_uint64),
+        ("index", ctypes.c_int64),
         ("written", ctypes.c_int64),
         ("skipped", ctypes.c_int64),
     ]
@@ -162,6 +170,7 @@ def _build() -> Any:
     lib = ctypes.CDLL(str(path))
     lib.eapu_fused_step.argtypes = [ctypes.POINTER(_Job), ctypes.c_int, ctypes.c_int]
     lib.eapu_fused_step.restype = ctypes.c_int
+    lib.eapu_all_finite.restype = ctypes.c_int
     return lib
 
 
@@ -205,26 +214,41 @@ def supports(base: Optimizer, group: dict[str, Any], p: Tensor) -> bool:
     amsgrad, maximize, capturable, differentiable, tensor lr or gradient scaling."""
     kind = _KIND.get(type(base))
     g = p.grad
-    if kind is None or g is None or getattr(base, "grad_scale", None) is not None:
+    if kind is None or g is None or not p.is_cpu or p.dtype not in _DTYPES:
         return False
-    if p.device.type != "cpu" or p.dtype not in (torch.float32, torch.float64):
+    if g.dtype != p.dtype or g.is_sparse or g.shape != p.shape:
         return False
-    if g.is_sparse or g.dtype != p.dtype or g.shape != p.shape:
+    if type(group.get("lr")) not in (float, int) or group.get("maximize"):
         return False
-    if not isinstance(group.get("lr"), (int, float)):
+    if group.get("differentiable") or getattr(base, "grad_scale", None) is not None:
         return False
-    if group.get("maximize") or group.get("differentiable"):
-        return False
-    state = base.state.get(p, {})
-    for t in state.values():
-        if isinstance(t, Tensor) and t.dim() and (t.dtype != p.dtype or t.device != p.device):
+    state = base.state.get(p)
+    if state:
+        t = state.get("momentum_buffer" if kind == 2 else "exp_avg")
+        if isinstance(t, Tensor) and (t.dtype != p.dtype or not t.is_cpu):
             return False
     if kind == 2:
         return True
     if group.get("amsgrad") or group.get("capturable"):
         return False
     betas = group.get("betas")
-    return isinstance(betas, tuple) and all(isinstance(b, (int, float)) for b in betas)
+    return isinstance(betas, tuple) and all(type(b) in (float, int) for b in betas)
+
+
+def all_finite(tensors: Sequence[Tensor]) -> bool:
+    """True if every element of every tensor is finite, checked in one C pass; False if
+    one is not, or if the kernel is unavailable or a tensor is not a contiguous float32 or
+    float64 CPU tensor (the caller then looks itself). Cheaper than torch's checks for a
+    few small tensors: what the optimizers use on the digital parameters' gradients."""
+    if os.environ.get("EAPU_FUSED", "1") == "0" or _kernel() is None:
+        return False
+    n = len(tensors)
+    ptrs, numels, dtypes = (ctypes.c_void_p * n)(), (ctypes.c_int64 * n)(), (ctypes.c_int32 * n)()
+    for k, t in enumerate(tensors):
+        if t.dtype not in _DTYPES or not t.is_cpu or not t.is_contiguous() or t.is_sparse:
+            return False
+        ptrs[k], numels[k], dtypes[k] = t.data_ptr(), t.numel(), int(t.dtype == torch.float64)
+    return bool(_lib.eapu_all_finite(ptrs, numels, dtypes, n))
 
 
 def mix64(z: int) -> int:
@@ -295,6 +319,7 @@ def eapu_counter(dw: Tensor, *, threshold: float, key: int) -> Tensor:
     out = torch.zeros_like(dw, memory_format=torch.contiguous_format)
     grad = dw.neg().contiguous()
     job = _Job(param=out.data_ptr(), grad=grad.data_ptr(), numel=dw.numel(), kind=2)
+    job.index = -1  # the key as given
     job.dtype, job.lr, job.threshold, job.rule_key = (
         int(dw.dtype == torch.float64),
         1.0,
@@ -325,44 +350,44 @@ def step(
     base: Optimizer,
     items: Sequence[FusedItem],
     *,
-    rule_generator: torch.Generator,
-    noise_generator: torch.Generator,
+    generator: torch.Generator,
 ) -> list[list[int]]:
     """Take the fused step for ``items`` (each passed `supports`); the base's state for
     them (``step``, ``exp_avg``, ``exp_avg_sq`` / ``momentum_buffer``) is kept exactly as
     the base keeps it. Returns each item's ledger row (written, pulses = written, 0, 0,
-    skipped). Draws one key from each generator per step.
+    skipped). Draws one key from ``generator`` per step (a CPU generator: the optimizer's
+    rule stream).
     """
     lib = _kernel()
     if lib is None:
         raise RuntimeError("the fused kernel is unavailable; check eapu.fused.available()")
-    rule_key = _draw_key(rule_generator)
-    noise_key = _draw_key(noise_generator)
+    # One draw per step; the kernel derives each tensor's keys from it and its index, the
+    # noise's hashed apart from the rule's (so the decisions do not depend on the noise).
+    step_key = _draw_key(generator)
     jobs = (_Job * len(items))()
     keep: list[Tensor] = []  # holds the tensors the jobs point into
     back: list[tuple[Tensor, Tensor]] = []  # (tensor, its contiguous copy) to copy back
 
-    def ptr(t: Tensor, *, write: bool = True) -> int:
-        if t.is_contiguous():
-            return t.data_ptr()
+    def copy(t: Tensor, *, write: bool = True) -> int:
         c = t.contiguous()
         keep.append(c)
         if write:
             back.append((t, c))
         return c.data_ptr()
 
+    kind = _KIND[type(base)]
     for k, it in enumerate(items):
         p, group = it.param, it.group
         grad = p.grad
         assert grad is not None
         j = jobs[k]
-        kind = _KIND[type(base)]
         state = base.state[p]
-        j.param, j.grad = ptr(p), ptr(grad, write=False)
+        j.param = p.data_ptr() if p.is_contiguous() else copy(p)
+        j.grad = grad.data_ptr() if grad.is_contiguous() else copy(grad, write=False)
         j.numel, j.dtype, j.kind = p.numel(), int(p.dtype == torch.float64), kind
-        j.lr, j.weight_decay = float(group["lr"]), float(group["weight_decay"])
+        j.lr, j.weight_decay = group["lr"], group["weight_decay"]
         if kind == 2:
-            j.momentum, j.dampening = float(group["momentum"]), float(group["dampening"])
+            j.momentum, j.dampening = group["momentum"], group["dampening"]
             j.nesterov = int(bool(group["nesterov"]))
             if group["momentum"] != 0:
                 buf = state.get("momentum_buffer")
@@ -370,27 +395,27 @@ def step(
                     buf = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["momentum_buffer"] = buf
                     j.first = 1
-                j.exp_avg = ptr(buf)
+                j.exp_avg = buf.data_ptr() if buf.is_contiguous() else copy(buf)
         else:
             if not state:
-                fused_base = bool(group.get("fused"))
                 sdtype = torch.float64
-                if fused_base or torch.get_default_dtype() != torch.float64:
+                if group.get("fused") or torch.get_default_dtype() != torch.float64:
                     sdtype = torch.float32
                 state["step"] = torch.zeros((), dtype=sdtype)
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            step_t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
-            step_t += 1
-            t = float(step_t)
-            b1, b2 = (float(b) for b in group["betas"])
-            j.beta1, j.beta2, j.eps = b1, b2, float(group["eps"])
-            j.bias_correction1 = 1 - b1**t
-            j.bias_correction2_sqrt = (1 - b2**t) ** 0.5
-            j.exp_avg, j.exp_avg_sq = ptr(m), ptr(v)
+            step_t = state["step"]
+            if step_t.dtype not in _DTYPES or not step_t.is_cpu:
+                step_t = state["step"] = step_t.to("cpu", torch.float32)
+            # The kernel adds 1 to the count and computes the bias corrections from it.
+            j.step, j.step_dtype = step_t.data_ptr(), int(step_t.dtype == torch.float64)
+            b1, b2 = group["betas"]
+            j.beta1, j.beta2, j.eps = b1, b2, group["eps"]
+            m, v = state["exp_avg"], state["exp_avg_sq"]
+            j.exp_avg = m.data_ptr() if m.is_contiguous() else copy(m)
+            j.exp_avg_sq = v.data_ptr() if v.is_contiguous() else copy(v)
         j.threshold, j.noise_sd = it.threshold, it.noise_sd
-        j.rule_key = mix64(rule_key + (it.index + 1) * _GOLDEN)
-        j.noise_key = mix64(noise_key + (it.index + 1) * _GOLDEN)
+        j.rule_key, j.index = step_key, it.index
     if lib.eapu_fused_step(jobs, len(items), torch.get_num_threads()) != 0:
         raise MemoryError("the fused EaPU step could not allocate its counters")
     for dst, src in back:

@@ -30,15 +30,19 @@ typedef struct {
     int32_t dtype; /* 0: float32, 1: float64 */
     int32_t kind;
     double lr, beta1, beta2, eps, weight_decay;
-    double bias_correction1, bias_correction2_sqrt;
+    double bias_correction1, bias_correction2_sqrt; /* computed here when step is given */
+    void *step;         /* Adam: the state's step count (0-dim tensor), incremented here */
+    int32_t step_dtype; /* 0: float32, 1: float64 */
     double momentum, dampening;
     int32_t nesterov, first; /* SGD: first = the momentum buffer starts as the gradient */
     double threshold, noise_sd;
-    uint64_t rule_key, noise_key;
+    uint64_t rule_key, noise_key; /* noise_key unused if index >= 0 */
+    int64_t index; /* >= 0: both keys are derived here from rule_key (the step's key) */
     int64_t written, skipped; /* out */
 } eapu_job;
 
 #define GOLDEN 0x9E3779B97F4A7C15ULL
+#define NOISE_STREAM 0x6A09E667F3BCC909ULL
 #define BLOCK 256
 
 static inline uint64_t mix64(uint64_t z) {
@@ -81,8 +85,9 @@ static inline double cos2pi(double u) {
     double u4 = u * 4.0;
     int q = (int)u4;
     double t = (u4 - (double)q) * 1.5707963267948966, t2 = t * t; /* t in [0, π/2) */
-    double c = 1.0 / 87178291200.0, s = 1.0 / 1307674368000.0;
-    c = c * t2 - 1.0 / 3628800.0;  /* cos: up to t^14, sin: up to t^15 */
+    double c = -1.0 / 87178291200.0, s = 1.0 / 1307674368000.0; /* cos to t^14, sin to t^15 */
+    c = c * t2 + 1.0 / 479001600.0;
+    c = c * t2 - 1.0 / 3628800.0;
     c = c * t2 + 1.0 / 40320.0;
     c = c * t2 - 1.0 / 720.0;
     c = c * t2 + 1.0 / 24.0;
@@ -330,7 +335,23 @@ static void *work(void *arg_) {
  * that cannot be started has its share done by the calling thread. */
 int eapu_fused_step(eapu_job *jobs, int njobs, int nthreads) {
     int64_t total = 0;
-    for (int k = 0; k < njobs; k++) total += jobs[k].numel;
+    for (int k = 0; k < njobs; k++) {
+        eapu_job *j = &jobs[k];
+        total += j->numel;
+        if (j->index >= 0) { /* this tensor's keys: the rule's, and the noise's hashed apart */
+            j->rule_key = mix64(j->rule_key + (uint64_t)(j->index + 1) * GOLDEN);
+            j->noise_key = mix64(j->rule_key ^ NOISE_STREAM);
+        }
+        if (j->step) { /* as torch.optim.Adam: step += 1, then the corrections in double */
+            double t;
+            if (j->step_dtype == 0)
+                t = (double)(*(float *)j->step += 1.0f);
+            else
+                t = (*(double *)j->step += 1.0);
+            j->bias_correction1 = 1.0 - pow(j->beta1, t);
+            j->bias_correction2_sqrt = sqrt(1.0 - pow(j->beta2, t));
+        }
+    }
     if (nthreads < 1 || total < SPLIT_MIN) nthreads = 1;
     int64_t *counts = calloc((size_t)nthreads * 2 * (njobs ? njobs : 1), sizeof(int64_t));
     worker_arg *args = calloc((size_t)nthreads, sizeof(worker_arg));
@@ -365,4 +386,20 @@ done:
     free(tids);
     free(started);
     return rc;
+}
+
+/* 1 if every element of every tensor is finite, else 0 (dtypes: 0 float32, 1 float64). */
+int eapu_all_finite(void *const *ptrs, const int64_t *numels, const int32_t *dtypes, int n) {
+    for (int k = 0; k < n; k++) {
+        int bad = 0;
+        if (dtypes[k] == 0) {
+            const float *x = (const float *)ptrs[k];
+            for (int64_t i = 0; i < numels[k]; i++) bad |= !(fabs(x[i]) <= MAX_float);
+        } else {
+            const double *x = (const double *)ptrs[k];
+            for (int64_t i = 0; i < numels[k]; i++) bad |= !(fabs(x[i]) <= MAX_double);
+        }
+        if (bad) return 0;
+    }
+    return 1;
 }

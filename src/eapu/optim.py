@@ -295,7 +295,8 @@ class InSituOptimizer(Optimizer):
                 (work.append((g, p)) if self.is_analog(p, g) else digital.append(p))
 
         with_grad = [p for _, p in work] + digital
-        bad = self._sanitize(with_grad) if with_grad else {}
+        grads = [p.grad for p in with_grad if p.grad is not None]
+        bad = self._sanitize(with_grad) if grads and not fused.all_finite(grads) else {}
         params = [p for _, p in work]
         keep = {i: with_grad[i].clone() for i in bad if i >= len(params)}  # digital, rare
         # Weight-level parameters in plain layout: the base optimizer steps copies in the
@@ -375,13 +376,7 @@ class InSituOptimizer(Optimizer):
                     items.append(fused.FusedItem(g, p, th, sd_w, index[id(p)]))
         if not items:
             return {}
-        cpu = torch.device("cpu")
-        rows = fused.step(
-            self.base,
-            items,
-            rule_generator=self._generator(cpu),
-            noise_generator=self._generator(cpu, noise=True),
-        )
+        rows = fused.step(self.base, items, generator=self._generator(torch.device("cpu")))
         return {id(it.param): row for it, row in zip(items, rows, strict=True)}
 
     def _write(
