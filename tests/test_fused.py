@@ -255,3 +255,10 @@ def test_all_finite_looks_at_every_element(monkeypatch) -> None:
     assert not fused.all_finite([torch.zeros(3, dtype=torch.float16)])
     monkeypatch.setenv("EAPU_FUSED", "0")
     assert not fused.all_finite([torch.zeros(3)])
+
+
+@needs_kernel
+def test_module_example_runs() -> None:
+    import doctest
+
+    assert doctest.testmod(fused, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0
