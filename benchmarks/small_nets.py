@@ -73,7 +73,7 @@ def step_table(rounds: int, steps: int) -> None:
         "steps; ratio to torch's default Adam per round, median (min-max)"
     )
     print(
-        f"{'network':<24} {'optimizer':<17} {'µs/step':>8} {'(min-max)':>13} {'x Adam':>7} "
+        f"{'network':<30} {'optimizer':<17} {'µs/step':>8} {'(min-max)':>13} {'x Adam':>7} "
         f"{'(min-max)':>13}"
     )
     for net, label in NETS.items():
@@ -94,7 +94,7 @@ def step_table(rounds: int, steps: int) -> None:
         for name in STEPPERS:
             ratios = [a / b for a, b in zip(times[name], times["torch Adam"], strict=True)]
             print(
-                f"{f'{label} ({n} w)':<24} {name:<17} {statistics.median(times[name]):>8.0f} "
+                f"{f'{label} ({n} w)':<30} {name:<17} {statistics.median(times[name]):>8.0f} "
                 f"{_spread(times[name], '.0f'):>13} {statistics.median(ratios):>7.2f} "
                 f"{_spread(ratios, '.2f'):>13}"
             )
