@@ -434,11 +434,12 @@ def memorial(
             mid = (lo + hi) // 2
             r = probe(mid, active)
             err = r - target
-            better = active & (err.abs() < best_err)
+            aerr = err.abs()
+            better = active & (aerr < best_err)
             best_level = torch.where(better, mid, best_level)
-            best_err = torch.where(better, err.abs(), best_err)
+            best_err = torch.where(better, aerr, best_err)
             best_read = torch.where(better, r, best_read)
-            ok = active & (err.abs() <= tol)
+            ok = active & (aerr <= tol)
             todo = todo & ~ok
             gate = torch.where(active, mid, gate)
             last_read = torch.where(active, r, last_read)
