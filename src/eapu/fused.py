@@ -240,13 +240,14 @@ def all_finite(tensors: Sequence[Tensor]) -> bool:
     one is not, or if the kernel is unavailable or a tensor is not a contiguous float32 or
     float64 CPU tensor (the caller then looks itself). Cheaper than torch's checks for a
     few small tensors: what the optimizers use on the digital parameters' gradients."""
+    for t in tensors:
+        if t.dtype not in _DTYPES or not t.is_cpu or t.is_sparse or not t.is_contiguous():
+            return False
     if os.environ.get("EAPU_FUSED", "1") == "0" or _kernel() is None:
         return False
     n = len(tensors)
     ptrs, numels, dtypes = (ctypes.c_void_p * n)(), (ctypes.c_int64 * n)(), (ctypes.c_int32 * n)()
     for k, t in enumerate(tensors):
-        if t.dtype not in _DTYPES or not t.is_cpu or not t.is_contiguous() or t.is_sparse:
-            return False
         ptrs[k], numels[k], dtypes[k] = t.data_ptr(), t.numel(), int(t.dtype == torch.float64)
     return bool(_lib.eapu_all_finite(ptrs, numels, dtypes, n))
 
