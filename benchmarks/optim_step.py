@@ -1,51 +1,67 @@
-"""Time optimizer.step() on ResNet-18-sized tensors (about 11 M parameters).
+"""Time optimizer.step() on large layouts: ResNet-18's shapes and square matrices.
 
-    python benchmarks/optim_step.py [--steps 50] [--threads 1 2]
+    python benchmarks/optim_step.py [--rounds 15] [--steps 3] [--threads 1 2]
+                                    [--layouts resnet18 square2048x3 square4096]
 
-Each optimizer runs in its own subprocesses (so that its peak memory can be read), with
-random gradients, 5 warm-up steps, then the median of ``--steps`` timed steps; the row is the
-median over ``--repeats`` processes (torch's default Adam on CPU allocates temporaries, and
-whether the allocator hands it fresh pages varies from process to process). Ratios are
-against torch's default Adam and its fused Adam measured in the same run (on CPU torch's
-default is its for-loop implementation). ``peak MiB`` is the process's peak resident
-memory above what the parameters and gradients already take; ``state MiB`` is what
-``optimizer.state`` holds (what a checkpoint saves) and ``kept MiB`` any other memory kept
-between steps.
+One process per layout and thread count holds every optimizer, each on its own copy of the
+parameters (random gradients, shared), and times them interleaved: ``--rounds`` rounds, in
+each round every optimizer (in an order rotated per round) takes ``--steps`` steps after
+warm-up. A row is the median over rounds of the median step of a round; a ratio is the
+median over rounds of that round's ratio to the reference timed in the same round (so a slow
+spell of the machine hits both), with its min-max over rounds in brackets.
 
-The rows: AdamEaPU as users get it (its base is torch's fused Adam where torch has one);
-AdamEaPU over the for-loop Adam (``foreach=False``: the base torch's default uses), which
-shows what the in-situ write itself costs; AdamNoise, the noisy-BP baseline (every update
-written, dense noise); and a straightforward port of the paper's algorithm.
+The rows: torch's Adam and SGD (momentum 0.9) in their default implementation (on CPU the
+for-loop) and fused; AdamEaPU and SGDEaPU as users get them (the fused EaPU step of
+`eapu.fused` where a C compiler is at hand); the same on the unfused path (``EAPU_FUSED=0``:
+torch's fused base, then the rule's passes); AdamNoise (noisy BP: every cell written, dense
+noise); and a plain per-tensor port of the paper's algorithm (``--naive``). ΔWth = 2 µS ·
+1/80, Adam lr 1e-3: about 4 % of the weights are written per step. ``state MiB`` is what
+``optimizer.state`` holds, ``kept MiB`` other memory kept between steps.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
+import math
+import os
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 # ResNet-18 (ImageNet head) weight and bias shapes: 11.7 M parameters.
-SHAPES: list[tuple[int, ...]] = [(64, 3, 7, 7), (64,), (64,)]
+RESNET18: list[tuple[int, ...]] = [(64, 3, 7, 7), (64,), (64,)]
 for cin, cout, blocks in [(64, 64, 2), (64, 128, 2), (128, 256, 2), (256, 512, 2)]:
     for b in range(blocks):
         c0 = cin if b == 0 else cout
-        SHAPES += [(cout, c0, 3, 3), (cout,), (cout,), (cout, cout, 3, 3), (cout,), (cout,)]
+        RESNET18 += [(cout, c0, 3, 3), (cout,), (cout,), (cout, cout, 3, 3), (cout,), (cout,)]
         if b == 0 and cin != cout:
-            SHAPES += [(cout, cin, 1, 1), (cout,), (cout,)]
-SHAPES += [(1000, 512), (1000,)]
+            RESNET18 += [(cout, cin, 1, 1), (cout,), (cout,)]
+RESNET18 += [(1000, 512), (1000,)]
+SHAPES = RESNET18  # the name other scripts import
 
-OPTIMIZERS = [
-    "torch Adam",
-    "torch Adam fused",
-    "AdamEaPU",
-    "AdamEaPU for-loop",
-    "AdamNoise",
-    "naive AdamEaPU",
+LAYOUTS: dict[str, list[tuple[int, ...]]] = {
+    "resnet18": RESNET18,
+    "square2048x3": [(2048, 2048)] * 3 + [(2048,)] * 3,
+    "square4096": [(4096, 4096), (4096,)],
+}
+
+# (row name, reference row for its ratio)
+ROWS = [
+    ("torch Adam", "torch Adam fused"),
+    ("torch Adam fused", "torch Adam fused"),
+    ("AdamEaPU", "torch Adam fused"),
+    ("AdamEaPU unfused", "torch Adam fused"),
+    ("AdamNoise", "torch Adam fused"),
+    ("torch SGD", "torch SGD fused"),
+    ("torch SGD fused", "torch SGD fused"),
+    ("SGDEaPU", "torch SGD fused"),
+    ("SGDEaPU unfused", "torch SGD fused"),
 ]
+NAIVE = ("naive AdamEaPU", "torch Adam fused")
 
 
 def naive_adam_eapu(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, th=0.025, sd=0.025):
@@ -71,6 +87,8 @@ def naive_adam_eapu(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, th=0.025, sd=
                 dw = dw + torch.randn_like(dw) * sd * (dw != 0)
             p.add_(dw)
 
+    state_list = [x for pair in state for x in pair]
+    step.state = state_list  # type: ignore[attr-defined]
     return step
 
 
@@ -90,88 +108,130 @@ def _mib(tensors: object) -> float:
     return total / 2**20
 
 
-def worker(name: str, threads: int, steps: int) -> dict[str, float]:
+def _make(name: str, params: list[Any]) -> tuple[Callable[[], Any], object]:
     import torch
 
-    from eapu.optim import AdamEaPU, AdamNoise
+    from eapu.optim import AdamEaPU, AdamNoise, SGDEaPU
 
-    torch.set_num_threads(threads)
-    g = torch.Generator().manual_seed(0)
-    params = [torch.nn.Parameter(torch.randn(s, generator=g) * 0.05) for s in SHAPES]
-    for p in params:
-        p.grad = torch.randn(p.shape, generator=g) * 1e-2
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    opt: object = None
+    kw = {"sd_us": 2.0, "rwg_per_us": 1 / 80}
+    opt: Any
     if name == "torch Adam":
         opt = torch.optim.Adam(params, lr=1e-3)
     elif name == "torch Adam fused":
         opt = torch.optim.Adam(params, lr=1e-3, fused=True)
-    elif name == "AdamEaPU":
-        opt = AdamEaPU(params, lr=1e-3, sd_us=2.0, rwg_per_us=1 / 80)
-    elif name == "AdamEaPU for-loop":
-        opt = AdamEaPU(params, lr=1e-3, sd_us=2.0, rwg_per_us=1 / 80, foreach=False)
+    elif name.startswith("AdamEaPU"):
+        opt = AdamEaPU(params, lr=1e-3, **kw)
     elif name == "AdamNoise":
-        opt = AdamNoise(params, lr=1e-3, sd_us=2.0, rwg_per_us=1 / 80)
-    step = opt.step if opt is not None else naive_adam_eapu(params)  # type: ignore[attr-defined]
-    times = []
-    for i in range(5 + steps):
-        t0 = time.perf_counter()
-        step()
-        if i >= 5:
-            times.append(time.perf_counter() - t0)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss
-    state = _mib(getattr(opt, "state", {}))
-    kept = _mib(getattr(opt, "_buffers", {}))
+        opt = AdamNoise(params, lr=1e-3, **kw)
+    elif name == "torch SGD":
+        opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
+    elif name == "torch SGD fused":
+        opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9, fused=True)
+    elif name.startswith("SGDEaPU"):
+        opt = SGDEaPU(params, lr=1e-3, momentum=0.9, **kw)
+    else:
+        step = naive_adam_eapu(params)
+        return step, step
+    if name.endswith("unfused"):
+
+        def step() -> None:
+            os.environ["EAPU_FUSED"] = "0"
+            try:
+                opt.step()
+            finally:
+                os.environ.pop("EAPU_FUSED")
+
+        return step, opt
+    return opt.step, opt
+
+
+def worker(layout: str, threads: int, rounds: int, steps: int, naive: bool) -> dict[str, Any]:
+    import torch
+
+    from eapu import fused
+
+    torch.set_num_threads(threads)
+    have_fused = fused.available()
+    names = [r for r, _ in ROWS] + ([NAIVE[0]] if naive else [])
+    g = torch.Generator().manual_seed(0)
+    w0 = [torch.randn(s, generator=g) * 0.05 for s in LAYOUTS[layout]]
+    grads = [torch.randn(s, generator=g) * 1e-2 for s in LAYOUTS[layout]]
+    steppers, owners = {}, {}
+    for name in names:
+        params = [torch.nn.Parameter(w.clone()) for w in w0]
+        for p, gr in zip(params, grads, strict=True):
+            p.grad = gr
+        steppers[name], owners[name] = _make(name, params)
+        for _ in range(3):  # warm-up: state allocated, pages touched
+            steppers[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            ts = []
+            for _ in range(steps):
+                t = time.perf_counter()
+                steppers[name]()
+                ts.append(time.perf_counter() - t)
+            times[name].append(statistics.median(ts) * 1e3)
     return {
-        "ms": statistics.median(times) * 1e3,
-        "peak_mib": peak / 1024,
-        "state_mib": state,
-        "kept_mib": kept,
+        "times": times,
+        "state_mib": {n: _mib(getattr(o, "state", {})) for n, o in owners.items()},
+        "kept_mib": {n: _mib(getattr(o, "_buffers", {})) for n, o in owners.items()},
+        "fused": have_fused,
+        "build_s": fused.build_seconds(),
+        "params": sum(math.prod(s) for s in LAYOUTS[layout]),
     }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--steps", type=int, default=3, help="timed steps per optimizer per round")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--repeats", type=int, default=3, help="processes per optimizer")
+    ap.add_argument("--layouts", nargs="+", default=list(LAYOUTS), choices=list(LAYOUTS))
+    ap.add_argument("--naive", action="store_true", help="add the plain port (slow)")
     ap.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
-        print(json.dumps(worker(a.worker[0], int(a.worker[1]), a.steps)))
+        res = worker(a.worker[0], int(a.worker[1]), a.rounds, a.steps, a.naive)
+        print(json.dumps(res))
         return
-    n = sum(__import__("math").prod(s) for s in SHAPES)
+    rows = [*ROWS, NAIVE] if a.naive else ROWS
     print(
-        f"optimizer.step() on {n / 1e6:.1f} M parameters: median of {a.steps} steps in each of "
-        f"{a.repeats} processes, then the median of those (min-max in brackets)"
+        f"optimizer.step(): median over {a.rounds} interleaved rounds of the median of "
+        f"{a.steps} steps; ratio = median over rounds of the round's ratio (min-max)"
     )
-    print(
-        f"{'optimizer':<18} {'threads':>7} {'ms/step':>9} {'(min-max)':>13} {'x Adam':>7} "
-        f"{'x fused':>7} {'peak MiB':>9} {'state MiB':>9} {'kept MiB':>9}"
-    )
-    for threads in a.threads:
-        rows = {}
-        for name in OPTIMIZERS:  # all first: the ratios need both references
-            cmd = [sys.executable, __file__, "--steps", str(a.steps), "--worker", name]
-            rows[name] = [
-                json.loads(
-                    subprocess.run(
-                        [*cmd, str(threads)], check=True, capture_output=True, text=True
-                    ).stdout
-                )
-                for _ in range(a.repeats)
-            ]
-        med = {name: statistics.median(r["ms"] for r in runs) for name, runs in rows.items()}
-        ref, fused = med["torch Adam"], med["torch Adam fused"]
-        for name, runs in rows.items():
-            ms = med[name]
-            lo, hi = min(r["ms"] for r in runs), max(r["ms"] for r in runs)
-            peak = max(r["peak_mib"] for r in runs)
-            print(
-                f"{name:<18} {threads:>7} {ms:>9.1f} {f'({lo:.1f}-{hi:.1f})':>13} "
-                f"{ms / ref:>7.2f} {ms / fused:>7.2f} {peak:>9.0f} "
-                f"{runs[0]['state_mib']:>9.0f} {runs[0]['kept_mib']:>9.0f}"
+    for layout in a.layouts:
+        for threads in a.threads:
+            cmd = [sys.executable, __file__, "--rounds", str(a.rounds), "--steps", str(a.steps)]
+            cmd += ["--naive"] * a.naive + ["--worker", layout, str(threads)]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            res = json.loads(out)
+            built = "from the cache" if res["build_s"] == 0 else f"built in {res['build_s']:.1f} s"
+            fused_note = (
+                f"fused kernel: yes ({built})"
+                if res["fused"]
+                else "fused kernel: NO (no C compiler: EaPU rows are the unfused path)"
             )
+            print(
+                f"\n{layout}: {res['params'] / 1e6:.1f} M parameters, {threads} thread(s); "
+                f"{fused_note}"
+            )
+            print(
+                f"{'optimizer':<18} {'ms/step':>8} {'(min-max)':>15} {'ratio':>6} "
+                f"{'(min-max)':>13} {'to':<17} {'state MiB':>9} {'kept MiB':>8}"
+            )
+            t = res["times"]
+            for name, ref in rows:
+                ms = statistics.median(t[name])
+                ratios = [x / y for x, y in zip(t[name], t[ref], strict=True)]
+                print(
+                    f"{name:<18} {ms:>8.1f} {f'({min(t[name]):.1f}-{max(t[name]):.1f})':>15} "
+                    f"{statistics.median(ratios):>6.2f} "
+                    f"{f'({min(ratios):.2f}-{max(ratios):.2f})':>13} {ref:<17} "
+                    f"{res['state_mib'][name]:>9.0f} {res['kept_mib'][name]:>8.0f}"
+                )
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from . import fused
 from .ledger import FIELDS, Ledger
 from .rules import RuleInfo, get_rule, max_abs, max_abs_each, to_dense
 
@@ -226,6 +227,11 @@ class InSituBase(Optimizer):
     def _load_own_state(self, state: dict[str, Any]) -> None:
         raise NotImplementedError
 
+    def _step_fused(self, analog: list[Tensor]) -> dict[int, list[int]]:
+        """Step what a fused kernel can (base, rule and write in one pass per parameter)
+        before the base steps the rest; returns their ledger rows by ``id``. None here."""
+        return {}
+
     # ----------------------------------------------------------------------- shared
     def analog_parameters(self) -> list[Tensor]:
         """The analog parameters, in the order the ledger records them."""
@@ -252,26 +258,38 @@ class InSituBase(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        work: list[tuple[dict[str, Any], Tensor]] = []  # analog params with gradients
-        digital: list[Tensor] = []
-        for g in self.param_groups:
-            for p in g["params"]:
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise RuntimeError("in-situ optimizers do not support sparse gradients")
-                (work.append((g, p)) if self.is_analog(p, g) else digital.append(p))
         analog_all = self.analog_parameters()
         self._sync_layout(analog_all)
         base = self.base
+        # Parameters a fused kernel stepped already (base optimizer, rule and write in one
+        # pass each): their gradients are hidden from the base while it steps the rest.
+        fused_rows = self._step_fused(analog_all)
+        hidden = [(p, p.grad) for p in analog_all if id(p) in fused_rows]
+        for p, _ in hidden:
+            p.grad = None
+        try:
+            work: list[tuple[dict[str, Any], Tensor]] = []  # analog params with gradients
+            digital: list[Tensor] = []
+            for g in self.param_groups:
+                for p in g["params"]:
+                    if p.grad is None:
+                        continue
+                    if p.grad.is_sparse:
+                        raise RuntimeError("in-situ optimizers do not support sparse gradients")
+                    (work.append((g, p)) if self.is_analog(p, g) else digital.append(p))
 
-        def propose() -> Any:
-            if closure is not None and isinstance(base, CLOSURE_BASES):
-                with torch.enable_grad():
-                    return base.step(closure)
-            return base.step()
+            def propose() -> Any:
+                if closure is not None and isinstance(base, CLOSURE_BASES):
+                    with torch.enable_grad():
+                        return base.step(closure)
+                return base.step()
 
-        rows = self._apply(work, digital, propose)
+            rows = dict(fused_rows)
+            if work or digital or not fused_rows:
+                rows.update(self._apply(work, digital, propose))
+        finally:
+            for p, grad in hidden:
+                p.grad = grad
         if analog_all:
             zero = [0] * len(FIELDS)
             table = [rows.get(id(p), zero) for p in analog_all]
@@ -446,11 +464,34 @@ class InSituOptimizer(InSituBase):
             offset[key] += p.numel()
         return views
 
+    def _step_fused(self, analog: list[Tensor]) -> dict[int, list[int]]:
+        """Step the analog parameters that `eapu.fused` supports in one pass each; returns
+        their ledger rows by ``id``. Where the fused path cannot be used, nothing."""
+        index = {id(p): i for i, p in enumerate(analog)}
+        items = []
+        for g in self.param_groups:
+            if g["rule"] != "eapu":
+                continue
+            for p in g["params"]:
+                if p.grad is None or _tile(p) is not None or id(p) not in index:
+                    continue
+                th = self.threshold_for(p, g)
+                if th > 0 and fused.supports(self.base, g, p):
+                    sd_w = g["sd_us"] * g["rwg_per_us"]
+                    items.append(fused.FusedItem(g, p, th, sd_w, index[id(p)]))
+        if not items or not fused.available():  # (a CUDA-only model never builds the kernel)
+            return {}
+        rows = fused.step(self.base, items, generator=self._generator(torch.device("cpu")))
+        return {id(it.param): row for it, row in zip(items, rows, strict=True)}
+
     def _apply(
         self, work: list[tuple[dict[str, Any], Tensor]], digital: list[Tensor], propose: Any
     ) -> dict[int, Any]:
         with_grad = [p for _, p in work] + digital
-        bad = self._sanitize(with_grad) if with_grad else {}
+        finite = not with_grad or fused.all_finite(
+            [p.grad for p in with_grad if p.grad is not None]
+        )
+        bad = {} if finite else self._sanitize(with_grad)
         params = [p for _, p in work]
         keep = {i: with_grad[i].clone() for i in bad if i >= len(params)}  # digital, rare
         # Weight-level parameters in plain layout: the base optimizer steps copies in the

@@ -224,8 +224,15 @@ def _nominal_linear(device: Device, like: Tensor) -> tuple[float, float]:
 
 
 def _local_slope(level: Tensor, device: Device, dtype: torch.dtype) -> Tensor:
-    """Nominal dG/dlevel around each level, floored at a quarter of the mean slope."""
+    """Nominal dG/dlevel around each level (in range), floored at a quarter of the mean
+    slope: looked up in a per-level table computed once per device (memorial's retries)."""
+    return _slope_table(device, dtype, level.device)[level]
+
+
+@functools.lru_cache(maxsize=64)
+def _slope_table(device: Device, dtype: torch.dtype, on: torch.device) -> Tensor:
     top = device.gate_levels - 1
+    level = torch.arange(device.gate_levels, device=on)
     lo = (level - 1).clamp(0, top)
     hi = (level + 1).clamp(0, top)
     g_lo = gate_curve(lo, device).to(dtype)
@@ -425,8 +432,8 @@ def memorial(
     def probe(levels: Tensor, sel: Tensor) -> Tensor:
         """RESET + SET the selected cells at ``levels``; returns their read values."""
         nonlocal g
-        landed = land(
-            levels.clamp(0, top),
+        landed = land(  # levels are in range: the search's midpoints, the clamped steps
+            levels,
             device,
             params,
             generator=generator,
@@ -461,11 +468,12 @@ def memorial(
             mid = (lo + hi) // 2
             r = probe(mid, active)
             err = r - target
-            better = active & (err.abs() < best_err)
+            aerr = err.abs()
+            better = active & (aerr < best_err)
             best_level = torch.where(better, mid, best_level)
-            best_err = torch.where(better, err.abs(), best_err)
+            best_err = torch.where(better, aerr, best_err)
             best_read = torch.where(better, r, best_read)
-            ok = active & (err.abs() <= tol)
+            ok = active & (aerr <= tol)
             todo = todo & ~ok
             gate = torch.where(active, mid, gate)
             last_read = torch.where(active, r, last_read)

@@ -1,0 +1,405 @@
+/* One pass per analog tensor: the base optimizer's update (Adam, AdamW or SGD), ΔW, the
+ * EaPU decision (formula 4 of Liu et al. 2025) and the weight-level write noise.
+ *
+ * Built and loaded by eapu/fused.py (plain C, no torch headers: it builds in a second).
+ * Randomness is counter-based: the draw of cell i in a step is a hash (SplitMix64's output
+ * function) of (key, i), with the key drawn once per step from the optimizer's generator, so
+ * a result does not depend on how the work is split over threads, and a run resumes exactly.
+ *
+ * Per cell, after the base's update of its state gives ΔW:
+ *   |ΔW| >= th: ΔWn = ΔW;  else ΔWn = sign(ΔW)·th if u·th < |ΔW| (u uniform on [0, 1)), else 0
+ *   a cell with ΔWn != 0 becomes w + ΔWn + sd·N(0, 1); the others are not touched.
+ * A cell whose gradient or ΔW is not finite is skipped (its gradient counts as 0 in the
+ * optimizer's state, as on the unfused path) and counted.
+ */
+#include <math.h>
+#include <tgmath.h> /* sqrt, fabs, copysign in the element type */
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#include <immintrin.h>
+#endif
+
+enum { KIND_ADAM = 0, KIND_ADAMW = 1, KIND_SGD = 2 };
+
+typedef struct {
+    void *param, *grad, *exp_avg, *exp_avg_sq; /* SGD: exp_avg = momentum buffer or NULL */
+    int64_t numel;
+    int32_t dtype; /* 0: float32, 1: float64 */
+    int32_t kind;
+    double lr, beta1, beta2, eps, weight_decay;
+    double bias_correction1, bias_correction2_sqrt; /* computed here when step is given */
+    void *step;         /* Adam: the state's step count (0-dim tensor), incremented here */
+    int32_t step_dtype; /* 0: float32, 1: float64 */
+    double momentum, dampening;
+    int32_t nesterov, first; /* SGD: first = the momentum buffer starts as the gradient */
+    double threshold, noise_sd;
+    uint64_t rule_key, noise_key; /* noise_key unused if index >= 0 */
+    int64_t index; /* >= 0: both keys are derived here from rule_key (the step's key) */
+    int64_t written, skipped; /* out */
+} eapu_job;
+
+#define GOLDEN 0x9E3779B97F4A7C15ULL
+#define NOISE_STREAM 0x6A09E667F3BCC909ULL
+#define BLOCK 256
+
+static inline uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* A 32-bit bijective hash (Wellons' lowbias32): two multiplies, native on AVX2 and AVX-512. */
+static inline uint32_t hash32(uint32_t x) {
+    x ^= x >> 16;
+    x *= 0x7FEB352Du;
+    x ^= x >> 15;
+    x *= 0x846CA68Bu;
+    return x ^ (x >> 16);
+}
+
+/* log(x) for x in (0, 1], and cos(2πu) for u in [0, 1): polynomials (relative error below
+ * 1e-8) that vectorise, unlike the library's. Only the write noise uses them. */
+static inline double log01(double x) {
+    union { double d; uint64_t u; } b = {x};
+    int64_t e = (int64_t)((b.u >> 52) & 0x7FF) - 1023;
+    b.u = (b.u & 0x000FFFFFFFFFFFFFULL) | 0x3FF0000000000000ULL; /* mantissa in [1, 2) */
+    double m = b.d;
+    int big = m > 1.4142135623730951;
+    m = big ? m * 0.5 : m;
+    e += big;
+    double s = (m - 1.0) / (m + 1.0), s2 = s * s; /* |s| <= 0.172 */
+    double p = 1.0 / 13;
+    p = p * s2 + 1.0 / 11;
+    p = p * s2 + 1.0 / 9;
+    p = p * s2 + 1.0 / 7;
+    p = p * s2 + 1.0 / 5;
+    p = p * s2 + 1.0 / 3;
+    p = p * s2 + 1.0;
+    return 2.0 * s * p + (double)e * 0.6931471805599453;
+}
+
+static inline double cos2pi(double u) {
+    double u4 = u * 4.0;
+    int q = (int)u4;
+    double t = (u4 - (double)q) * 1.5707963267948966, t2 = t * t; /* t in [0, π/2) */
+    double c = -1.0 / 87178291200.0, s = 1.0 / 1307674368000.0; /* cos to t^14, sin to t^15 */
+    c = c * t2 + 1.0 / 479001600.0;
+    c = c * t2 - 1.0 / 3628800.0;
+    c = c * t2 + 1.0 / 40320.0;
+    c = c * t2 - 1.0 / 720.0;
+    c = c * t2 + 1.0 / 24.0;
+    c = c * t2 - 0.5;
+    c = c * t2 + 1.0;
+    s = s * t2 - 1.0 / 6227020800.0;
+    s = s * t2 + 1.0 / 39916800.0;
+    s = s * t2 - 1.0 / 362880.0;
+    s = s * t2 + 1.0 / 5040.0;
+    s = s * t2 - 1.0 / 120.0;
+    s = s * t2 + 1.0 / 6.0;
+    s = t - t * t2 * s;
+    double r = q == 0 ? c : q == 1 ? -s : q == 2 ? -c : s;
+    return r;
+}
+
+/* A standard normal for cell i under key (Box-Muller). double: from two hashes;
+ * float: from two 32-bit hashes (24 bits each for the radius and the angle, so |z| < 5.8). */
+static inline double normal_double(uint64_t key, int64_t i) {
+    uint64_t z = mix64(key + (uint64_t)(i + 1) * GOLDEN);
+    double u1 = ((double)(int64_t)(z >> 11) + 1.0) * 0x1p-53; /* (0, 1] */
+    double u2 = (double)(int64_t)(mix64(z + GOLDEN) >> 11) * 0x1p-53;
+    return sqrt(-2.0 * log01(u1)) * cos2pi(u2);
+}
+
+static inline float log01f(float x) {
+    union { float f; uint32_t u; } b = {x};
+    int32_t e = (int32_t)((b.u >> 23) & 0xFF) - 127;
+    b.u = (b.u & 0x007FFFFFu) | 0x3F800000u; /* mantissa in [1, 2) */
+    float m = b.f;
+    int big = m > 1.41421356f;
+    m = big ? m * 0.5f : m;
+    e += big;
+    float s = (m - 1.0f) / (m + 1.0f), s2 = s * s; /* |s| <= 0.172 */
+    float p = 1.0f / 9;
+    p = p * s2 + 1.0f / 7;
+    p = p * s2 + 1.0f / 5;
+    p = p * s2 + 1.0f / 3;
+    p = p * s2 + 1.0f;
+    return 2.0f * s * p + (float)e * 0.693147181f;
+}
+
+static inline float cos2pif(float u) {
+    float u4 = u * 4.0f;
+    int q = (int)u4;
+    float t = (u4 - (float)q) * 1.57079633f, t2 = t * t;
+    float c = 1.0f / 479001600.0f, s = -1.0f / 39916800.0f;
+    c = c * t2 - 1.0f / 3628800.0f;
+    c = c * t2 + 1.0f / 40320.0f;
+    c = c * t2 - 1.0f / 720.0f;
+    c = c * t2 + 1.0f / 24.0f;
+    c = c * t2 - 0.5f;
+    c = c * t2 + 1.0f;
+    s = s * t2 + 1.0f / 362880.0f;
+    s = s * t2 - 1.0f / 5040.0f;
+    s = s * t2 + 1.0f / 120.0f;
+    s = s * t2 - 1.0f / 6.0f;
+    s = t + t * t2 * s;
+    return q == 0 ? c : q == 1 ? -s : q == 2 ? -c : s;
+}
+
+static inline float normal_float(uint32_t k1, uint32_t k2, uint32_t i) {
+    const uint32_t x = hash32(hash32(i ^ k1) + k2), y = hash32(x + 0x9E3779B9u);
+    float u1 = ((float)(int32_t)(x >> 8) + 1.0f) * 0x1p-24f; /* (0, 1] */
+    float u2 = (float)(int32_t)(y >> 8) * 0x1p-24f;
+    return sqrtf(-2.0f * log01f(u1)) * cos2pif(u2);
+}
+
+/* Normals for cells i0 + idx[r], r < c (i0 a multiple of BLOCK); keyed like the uniforms. */
+static inline void normals_float(uint64_t key, int64_t i0, const int32_t *restrict idx, int c,
+                                 float *restrict out) {
+    const uint32_t k1 = (uint32_t)key + (uint32_t)((uint64_t)i0 >> 32) * 0x9E3779B9u;
+    const uint32_t k2 = (uint32_t)(key >> 32), base = (uint32_t)i0;
+    /* Whole groups of 16 (idx and out have room): a short loop's remainder would run scalar. */
+    for (int r0 = 0; r0 < c; r0 += 16)
+        for (int r = r0; r < r0 + 16; r++) out[r] = normal_float(k1, k2, base + (uint32_t)idx[r]);
+}
+
+static inline void normals_double(uint64_t key, int64_t i0, const int32_t *restrict idx, int c,
+                                  double *restrict out) {
+    for (int r0 = 0; r0 < c; r0 += 8)
+        for (int r = r0; r < r0 + 8; r++) out[r] = normal_double(key, i0 + idx[r]);
+}
+
+/* Uniforms on [0, 1) for cells i0 .. i0+n-1 (i0 a multiple of BLOCK).
+ * float: 24 bits of hash32(hash32(i ^ k1) + k2), (k1, k2) the key's halves (and cells past
+ * 2^32 shift k1); double: 53 bits of mix64(key + (i + 1)·golden). */
+static inline void uniforms_float(uint64_t key, int64_t i0, int n, float *restrict u) {
+    const uint32_t k1 = (uint32_t)key + (uint32_t)((uint64_t)i0 >> 32) * 0x9E3779B9u;
+    const uint32_t k2 = (uint32_t)(key >> 32), base = (uint32_t)i0;
+    for (int k = 0; k < n; k++)
+        u[k] = (float)(int32_t)(hash32(hash32((base + (uint32_t)k) ^ k1) + k2) >> 8) * 0x1p-24f;
+}
+
+static inline void uniforms_double(uint64_t key, int64_t i0, int n, double *restrict u) {
+    const uint64_t base = key + (uint64_t)(i0 + 1) * GOLDEN;
+    for (int k = 0; k < n; k++) u[k] = (double)(int64_t)(mix64(base + (uint64_t)k * GOLDEN) >> 11) * 0x1p-53;
+}
+
+/* The positions k < n with flag[k] != 0, ascending, into idx; returns how many. */
+static inline int compact(const unsigned char *restrict flag, int n, int32_t *restrict idx) {
+    int c = 0, k = 0;
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+    __m512i pos = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i sixteen = _mm512_set1_epi32(16);
+    for (; k + 16 <= n; k += 16) {
+        __mmask16 mk = _mm_test_epi8_mask(_mm_loadu_si128((const __m128i *)(flag + k)),
+                                          _mm_set1_epi8(1));
+        _mm512_storeu_si512((void *)(idx + c), _mm512_maskz_compress_epi32(mk, pos));
+        c += __builtin_popcount(mk);
+        pos = _mm512_add_epi32(pos, sixteen);
+    }
+#endif
+    for (; k < n; k++) {
+        idx[c] = k;
+        c += flag[k];
+    }
+    return c;
+}
+
+#define MAX_float 3.4028234663852886e38f
+#define MAX_double 1.7976931348623157e308
+#define NAN_float ((float)NAN)
+#define NAN_double ((double)NAN)
+
+/* One block: the base's update gives ΔW in d[] (NaN where the gradient is not finite), then
+ * the decision and the write, then the write noise of the written cells. */
+#define DEFINE_RANGE(T)                                                                          \
+    static void range_##T(eapu_job *j, int64_t lo, int64_t hi, int64_t *written,                 \
+                          int64_t *skipped) {                                                    \
+        T *restrict p = (T *)j->param, *restrict m = (T *)j->exp_avg;                            \
+        T *restrict v = (T *)j->exp_avg_sq;                                                      \
+        const T *restrict g = (const T *)j->grad;                                                \
+        const T th = (T)j->threshold, b2 = (T)j->beta2, eps = (T)j->eps;                         \
+        const T w1 = (T)(1.0 - j->beta1), w2 = (T)(1.0 - j->beta2);                              \
+        const T wd = (T)j->weight_decay;                                                         \
+        const T wd_l2 = j->kind == KIND_ADAMW ? (T)0 : wd;                                       \
+        const T lrwd = j->kind == KIND_ADAMW ? (T)(j->lr * j->weight_decay) : (T)0;              \
+        const T step_size = (T)(j->lr / j->bias_correction1);                                    \
+        const T inv_bc2s = (T)(1.0 / j->bias_correction2_sqrt);                                  \
+        const T lr = (T)j->lr, mom = j->first ? (T)0 : (T)j->momentum;                          \
+        const T damp = j->first ? (T)1 : (T)(1.0 - j->dampening);                               \
+        const T cg = j->nesterov ? (T)1 : (T)0, cb = j->nesterov ? (T)j->momentum : (T)1;        \
+        T d[BLOCK], u[BLOCK + 1];                                                                \
+        unsigned char flag[BLOCK];                                                               \
+        int32_t idx[BLOCK + 16];                                                                  \
+        T noise[BLOCK + 16];                                                                     \
+        int64_t nw = 0, ns = 0;                                                                  \
+        for (int64_t i0 = lo; i0 < hi; i0 += BLOCK) {                                            \
+            const int n = (int)(hi - i0 < BLOCK ? hi - i0 : BLOCK);                              \
+            T *restrict pp = p + i0;                                                             \
+            const T *restrict gg = g + i0;                                                       \
+            if (j->kind != KIND_SGD) {                                                           \
+                T *restrict mm = m + i0, *restrict vv = v + i0;                                  \
+                for (int k = 0; k < n; k++) {                                                    \
+                    const int bad = !(fabs(gg[k]) <= MAX_##T);                                   \
+                    const T gk = (bad ? (T)0 : gg[k]) + wd_l2 * pp[k];                           \
+                    const T mk = mm[k] + w1 * (gk - mm[k]);                                      \
+                    const T vk = b2 * vv[k] + w2 * gk * gk;                                      \
+                    mm[k] = mk;                                                                  \
+                    vv[k] = vk;                                                                  \
+                    const T dw = -step_size * (mk / (sqrt(vk) * inv_bc2s + eps)) - lrwd * pp[k]; \
+                    d[k] = bad ? NAN_##T : dw;                                                   \
+                }                                                                                \
+            } else if (m) {                                                                      \
+                T *restrict mm = m + i0;                                                         \
+                for (int k = 0; k < n; k++) {                                                    \
+                    const int bad = !(fabs(gg[k]) <= MAX_##T);                                   \
+                    const T gk = (bad ? (T)0 : gg[k]) + wd * pp[k];                              \
+                    const T b = mom * mm[k] + damp * gk;                                         \
+                    mm[k] = b;                                                                   \
+                    const T dw = -lr * (cg * gk + cb * b);                                       \
+                    d[k] = bad ? NAN_##T : dw;                                                   \
+                }                                                                                \
+            } else {                                                                             \
+                for (int k = 0; k < n; k++) {                                                    \
+                    const int bad = !(fabs(gg[k]) <= MAX_##T);                                   \
+                    const T dw = -lr * ((bad ? (T)0 : gg[k]) + wd * pp[k]);                      \
+                    d[k] = bad ? NAN_##T : dw;                                                   \
+                }                                                                                \
+            }                                                                                    \
+            uniforms_##T(j->rule_key, i0, n, u);                                                 \
+            int c = 0, bad_cells = 0;                                                            \
+            for (int k = 0; k < n; k++) {                                                        \
+                const T a = fabs(d[k]);                                                          \
+                const int ok = a <= MAX_##T;                                                     \
+                const int w = ok & (a > u[k] * th);                                              \
+                const T dwn = a >= th ? d[k] : copysign(th, d[k]);                               \
+                pp[k] = w ? pp[k] + dwn : pp[k];                                                 \
+                flag[k] = (unsigned char)w;                                                      \
+                c += w;                                                                          \
+                bad_cells += !ok;                                                                \
+            }                                                                                    \
+            nw += c;                                                                             \
+            ns += bad_cells;                                                                     \
+            if (c && j->noise_sd > 0) {                                                          \
+                c = compact(flag, n, idx);                                                       \
+                for (int r = c; r < c + 16; r++) idx[r] = 0; /* padding, computed but unused */  \
+                normals_##T(j->noise_key, i0, idx, c, noise);                                    \
+                for (int r = 0; r < c; r++)                                                      \
+                    pp[idx[r]] = pp[idx[r]] + (T)j->noise_sd * noise[r];                           \
+            }                                                                                    \
+        }                                                                                        \
+        *written += nw;                                                                          \
+        *skipped += ns;                                                                          \
+    }
+
+DEFINE_RANGE(float)
+DEFINE_RANGE(double)
+
+typedef struct {
+    eapu_job *jobs;
+    int njobs, thread, nthreads;
+    int64_t *counts; /* 2 per job */
+} worker_arg;
+
+/* Below this many cells a tensor is done by one thread (splitting costs more). */
+#define SPLIT_MIN 65536
+
+static void *work(void *arg_) {
+    worker_arg *a = (worker_arg *)arg_;
+    for (int k = 0; k < a->njobs; k++) {
+        eapu_job *j = &a->jobs[k];
+        int64_t lo, hi;
+        if (j->numel >= SPLIT_MIN) {
+            /* Split points on block boundaries: the float uniforms come in pairs. */
+            lo = j->numel * a->thread / a->nthreads / BLOCK * BLOCK;
+            hi = a->thread + 1 == a->nthreads ? j->numel
+                                              : j->numel * (a->thread + 1) / a->nthreads / BLOCK * BLOCK;
+        } else if (k % a->nthreads == a->thread) {
+            lo = 0;
+            hi = j->numel;
+        } else {
+            continue;
+        }
+        if (j->dtype == 0)
+            range_float(j, lo, hi, &a->counts[2 * k], &a->counts[2 * k + 1]);
+        else
+            range_double(j, lo, hi, &a->counts[2 * k], &a->counts[2 * k + 1]);
+    }
+    return 0;
+}
+
+/* Steps every job; returns 0, or -1 (nothing done) if memory could not be had. A thread
+ * that cannot be started has its share done by the calling thread. */
+int eapu_fused_step(eapu_job *jobs, int njobs, int nthreads) {
+    int64_t total = 0;
+    for (int k = 0; k < njobs; k++) {
+        eapu_job *j = &jobs[k];
+        total += j->numel;
+        if (j->index >= 0) { /* this tensor's keys: the rule's, and the noise's hashed apart */
+            j->rule_key = mix64(j->rule_key + (uint64_t)(j->index + 1) * GOLDEN);
+            j->noise_key = mix64(j->rule_key ^ NOISE_STREAM);
+        }
+        if (j->step) { /* as torch.optim.Adam: step += 1, then the corrections in double */
+            double t;
+            if (j->step_dtype == 0)
+                t = (double)(*(float *)j->step += 1.0f);
+            else
+                t = (*(double *)j->step += 1.0);
+            j->bias_correction1 = 1.0 - pow(j->beta1, t);
+            j->bias_correction2_sqrt = sqrt(1.0 - pow(j->beta2, t));
+        }
+    }
+    if (nthreads < 1 || total < SPLIT_MIN) nthreads = 1;
+    int64_t *counts = calloc((size_t)nthreads * 2 * (njobs ? njobs : 1), sizeof(int64_t));
+    worker_arg *args = calloc((size_t)nthreads, sizeof(worker_arg));
+    pthread_t *tids = calloc((size_t)nthreads, sizeof(pthread_t));
+    char *started = calloc((size_t)nthreads, 1);
+    int rc = 0;
+    if (!counts || !args || !tids || !started) {
+        rc = -1;
+        goto done;
+    }
+    for (int t = 0; t < nthreads; t++) {
+        args[t] = (worker_arg){jobs, njobs, t, nthreads, counts + (size_t)t * 2 * njobs};
+    }
+    for (int t = 1; t < nthreads; t++) started[t] = pthread_create(&tids[t], 0, work, &args[t]) == 0;
+    work(&args[0]);
+    for (int t = 1; t < nthreads; t++) {
+        if (started[t])
+            pthread_join(tids[t], 0);
+        else
+            work(&args[t]);
+    }
+    for (int k = 0; k < njobs; k++) {
+        jobs[k].written = jobs[k].skipped = 0;
+        for (int t = 0; t < nthreads; t++) {
+            jobs[k].written += counts[(size_t)t * 2 * njobs + 2 * k];
+            jobs[k].skipped += counts[(size_t)t * 2 * njobs + 2 * k + 1];
+        }
+    }
+done:
+    free(counts);
+    free(args);
+    free(tids);
+    free(started);
+    return rc;
+}
+
+/* 1 if every element of every tensor is finite, else 0 (dtypes: 0 float32, 1 float64). */
+int eapu_all_finite(void *const *ptrs, const int64_t *numels, const int32_t *dtypes, int n) {
+    for (int k = 0; k < n; k++) {
+        int bad = 0;
+        if (dtypes[k] == 0) {
+            const float *x = (const float *)ptrs[k];
+            for (int64_t i = 0; i < numels[k]; i++) bad |= !(fabs(x[i]) <= MAX_float);
+        } else {
+            const double *x = (const double *)ptrs[k];
+            for (int64_t i = 0; i < numels[k]; i++) bad |= !(fabs(x[i]) <= MAX_double);
+        }
+        if (bad) return 0;
+    }
+    return 1;
+}

@@ -1,0 +1,264 @@
+"""The fused EaPU step (eapu.fused): same-key reference, the rule's statistics, the base
+optimizers' updates, reproducibility and resume, and the fallback to the unfused path."""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from eapu import fused
+from eapu.optim import AdamEaPU, InSituOptimizer, SGDEaPU
+
+needs_kernel = pytest.mark.skipif(not fused.available(), reason="no C compiler here")
+
+
+def reference(dw: torch.Tensor, threshold: float, key: int) -> torch.Tensor:
+    """Formula (4) in torch with the kernel's uniforms."""
+    u = fused.counter_uniform(key, dw.numel(), dw.dtype).view(dw.shape)
+    a = dw.abs()
+    val = torch.where(a >= threshold, dw, dw.sign() * threshold)
+    return torch.where(a > u * threshold, val, torch.zeros_like(dw))
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("key", [0, 7, 2**64 - 1])
+def test_kernel_equals_the_same_key_reference(dtype: torch.dtype, key: int) -> None:
+    g = torch.Generator().manual_seed(1)
+    dw = (torch.rand(3001, generator=g, dtype=dtype) - 0.5) * 0.08  # a third above th
+    out = fused.eapu_counter(dw, threshold=0.025, key=key)
+    assert torch.equal(out, reference(dw, 0.025, key))
+
+
+def test_counter_uniforms_are_uniform_and_independent() -> None:
+    for dtype in (torch.float32, torch.float64):
+        u = fused.counter_uniform(12345, 100_000, dtype).double()
+        assert u.min() >= 0 and u.max() < 1
+        counts = torch.histc(u, bins=20, min=0, max=1)
+        chi2 = ((counts - 5_000) ** 2 / 5_000).sum().item()
+        assert chi2 < 50  # 19 degrees of freedom: P(chi2 > 50) ~ 1e-4
+        for a, b in ((u[:-1], u[1:]), (u, fused.counter_uniform(12346, 100_000, dtype))):
+            r = torch.corrcoef(torch.stack([a, b.double()]))[0, 1].item()
+            assert abs(r) < 5 / math.sqrt(u.numel())
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_unbiased_and_writes_with_probability_dw_over_threshold(dtype: torch.dtype) -> None:
+    th, n = 0.025, 400_000
+    for d in (0.004, -0.011, 0.02):
+        dw = torch.full((n,), d, dtype=dtype)
+        out = fused.eapu_counter(dw, threshold=th, key=int(d * 1e6) & 0xFFFF)
+        p = abs(d) / th
+        assert abs((out != 0).double().mean().item() - p) < 5 * math.sqrt(p * (1 - p) / n)
+        se = th * math.sqrt(p * (1 - p) / n)
+        assert abs(out.double().mean().item() - d) < 5 * se
+        assert torch.all((out == 0) | (out == math.copysign(th, d)))
+
+
+BASES = [
+    (torch.optim.Adam, {"lr": 1e-2}),
+    (torch.optim.Adam, {"lr": 1e-2, "weight_decay": 0.1, "betas": (0.8, 0.99), "eps": 1e-6}),
+    (torch.optim.AdamW, {"lr": 1e-2, "weight_decay": 0.1}),
+    (torch.optim.SGD, {"lr": 0.1}),
+    (torch.optim.SGD, {"lr": 0.1, "momentum": 0.9, "dampening": 0.1, "weight_decay": 0.01}),
+    (torch.optim.SGD, {"lr": 0.1, "momentum": 0.9, "nesterov": True}),
+]
+
+
+@needs_kernel
+@pytest.mark.parametrize(("base", "kw"), BASES)
+def test_every_update_written_equals_the_base_optimizer(base, kw) -> None:
+    # A threshold below every |ΔW| and no noise: the fused step is the base's step.
+    torch.manual_seed(0)
+    w0 = torch.randn(64, 33, dtype=torch.float64)
+    grads = [torch.randn(64, 33, dtype=torch.float64) for _ in range(4)]
+    ref, p = nn.Parameter(w0.clone()), nn.Parameter(w0.clone())
+    opt_ref = base([ref], **kw)
+    opt = InSituOptimizer([p], base, threshold=1e-300, sd_us=0.0, **kw)
+    for g in grads:
+        ref.grad, p.grad = g.clone(), g.clone()
+        opt_ref.step()
+        opt.step()
+    torch.testing.assert_close(p, ref, rtol=1e-12, atol=1e-14)
+    for k, v in opt_ref.state[ref].items():
+        torch.testing.assert_close(opt.state[p][k], v, rtol=1e-12, atol=1e-14, msg=k)
+    assert opt.ledger.summary().written == 4 * p.numel()
+
+
+@needs_kernel
+def test_write_noise_is_normal_with_the_promised_sd() -> None:
+    w = nn.Parameter(torch.zeros(500, 400))
+    sd_us, rwg = 2.0, 1 / 80
+    opt = SGDEaPU([w], lr=1.0, sd_us=sd_us, rwg_per_us=rwg, threshold=0.01)
+    w.grad = torch.full_like(w, -0.02)  # above the threshold: every cell written
+    w.grad[:, :100] = 0  # never written: stays exactly 0
+    opt.step()
+    assert torch.count_nonzero(w[:, :100]) == 0
+    err = (w[:, 100:] - 0.02).double().flatten() / (sd_us * rwg)
+    n = err.numel()
+    assert abs(err.mean().item()) < 5 / math.sqrt(n)
+    assert err.std().item() == pytest.approx(1.0, rel=0.02)
+    assert (err.abs() > 2).double().mean().item() == pytest.approx(0.0455, abs=0.003)
+    assert (err**4).mean().item() == pytest.approx(3.0, rel=0.05)
+    assert opt.ledger.summary().written == 500 * 300
+
+
+def lenet(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 10), nn.Linear(10, 3)
+    )
+
+
+def train(model: nn.Module, opt: torch.optim.Optimizer, steps: range) -> None:
+    for i in steps:
+        g = torch.Generator().manual_seed(100 + i)
+        x, y = torch.randn(16, 1, 8, 8, generator=g), torch.randn(16, 3, generator=g)
+        opt.zero_grad()
+        nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+
+
+@pytest.fixture(params=["fused", "unfused"])
+def path(request, monkeypatch) -> str:
+    if request.param == "fused" and not fused.available():
+        pytest.skip("no C compiler here")
+    monkeypatch.setenv("EAPU_FUSED", "1" if request.param == "fused" else "0")
+    return request.param
+
+
+def test_runs_are_reproducible_and_resume_exactly(path: str) -> None:
+    runs = []
+    for _ in range(2):
+        m = lenet()
+        opt = AdamEaPU(m.parameters(), lr=1e-2, seed=5)
+        train(m, opt, range(6))
+        runs.append([p.detach().clone() for p in m.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*runs, strict=True))
+
+    m = lenet()
+    opt = AdamEaPU(m.parameters(), lr=1e-2, seed=5)
+    train(m, opt, range(3))
+    buf = io.BytesIO()
+    torch.save({"model": m.state_dict(), "opt": opt.state_dict()}, buf)
+    buf.seek(0)
+    ck = torch.load(buf, weights_only=True)
+    m2 = lenet(seed=9)
+    m2.load_state_dict(ck["model"])
+    opt2 = AdamEaPU(m2.parameters(), lr=1e-2, seed=0)
+    opt2.load_state_dict(ck["opt"])
+    train(m2, opt2, range(3, 6))
+    assert all(torch.equal(a, b) for a, b in zip(runs[0], m2.parameters(), strict=True))
+    assert opt2.ledger.summary().steps == 6
+
+
+def test_both_paths_write_at_the_same_rate(path: str) -> None:
+    # SGD, constant gradient: |ΔW| = 0.005, ΔWth = 0.025, so one cell in five is written.
+    w = nn.Parameter(torch.zeros(300, 300))
+    opt = SGDEaPU([w], lr=0.01, threshold=0.025, sd_us=0.0)
+    w.grad = torch.full_like(w, 0.5)
+    opt.step()
+    rate = (w != 0).double().mean().item()
+    assert abs(rate - 0.2) < 5 * math.sqrt(0.16 / w.numel())
+    assert opt.ledger.summary().written == int((w != 0).sum())
+
+
+@needs_kernel
+def test_threads_change_nothing() -> None:
+    out = []
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 3):
+            torch.set_num_threads(n)
+            w = nn.Parameter(torch.linspace(-1, 1, 300_001).view(1, -1))
+            opt = AdamEaPU([w], lr=1e-2, seed=3)
+            for i in range(3):
+                w.grad = torch.sin(torch.arange(w.numel()) * (0.1 + i)).view_as(w)
+                opt.step()
+            out.append((w.detach().clone(), opt.ledger.table()))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(out[0][0], out[1][0]) and torch.equal(out[0][1], out[1][1])
+
+
+@needs_kernel
+def test_nonfinite_gradients_are_skipped_and_counted() -> None:
+    w = nn.Parameter(torch.zeros(10, 10))
+    opt = AdamEaPU([w], lr=0.1, threshold=0.01, sd_us=0.0)
+    g = torch.ones(10, 10)
+    g[0, :3] = torch.tensor([math.nan, math.inf, -math.inf])
+    w.grad = g
+    opt.step()
+    assert torch.all(w[0, :3] == 0) and torch.all(w[1:] == -0.1)
+    s = opt.ledger.summary()
+    assert s.skipped == 3 and s.written == 97
+    assert torch.all(opt.state[w]["exp_avg"][0, :3] == 0)
+
+
+def test_without_a_compiler_one_warning_and_the_unfused_path(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("EAPU_FUSED", "1")
+    monkeypatch.setenv("EAPU_CACHE", str(tmp_path))
+    monkeypatch.setattr(fused, "_compiler", lambda: None)
+    monkeypatch.setattr(fused, "_lib", None)
+    monkeypatch.setattr(fused, "_failed", False)
+    with pytest.warns(RuntimeWarning, match="no C compiler"):
+        assert not fused.available()
+    m = lenet()
+    opt = AdamEaPU(m.parameters(), lr=1e-2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(m, opt, range(2))
+    assert not [w for w in caught if "fused" in str(w.message)]  # warned once, not per step
+    assert opt.ledger.summary().steps == 2
+    assert not fused.available()
+
+
+def test_supports_only_what_the_kernel_computes() -> None:
+    p = nn.Parameter(torch.zeros(4, 4))
+    p.grad = torch.zeros(4, 4)
+    ok = torch.optim.Adam([p])
+    assert fused.supports(ok, ok.param_groups[0], p)
+    for opt in (
+        torch.optim.Adam([p], amsgrad=True),
+        torch.optim.Adam([p], maximize=True),
+        torch.optim.Adam([p], lr=torch.tensor(1e-3)),
+        torch.optim.RMSprop([p]),
+    ):
+        assert not fused.supports(opt, opt.param_groups[0], p)
+    half = nn.Parameter(torch.zeros(4, 4, dtype=torch.float16))
+    half.grad = torch.zeros_like(half)
+    assert not fused.supports(ok, ok.param_groups[0], half)
+
+
+def test_eapu_counter_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="Invalid threshold: 0"):
+        fused.eapu_counter(torch.zeros(3), threshold=0, key=1)
+    with pytest.raises(ValueError, match=r"Invalid dw: torch\.int64"):
+        fused.eapu_counter(torch.zeros(3, dtype=torch.int64), threshold=0.1, key=1)
+
+
+@needs_kernel
+def test_all_finite_looks_at_every_element(monkeypatch) -> None:
+    ts = [torch.zeros(5), torch.ones(3, 4, dtype=torch.float64), torch.zeros(0)]
+    assert fused.all_finite(ts)
+    for bad in (math.nan, math.inf, -math.inf):
+        ts[1][2, 3] = bad
+        assert not fused.all_finite(ts)
+        ts[1][2, 3] = 0
+    assert not fused.all_finite([torch.zeros(4, 4).t()[:, :2]])  # not contiguous: "look"
+    assert not fused.all_finite([torch.zeros(3, dtype=torch.float16)])
+    monkeypatch.setenv("EAPU_FUSED", "0")
+    assert not fused.all_finite([torch.zeros(3)])
+
+
+@needs_kernel
+def test_module_example_runs() -> None:
+    import doctest
+
+    assert doctest.testmod(fused, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0
