@@ -490,8 +490,11 @@ def energy(
         typer.Option(help="comma-separated factors on the periphery costs (DAC/ADC, drivers)"),
     ] = None,
 ) -> None:
-    """Energy and latency of a run on a technology node, by category and scope (total,
-    analog, programming), and the GPU reference; --periphery varies the periphery estimate."""
+    """Energy and latency of a run on a technology node, by category and scope.
+
+    Scopes: total, analog (cells, DAC/ADC, programming), programming only; the GPU
+    reference beside them. --periphery varies the periphery estimate.
+    """
     from .energy import CATEGORIES
     from .experiments import energy_figures
     from .files import read_json
@@ -545,8 +548,10 @@ def narrow_range(
     node: Annotated[str, typer.Option(help="technology node")] = "180nm",
     out: Annotated[Path | None, typer.Option(help="write the result as JSON here")] = None,
 ) -> None:
-    """The paper's narrow-range comparison: EaPU at Rwg 1/40 against BP at 1/4000, quality and
-    inference energy per sample, beside the paper's 19.71 µJ vs 700 µJ (35.51×)."""
+    """The paper's narrow-range comparison: EaPU at Rwg 1/40 against BP at 1/4000.
+
+    Quality and inference energy per sample, beside the paper's 19.71 µJ vs 700 µJ (35.51×).
+    """
     from .files import write_json
     from .narrow_range import narrow_range_comparison
 
