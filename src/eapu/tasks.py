@@ -200,7 +200,15 @@ METHODS: dict[str, MethodInfo] = {
         ),
         MethodInfo(
             "wu",
-            "BP over write-verify: every update verified to tolerance",
+            "BP over write-verify without memory (RESET, then a verified ramp; fitted to "
+            "the paper's 66 pulses per update)",
+            "device",
+            "exact",
+            "write_verify_reset",
+        ),
+        MethodInfo(
+            "wu-inc",
+            "BP over incremental write-verify from the present conductance",
             "device",
             "exact",
             "write_verify",
@@ -557,6 +565,8 @@ def _build(cfg: dict[str, Any], method: MethodInfo, exp: _Experiment) -> tuple[A
     if method.algorithm in ALGORITHMS:  # built after convert: it places its own arrays
         algo: Any = get_algorithm(method.algorithm)
         opt = algo(model.parameters(), lr=cfg["lr"], base=base, seed=cfg["seed"], **base_kw)
+        if hasattr(opt, "watch"):  # Tiki-Taka counts samples and scales A by the layers' data
+            opt.watch(model)
     elif method.rule is None:
         opt = base(model.parameters(), lr=cfg["lr"], **base_kw)
     else:
