@@ -31,7 +31,8 @@ digital state (accumulators, buffers, choppers, counters, the ledger) and the st
 extra array it placed on the crossbar, so that saving ``model``, ``crossbar`` and optimizer
 state and resuming reproduces the uninterrupted run bit for bit. A resumed optimizer must be
 built on a fresh converted model *before* the crossbar state is loaded (it places its
-extra arrays in ``__init__``, which draws from the crossbar's generator).
+extra arrays in ``__init__``, which draws from the crossbar's generator). Tiki-Taka also
+needs ``opt.watch(model)`` once: it counts samples and scales A's rate from the layers' data.
 
 Ledger. One row per analog parameter and step, fields ``written, pulses, reads, failed,
 skipped`` (`eapu.ledger.FIELDS`), as `InSituOptimizer` records them. ``cells`` of a
@@ -39,7 +40,7 @@ parameter is ``_tile_of(p).cells`` plus, for Tiki-Taka, the cells of its fast ar
 (``tileA.cells``: A's weight cells and the reference cells A's placement added). ``written``
 counts distinct cells of the parameter (C and A) that took at least one pulse in the step,
 ``pulses`` every pulse, ``reads`` verify reads of the scheme plus, for Tiki-Taka, one read
-per cell of each transferred line of A.
+per cell of each line of A read for a transfer.
 """
 
 from __future__ import annotations
