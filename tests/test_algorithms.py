@@ -17,6 +17,7 @@ from eapu.algorithms import (
     get_algorithm,
     hwa_noise,
     list_algorithms,
+    symmetry_point,
 )
 from eapu.ledger import FIELDS
 from eapu.nn import convert
@@ -49,6 +50,13 @@ def batch(i: int, n: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     return x, x @ TARGET.t()
 
 
+def watched(opt: torch.optim.Optimizer, model: nn.Module) -> torch.optim.Optimizer:
+    """Tiki-Taka counts samples and auto-scales from the layers' data: let it see them."""
+    if isinstance(opt, TikiTakaV2):
+        opt.watch(model)
+    return opt
+
+
 def train(model: nn.Module, opt: torch.optim.Optimizer, steps: range) -> None:
     for i in steps:
         x, y = batch(i)
@@ -73,13 +81,25 @@ test_loss.__test__ = False  # type: ignore[attr-defined]
 # (A integrates the gradient, C integrates A; the damping of the papers comes from the
 # devices' decay towards their symmetric point), so TTv2 is checked with gamma = 0.5 (the
 # TTv1 coupling, a damping term) and c-TTv2, whose choppers remove the integral, with 0.
+# Tiki-Taka in its plainest form: A takes the base's ΔW, one line read per step, H in pulses
+# of C with gain transfer_lr·lr/ε (no auto-granularity), the remainder kept, no reference.
+PLAIN: dict[str, Any] = dict(
+    fast_lr=None,
+    auto_scale=False,
+    transfer_unit="steps",
+    auto_granularity=0.0,
+    forget_buffer=False,
+    subtract_symmetry_point=False,
+)
 LEARNERS: dict[str, tuple[str, Callable[..., torch.optim.Optimizer]]] = {
     "mixed-precision-gaussian": ("gaussian", lambda p: MixedPrecision(p, lr=0.1)),
     "mixed-precision-sign": ("sign", lambda p: MixedPrecision(p, lr=0.1)),
-    "ttv2-gamma": ("gaussian", lambda p: TikiTakaV2(p, lr=0.1, gamma=0.5)),
+    "ttv2-gamma": ("gaussian", lambda p: TikiTakaV2(p, lr=0.1, gamma=0.5, **PLAIN, transfer_lr=10)),
     "cttv2": (
         "gaussian",
-        lambda p: ChoppedTTv2(p, lr=0.02, chopper_every=1, transfer_lr=3.0, transfer_pulses=31),
+        lambda p: ChoppedTTv2(
+            p, lr=0.02, chopper_every=1, **PLAIN, transfer_lr=150, transfer_pulses=31
+        ),
     ),
 }
 
@@ -88,7 +108,7 @@ LEARNERS: dict[str, tuple[str, Callable[..., torch.optim.Optimizer]]] = {
 def test_learns_a_linear_regression_on_the_ideal_device(name: str) -> None:
     scheme, factory = LEARNERS[name]
     model, _ = make("ideal", scheme, load_scheme="gaussian")
-    opt = factory(model.parameters())
+    opt = watched(factory(model.parameters()), model)
     before = test_loss(model)
     train(model, opt, range(250))
     after = test_loss(model)
@@ -99,7 +119,7 @@ def test_learns_a_linear_regression_on_the_ideal_device(name: str) -> None:
 
 def test_tiki_taka_gamma_zero_moves_c_towards_the_target_first() -> None:
     model, _ = make("ideal", "gaussian", load_scheme="gaussian")
-    opt = TikiTakaV2(model.parameters(), lr=0.1)
+    opt = TikiTakaV2(model.parameters(), lr=0.1, **PLAIN, transfer_lr=10)
     before = test_loss(model)
     train(model, opt, range(60))
     assert test_loss(model) < before  # first quarter-period of the (undamped) oscillation
@@ -108,8 +128,9 @@ def test_tiki_taka_gamma_zero_moves_c_towards_the_target_first() -> None:
 
 ALL: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "mixed-precision": lambda p: MixedPrecision(p, lr=0.05),
-    "ttv2": lambda p: TikiTakaV2(p, lr=0.05, transfer_pulses=3),
-    "cttv2": lambda p: ChoppedTTv2(p, lr=0.05, gamma=0.2),
+    # the presets' settings; A's pulses capped for speed (aligned samples ask for hundreds)
+    "ttv2": lambda p: TikiTakaV2(p, lr=0.05, transfer_pulses=3, fast_max_pulses=8),
+    "cttv2": lambda p: ChoppedTTv2(p, lr=0.05, gamma=0.2, fast_max_pulses=8),
 }
 
 
@@ -117,7 +138,7 @@ ALL: dict[str, Callable[..., torch.optim.Optimizer]] = {
 @pytest.mark.parametrize("name", list(ALL))
 def test_taox_stays_in_the_window_and_the_ledger_adds_up(name: str, scheme: str) -> None:
     model, xb = make("taox_1t1r", scheme, bias=True)
-    opt = ALL[name](model.parameters())
+    opt = watched(ALL[name](model.parameters()), model)
     train(model, opt, range(25))
     dev = xb.device_model
     for tile in xb.tiles:
@@ -137,7 +158,7 @@ def test_taox_stays_in_the_window_and_the_ledger_adds_up(name: str, scheme: str)
     assert s.rup == pytest.approx(float(opt.ledger.rup().mean()))
     if scheme == "write_verify":
         assert s.reads > 0
-    if name != "mixed-precision":  # every step reads one line of A: 2 weights
+    if name != "mixed-precision":  # every sample reads a line of A: 2 weights
         assert s.reads >= 25 * 2
 
 
@@ -176,43 +197,207 @@ def test_mixed_precision_sign_scheme_spends_one_pulse_per_granule() -> None:
     assert s.reads == 0
 
 
-def test_ttv2_leaves_c_alone_until_h_reaches_the_threshold() -> None:
+# --- Tiki-Taka v2 against small hand-computed cases ------------------------------------
+EPS_IDEAL = 0.1 / 80  # one pulse of the ideal device in weight units (Rwg 1/80)
+
+
+def one_sample_step(
+    model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, d: torch.Tensor
+) -> torch.Tensor:
+    """One step on the batch ``x`` whose output error is ``d`` (loss = Σ out·d)."""
+    opt.zero_grad()
+    (model(x) * d).sum().backward()
+    grad = model[0].weight.grad.clone()
+    opt.step()
+    return grad
+
+
+def quiet_ttv2(model: nn.Module, **kw: Any) -> TikiTakaV2:
+    """TTv2 on the ideal device with exact writes onto A (``gaussian``), watched."""
+    opt = TikiTakaV2(model.parameters(), **{"fast_scheme": "gaussian", **kw})
+    opt.watch(model)
+    return opt
+
+
+def test_transfer_schedule_counts_samples_and_reads_per_transfer() -> None:
     model, _ = make("ideal", "gaussian", load_scheme="gaussian")
     p = model[0].weight
-    opt = TikiTakaV2(model.parameters(), lr=1e-3, transfer_lr=0.01)
-    c = model[0].tile
-    eps = 0.1 / 80
-    assert opt.threshold_for(p) == pytest.approx(eps)
-    g0 = c.state.g_us.clone()
-    quiet, first = 0, None
-    for i in range(200):
-        h_before = opt.buffer(p).abs().max().item()
-        g_before = c.state.g_us.clone()
-        train(model, opt, range(i, i + 1))
-        changed = not torch.equal(c.state.g_us, g_before)
-        if not changed:
-            quiet += 1
-            continue
-        first = i
-        dw = (c.state.g_us - g_before) * c.rwg_per_us
-        assert h_before < eps  # nothing moved while |H| was below the threshold
-        assert torch.allclose(dw.abs()[dw != 0], torch.tensor(eps), rtol=1e-3)  # one step
-        break
-    assert first is not None and quiet >= 25, (quiet, first)
-    assert not torch.equal(c.state.g_us, g0)
-    assert torch.equal(p.detach(), c.weight())
-    assert float(opt.fast_tile(p).weight().abs().max()) > 0  # A took the gradient meanwhile
+    opt = quiet_ttv2(model, lr=1e-3, transfer_every=8, n_reads_per_transfer=3)
+    slot = opt._slots[id(p)]
+    # 10 samples a step, a transfer every 8 samples, 3 lines (of 4) per transfer:
+    # after 10, 20, 30, 40 samples: 1, 2, 3, 5 transfers so far.
+    reads_per_step = []
+    for i in range(4):
+        x = torch.randn(10, 4, generator=torch.Generator().manual_seed(i))
+        one_sample_step(model, opt, x, torch.ones(10, 2))
+        reads_per_step.append(int(opt.ledger.table()[-1, 0, FIELDS.index("reads")]))
+    assert reads_per_step == [3 * 2, 3 * 2, 3 * 2, 6 * 2]  # lines read × 2 weights a line
+    assert slot["samples"] == 40 and slot["next"] == 15 % 4
+    assert slot["reads"].tolist() == [4, 4, 4, 3]  # lines 0,1,2 | 3,0,1 | 2,3,0 | 1,2,3,0,1,2
+
+
+def test_transfer_schedule_in_steps() -> None:
+    model, _ = make("ideal", "gaussian", load_scheme="gaussian")
+    opt = TikiTakaV2(
+        model.parameters(),
+        lr=1e-3,
+        transfer_unit="steps",
+        transfer_every=2,
+        n_reads_per_transfer=5,
+        auto_scale=False,
+    )  # no watch needed
+    train(model, opt, range(4))
+    reads = opt.ledger.table()[:, 0, FIELDS.index("reads")].tolist()
+    assert reads == [0, 5 * 2, 0, 5 * 2]
+    slot = opt._slots[id(model[0].weight)]
+    assert slot["reads"].tolist() == [3, 3, 2, 2] and slot["next"] == 2
+
+
+def test_many_reads_in_one_step_visit_lines_in_rounds() -> None:
+    model, _ = make("ideal", "gaussian", load_scheme="gaussian")
+    opt = quiet_ttv2(model, lr=1e-3)
+    one_sample_step(model, opt, torch.randn(10, 4), torch.ones(10, 2))  # 10 reads, 4 lines
+    slot = opt._slots[id(model[0].weight)]
+    assert slot["reads"].tolist() == [3, 3, 2, 2] and slot["next"] == 2
+
+
+def test_unwatched_sample_counting_raises() -> None:
+    model, _ = make("ideal", "gaussian", load_scheme="gaussian")
+    opt = TikiTakaV2(model.parameters(), lr=1e-3)
+    with pytest.raises(RuntimeError, match=r"call opt\.watch\(model\)"):
+        train(model, opt, range(1))
+    with pytest.raises(ValueError, match="Invalid model"):
+        opt.watch(nn.Linear(2, 2))
+
+
+def test_fast_array_has_its_own_rate() -> None:
+    model, _ = make("ideal", "gaussian", load_scheme="gaussian")
+    p = model[0].weight
+    opt = quiet_ttv2(model, lr=0.1, fast_lr=0.5, auto_scale=False, transfer_every=1000)
+    a = opt.fast_tile(p)
+    a0 = a.weight().clone()
+    grad = one_sample_step(model, opt, torch.randn(3, 4), torch.tensor([[0.3, -0.6]]))
+    assert opt.fast_rate(p) == 0.5
+    assert torch.allclose(a.weight() - a0, -0.5 * grad, atol=1e-5)  # ΔA = -fast_lr·grad
+    # the learning rate may be scheduled: A's rate is not
+    opt.param_groups[0]["lr"] = 0.01
+    a1 = a.weight().clone()
+    grad = one_sample_step(model, opt, torch.randn(3, 4), torch.tensor([[0.3, -0.6]]))
+    assert torch.allclose(a.weight() - a1, -0.5 * grad, atol=1e-5)
+    # fast_lr None: A takes the base's ΔW = -lr·grad
+    model2, _ = make("ideal", "gaussian", load_scheme="gaussian")
+    opt2 = quiet_ttv2(model2, lr=0.1, fast_lr=None, auto_scale=False, transfer_every=1000)
+    a2 = opt2.fast_tile(model2[0].weight)
+    b0 = a2.weight().clone()
+    grad = one_sample_step(model2, opt2, torch.randn(3, 4), torch.tensor([[0.3, -0.6]]))
+    assert torch.allclose(a2.weight() - b0, -0.1 * grad, atol=1e-5)
+
+
+def test_fast_rate_auto_scales_by_max_input_and_error() -> None:
+    model, _ = make("ideal", "gaussian", load_scheme="gaussian")
+    p = model[0].weight
+    opt = quiet_ttv2(model, lr=0.1, transfer_every=1000)  # fast_lr 0.5, 31 pulses: preset
+    a = opt.fast_tile(p)
+    a0 = a.weight().clone()
+    x = torch.tensor([[1.0, -2.0, 0.5, 0.0]])
+    grad = one_sample_step(model, opt, x, torch.tensor([[0.3, -0.6]]))
+    # one sample: m_x = 2, m_d = 0.6 (the first values seed the averages)
+    rate = 0.5 * 31 * EPS_IDEAL / (2.0 * 0.6)
+    assert opt.fast_rate(p) == pytest.approx(rate)
+    assert torch.allclose(a.weight() - a0, -rate * grad, atol=1e-6)
+    # two samples: per sample m ← (1 - τ)·m + τ·v, τ = (1 - 0.99) / 2
+    x = torch.tensor([[4.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
+    one_sample_step(model, opt, x, torch.tensor([[0.3, -0.6]]))
+    tau = 0.01 / 2
+    m_x = (1 - tau) * ((1 - tau) * 2.0 + tau * 4.0) + tau * 1.0
+    slot = opt._slots[id(p)]
+    assert slot["m_x"] == pytest.approx(m_x) and slot["m_d"] == pytest.approx(0.6)
+
+
+def test_buffer_rule_by_hand() -> None:
+    # Lines 4, ε_A = ε_C = 0.1/80: g_H = ε_A · 1000 / (4 lines · 1 sample) = 0.3125, so one
+    # read of A adds A · transfer_lr · lr / g_H = 1.28·A to H (lr 0.4). A[:, 0] = (0.5, -1)
+    # (within the window's w_max = 1) gives H = (0.64, -1.28): the second weight takes one
+    # RESET pulse on C.
+    for forget, momentum, h_after in [(True, 0.0, 0.0), (False, 0.0, -0.28), (True, 0.5, -0.64)]:
+        model, _ = make("ideal", "gaussian", load_scheme="gaussian")
+        p = model[0].weight
+        opt = quiet_ttv2(
+            model,
+            lr=0.4,
+            forget_buffer=forget,
+            momentum=momentum,
+            subtract_symmetry_point=False,
+        )
+        a = opt.fast_tile(p)
+        a.load(torch.tensor([[0.5, 0.0, 0.0, 0.0], [-1.0, 0.0, 0.0, 0.0]]))
+        assert opt.buffer_gain(p, 0.4) == pytest.approx(1.28)
+        c0 = model[0].tile.weight().clone()
+        one_sample_step(model, opt, torch.zeros(1, 4), torch.zeros(1, 2))  # ΔW = 0: A stays
+        h = opt.buffer(p)
+        assert h[0, 0].item() == pytest.approx(0.64)
+        assert h[1, 0].item() == pytest.approx(h_after)
+        moved = (model[0].tile.weight() - c0) / EPS_IDEAL
+        want = torch.zeros(2, 4)
+        want[1, 0] = -1
+        assert torch.allclose(moved, want, atol=1e-3)
+        assert torch.equal(h[:, 1:], torch.zeros(2, 3))  # lines not read keep their H
+
+
+def test_symmetry_point_of_taox_and_the_reference_subtraction() -> None:
+    dev_kw = {"dtod_sd": 0.0, "c2c_sd": 0.0}
+    from eapu.devices import get_device, pulse
+
+    model, xb = make(get_device("taox_1t1r", **dev_kw), "sign")
+    p = model[0].weight
+    opt = TikiTakaV2(model.parameters(), lr=0.1)
+    a = opt.fast_tile(p)
+    sp = symmetry_point(a)
+    # b* = (2.0 - 2.4) / (0.4·2.0 + 0.4·2.4) = -0.2273: G = 5 + (1 - 0.2273)·80 = 66.82 µS,
+    # about -0.23 in weight units against a reference cell near 85 µS
+    g_sp = 5.0 + (1 - 0.4 / 1.76) / 2 * 160.0
+    want = a.weight() + (g_sp - a.state.g_us) * a.rwg_per_us
+    assert torch.allclose(sp, want, atol=1e-5)
+    assert abs(float(sp.mean()) + 0.227) < 0.05
+    # at the symmetry point, a SET and a RESET move a cell by the same amount
+    g_sp = a.state.g_us + (sp - a.weight()) / a.rwg_per_us
+    up = pulse(g_sp, torch.ones_like(g_sp), xb.device_model, a.params, generator=_g())
+    down = pulse(g_sp, -torch.ones_like(g_sp), xb.device_model, a.params, generator=_g())
+    assert torch.allclose(up - g_sp, g_sp - down, atol=1e-4)
+    # A starts at its symmetry point (loaded there), which is its reference: reads of ~0
+    assert torch.allclose(opt.reference(p), sp, atol=1e-6)
+    assert float((a.weight() - sp).abs().max()) < 4 * 2.0 / 80  # write-verify + relaxation
+    plain = TikiTakaV2(
+        make(get_device("taox_1t1r", **dev_kw), "sign")[0].parameters(),
+        lr=0.1,
+        subtract_symmetry_point=False,
+    )
+    assert torch.equal(
+        plain.reference(next(iter(plain.param_groups[0]["params"]))), torch.zeros(2, 4)
+    )
+
+
+def _g(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
 
 
 def test_chopper_flips_and_signs_the_fast_array() -> None:
     model, _ = make("ideal", "gaussian", load_scheme="gaussian")
     p = model[0].weight
     opt = ChoppedTTv2(
-        model.parameters(), lr=1e-3, chopper_every=2, fast_scheme="gaussian", h_threshold=1e3
-    )  # H never transfers: C stays put, A is the record
+        model.parameters(),
+        lr=1e-3,
+        chopper_every=2,
+        fast_lr=None,
+        auto_scale=False,
+        transfer_unit="steps",
+        fast_scheme="gaussian",
+        buffer_granularity=1e9,
+    )  # H never reaches a pulse: C stays put, A is the record
     history = []
     total = torch.zeros_like(p)
     a = opt.fast_tile(p)
+    a0 = a.weight().clone()
     for i in range(16):
         c = opt.chopper(p).clone()
         x, y = batch(i)
@@ -227,9 +412,27 @@ def test_chopper_flips_and_signs_the_fast_array() -> None:
     assert torch.equal(h[7], -torch.ones(4))
     assert torch.equal(h[11], -torch.ones(4))
     assert torch.equal(h[15], torch.ones(4))
-    assert torch.allclose(a.weight(), total, atol=1e-5)  # A holds Σ c·ΔW
+    assert torch.allclose(a.weight() - a0, total, atol=1e-5)  # A holds Σ c·ΔW
     random = ChoppedTTv2(make()[0].parameters(), lr=1e-3, chopper_probability=1.0)
     assert random.chopped and TikiTakaV2(make()[0].parameters()).chopped is False
+    assert ChoppedTTv2(make()[0].parameters()).chopper_probability == 0.01  # the preset's
+
+
+def test_old_checkpoints_load_with_h_in_pulses() -> None:
+    model, _ = make("ideal", "gaussian", load_scheme="gaussian")
+    p = model[0].weight
+    opt = quiet_ttv2(model, lr=0.1)
+    sd = opt.state_dict()
+    old = {
+        k: v
+        for k, v in sd["algorithm"]["slots"][0].items()
+        if k in ("A", "H", "c", "reads", "next")
+    }
+    old["H"] = torch.full((2, 4), 3 * EPS_IDEAL)  # weight units against a threshold of ε_C
+    sd["algorithm"]["slots"] = [old]
+    opt.load_state_dict(sd)
+    assert torch.allclose(opt.buffer(p), torch.full((2, 4), 3.0))
+    assert torch.equal(opt.reference(p), torch.zeros(2, 4))
 
 
 def _snapshot(model: nn.Module, xb: Any, opt: torch.optim.Optimizer) -> bytes:
@@ -240,8 +443,10 @@ def _snapshot(model: nn.Module, xb: Any, opt: torch.optim.Optimizer) -> bytes:
 
 RESUMABLE: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "mixed-precision": lambda p: MixedPrecision(p, lr=0.05, momentum=0.5),
-    "ttv2": lambda p: TikiTakaV2(p, lr=0.05, gamma=0.3, transfer_every=2, seed=3),
-    "cttv2": lambda p: ChoppedTTv2(p, lr=0.05, chopper_probability=0.5, seed=5),
+    "ttv2": lambda p: TikiTakaV2(
+        p, lr=0.05, gamma=0.3, transfer_every=2, fast_max_pulses=8, seed=3
+    ),
+    "cttv2": lambda p: ChoppedTTv2(p, lr=0.05, chopper_probability=0.5, fast_max_pulses=8, seed=5),
 }
 
 
@@ -249,13 +454,14 @@ RESUMABLE: dict[str, Callable[..., torch.optim.Optimizer]] = {
 def test_resume_equals_the_uninterrupted_run(name: str) -> None:
     factory = RESUMABLE[name]
     model, xb = make("taox_1t1r", "sign", bias=True)
-    opt = factory(model.parameters())
+    opt = watched(factory(model.parameters()), model)
     train(model, opt, range(12))
     blob = _snapshot(model, xb, opt)
     train(model, opt, range(12, 24))
 
     model2, xb2 = make("taox_1t1r", "sign", bias=True)
-    opt2 = factory(model2.parameters())  # places its arrays before the crossbar is loaded
+    # places its arrays before the crossbar is loaded
+    opt2 = watched(factory(model2.parameters()), model2)
     ck = torch.load(io.BytesIO(blob), weights_only=True)
     model2.load_state_dict(ck["model"])
     xb2.load_state_dict(ck["xbar"])
@@ -273,7 +479,7 @@ def test_resume_equals_the_uninterrupted_run(name: str) -> None:
 
 def test_digital_parameters_follow_sgd_and_schedulers_work() -> None:
     model, _ = make("ideal", "gaussian", bias=True, load_scheme="gaussian")
-    opt = TikiTakaV2(model.parameters(), lr=0.1)
+    opt = watched(TikiTakaV2(model.parameters(), lr=0.1), model)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
     for i in range(3):
         x, y = batch(i)
@@ -352,9 +558,18 @@ BAD: list[tuple[Callable[..., Any], dict[str, Any], str]] = [
     (MixedPrecision, {"seed": -1}, "seed"),
     (TikiTakaV2, {"lr": -0.1}, "lr"),
     (TikiTakaV2, {"transfer_every": 0}, "transfer_every"),
-    (TikiTakaV2, {"transfer_every": 1.5}, "transfer_every"),
+    (TikiTakaV2, {"transfer_every": 0.2}, "transfer_every"),
+    (TikiTakaV2, {"transfer_unit": "epochs"}, "transfer_unit"),
+    (TikiTakaV2, {"n_reads_per_transfer": 0}, "n_reads_per_transfer"),
+    (TikiTakaV2, {"fast_lr": 0.0}, "fast_lr"),
+    (TikiTakaV2, {"fast_lr": None}, "fast_lr"),
+    (TikiTakaV2, {"auto_momentum": 1.0}, "auto_momentum"),
+    (TikiTakaV2, {"desired_bl": 0}, "desired_bl"),
+    (TikiTakaV2, {"buffer_granularity": 0.0}, "buffer_granularity"),
+    (TikiTakaV2, {"auto_granularity": -1.0}, "auto_granularity"),
+    (TikiTakaV2, {"momentum": 1.5}, "momentum"),
+    (TikiTakaV2, {"subtract_symmetry_point": "yes"}, "subtract_symmetry_point"),
     (TikiTakaV2, {"transfer_lr": 0.0}, "transfer_lr"),
-    (TikiTakaV2, {"h_threshold": 0.0}, "h_threshold"),
     (TikiTakaV2, {"transfer_pulses": 0}, "transfer_pulses"),
     (TikiTakaV2, {"forget_buffer": 1}, "forget_buffer"),
     (TikiTakaV2, {"gamma": 1.5}, "gamma"),

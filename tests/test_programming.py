@@ -164,8 +164,16 @@ def test_targets_outside_window_clamp_on_ideal() -> None:
 
 
 def test_registry() -> None:
-    assert set(ALL_SCHEMES) == {"gaussian", "sign", "two_pulse", "write_verify", "memorial"}
-    assert {s for s in ALL_SCHEMES if get_scheme(s).verified} == {"write_verify", "memorial"}
+    assert set(ALL_SCHEMES) == {
+        "gaussian",
+        "sign",
+        "two_pulse",
+        "write_verify",
+        "write_verify_reset",
+        "memorial",
+    }
+    verified = {"write_verify", "write_verify_reset", "memorial"}
+    assert {s for s in ALL_SCHEMES if get_scheme(s).verified} == verified
     assert list_schemes("*pulse*") == ["two_pulse"]
     with pytest.raises(ValueError, match=r"unknown scheme 'wv'; available: .*write_verify"):
         get_scheme("wv")

@@ -31,7 +31,8 @@ digital state (accumulators, buffers, choppers, counters, the ledger) and the st
 extra array it placed on the crossbar, so that saving ``model``, ``crossbar`` and optimizer
 state and resuming reproduces the uninterrupted run bit for bit. A resumed optimizer must be
 built on a fresh converted model *before* the crossbar state is loaded (it places its
-extra arrays in ``__init__``, which draws from the crossbar's generator).
+extra arrays in ``__init__``, which draws from the crossbar's generator). Tiki-Taka also
+needs ``opt.watch(model)`` once: it counts samples and scales A's rate from the layers' data.
 
 Ledger. One row per analog parameter and step, fields ``written, pulses, reads, failed,
 skipped`` (`eapu.ledger.FIELDS`), as `InSituOptimizer` records them. ``cells`` of a
@@ -39,13 +40,13 @@ parameter is ``_tile_of(p).cells`` plus, for Tiki-Taka, the cells of its fast ar
 (``tileA.cells``: A's weight cells and the reference cells A's placement added). ``written``
 counts distinct cells of the parameter (C and A) that took at least one pulse in the step,
 ``pulses`` every pulse, ``reads`` verify reads of the scheme plus, for Tiki-Taka, one read
-per cell of each transferred line of A.
+per cell of each line of A read for a transfer.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +71,7 @@ __all__ = [
     "get_algorithm",
     "hwa_noise",
     "list_algorithms",
+    "symmetry_point",
 ]
 
 _W, _P, _R, _F, _S = (FIELDS.index(f) for f in ("written", "pulses", "reads", "failed", "skipped"))
@@ -382,62 +384,134 @@ class MixedPrecision(TileAlgorithm):
 
 # ---------------------------------------------------------------------------- Tiki-Taka v2
 _FAST_SCHEMES = ("pulsed",)
+_TRANSFER_UNITS = ("samples", "steps")
+_SLOT_VERSION = 2  # slot states without "version" hold H in weight units (eapu <= this issue)
+
+
+def symmetry_point(tile: Tile) -> Tensor:
+    """Each weight of ``tile`` where its cells' SET and RESET steps are equal (weight units).
+
+    With the soft bounds of `eapu.devices.pulse` a cell's steps are
+    up = s_u·a_u·(1 - n_u·b) and down = s_d·a_d·(1 + n_d·b), b = 2x - 1 the position in the
+    window (a_u, a_d its device-to-device scales), equal at
+    b* = (s_u·a_u - s_d·a_d) / (s_u·a_u·n_u + s_d·a_d·n_d), clamped to [-1, 1]. Random pulses
+    of either sign drift a cell towards it. Where the steps never meet (no soft bound) the
+    window's centre is taken. On ``taox_1t1r`` (2.0 / 2.4 µS steps, soft bound 0.4) b* is
+    -0.23: 66.8 µS, about -0.23 in weight units.
+    """
+    dev = tile.crossbar.device_model
+    up = dev.step_up_us * tile.params.step_up_scale
+    down = dev.step_down_us * tile.params.step_down_scale
+    den = up * dev.nonlinearity_up + down * dev.nonlinearity_down
+    b = torch.where(den > 0, (up - down) / den.clamp(min=1e-30), torch.zeros_like(den))
+    g_sp = dev.g_min_us + (b.clamp(-1, 1) + 1) / 2 * dev.span_us
+    g = tile.state.g_us
+    move = (g_sp - g) * tile.rwg_per_us
+    if tile.crossbar.mapping == "differential":
+        return tile.weight() + (move[0] - move[1]).to(torch.float32)
+    return tile.weight() + move.to(torch.float32)
+
+
+def _ema(m: float, values: Tensor, momentum: float) -> float:
+    """aihwkit's auto-scale average, one update per sample: m ← (1-τ)·m + τ·v, τ = (1-momentum)/n.
+
+    ``n`` is the number of samples given; the first value seeds an empty average (m <= 0);
+    non-positive values are skipped.
+    """
+    tau = (1.0 - momentum) / max(values.numel(), 1)
+    v = values[values > 0].double()
+    if v.numel() == 0:
+        return m
+    if m <= 0:
+        m, v = float(v[0]), v[1:]
+    k = v.numel()
+    weights = tau * (1 - tau) ** torch.arange(k - 1, -1, -1, dtype=torch.float64)
+    return float((1 - tau) ** k * m + (weights * v).sum())
 
 
 class TikiTakaV2(TileAlgorithm):
     """Tiki-Taka v2 (Gokmen, Front. Artif. Intell. 4, 699148, 2021), optionally chopped.
 
     Every analog weight W gets a fast array A, placed as an extra tile on the same crossbar
-    (``<layer>.A``, loaded to zero); the layer's own tile is the slow array C; a digital
-    buffer H (one float per weight) sits between them::
+    (``<layer>.A``, programmed to its symmetry point); the layer's own tile is the slow
+    array C; a digital buffer H (one float per weight, in pulses of C) sits between them::
 
-        A ← A + c·ΔW                              every step (ΔW = -lr·grad: the base's ΔW)
-        every ``transfer_every`` steps, for the next input line j (cycling):
-            v = c_j · read(A[:, j])                  (a noisy forward read with input e_j)
-            H[:, j] ← H[:, j] + transfer_lr · v
-            n = min(trunc(|H| / h_threshold), transfer_pulses)      where |H| ≥ h_threshold
-            C ← C + sign(H)·n·ε_C                    (n pulse-sized steps, ε_C = one pulse)
-            H ← H - sign(H)·n·h_threshold            (or H ← 0 with ``forget_buffer``)
+        A ← A + c · fast_lr' · ΔW / lr        every step (ΔW = -lr·grad for SGD: the base's ΔW)
+        fast_lr' = fast_lr · desired_bl · ε_A / (m_x · m_d)         (auto_scale; else fast_lr)
+        after every ``transfer_every`` samples, for the next ``n_reads_per_transfer`` input
+        lines j (cycling):
+            v = c_j · (read(A[:, j]) - A_sp[:, j])   (a noisy forward read with input e_j,
+                                                      less A's symmetry point)
+            H[:, j] ← H[:, j] + v · transfer_lr · lr / g_H
+            g_H = buffer_granularity · ε_A · auto_granularity / (in_lines · transfer_every)
+            n = trunc(H), |n| <= transfer_pulses, where |H| >= 1
+            C ← C + n pulses of ε_C
+            H ← momentum · H  (forget_buffer)  or  H ← H - (1 - momentum) · n
             c_j flips (chopped: with ``chopper_probability``, or every ``chopper_every``-th
             read of line j)
-        W = C + gamma · c·A                          (the layer's parameter; gamma 0 = TTv2)
+        W = C + gamma · c·(A - A_sp)                (the layer's parameter; gamma 0 = TTv2)
 
-    This is aihwkit's ``BufferedTransferCompound`` (``ChoppedTransferCompound`` with
-    choppers, Rasch et al., Nat. Commun. 15, 7133, 2024), with threshold ``h_threshold``
-    (``thres_scale`` · ε_C there), momentum 0 and ``n_reads_per_transfer = 1``; the choppers
-    are the input choppers c_j ∈ {±1}, one per input line, which flip only right after their
-    line is read (so each read sees a single chopper sign). With c ≡ 1 it is plain TTv2.
+    This is aihwkit's ``ChoppedTransferCompound`` (1.2.0), which its TTv2 presets use with
+    ``in_chop_prob = 0`` and its c-TTv2 presets with 0.01 (Rasch et al., Nat. Commun. 15, 7133,
+    2024); with ``n_reads_per_transfer > 1`` it is ``BufferedTransferCompound`` (Gokmen 2021).
+    m_x, m_d are running averages of the largest |input| and |output error| of each sample
+    of the layer (aihwkit's ``auto_scale``), ε_A and ε_C one SET pulse's step of A and C in
+    weight units, and A_sp the symmetry point of A's cells (`symmetry_point`; aihwkit's
+    ``subtract_symmetry_point`` of its ReRAM presets). The defaults are aihwkit 1.2.0's
+    ``TTv2ReRamSBPreset`` / ``ChoppedTTv2ReRamSBPreset``: fast_lr 0.5 with auto-scaling and
+    31 pulses per sample, one read per sample, transfer learning rate 1 scaled by the SGD
+    learning rate, auto-granularity 1000, one pulse per transfer, buffer forgotten after a
+    transfer, symmetry point subtracted; c-TTv2 switches its choppers with probability 0.01.
 
-    Simplifications against the papers:
-    - The rank-one stochastic pulse trains onto A (x and δ coded as pulse streams, their
-      coincidences as pulses) are replaced by a write of the full mini-batch update ΔW:
-      ``fast_scheme="pulsed"`` (default) turns each cell's |ΔA| into
-      floor(|ΔA|/ε_A) + Bernoulli(frac) identical pulses (at most ``fast_max_pulses``),
-      which has the pulse trains' expectation E[n·ε_A] = |ΔA|; any registered scheme name
-      instead writes ΔA with that scheme in one go (``"sign"``: one pulse of sign(ΔA) per
-      cell with a non-zero gradient, whatever its size; ``"gaussian"``: the abstract write).
-    - Reading a line reads the whole of A with the tile's read noise and keeps line j.
-    - The forward pass sees C with its read noise (the analog layer) plus gamma·c·A
-      noise-free.
+    ``A`` must see the layers' inputs and errors to count samples and auto-scale: call
+    ``opt.watch(model)`` once after building the optimizer (``eapu run`` does). Without it,
+    use ``transfer_unit="steps"`` and ``auto_scale=False``.
+
+    Simplifications against aihwkit:
+    - The rank-one stochastic pulse trains onto A (one per sample) are replaced by a write of
+      the whole mini-batch's update: ``fast_scheme="pulsed"`` (default) turns each cell's
+      |ΔA| into floor(|ΔA|/ε_A) + Bernoulli(frac) identical pulses (at most
+      ``fast_max_pulses``, default desired_bl per sample of the step), which has the pulse
+      trains' expectation; any registered scheme name instead writes ΔA with that scheme.
+    - A is written once per step, before the step's transfers (aihwkit interleaves them
+      sample by sample); m_x, m_d are updated with the step's samples before A is written.
+    - A sample is one row of a linear layer's input, or one image of a convolution's batch
+      (aihwkit counts every patch position of a convolution as a sample, so its
+      convolutions transfer H·W times more often); a convolution's m_x is its input's max.
+    - Reading a line reads the whole of A with the tile's read noise and keeps line j; the
+      transfer read has no ADC or output noise.
     - H and the choppers are per weight / per input line of each parameter, not per array.
 
     Args:
         params: parameters or groups; tile-backed ones are analog, the rest digital.
-        lr: learning rate (> 0): of the base optimizer, hence of the update written to A,
-            and of the digital parameters.
-        transfer_every: steps between transfers (each transfer reads one input line).
-        transfer_lr: gain from a read of A into H (> 0).
-        h_threshold: the threshold of |H| in weight units; default ε_C (aihwkit's
-            ``thres_scale = 1``). C moves by ε_C per ``h_threshold`` of H.
-        transfer_pulses: at most this many pulse-sized steps onto C per weight and transfer
-            (aihwkit's transfer ``desired_bl``, default 1).
-        forget_buffer: reset H to 0 after a transfer instead of subtracting what was moved.
+        lr: learning rate (> 0) of the base optimizer (digital parameters, ΔW of the analog
+            ones) and the scale of the transfer into H.
+        fast_lr: A's own learning rate (> 0), kept when ``lr`` is scheduled; None writes the
+            base's ΔW onto A as it is (aihwkit's ``fast_lr = 0``).
+        auto_scale: scale fast_lr by desired_bl · ε_A / (m_x · m_d) (needs ``watch``).
+        auto_momentum: momentum of the m_x, m_d averages, in [0, 1).
+        desired_bl: aihwkit's pulse-train length of the update onto A (pulses per sample).
+        transfer_every: samples (or steps) between transfers (> 0; rounded to a whole number).
+        transfer_unit: ``"samples"`` (aihwkit's ``units_in_mbatch=False``, needs ``watch``)
+            or ``"steps"``.
+        n_reads_per_transfer: consecutive input lines read at each transfer.
+        transfer_lr: gain from a read of A into H, times ``lr`` (aihwkit's
+            ``scale_transfer_lr``).
+        buffer_granularity: H's granularity in units of ε_A (aihwkit's, default 1).
+        auto_granularity: expected samples for a read to cross the buffer (0: off).
+        transfer_pulses: at most this many pulses onto C per weight and read (aihwkit's
+            transfer ``desired_bl``, 1).
+        forget_buffer: after a transfer set H to momentum·H (True) or subtract (1 -
+            momentum)·n (False).
+        momentum: the fraction of H kept after a transfer, in [0, 1].
+        subtract_symmetry_point: read A relative to its cells' symmetry point.
         gamma: weight of A in the forward pass, in [0, 1].
         chopper_probability: probability that c_j flips after a read of line j, in [0, 1].
         chopper_every: flip c_j deterministically after every ``chopper_every``-th read of
             line j (None: random switching); give one of the two.
         fast_scheme: ``"pulsed"`` or a registered programming scheme, for writes onto A.
-        fast_max_pulses: pulse budget per cell and step of the ``"pulsed"`` A update.
+        fast_max_pulses: pulse budget per cell and step of the ``"pulsed"`` A update (None:
+            desired_bl per sample of the step, or desired_bl when counting steps).
         base: the optimizer that proposes ΔW (default ``torch.optim.SGD``).
         seed: seeds the optimizer's generator (pulse rounding, chopper flips); None: drawn
             from torch's global generator.
@@ -451,28 +525,60 @@ class TikiTakaV2(TileAlgorithm):
         params: Iterable[Tensor] | Iterable[dict[str, Any]],
         lr: float = 0.01,
         *,
-        transfer_every: int = 1,
+        fast_lr: float | None = 0.5,
+        auto_scale: bool = True,
+        auto_momentum: float = 0.99,
+        desired_bl: int = 31,
+        transfer_every: float = 1.0,
+        transfer_unit: str = "samples",
+        n_reads_per_transfer: int = 1,
         transfer_lr: float = 1.0,
-        h_threshold: float | None = None,
+        buffer_granularity: float = 1.0,
+        auto_granularity: float = 1000.0,
         transfer_pulses: int = 1,
-        forget_buffer: bool = False,
+        forget_buffer: bool = True,
+        momentum: float = 0.0,
+        subtract_symmetry_point: bool = True,
         gamma: float = 0.0,
         chopper_probability: float = 0.0,
         chopper_every: int | None = None,
         fast_scheme: str = "pulsed",
-        fast_max_pulses: int = 31,
+        fast_max_pulses: int | None = None,
         base: type[Optimizer] = torch.optim.SGD,
         seed: int | None = None,
         **base_kwargs: Any,
     ) -> None:
         _positive("lr", lr)
-        _int_at_least("transfer_every", transfer_every, 1)
+        if fast_lr is not None:
+            _positive("fast_lr", fast_lr)
+        for name, flag in (
+            ("auto_scale", auto_scale),
+            ("forget_buffer", forget_buffer),
+            ("subtract_symmetry_point", subtract_symmetry_point),
+        ):
+            if not isinstance(flag, bool):
+                raise ValueError(f"Invalid {name}: {flag!r}; allowed: True or False")
+        if auto_scale and fast_lr is None:
+            raise ValueError("Invalid fast_lr: None with auto_scale=True; allowed: a number > 0")
+        if not _is_number(auto_momentum) or not 0 <= auto_momentum < 1:
+            raise ValueError(f"Invalid auto_momentum: {auto_momentum!r}; allowed: [0, 1)")
+        _int_at_least("desired_bl", desired_bl, 1)
+        _positive("transfer_every", transfer_every)
+        if round(transfer_every) < 1:
+            raise ValueError(
+                f"Invalid transfer_every: {transfer_every!r}; allowed: a number >= 0.5 "
+                "(it is rounded to whole samples or steps)"
+            )
+        if transfer_unit not in _TRANSFER_UNITS:
+            raise ValueError(
+                f"Invalid transfer_unit: {transfer_unit!r}; allowed: {', '.join(_TRANSFER_UNITS)}"
+            )
+        _int_at_least("n_reads_per_transfer", n_reads_per_transfer, 1)
         _positive("transfer_lr", transfer_lr)
-        if h_threshold is not None:
-            _positive("h_threshold", h_threshold)
+        _positive("buffer_granularity", buffer_granularity)
+        _nonneg("auto_granularity", auto_granularity)
         _int_at_least("transfer_pulses", transfer_pulses, 1)
-        if not isinstance(forget_buffer, bool):
-            raise ValueError(f"Invalid forget_buffer: {forget_buffer!r}; allowed: True or False")
+        _probability("momentum", momentum)
         _probability("gamma", gamma)
         _probability("chopper_probability", chopper_probability)
         _int_at_least("chopper_every", chopper_every, 1, allow_none=True)
@@ -489,17 +595,28 @@ class TikiTakaV2(TileAlgorithm):
                     f"Invalid fast_scheme: {fast_scheme!r}; allowed: 'pulsed' or a "
                     "registered programming scheme"
                 ) from None
-        _int_at_least("fast_max_pulses", fast_max_pulses, 1)
-        self.transfer_every = transfer_every
+        _int_at_least("fast_max_pulses", fast_max_pulses, 1, allow_none=True)
+        self.fast_lr = None if fast_lr is None else float(fast_lr)
+        self.auto_scale = auto_scale
+        self.auto_momentum = float(auto_momentum)
+        self.desired_bl = desired_bl
+        self.transfer_every = round(transfer_every)
+        self.transfer_unit = transfer_unit
+        self.n_reads_per_transfer = n_reads_per_transfer
         self.transfer_lr = float(transfer_lr)
-        self.h_threshold = h_threshold
+        self.buffer_granularity = float(buffer_granularity)
+        self.auto_granularity = float(auto_granularity)
         self.transfer_pulses = transfer_pulses
         self.forget_buffer = forget_buffer
+        self.momentum = float(momentum)
+        self.subtract_symmetry_point = subtract_symmetry_point
         self.gamma = float(gamma)
         self.chopper_probability = float(chopper_probability)
         self.chopper_every = chopper_every
         self.fast_scheme = fast_scheme
         self.fast_max_pulses = fast_max_pulses
+        self._seen: dict[int, list[tuple[int, Tensor, Tensor]]] = {}
+        self._hooks: list[Any] = []
         super().__init__(
             params, base, seed=seed, defaults={}, base_kwargs=dict(lr=lr, **base_kwargs)
         )
@@ -508,21 +625,84 @@ class TikiTakaV2(TileAlgorithm):
     def chopped(self) -> bool:
         return self.chopper_probability > 0 or self.chopper_every is not None
 
+    @property
+    def needs_watch(self) -> bool:
+        """Whether steps need the layers' samples (`watch`)."""
+        return self.auto_scale or self.transfer_unit == "samples"
+
+    def watch(self, model: nn.Module) -> list[Any]:
+        """Observe ``model``'s analog layers: samples, max |input| and max |error| per sample.
+
+        Hooks every module whose ``weight`` is an analog parameter of this optimizer; only
+        forward passes with gradients that reach a backward are counted. Returns the hook
+        handles (``remove()`` them to stop); watching the same model again replaces them.
+        """
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
+        ours = {id(p) for p in self.analog_parameters()}
+        for mod in model.modules():
+            w = mod._parameters.get("weight")
+            if w is not None and id(w) in ours:
+                self._hooks.append(mod.register_forward_hook(self._make_hook(w)))
+        if not self._hooks:
+            raise ValueError(
+                "Invalid model: none of its modules holds an analog parameter of this optimizer"
+            )
+        return list(self._hooks)
+
+    def _make_hook(self, w: Tensor) -> Callable[..., None]:
+        key = id(w)
+
+        def hook(mod: nn.Module, args: Any, out: Any) -> None:
+            if not (torch.is_grad_enabled() and isinstance(out, Tensor) and out.requires_grad):
+                return
+            x = args[0].detach()
+            n = x.shape[0] if x.dim() >= 3 else x.numel() // max(x.shape[-1], 1)
+            x_max = x.reshape(n, -1).abs().amax(1).float().cpu()
+
+            def on_grad(g: Tensor) -> None:
+                d_max = g.detach().reshape(n, -1).abs().amax(1).float().cpu()
+                self._seen.setdefault(key, []).append((n, x_max, d_max))
+
+            out.register_hook(on_grad)
+
+        return hook
+
     def fast_tile(self, p: Tensor) -> Tile:
         """The fast array A of analog parameter ``p``."""
         return self._slot(p)["A"]  # type: ignore[no-any-return]
 
     def buffer(self, p: Tensor) -> Tensor:
-        """The digital buffer H of ``p`` (weight units)."""
+        """The digital buffer H of ``p`` (in pulses of C)."""
         return self._slot(p)["H"]  # type: ignore[no-any-return]
 
     def chopper(self, p: Tensor) -> Tensor:
         """The choppers c_j ∈ {±1} of ``p``'s input lines (float tensor)."""
         return self._slot(p)["c"]  # type: ignore[no-any-return]
 
-    def threshold_for(self, p: Tensor) -> float:
-        """|H| threshold of ``p`` in weight units."""
-        return _granularity(_tile_of(p)) if self.h_threshold is None else float(self.h_threshold)
+    def reference(self, p: Tensor) -> Tensor:
+        """A's reference (weight units) subtracted from its reads: its symmetry point, or 0."""
+        return self._slot(p)["ref"]  # type: ignore[no-any-return]
+
+    def fast_rate(self, p: Tensor) -> float:
+        """The factor ΔA = fast_rate · ΔW / lr of the next write onto A (fast_lr None: ΔA = ΔW)."""
+        slot = self._slot(p)
+        if self.fast_lr is None:
+            return 1.0
+        if not self.auto_scale:
+            return self.fast_lr
+        mxd = slot["m_x"] * slot["m_d"]
+        scale = self.desired_bl * _granularity(slot["A"])
+        return self.fast_lr * scale / mxd if mxd > 0 else self.fast_lr * scale
+
+    def buffer_gain(self, p: Tensor, lr: float) -> float:
+        """H gained per unit of A read (weight units): transfer_lr · lr / g_H."""
+        slot = self._slot(p)
+        g_h = self.buffer_granularity * _granularity(slot["A"])
+        if self.auto_granularity > 0:
+            g_h *= self.auto_granularity / (slot["c"].numel() * self.transfer_every)
+        return self.transfer_lr * lr / g_h
 
     def _slot(self, p: Tensor) -> dict[str, Any]:
         slot = self._slots.get(id(p))
@@ -531,15 +711,23 @@ class TikiTakaV2(TileAlgorithm):
             fast = tile.crossbar.add_tile(
                 tile.name + ".A", torch.zeros(tile.shape), transposed=tile.transposed
             )
+            ref = torch.zeros(tile.shape)
+            if self.subtract_symmetry_point:
+                ref = symmetry_point(fast)
+                fast.load(ref)  # A starts at its symmetry point: a read of 0 (a one-time load)
             line = _line_index(tile)
             lines = int(line.max()) + 1
             slot = self._slots[id(p)] = {
                 "A": fast,
+                "ref": ref,
                 "line_of": line,
                 "H": torch.zeros(tile.shape, dtype=torch.float32),
                 "c": torch.ones(lines),
                 "reads": torch.zeros(lines, dtype=torch.int64),
                 "next": 0,
+                "samples": 0,
+                "m_x": 0.0,
+                "m_d": 0.0,
             }
             with torch.no_grad():
                 p.copy_(self._forward_weight(p, slot))
@@ -551,73 +739,135 @@ class TikiTakaV2(TileAlgorithm):
     def _forward_weight(self, p: Tensor, slot: dict[str, Any]) -> Tensor:
         w = _tile_of(p).weight()
         if self.gamma:
-            w = w + self.gamma * slot["c"][slot["line_of"]] * slot["A"].weight()
+            a = slot["A"].weight() - slot["ref"]
+            w = w + self.gamma * slot["c"][slot["line_of"]] * a
         return w
 
-    def _update(self, p: Tensor, dw: Tensor | None, group: dict[str, Any]) -> Tensor:
-        slot = self._slot(p)
+    def _observe(self, p: Tensor, slot: dict[str, Any]) -> int:
+        """Consume what the hooks saw since the last step: the samples of this step."""
+        seen = self._seen.pop(id(p), [])
+        if not seen:
+            if self.needs_watch and not self._hooks:
+                raise RuntimeError(
+                    "TikiTakaV2 counts samples and auto-scales A's rate from the layers' "
+                    "inputs and errors: call opt.watch(model) once after building the "
+                    "optimizer (or use transfer_unit='steps' and auto_scale=False)"
+                )
+            return 0
+        if self.auto_scale:
+            x = torch.cat([s[1] for s in seen])
+            d = torch.cat([s[2] for s in seen])
+            slot["m_x"] = _ema(slot["m_x"], x, self.auto_momentum)
+            slot["m_d"] = _ema(slot["m_d"], d, self.auto_momentum)
+        return sum(s[0] for s in seen)
+
+    def _write_fast(self, fast: Tile, da: Tensor, cap: int) -> Tensor:
+        if self.fast_scheme != "pulsed":
+            before = fast.writes.clone()
+            r = _program_with(fast, da, self.fast_scheme)
+            r[_W] = int(((fast.writes - before) > 0).sum())
+            return r
+        eps = _granularity(fast)
+        ratio = da.abs() / eps
+        whole = torch.floor(ratio)
+        u = torch.rand(ratio.shape, generator=self.generator)
+        n = (whole + (u < ratio - whole).to(whole.dtype)).clamp(max=cap)
+        return _pulse_train(fast, (n * torch.sign(da)).to(torch.int64), eps, "sign")
+
+    def _transfer(self, p: Tensor, slot: dict[str, Any], n_reads: int, lr: float) -> Tensor:
+        """``n_reads`` line reads of A into H, and H's whole pulses into C, in read order."""
         tile = _tile_of(p)
         fast: Tile = slot["A"]
-        cvec = slot["c"][slot["line_of"]]
         row = torch.zeros(len(FIELDS), dtype=torch.int64)
-        if dw is not None:  # 1. the gradient goes onto A, chopped
-            da = cvec * dw.detach().cpu().to(torch.float32)
-            if self.fast_scheme == "pulsed":
-                eps = _granularity(fast)
-                ratio = da.abs() / eps
-                whole = torch.floor(ratio)
-                u = torch.rand(ratio.shape, generator=self.generator)
-                n = (whole + (u < ratio - whole).to(whole.dtype)).clamp(max=self.fast_max_pulses)
-                r = _pulse_train(fast, (n * torch.sign(da)).to(torch.int64), eps, "sign")
-            else:
-                before = fast.writes.clone()
-                r = _program_with(fast, da, self.fast_scheme)
-                r[_W] = int(((fast.writes - before) > 0).sum())
-            row += r
-        if self._steps % self.transfer_every == 0:  # 2. transfer one line of A into H and C
-            j = slot["next"]
-            slot["next"] = (j + 1) % slot["c"].numel()
-            on = slot["line_of"] == j
-            read = fast.read()
-            row[_R] += int(on.sum()) * (2 if fast.crossbar.mapping == "differential" else 1)
-            h = slot["H"]
-            h += torch.where(on, self.transfer_lr * slot["c"][j] * read, 0.0)
-            thr = self.threshold_for(p)
-            n = torch.trunc(h.abs() / thr).clamp(max=self.transfer_pulses)
-            n = torch.where(on, n, 0.0) * torch.sign(h)
+        lines = slot["c"].numel()
+        start = slot["next"]
+        slot["next"] = (start + n_reads) % lines
+        order = (start + torch.arange(n_reads)) % lines
+        gain = self.buffer_gain(p, lr)
+        per_read = 2 if fast.crossbar.mapping == "differential" else 1
+        h = slot["H"]
+        # A is written once per step, so reads of distinct lines commute: one round per
+        # repeated visit of a line (a step with more reads than lines visits some twice).
+        for r in range((n_reads + lines - 1) // lines):
+            idx = order[r * lines : (r + 1) * lines]
+            sel = torch.zeros(lines, dtype=torch.bool)
+            sel[idx] = True
+            on = sel[slot["line_of"]]
+            v = (fast.read() - slot["ref"]) * slot["c"][slot["line_of"]]
+            row[_R] += int(on.sum()) * per_read
+            h += torch.where(on, v * gain, 0.0)
+            n = torch.trunc(h).clamp(-self.transfer_pulses, self.transfer_pulses)
+            n = torch.where(on & (h.abs() >= 1), n, 0.0)
             if bool(n.any()):
                 row += _pulse_train(
                     tile, n.to(torch.int64), _granularity(tile), tile.crossbar.scheme
                 )
+                moved = n != 0
                 if self.forget_buffer:
-                    h.masked_fill_(n != 0, 0.0)
+                    h.copy_(torch.where(moved, h * self.momentum, h))
                 else:
-                    h -= n * thr
-            slot["reads"][j] += 1
+                    h.sub_((1 - self.momentum) * n)
+            slot["reads"][idx] += 1
             if self.chopper_every is not None:
-                if slot["reads"][j] % self.chopper_every == 0:
-                    slot["c"][j] = -slot["c"][j]
-            elif self.chopper_probability > 0:
-                if float(torch.rand((), generator=self.generator)) < self.chopper_probability:
-                    slot["c"][j] = -slot["c"][j]
+                flip = slot["reads"][idx] % self.chopper_every == 0
+            elif self.chopper_probability > 0:  # one draw per read, in read order
+                flip = torch.rand(idx.numel(), generator=self.generator) < self.chopper_probability
+            else:
+                continue
+            slot["c"][idx[flip]] *= -1
+        return row
+
+    def _update(self, p: Tensor, dw: Tensor | None, group: dict[str, Any]) -> Tensor:
+        slot = self._slot(p)
+        row = torch.zeros(len(FIELDS), dtype=torch.int64)
+        samples = self._observe(p, slot)
+        if dw is not None:  # 1. the gradient goes onto A, chopped, at A's own rate
+            lr = float(group["lr"])
+            cvec = slot["c"][slot["line_of"]]
+            rate = 1.0 if self.fast_lr is None else self.fast_rate(p) / lr
+            da = cvec * dw.detach().cpu().to(torch.float32) * rate
+            cap = self.fast_max_pulses or self.desired_bl * max(
+                samples if self.transfer_unit == "samples" else 1, 1
+            )
+            row += self._write_fast(slot["A"], da, cap)
+        # 2. transfers: count samples (or steps) and read the lines they are due
+        before = slot["samples"]
+        slot["samples"] = before + (samples if self.transfer_unit == "samples" else 1)
+        due = slot["samples"] // self.transfer_every - before // self.transfer_every
+        if due > 0:
+            row += self._transfer(p, slot, due * self.n_reads_per_transfer, float(group["lr"]))
         p.copy_(self._forward_weight(p, slot))
         return row
 
     def _slot_state(self, slot: dict[str, Any]) -> dict[str, Any]:
         return {
+            "version": _SLOT_VERSION,
             "A": {k: v.clone() for k, v in slot["A"].state_tensors().items()},
+            "ref": slot["ref"].clone(),
             "H": slot["H"].clone(),
             "c": slot["c"].clone(),
             "reads": slot["reads"].clone(),
             "next": int(slot["next"]),
+            "samples": int(slot["samples"]),
+            "m_x": float(slot["m_x"]),
+            "m_d": float(slot["m_d"]),
         }
 
     def _load_slot_state(self, slot: dict[str, Any], state: dict[str, Any]) -> None:
         slot["A"].load_state_tensors(state["A"])
-        slot["H"].copy_(state["H"])
         slot["c"].copy_(state["c"])
         slot["reads"].copy_(state["reads"])
         slot["next"] = int(state["next"])
+        if "version" in state:
+            slot["ref"].copy_(state["ref"])
+            slot["H"].copy_(state["H"])
+            slot["samples"] = int(state["samples"])
+            slot["m_x"], slot["m_d"] = float(state["m_x"]), float(state["m_d"])
+        else:  # an older checkpoint: H in weight units against a threshold of ε_C, no reference
+            slot["ref"].zero_()
+            slot["H"].copy_(state["H"] / _granularity(slot["A"]))
+            slot["samples"] = 0
+            slot["m_x"] = slot["m_d"] = 0.0
 
 
 class ChoppedTTv2(TikiTakaV2):
@@ -625,9 +875,10 @@ class ChoppedTTv2(TikiTakaV2):
 
     `TikiTakaV2` with input choppers c_j ∈ {±1}: A receives c·ΔW, reads of line j are
     multiplied by c_j, and c_j flips after a read of line j with ``chopper_probability``
-    (default 0.1, aihwkit's ``in_chop_prob``) or every ``chopper_every``-th read. A device
-    bias on A (an offset of its zero, asymmetric steps) is then written with alternating
-    sign and averages out of H instead of being transferred onto C.
+    (default 0.01, aihwkit 1.2.0's ``ChoppedTTv2ReRamSBPreset``) or every
+    ``chopper_every``-th read. A device bias on A (an offset of its zero, asymmetric steps)
+    is then written with alternating sign and averages out of H instead of being
+    transferred onto C.
     """
 
     def __init__(
@@ -635,11 +886,11 @@ class ChoppedTTv2(TikiTakaV2):
         params: Iterable[Tensor] | Iterable[dict[str, Any]],
         lr: float = 0.01,
         *,
-        chopper_probability: float = 0.1,
+        chopper_probability: float = 0.01,
         chopper_every: int | None = None,
         **kwargs: Any,
     ) -> None:
-        if chopper_every is not None and chopper_probability == 0.1:
+        if chopper_every is not None and chopper_probability == 0.01:
             chopper_probability = 0.0  # regular switching asked for: drop the random default
         super().__init__(
             params,

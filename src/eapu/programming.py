@@ -31,6 +31,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -74,6 +75,7 @@ __all__ = [
     "sign",
     "two_pulse",
     "write_verify",
+    "write_verify_reset",
 ]
 
 
@@ -683,3 +685,102 @@ def get_scheme(name: str) -> SchemeInfo:
 def list_schemes(pattern: str = "*") -> list[str]:
     """Sorted names of the registered schemes matching the fnmatch ``pattern``."""
     return SCHEMES.names(pattern)
+
+
+# --------------------------------------------------------------------------------------
+# write-verify without memory (the paper's WU pulse count)
+# --------------------------------------------------------------------------------------
+
+RESET_RAMP_STEP_SCALE = 0.5
+"""Default pulse amplitude of `write_verify_reset`, as a fraction of the device's identical
+step. Fitted, not measured: the paper does not describe its write-verify controller, only its
+cost, 66 pulses per update (Liu et al. 2025, Fig. 4h). On ``taox_1t1r`` half steps (about
+1 µS) make BP over this scheme cost about that on the denoise task (see the README)."""
+
+
+def write_verify_reset(
+    state: CellState,
+    target_us: Tensor,
+    mask: Tensor,
+    device: Device,
+    params: CellParams,
+    *,
+    generator: torch.Generator,
+    tolerance_us: float | None = None,
+    max_pulses: int = 400,
+    step_scale: float = RESET_RAMP_STEP_SCALE,
+) -> ProgramResult:
+    """Write-verify without memory: full RESET, then a verified ramp of small identical pulses.
+
+    A verify read first; a requested cell (in ``mask`` with a target other than its present
+    conductance) is always written. The controller keeps nothing from earlier writes: one
+    full RESET pulse takes the cell to ``g_reset_us``; then it pulses towards the target as
+    read (SET below, RESET above) with identical pulses of ``step_scale`` times the device's
+    steps (soft bounds and cycle-to-cycle noise as `eapu.devices.pulse`), reads after every
+    pulse, and stops within ``target ± tol`` or when ``max_pulses`` (the RESET included) is
+    spent. Its cost grows with the distance from the reset level: tens of pulses per update
+    (the paper's WU, Fig. 4h: 66), against one or two for `write_verify`, which starts from
+    the present conductance. ``failed`` and stuck cells as in `write_verify`; the gate
+    position of a pulsed cell becomes unknown (-1). The ramp stops within half a nominal step
+    of the target (at most ``tol``), so that the landed conductance is not biased towards the
+    side it approaches from.
+
+    Args:
+        tolerance_us: verify tolerance (µS); default ``device.program_tolerance_us``.
+        max_pulses: pulse budget per cell (>= 0), the RESET included.
+        step_scale: pulse amplitude as a fraction of ``step_up_us`` / ``step_down_us``, in
+            (0, 1]; the default `RESET_RAMP_STEP_SCALE` is fitted to the paper's 66 pulses.
+    """
+    if not (
+        isinstance(step_scale, (int, float))
+        and not isinstance(step_scale, bool)
+        and 0 < step_scale <= 1
+    ):
+        raise ValueError(f"step_scale must be a number in (0, 1], got {step_scale!r}")
+    target = prepare_write(state, target_us, mask, device, params)
+    tol = check_tolerance(tolerance_us, device)
+    budget = check_budget(max_pulses)
+    # Smaller identical pulses: every cell's step scaled, whatever kind of device computes
+    # it (the soft-bound formula or a measured table, `Device.pulse_step_us`).
+    fine = dataclasses.replace(
+        params,
+        step_up_scale=params.step_up_scale * step_scale,
+        step_down_scale=params.step_down_scale * step_scale,
+    )
+    g = state.g_us
+    pulses = _zeros_i32(mask)
+    reads = mask.to(torch.int32)  # the verify read that finds the cells to write
+    active = mask & (target != g) if budget > 0 else torch.zeros_like(mask)
+    # One full RESET: the cell forgets where it was (stuck cells take it and stay put).
+    reset_g = torch.full_like(g, device.g_reset_us)
+    g = torch.where(active & params.free, reset_g, g)
+    pulses += active.to(torch.int32)
+    # The controller stops half a nominal step short of the target, not at the edge of the
+    # tolerance: a ramp that always approaches from below would otherwise land low, on
+    # average by half a step, and BP would add that bias at every update.
+    half_up = min(0.5 * step_scale * device.step_up_us, tol)
+    half_down = min(0.5 * step_scale * device.step_down_us, tol)
+    while True:
+        r = read(g, device, generator=generator)
+        reads += active.to(torch.int32)
+        low = active & (r < target - half_up)
+        high = active & (r > target + half_down)
+        active = (low | high) & (pulses < budget)
+        if not bool(active.any()):
+            break
+        pol = torch.where(active, low.to(g.dtype) - high.to(g.dtype), torch.zeros_like(g))
+        g = pulse(g, pol, device, fine, generator=generator)
+        pulses += active.to(torch.int32)
+    failed = mask & ((g - target).abs() > tol)
+    gate = torch.where(pulses > 0, torch.full_like(state.gate, -1), state.gate)
+    return finish_write(
+        g, gate, pulses, device, params, generator=generator, reads=reads, failed=failed
+    )
+
+
+register_scheme(
+    write_verify_reset,
+    verified=True,
+    description="write-verify without memory: RESET, then a verified ramp of half pulses "
+    "(fitted to the paper's 66 pulses per update)",
+)

@@ -111,6 +111,8 @@ def build(cfg: dict[str, Any], exp: Experiment) -> Built:
         # built after convert: it places its own arrays
         algo: Any = get_algorithm(method.algorithm)
         opt = algo(model.parameters(), lr=cfg["lr"], base=base, seed=cfg["seed"], **base_kw)
+        if hasattr(opt, "watch"):  # Tiki-Taka counts samples and scales A by the layers' data
+            opt.watch(model)
     elif method.rule is None:
         opt = base(model.parameters(), lr=cfg["lr"], **base_kw)
     else:

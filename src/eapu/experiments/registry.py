@@ -162,7 +162,15 @@ for _m in (
     ),
     MethodInfo(
         "wu",
-        "BP over write-verify: every update verified to tolerance",
+        "BP over write-verify without memory (RESET, then a verified ramp; fitted to "
+        "the paper's 66 pulses per update)",
+        "device",
+        "exact",
+        "write_verify_reset",
+    ),
+    MethodInfo(
+        "wu-inc",
+        "BP over incremental write-verify from the present conductance",
         "device",
         "exact",
         "write_verify",
