@@ -242,7 +242,9 @@ COLUMNS = [
 
 
 def _table(rows: list[dict[str, Any]], title: str) -> Table:
+    tuned = sorted({k for r in rows for k in r if k.startswith("tuned_")})
     cols = [c for c in COLUMNS if any(c in r for r in rows)]
+    cols[1:1] = [*tuned, *(["tune_budget"] if tuned else [])]
     t = Table(title=title)
     for c in cols:
         t.add_column(c, justify="left" if c == "method" else "right")
@@ -393,6 +395,14 @@ def compare(
     seeds: Annotated[
         str | None, typer.Option(help="comma-separated seeds: rows become mean and SD over them")
     ] = None,
+    tune: Annotated[
+        str | None,
+        typer.Option(
+            help="KEY=V1,V2,...: every method gets the same search over one option (e.g. "
+            "lr=1e-3,3e-3,1e-2), choosing by the main metric on a validation split of the "
+            "training data, never the test set"
+        ),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option(help="comparison directory (default: runs/TASK-compare)")
     ] = None,
@@ -418,7 +428,21 @@ def compare(
         raise ValueError("--seed: give --seeds or --seed, not both")
     for m in names:  # every method's config is valid before anything trains
         RunConfig(task=task, **{**opts, "method": m})
-    total = RunConfig(task=task, **opts).resolved()["steps"] * len(seed_list or [0])
+    grid: dict[str, list[Any]] | None = None
+    if tune is not None:
+        key, _, vals = tune.partition("=")
+        key = "rwg_per_us" if key.strip() == "rwg" else key.strip()
+        if not vals:
+            raise ValueError(f"--tune {tune!r}: expected KEY=V1,V2,..., e.g. lr=1e-3,1e-2")
+        grid = {key: [_parse_value(v) for v in _names(vals, f"--tune {key}=")]}
+        for m in names:
+            for v in grid[key]:
+                try:
+                    RunConfig(task=task, **{**opts, "method": m, key: v})
+                except (ValueError, TypeError) as e:
+                    raise ValueError(f"--tune {key}={v}: {e}") from None
+    runs_per_method = len(seed_list or [0]) + (len(grid[next(iter(grid))]) if grid else 0)
+    total = RunConfig(task=task, **opts).resolved()["steps"] * runs_per_method
     out = out or Path("runs") / f"{task}-compare"
     done: dict[str, int] = {}
 
@@ -428,7 +452,7 @@ def compare(
 
     with _progress(err_console if json_ else console) as prog:
         bars = {m: prog.add_task(m, total=total, info="") for m in names}
-        rows = compare_tasks(task, names, out, seeds=seed_list, progress=advance, **opts)
+        rows = compare_tasks(task, names, out, seeds=seed_list, tune=grid, progress=advance, **opts)
     page = write_compare_report(out)
     if json_:
         _dump({"task": task, "out": str(out), "report": str(page), "rows": rows})

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .experiments import FLAGS, RunConfig, flag_of, get_kind, get_task
+from .experiments import FLAGS, RunConfig, flag_of, get_kind, get_task, upgrade
 from .files import atomic_write, save_figure
 from .rundir import COMPLETION_MARKER
 
@@ -215,7 +215,7 @@ def _finished(point: SweepPoint, task: str) -> dict[str, Any] | None:
     metrics = point.run_dir / COMPLETION_MARKER
     if not metrics.exists():
         return None
-    written = json.loads((point.run_dir / "config.json").read_text())
+    written = upgrade(json.loads((point.run_dir / "config.json").read_text()))
     want = json.loads(json.dumps(point.config(task).resolved()))
     if written != want:
         diff = sorted(k for k in set(want) | set(written) if want.get(k) != written.get(k))

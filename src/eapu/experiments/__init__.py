@@ -20,7 +20,17 @@ from __future__ import annotations
 from .accounting import accounting, analog_layers, energy_figures
 from .build import Built, build, build_model, load_run, place, run_device
 from .compare import SPREAD_KEYS, aggregate, compare, retention
-from .config import FLAGS, OPTIMIZERS, SCHEDULES, Flag, RunConfig, flag_of, get_flag
+from .config import (
+    EVAL_SPLITS,
+    FLAGS,
+    OPTIMIZERS,
+    SCHEDULES,
+    Flag,
+    RunConfig,
+    flag_of,
+    get_flag,
+    upgrade,
+)
 from .experiment import Experiment
 from .kinds import KINDS, TaskKind, get_kind, image_metrics
 from .registry import (
@@ -36,6 +46,7 @@ from .registry import (
 from .runner import StepFn, local_step, resume, run, save_checkpoint, train
 
 __all__ = [
+    "EVAL_SPLITS",
     "FLAGS",
     "KINDS",
     "METHODS",
@@ -75,4 +86,5 @@ __all__ = [
     "run_device",
     "save_checkpoint",
     "train",
+    "upgrade",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +14,8 @@ import torch
 from ..files import write_json
 from .build import load_run
 from .config import RunConfig
-from .registry import get_method
+from .kinds import get_kind
+from .registry import get_method, get_task
 from .runner import run
 
 __all__ = ["SPREAD_KEYS", "aggregate", "compare", "retention"]
@@ -28,6 +30,7 @@ def compare(
     out_dir: str | Path,
     *,
     seeds: list[int] | None = None,
+    tune: dict[str, list[Any]] | None = None,
     progress: Callable[[str, int, int, dict[str, float]], None] | None = None,
     **options: Any,
 ) -> list[dict[str, Any]]:
@@ -36,6 +39,13 @@ def compare(
     One seed (``options["seed"]``, default 0) runs into ``out_dir/<method>``. Several
     ``seeds`` run into ``out_dir/<method>/seed=<s>``; a row then holds the mean over seeds of
     every number and ``<key>_sd``, their standard deviation, for the main metrics.
+
+    ``tune`` (one `RunConfig` field and its candidate values, e.g. ``{"lr": [1e-3, 1e-2]}``)
+    gives every method the same search: each candidate trains once (the first seed) into
+    ``out_dir/tune/<method>/<field>=<value>`` with ``eval_split="validation"``, so the choice
+    never sees the test set; the method's best value by the task's main metric on that
+    validation split is then run and reported as usual. A row records ``tuned_<field>``,
+    ``tune_budget`` (the candidates tried) and ``tune_scores`` (validation metric by value).
     """
     if not methods or len(set(methods)) != len(methods):
         raise ValueError(f"Invalid methods: {methods!r}; allowed: a non-empty list, each once")
@@ -46,22 +56,70 @@ def compare(
             f"Invalid seeds: {seeds!r}; allowed: a non-empty list, each seed once, and no "
             "seed option beside it"
         )
+    key, values = _check_tune(tune, options)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    metric = get_kind(get_task(task).kind).metric
     rows = []
+
+    def cb_for(m: str) -> Any:
+        return None if progress is None else (lambda st, n, r: progress(m, st, n, r))
+
     for m in methods:
+        chosen: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        if key is not None:
+            scores = {}
+            for v in values:
+                cfg = RunConfig(
+                    task=task,
+                    method=m,
+                    **{**options, "seed": (seeds or [options.get("seed", 0)])[0], key: v},
+                    eval_split="validation",
+                )
+                res = run(cfg, out / "tune" / m / f"{key}={v}", progress=cb_for(m))
+                scores[v] = float(res[metric])
+            best = max(values, key=lambda v: (math.isfinite(scores[v]), scores[v]))
+            chosen = {key: best}
+            extra = {
+                f"tuned_{key}": best,
+                "tune_budget": len(values),
+                "tune_scores": {str(v): scores[v] for v in values},
+            }
         runs = []
         for s in seeds or [options.get("seed", 0)]:
-            cb = None if progress is None else (lambda st, n, r, m=m: progress(m, st, n, r))
-            opts = {**options, "seed": s}
+            opts = {**options, **chosen, "seed": s}
             run_dir = out / m / f"seed={s}" if seeds else out / m
-            runs.append(run(RunConfig(task=task, method=m, **opts), run_dir, progress=cb))
-        rows.append({"method": m, **aggregate(runs)})
+            runs.append(run(RunConfig(task=task, method=m, **opts), run_dir, progress=cb_for(m)))
+        rows.append({"method": m, **aggregate(runs), **extra})
     doc: dict[str, Any] = {"task": task, "methods": methods, "rows": rows}
     if seeds:
         doc["seeds"] = list(seeds)
+    if key is not None:
+        doc["tune"] = {"field": key, "values": values, "metric": metric, "split": "validation"}
     write_json(out / "compare.json", doc)
     return rows
+
+
+def _check_tune(
+    tune: dict[str, list[Any]] | None, options: dict[str, Any]
+) -> tuple[str | None, list[Any]]:
+    """The tuned field and its candidates (each once, at least two), or (None, [])."""
+    if tune is None:
+        return None, []
+    fields = {f.name for f in dataclasses.fields(RunConfig)} - {"task", "method", "seed"}
+    if len(tune) != 1 or next(iter(tune)) not in fields:
+        raise ValueError(
+            f"Invalid tune: {tune!r}; allowed: one RunConfig field (not task, method or seed) "
+            "and its candidate values, e.g. lr=1e-3,1e-2"
+        )
+    key, values = next(iter(tune.items()))
+    values = list(values)
+    if len(values) < 2 or len(set(map(str, values))) != len(values):
+        raise ValueError(f"Invalid tune: {key}={values!r}; allowed: at least two values, each once")
+    if key in options:
+        raise ValueError(f"Invalid tune: {key} is tuned; do not also set it")
+    return key, values
 
 
 def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:

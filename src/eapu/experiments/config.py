@@ -22,13 +22,16 @@ from ..models import model_info
 from .registry import get_method, get_task, list_methods, list_tasks
 
 __all__ = [
+    "EVAL_SPLITS",
     "FLAGS",
+    "LATER_FIELDS",
     "OPTIMIZERS",
     "SCHEDULES",
     "Flag",
     "RunConfig",
     "flag_of",
     "get_flag",
+    "upgrade",
 ]
 
 #: Base optimizers by name: the class and its fixed keywords (the learning rate is separate).
@@ -42,6 +45,17 @@ OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
 SCHEDULES = ("none", "step", "cosine")
 #: Where the network runs.
 DEVICE_TYPES = ("cpu", "cuda")
+#: What a run evaluates on: the test set, or a validation split carved from the training
+#: data (`eapu.experiments.experiment.VALIDATION_FRACTION`), for tuning without the test set.
+EVAL_SPLITS = ("test", "validation")
+#: Fields added to `RunConfig` after run directories were written without them, with the
+#: value those runs had: `upgrade` fills them in, so an older run still resumes.
+LATER_FIELDS: dict[str, Any] = {"eval_split": "test"}
+
+
+def upgrade(written: dict[str, Any]) -> dict[str, Any]:
+    """A ``config.json`` / checkpoint config as the present `RunConfig` writes it."""
+    return {**LATER_FIELDS, **written}
 
 
 @dataclass(frozen=True)
@@ -71,6 +85,7 @@ class RunConfig:
     anomaly_data: str | None = None
     device_type: str = "cpu"
     init_from: str | None = None
+    eval_split: str = "test"
 
     def __post_init__(self) -> None:
         get_task(self.task)
@@ -135,6 +150,10 @@ class RunConfig:
             raise ValueError(
                 f"Invalid stuck_off: stuck cells need a device-level method, not "
                 f"{self.method!r} (eapu list methods)"
+            )
+        if self.eval_split not in EVAL_SPLITS:
+            raise ValueError(
+                f"Invalid eval_split: {self.eval_split!r}; allowed: {', '.join(EVAL_SPLITS)}"
             )
         if self.device_type not in DEVICE_TYPES:
             raise ValueError(
@@ -289,6 +308,11 @@ FLAGS: tuple[Flag, ...] = (
         "init_from",
         "start from the weights of this run directory (transfer)",
         default_help=lambda: "the model's initialisation",
+    ),
+    Flag(
+        "eval_split",
+        "evaluate on the test set, or on a validation split of the training data (tuning)",
+        choices=lambda: list(EVAL_SPLITS),
     ),
 )
 

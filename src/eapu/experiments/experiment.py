@@ -13,10 +13,15 @@ from ..nn import crossbar_of
 from .kinds import Metrics, Samples, TaskKind, get_kind
 from .registry import TaskInfo
 
-__all__ = ["EVAL_KEY", "Experiment", "input_key"]
+__all__ = ["EVAL_KEY", "VALIDATION_FRACTION", "VALIDATION_SEED", "Experiment", "input_key"]
 
 #: Seeds the one fixed corruption of the test set.
 EVAL_KEY = 123_456_789
+#: With ``eval_split="validation"``, this fraction of the training images (chosen by a
+#: permutation seeded with `VALIDATION_SEED`, the same for every run, method and seed) is held
+#: out and evaluated on; the run trains on the rest and never sees the test set.
+VALIDATION_FRACTION = 0.2
+VALIDATION_SEED = 0x5EA1
 
 
 def input_key(seed: int, step: int) -> int:
@@ -47,7 +52,10 @@ class Experiment:
         if cfg["data"] == "imagefolder":  # tasks index tensors: load the folder into memory
             kw["in_memory"] = True
         self.train = self._load("train", kw)
-        self.test = self._load("test", kw)
+        if cfg.get("eval_split", "test") == "validation":
+            self.train, self.test = _hold_out(self.train)
+        else:
+            self.test = self._load("test", kw)
         n = min(cfg["eval_samples"], len(self.test.images))
         self.test_x = self.test.images[:n]
         self.test_y = self.test.labels[:n]
@@ -130,3 +138,23 @@ class Experiment:
             out = self.forward(model, inp)
             model.train()
             return self.kind.evaluate(self, model, inp, out)
+
+
+def _hold_out(train: ImageDataset) -> tuple[ImageDataset, ImageDataset]:
+    """(the rest, the validation split) of the training set: see `VALIDATION_FRACTION`."""
+    n = len(train.images)
+    n_val = round(n * VALIDATION_FRACTION)
+    if not 1 <= n_val < n:
+        raise ValueError(
+            f"Invalid eval_split: 'validation' needs a training set of at least 2 images to "
+            f"hold {VALIDATION_FRACTION:.0%} out, this one has {n}"
+        )
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(VALIDATION_SEED))
+    val, rest = perm[:n_val], perm[n_val:]
+
+    def part(idx: Tensor, name: str) -> ImageDataset:
+        return ImageDataset(
+            train.images[idx], train.labels[idx], classes=train.classes, name=f"{train.name}:{name}"
+        )
+
+    return part(rest, "train"), part(val, "validation")

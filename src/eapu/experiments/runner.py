@@ -30,7 +30,7 @@ from ..optim import InSituOptimizer
 from ..rundir import COMPLETION_MARKER, hold
 from .accounting import accounting, energy_figures
 from .build import Built, build, place
-from .config import RunConfig
+from .config import RunConfig, upgrade
 from .experiment import Experiment, input_key
 from .registry import get_method, get_task
 
@@ -237,7 +237,7 @@ def resume(
     if not path.exists():
         return 0, [], 0.0
     ck = read_checkpoint(path)
-    if ck["config"] != json.loads(json.dumps(cfg)):
+    if upgrade(ck["config"]) != json.loads(json.dumps(cfg)):
         raise ValueError(f"{path} was written by another config; use another --out")
     built.model.load_state_dict(ck["model"])
     if built.crossbar is not None:

@@ -1,0 +1,104 @@
+"""One tuning budget for every method: candidates chosen on a validation split of the
+training data (never the test set), the choice and the budget reported."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from eapu.cli import app
+from eapu.experiments import Experiment, RunConfig, compare, get_task, run
+from eapu.experiments.experiment import VALIDATION_FRACTION
+
+TINY = dict(steps=4, eval_every=2, eval_samples=32)
+
+
+def _rows(x: torch.Tensor) -> set[bytes]:
+    return {r.numpy().tobytes() for r in x.reshape(len(x), -1)}
+
+
+def test_the_validation_split_is_held_out_of_training_and_is_not_the_test_set() -> None:
+    cfg = RunConfig(task="denoise", **TINY).resolved()
+    plain = Experiment(cfg, get_task("denoise"))
+    val = Experiment({**cfg, "eval_split": "validation"}, get_task("denoise"))
+    n = len(plain.train.images)
+    assert len(val.test.images) == round(n * VALIDATION_FRACTION)
+    assert len(val.train.images) + len(val.test.images) == n
+    train, held, test = _rows(val.train.images), _rows(val.test.images), _rows(plain.test.images)
+    assert not train & held  # trains on none of what it is scored on
+    assert held <= _rows(plain.train.images) and not held & test  # never the test set
+    # the same split for every seed and method, so candidates are compared on equal terms
+    other = Experiment({**cfg, "eval_split": "validation", "seed": 7}, get_task("denoise"))
+    assert torch.equal(other.test.images, val.test.images)
+
+
+def test_compare_tunes_each_method_on_validation_and_reports_the_choice(tmp_path: Path) -> None:
+    rows = compare("denoise", ["software", "eapu"], tmp_path, tune={"lr": [0.003, 0.03]}, **TINY)
+    doc = json.loads((tmp_path / "compare.json").read_text())
+    assert doc["tune"] == {
+        "field": "lr",
+        "values": [0.003, 0.03],
+        "metric": "ssim",
+        "split": "validation",
+    }
+    for row in rows:
+        m = row["method"]
+        scores = {float(k): v for k, v in row["tune_scores"].items()}
+        assert row["tuned_lr"] == max(scores, key=lambda v: scores[v])
+        assert row["tune_budget"] == 2
+        for v in (0.003, 0.03):
+            tuned = json.loads((tmp_path / "tune" / m / f"lr={v}" / "config.json").read_text())
+            assert tuned["eval_split"] == "validation" and tuned["lr"] == v
+            assert (
+                scores[v]
+                == json.loads((tmp_path / "tune" / m / f"lr={v}" / "metrics.json").read_text())[
+                    "ssim"
+                ]
+            )
+        final = json.loads((tmp_path / m / "config.json").read_text())
+        assert final["eval_split"] == "test" and final["lr"] == row["tuned_lr"]
+
+
+@pytest.mark.parametrize(
+    ("tune", "match"),
+    [
+        ({"lr": [0.01]}, "at least two"),
+        ({"lr": [0.01, 0.01]}, "each once"),
+        ({"seed": [0, 1]}, "not task, method or seed"),
+        ({"lr": [0.01, 0.1], "steps": [2, 4]}, "one RunConfig field"),
+    ],
+)
+def test_a_bad_tuning_budget_is_refused(tmp_path: Path, tune: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        compare("denoise", ["software"], tmp_path, tune=tune, **TINY)
+
+
+def test_tuning_a_field_that_is_also_set_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="do not also set it"):
+        compare("denoise", ["software"], tmp_path, tune={"lr": [0.01, 0.1]}, lr=0.01, **TINY)
+
+
+def test_the_command_takes_tune_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    base = ["compare", "denoise", "--methods", "software", "--steps", "2", "--eval-samples", "8"]
+    r = CliRunner().invoke(app, [*base, "--tune", "lr", "--out", str(tmp_path / "a")])
+    assert r.exit_code == 2 and "--tune" in r.output
+    r = CliRunner().invoke(app, [*base, "--tune", "lr=0.01,-1", "--out", str(tmp_path / "b")])
+    assert r.exit_code == 2 and "--tune lr=-1" in r.output
+    r = CliRunner().invoke(app, [*base, "--tune", "lr=0.01,0.1", "--out", str(tmp_path / "c")])
+    assert r.exit_code == 0, r.output
+    assert "tuned_lr" in r.output
+
+
+def test_a_run_written_before_eval_split_existed_still_resumes(tmp_path: Path) -> None:
+    cfg = RunConfig(task="denoise", method="software", **TINY)
+    first = run(cfg, tmp_path)
+    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    del ck["config"]["eval_split"]
+    torch.save(ck, tmp_path / "checkpoint.pt")
+    (tmp_path / "metrics.json").unlink()  # as if killed before the end: resumes from ck
+    again = run(cfg, tmp_path)
+    assert again["ssim"] == first["ssim"]
