@@ -196,7 +196,7 @@ def test_to_digital_keeps_the_cells_weights() -> None:
 @pytest.mark.parametrize(
     ("kw", "msg"),
     [
-        ({"mapping": "diagonal"}, r"Invalid mapping: 'diagonal'; allowed: reference_column"),
+        ({"mapping": "diagonal"}, r"Invalid mapping: 'diagonal'; allowed: 'reference_column'"),
         ({"rwg_per_us": 0.0}, r"Invalid rwg_per_us: 0.0; allowed: a finite number > 0"),
         ({"array_size": (32, 2)}, r"Invalid array_size: \(32, 2\)"),
         ({"g_ref_us": 1e4}, r"Invalid g_ref_us: 10000; the operating range .* allowed: \[85, 85\]"),
