@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, TensorDataset
 
+from . import validate
 from .registry import Registry
 
 __all__ = [
@@ -217,16 +218,6 @@ def get_dataset(
     return info.loader(data_dir=data_dir, split=split, **kw)
 
 
-def _check_split(split: str, allowed: Sequence[str] = _SPLITS) -> None:
-    if split not in allowed:
-        raise ValueError(f"Invalid split: {split!r}; allowed: {', '.join(map(repr, allowed))}")
-
-
-def _check_size(size: int | None) -> None:
-    if size is not None and (not isinstance(size, int) or size < 1):
-        raise ValueError(f"Invalid size: {size!r}; expected None or a positive int")
-
-
 def _resize(images: torch.Tensor, size: int | None) -> torch.Tensor:
     """Resize N×C×H×W to size×size (bilinear, antialiased when shrinking), kept in [0, 1]."""
     if size is None or images.shape[-2:] == (size, size):
@@ -273,8 +264,8 @@ def load_digits(
     from sklearn.datasets import load_digits as _sk_load_digits
 
     del data_dir
-    _check_split(split)
-    _check_size(size)
+    validate.choice("split", split, _SPLITS)
+    validate.integer("size", size, low=1, allow_none=True)
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"Invalid test_fraction: {test_fraction}; expected 0 < value < 1")
     bunch = _sk_load_digits()
@@ -376,7 +367,7 @@ def load_photos(
         seed: seed of the patch positions (train and test use independent streams).
     """
     del data_dir
-    _check_split(split)
+    validate.choice("split", split, _SPLITS)
     if not isinstance(patch_size, int) or patch_size < 2:
         raise ValueError(f"Invalid patch_size: {patch_size!r}; expected an int >= 2")
     if num_patches is None:
@@ -584,8 +575,8 @@ def load_mnist(
         test_fraction: the packaged sample's fraction in the test split, in (0, 1).
         seed: seed of the packaged sample's permutation (train and test calls must agree).
     """
-    _check_split(split)
-    _check_size(size)
+    validate.choice("split", split, _SPLITS)
+    validate.integer("size", size, low=1, allow_none=True)
     classes = [str(i) for i in range(10)]
     if data_dir is None:
         if not 0.0 < test_fraction < 1.0:
@@ -641,8 +632,8 @@ def load_fashion_mnist(
         size: resize to ``size``×``size``; ``None`` keeps 28×28.
         limit: keep only the first ``limit`` samples.
     """
-    _check_split(split)
-    _check_size(size)
+    validate.choice("split", split, _SPLITS)
+    validate.integer("size", size, low=1, allow_none=True)
     ds = _idx_dataset(
         Path(data_dir) if data_dir is not None else FASHION_MNIST_DIR,
         split,
@@ -715,7 +706,7 @@ def load_cifar10(
         split: ``"train"`` (50000) or ``"test"`` (10000).
         limit: keep only the first ``limit`` samples.
     """
-    _check_split(split)
+    validate.choice("split", split, _SPLITS)
     if data_dir is None:
         raise ValueError(f"Invalid data_dir: None; cifar10 needs the path of {CIFAR10_DIRNAME}")
     files = [f"data_batch_{i}.bin" for i in range(1, 6)] if split == "train" else ["test_batch.bin"]
@@ -743,7 +734,7 @@ def load_cifar100(
         label: ``"fine"`` (100 classes) or ``"coarse"`` (20 superclasses).
         limit: keep only the first ``limit`` samples.
     """
-    _check_split(split)
+    validate.choice("split", split, _SPLITS)
     if label not in ("fine", "coarse"):
         raise ValueError(f"Invalid label: {label!r}; allowed: 'fine', 'coarse'")
     if data_dir is None:
@@ -776,7 +767,7 @@ def load_svhn(
     """
     import scipy.io
 
-    _check_split(split, ("train", "test", "extra"))
+    validate.choice("split", split, ("train", "test", "extra"))
     if data_dir is None:
         raise ValueError("Invalid data_dir: None; svhn needs the directory of its .mat files")
     path = Path(data_dir) / f"{split}_32x32.mat"
@@ -850,7 +841,7 @@ class ImageFolder(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         channels: int = 3,
         max_per_class: int | None = None,
     ) -> None:
-        _check_size(size)
+        validate.integer("size", size, low=1, allow_none=True)
         if channels not in (1, 3):
             raise ValueError(f"Invalid channels: {channels!r}; allowed: 1, 3")
         if max_per_class is not None and max_per_class < 1:
@@ -919,7 +910,7 @@ def load_imagefolder(
         in_memory: decode everything now and return an :class:`ImageDataset`; otherwise a lazy
             :class:`ImageFolder`.
     """
-    _check_split(split)
+    validate.choice("split", split, _SPLITS)
     if data_dir is None:
         raise ValueError("Invalid data_dir: None; imagefolder needs the dataset root")
     root = Path(data_dir)
