@@ -106,8 +106,9 @@ def test_choice_lists_the_allowed_values() -> None:
 def test_is_number() -> None:
     assert validate.is_number(1) and validate.is_number(-2.5)
     assert not any(validate.is_number(v) for v in (True, math.nan, math.inf, "1", None))
-    assert validate.is_number(math.inf, allow_inf=True)
-    assert not validate.is_number(math.nan, allow_inf=True)
+    assert validate.is_number(math.inf, finite=False)
+    assert validate.is_number(math.nan, finite=False)
+    assert not any(validate.is_number(v, finite=False) for v in (True, "1", None))
 
 
 def test_the_cli_turns_the_name_into_the_flag() -> None:

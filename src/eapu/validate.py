@@ -32,12 +32,13 @@ __all__ = ["choice", "fraction", "integer", "is_number", "number"]
 T = TypeVar("T")
 
 
-def is_number(value: Any, *, allow_inf: bool = False) -> bool:
-    """Whether ``value`` is an ``int`` or ``float`` (not a bool), not NaN, finite unless
-    ``allow_inf``."""
+def is_number(value: Any, *, finite: bool = True) -> bool:
+    """Whether ``value`` is an ``int`` or ``float`` (not a bool) and, if ``finite``, neither
+    NaN nor ±inf. ``finite=False`` is the bare type test (a metric column that may hold NaN).
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
-    return math.isfinite(value) or (allow_inf and not math.isnan(value))
+    return not finite or math.isfinite(value)
 
 
 def _bounds(
@@ -112,9 +113,10 @@ def number(
     """
     if value is None and allow_none:
         return None
-    if not is_number(value, allow_inf=allow_inf) or not _inside(
-        value, low, high, low_open, high_open
-    ):
+    ok = is_number(value) or (
+        allow_inf and is_number(value, finite=False) and not math.isnan(value)
+    )
+    if not ok or not _inside(value, low, high, low_open, high_open):
         lead = "a number" if allow_inf else "a finite number"
         raise _fail(name, value, _bounds(low, high, low_open, high_open, lead=lead), allow_none)
     return float(value)
