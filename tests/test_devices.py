@@ -280,7 +280,7 @@ def test_characterize_excludes_stuck_cells_and_validates() -> None:
     c = characterize(dev, n_cells=8192)
     assert abs(c.stuck_fraction - 0.1) < 0.02
     assert abs(c.sd_us - 2.0) < 0.1
-    with pytest.raises(ValueError, match="n_cells must be an int >= 2, got 1"):
+    with pytest.raises(ValueError, match="Invalid n_cells: 1; allowed: an integer >= 2"):
         characterize(dev, n_cells=1)
     with pytest.raises(ValueError, match="unknown scheme 'bogus'"):
         characterize(dev, "bogus")
