@@ -115,10 +115,3 @@ def test_the_cli_turns_the_name_into_the_flag() -> None:
     err = ValueError(_msg(validate.number, "eval_samples", -1, low=0))
     text = user_message(err, {"eval_samples": "--eval-samples"})
     assert re.fullmatch(r"--eval-samples: -1; allowed: a finite number >= 0", text)
-
-
-def test_the_module_examples_run() -> None:
-    import doctest
-
-    result = doctest.testmod(validate)
-    assert result.attempted >= 4 and result.failed == 0
