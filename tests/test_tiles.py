@@ -216,7 +216,9 @@ def test_bad_crossbar_options_raise(kw: dict, msg: str) -> None:
 
 
 def test_bad_convert_options_raise() -> None:
-    with pytest.raises(ValueError, match=r"Invalid adc_bits: 1; allowed: None or an int"):
+    with pytest.raises(
+        ValueError, match=r"Invalid adc_bits: 1; allowed: None or an integer in \[2, 32\]"
+    ):
         convert(autoencoder(), adc_bits=1)
     with pytest.raises(ValueError, match=r"found no nn\.Linear"):
         convert(nn.Sequential(nn.ReLU()))
