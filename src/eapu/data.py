@@ -139,8 +139,7 @@ class ImageDataset(TensorDataset):
 
     def subset(self, n: int) -> ImageDataset:
         """Return the first ``n`` samples (all when ``n`` exceeds the length)."""
-        if n < 0:
-            raise ValueError(f"Invalid n: {n}; expected n >= 0")
+        validate.integer("n", n, low=0)
         return ImageDataset(self.images[:n], self.labels[:n], classes=self.classes, name=self.name)
 
     def __repr__(self) -> str:
@@ -230,10 +229,9 @@ def _resize(images: torch.Tensor, size: int | None) -> torch.Tensor:
 
 
 def _limit(ds: ImageDataset, limit: int | None) -> ImageDataset:
+    validate.integer("limit", limit, low=1, allow_none=True)
     if limit is None:
         return ds
-    if limit < 1:
-        raise ValueError(f"Invalid limit: {limit}; expected None or a positive int")
     return ds.subset(limit)
 
 
@@ -266,8 +264,7 @@ def load_digits(
     del data_dir
     validate.choice("split", split, _SPLITS)
     validate.integer("size", size, low=1, allow_none=True)
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"Invalid test_fraction: {test_fraction}; expected 0 < value < 1")
+    validate.number("test_fraction", test_fraction, low=0, high=1, low_open=True, high_open=True)
     bunch = _sk_load_digits()
     images = torch.from_numpy(np.asarray(bunch.images, dtype=np.float32) / 16.0)
     labels = torch.from_numpy(np.asarray(bunch.target, dtype=np.int64))
@@ -368,12 +365,10 @@ def load_photos(
     """
     del data_dir
     validate.choice("split", split, _SPLITS)
-    if not isinstance(patch_size, int) or patch_size < 2:
-        raise ValueError(f"Invalid patch_size: {patch_size!r}; expected an int >= 2")
+    validate.integer("patch_size", patch_size, low=2)
+    validate.integer("num_patches", num_patches, low=1, allow_none=True)
     if num_patches is None:
         num_patches = 8192 if split == "train" else 1024
-    if num_patches < 1:
-        raise ValueError(f"Invalid num_patches: {num_patches}; expected a positive int")
     wanted = PHOTOS_TRAIN if split == "train" else PHOTOS_TEST
     photos: list[tuple[str, np.ndarray]] = []
     for n in wanted:
@@ -579,8 +574,9 @@ def load_mnist(
     validate.integer("size", size, low=1, allow_none=True)
     classes = [str(i) for i in range(10)]
     if data_dir is None:
-        if not 0.0 < test_fraction < 1.0:
-            raise ValueError(f"Invalid test_fraction: {test_fraction}; expected 0 < value < 1")
+        validate.number(
+            "test_fraction", test_fraction, low=0, high=1, low_open=True, high_open=True
+        )
         images, labels = _mnist_sample(mnist_sample_path())
         perm = np.random.default_rng(seed).permutation(len(labels))
         n_test = round(test_fraction * len(labels))
@@ -735,8 +731,7 @@ def load_cifar100(
         limit: keep only the first ``limit`` samples.
     """
     validate.choice("split", split, _SPLITS)
-    if label not in ("fine", "coarse"):
-        raise ValueError(f"Invalid label: {label!r}; allowed: 'fine', 'coarse'")
+    validate.choice("label", label, ("fine", "coarse"))
     if data_dir is None:
         raise ValueError(f"Invalid data_dir: None; cifar100 needs the path of {CIFAR100_DIRNAME}")
     f = f"{split}.bin"
@@ -842,10 +837,8 @@ class ImageFolder(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         max_per_class: int | None = None,
     ) -> None:
         validate.integer("size", size, low=1, allow_none=True)
-        if channels not in (1, 3):
-            raise ValueError(f"Invalid channels: {channels!r}; allowed: 1, 3")
-        if max_per_class is not None and max_per_class < 1:
-            raise ValueError(f"Invalid max_per_class: {max_per_class}; expected a positive int")
+        validate.choice("channels", channels, (1, 3))
+        validate.integer("max_per_class", max_per_class, low=1, allow_none=True)
         self.root = Path(root)
         self.size = size
         self.channels = channels
@@ -944,8 +937,7 @@ def add_gaussian_noise(
         generator: the source of randomness (on ``x``'s device); ``None`` uses torch's global one.
         clamp: clip the noisy image to [0, 1].
     """
-    if not sigma >= 0.0:
-        raise ValueError(f"Invalid sigma: {sigma}; expected sigma >= 0")
+    validate.number("sigma", sigma, low=0, allow_inf=True)
     if not x.is_floating_point():
         raise ValueError(f"Invalid x dtype: {x.dtype}; expected a floating-point tensor")
     noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
