@@ -969,8 +969,7 @@ def downscale_bicubic(x: torch.Tensor, factor: int = 2, *, clamp: bool = True) -
         factor: integer scale factor (>= 1); the output is (H // factor)×(W // factor).
         clamp: clip the result to [0, 1] (bicubic overshoots at edges).
     """
-    if not isinstance(factor, int) or factor < 1:
-        raise ValueError(f"Invalid factor: {factor!r}; expected a positive int")
+    validate.integer("factor", factor, low=1)
     h, w = x.shape[-2:]
     if h < factor or w < factor:
         raise ValueError(f"Invalid x size {h}×{w}: smaller than factor {factor}")
@@ -979,8 +978,7 @@ def downscale_bicubic(x: torch.Tensor, factor: int = 2, *, clamp: bool = True) -
 
 def upscale_bicubic(x: torch.Tensor, factor: int = 2, *, clamp: bool = True) -> torch.Tensor:
     """Bicubic upscaling by an integer ``factor`` (the baseline an SR network must beat)."""
-    if not isinstance(factor, int) or factor < 1:
-        raise ValueError(f"Invalid factor: {factor!r}; expected a positive int")
+    validate.integer("factor", factor, low=1)
     h, w = x.shape[-2:]
     return _rescale(x, (h * factor, w * factor), antialias=False, clamp=clamp)
 
@@ -1005,8 +1003,7 @@ def batches(
         drop_last: drop a final incomplete batch.
         shuffle: visit the samples in a random order; else in order.
     """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"Invalid batch_size: {batch_size!r}; expected a positive int")
+    validate.integer("batch_size", batch_size, low=1)
     n = len(dataset)  # type: ignore[arg-type]
     if shuffle:
         if generator is None:

@@ -355,9 +355,7 @@ class AnalogLayer:
 
     def __post_init__(self) -> None:
         for f in ("rows", "cols", "row_unit"):
-            v = getattr(self, f)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"Invalid AnalogLayer.{f}: {v!r}; allowed: an int >= 1")
+            validate.integer(f"AnalogLayer.{f}", getattr(self, f), low=1)
         validate.number("AnalogLayer.vmms_per_sample", self.vmms_per_sample, low=0.0)
 
     @property
@@ -512,8 +510,7 @@ def training_step_counts(
         g_mean_us: mean conductance of the read cells (µS).
         g_write_us: mean conductance of the programmed cells (default ``g_mean_us``).
     """
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"Invalid batch_size: {batch_size!r}; allowed: an int >= 1")
+    validate.integer("batch_size", batch_size, low=1)
     w = writes if isinstance(writes, StepWrites) else StepWrites.from_summary(writes)
     g_write_us = g_mean_us if g_write_us is None else g_write_us
     validate.number("g_write_us", g_write_us, low=0.0)
@@ -783,8 +780,7 @@ def endurance_report(
         raise ValueError("Invalid writes: no cells; allowed: a non-empty tensor")
     if not torch.isfinite(flat).all() or (flat < 0).any():
         raise ValueError("Invalid writes: allowed: finite counts >= 0")
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"Invalid steps: {steps!r}; allowed: an int >= 1")
+    validate.integer("steps", steps, low=1)
     validate.number("endurance_cycles", endurance_cycles, low=0.0, low_open=True)
     if not isinstance(bins, int) or bins < 1:
         raise ValueError(f"Invalid bins: {bins!r}; allowed: an int >= 1")
