@@ -127,8 +127,8 @@ def test_compare_over_seeds_reports_mean_and_sd(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kw", "msg"),
     [
-        ({"steps": 0}, r"Invalid steps: 0; allowed: None or an integer >= 1"),
-        ({"lr": -1.0}, r"Invalid lr: -1.0; allowed: None or a finite number > 0"),
+        ({"steps": 0}, r"Invalid steps: 0; allowed: an integer >= 1"),
+        ({"lr": -1.0}, r"Invalid lr: -1.0; allowed: a finite number > 0"),
         ({"sd_us": float("nan")}, r"Invalid sd_us: nan"),
         ({"method": "magic"}, r"unknown method 'magic'; available: software"),
         ({"task": "juggle"}, r"unknown task 'juggle'; available: denoise"),

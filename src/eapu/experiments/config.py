@@ -76,11 +76,14 @@ class RunConfig:
         get_task(self.task)
         get_method(self.method)
         for name in ("steps", "batch_size", "eval_every"):
-            validate.integer(name, getattr(self, name), low=1, allow_none=True)
-        validate.number("lr", self.lr, low=0, low_open=True, allow_none=True)
+            if getattr(self, name) is not None:  # None: the task's default
+                validate.integer(name, getattr(self, name), low=1)
+        if self.lr is not None:
+            validate.number("lr", self.lr, low=0, low_open=True)
         validate.number("sd_us", self.sd_us, low=0)
         validate.number("rwg_per_us", self.rwg_per_us, low=0, low_open=True)
-        validate.number("threshold_us", self.threshold_us, low=0, allow_none=True)
+        if self.threshold_us is not None:
+            validate.number("threshold_us", self.threshold_us, low=0)
         for name in ("device", "model", "data", "data_dir", "anomaly_data", "init_from"):
             v = getattr(self, name)
             if v is not None and not isinstance(v, str):
