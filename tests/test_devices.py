@@ -49,23 +49,37 @@ def _faulty(name: str) -> Device:
 # --- validation -----------------------------------------------------------------------
 
 BAD_FIELDS = [
-    ("g_max_us", 0.0, "g_max_us must be > g_min_us"),
-    ("g_min_us", -1.0, "g_min_us must be >= 0"),
-    ("g_max_us", math.nan, "g_max_us must be a finite number"),
-    ("step_up_us", 0.0, "step_up_us must be > 0"),
-    ("nonlinearity_down", 1.5, "nonlinearity_down must be in [0.0, 1.0]"),
-    ("c2c_sd", -0.1, "c2c_sd must be in"),
-    ("gate_levels", 1, "gate_levels must be an int"),
-    ("gate_levels", 3.0, "gate_levels must be an int"),
-    ("v_gate_max_v", 0.5, "v_gate_max_v must be > v_gate_min_v"),
-    ("gate_gamma", -1.0, "gate_gamma must be > 0"),
-    ("g_reset_us", 500.0, "g_reset_us must be in"),
-    ("program_tolerance_us", 0.0, "program_tolerance_us must be > 0"),
-    ("relaxation_sd_us", -2.0, "relaxation_sd_us must be >= 0"),
-    ("read_noise_sd_us", math.inf, "read_noise_sd_us must be a finite number"),
-    ("stuck_off_fraction", 1.2, "stuck_off_fraction must be in"),
-    ("drift_nu", -0.05, "drift_nu must be >= 0"),
-    ("name", "", "name must be a non-empty string"),
+    ("g_max_us", 0.0, "Invalid g_max_us: 0.0; allowed: a finite number > g_min_us"),
+    ("g_min_us", -1.0, "Invalid g_min_us: -1.0; allowed: a finite number >= 0"),
+    ("g_max_us", math.nan, "Invalid g_max_us: nan; allowed: a finite number"),
+    ("step_up_us", 0.0, "Invalid step_up_us: 0.0; allowed: a finite number > 0"),
+    (
+        "nonlinearity_down",
+        1.5,
+        "Invalid nonlinearity_down: 1.5; allowed: a finite number in [0, 1]",
+    ),
+    ("c2c_sd", -0.1, "Invalid c2c_sd: -0.1; allowed: a finite number in [0, 1]"),
+    ("gate_levels", 1, f"Invalid gate_levels: 1; allowed: an integer in [2, {2**24}]"),
+    ("gate_levels", 3.0, f"Invalid gate_levels: 3.0; allowed: an integer in [2, {2**24}]"),
+    ("gate_levels", True, f"Invalid gate_levels: True; allowed: an integer in [2, {2**24}]"),
+    ("v_gate_max_v", 0.5, "Invalid v_gate_max_v: 0.5; allowed: a finite number > v_gate_min_v"),
+    ("gate_gamma", -1.0, "Invalid gate_gamma: -1.0; allowed: a finite number > 0"),
+    ("g_reset_us", 500.0, "Invalid g_reset_us: 500.0; allowed: a finite number in ["),
+    (
+        "program_tolerance_us",
+        0.0,
+        "Invalid program_tolerance_us: 0.0; allowed: a finite number > 0",
+    ),
+    ("relaxation_sd_us", -2.0, "Invalid relaxation_sd_us: -2.0; allowed: a finite number >= 0"),
+    ("read_noise_sd_us", math.inf, "Invalid read_noise_sd_us: inf; allowed: a finite number >= 0"),
+    (
+        "stuck_off_fraction",
+        1.2,
+        "Invalid stuck_off_fraction: 1.2; allowed: a finite number in [0, 1]",
+    ),
+    ("drift_nu", -0.05, "Invalid drift_nu: -0.05; allowed: a finite number >= 0"),
+    ("drift_nu", True, "Invalid drift_nu: True; allowed: a finite number >= 0"),
+    ("name", "", "Invalid name: ''; allowed: a non-empty string"),
 ]
 
 
@@ -79,7 +93,10 @@ def test_bad_device_parameters_raise_with_value(field: str, value: object, messa
 
 
 def test_stuck_fractions_may_not_exceed_one() -> None:
-    with pytest.raises(ValueError, match="stuck_off_fraction \\+ stuck_on_fraction"):
+    with pytest.raises(
+        ValueError,
+        match=r"Invalid stuck_on_fraction: 0\.5; allowed: at most 1 - stuck_off_fraction \(0\.7\)",
+    ):
         get_device("ideal", stuck_off_fraction=0.7, stuck_on_fraction=0.5)
 
 
@@ -263,7 +280,7 @@ def test_characterize_excludes_stuck_cells_and_validates() -> None:
     c = characterize(dev, n_cells=8192)
     assert abs(c.stuck_fraction - 0.1) < 0.02
     assert abs(c.sd_us - 2.0) < 0.1
-    with pytest.raises(ValueError, match="n_cells must be an int >= 2, got 1"):
+    with pytest.raises(ValueError, match="Invalid n_cells: 1; allowed: an integer >= 2"):
         characterize(dev, n_cells=1)
     with pytest.raises(ValueError, match="unknown scheme 'bogus'"):
         characterize(dev, "bogus")
@@ -295,7 +312,9 @@ def test_device_from_a_window_alone_derives_reset_and_gate_top() -> None:
     assert float(top) == pytest.approx(165.0)
     # a stated value still wins and is validated
     assert Device(name="x", g_min_us=5, g_max_us=165, g_reset_us=20).g_reset_us == 20
-    with pytest.raises(ValueError, match="g_reset_us must be in"):
+    with pytest.raises(
+        ValueError, match=r"Invalid g_reset_us: 2; allowed: a finite number in \[5, 165\]"
+    ):
         Device(name="x", g_min_us=5, g_max_us=165, g_reset_us=2)
 
 
@@ -353,7 +372,9 @@ def test_device_file_round_trip_and_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"bad.toml.*unknown \[device\] fields \['window'\]"):
         get_device(str(bad))
     bad.write_text('[device]\nname = "x"\ng_max_us = -1.0\n')
-    with pytest.raises(ValueError, match=r"bad.toml.*g_max_us must be > g_min_us"):
+    with pytest.raises(
+        ValueError, match=r"bad.toml.*Invalid g_max_us: .*; allowed: a finite number > g_min_us"
+    ):
         get_device(str(bad))
     with pytest.raises(ValueError, match="does not exist"):
         get_device(str(tmp_path / "missing.toml"))

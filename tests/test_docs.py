@@ -7,7 +7,17 @@ import importlib
 
 import pytest
 
-MODULES = ["rules", "optim", "nn", "devices", "programming", "energy", "algorithms", "ledger"]
+MODULES = [
+    "rules",
+    "optim",
+    "nn",
+    "devices",
+    "programming",
+    "energy",
+    "algorithms",
+    "ledger",
+    "validate",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

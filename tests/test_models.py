@@ -98,7 +98,9 @@ def test_denoise_ae_code_and_sizes() -> None:
     assert flat(torch.rand(1, 1, 10, 10)).shape == (1, 1, 10, 10)
     with pytest.raises(ValueError, match="stride"):
         get_model("denoise_ae", stride=3)
-    with pytest.raises(ValueError, match="out_activation"):
+    with pytest.raises(
+        ValueError, match=r"Invalid out_activation: 'tanh'; allowed: 'sigmoid', 'clamp', 'none'"
+    ):
         get_model("denoise_ae", out_activation="tanh")
 
 

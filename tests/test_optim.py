@@ -252,7 +252,11 @@ BAD: list[tuple[dict[str, Any], type[Exception], str]] = [
     ({"rwg_per_us": 0.0}, ValueError, r"Invalid rwg_per_us: 0.0; allowed: a finite number > 0"),
     ({"rwg_per_us": -0.1}, ValueError, r"Invalid rwg_per_us: -0.1"),
     ({"rwg_per_us": float("inf")}, ValueError, r"Invalid rwg_per_us: inf"),
-    ({"threshold": -0.1}, ValueError, r"Invalid threshold: -0.1; allowed: a finite number >= 0"),
+    (
+        {"threshold": -0.1},
+        ValueError,
+        r"Invalid threshold: -0.1; allowed: None or a finite number >= 0",
+    ),
     ({"threshold": float("nan")}, ValueError, r"Invalid threshold: nan"),
     ({"threshold_us": float("inf")}, ValueError, r"Invalid threshold_us: inf"),
     ({"threshold": 0.1, "threshold_us": 1.0}, ValueError, r"not both"),

@@ -181,13 +181,15 @@ def test_registry() -> None:
 
 def test_bad_options_raise() -> None:
     dev, params, state, target, mask = _setup("taox_1t1r")
-    with pytest.raises(ValueError, match=r"tolerance_us must be a finite number > 0, got -1\.0"):
+    with pytest.raises(
+        ValueError, match=r"Invalid tolerance_us: -1\.0; allowed: a finite number > 0"
+    ):
         get_scheme("write_verify")(
             state, target, mask, dev, params, generator=_gen(), tolerance_us=-1.0
         )
-    with pytest.raises(ValueError, match="max_pulses must be an int >= 0, got -3"):
+    with pytest.raises(ValueError, match="Invalid max_pulses: -3; allowed: an integer >= 0"):
         get_scheme("memorial")(state, target, mask, dev, params, generator=_gen(), max_pulses=-3)
-    with pytest.raises(ValueError, match="step must be 'one' or 'slope', got 'two'"):
+    with pytest.raises(ValueError, match="Invalid step: 'two'; allowed: 'one', 'slope'"):
         get_scheme("memorial")(state, target, mask, dev, params, generator=_gen(), step="two")
 
 

@@ -133,10 +133,10 @@ def test_compare_over_seeds_reports_mean_and_sd(tmp_path: Path) -> None:
         ({"method": "magic"}, r"unknown method 'magic'; available: software"),
         ({"task": "juggle"}, r"unknown task 'juggle'; available: denoise"),
         ({"seed": -3}, r"Invalid seed: -3"),
-        ({"device_type": "tpu"}, r"Invalid device_type: 'tpu'; allowed: cpu, cuda"),
+        ({"device_type": "tpu"}, r"Invalid device_type: 'tpu'; allowed: 'cpu', 'cuda'"),
         ({"stuck_off": 1.5, "method": "eapu+mp"}, r"Invalid stuck_off: 1.5"),
         ({"stuck_off": 0.1, "method": "eapu"}, r"need a device-level method"),
-        ({"optimizer": "lbfgs"}, r"Invalid optimizer: 'lbfgs'; allowed: adam, sgd, momentum"),
+        ({"optimizer": "lbfgs"}, r"Invalid optimizer: 'lbfgs'; allowed: 'adam', 'sgd', 'momentum'"),
     ],
 )
 def test_bad_config_raises(kw: dict, msg: str) -> None:

@@ -196,7 +196,7 @@ def test_to_digital_keeps_the_cells_weights() -> None:
 @pytest.mark.parametrize(
     ("kw", "msg"),
     [
-        ({"mapping": "diagonal"}, r"Invalid mapping: 'diagonal'; allowed: reference_column"),
+        ({"mapping": "diagonal"}, r"Invalid mapping: 'diagonal'; allowed: 'reference_column'"),
         ({"rwg_per_us": 0.0}, r"Invalid rwg_per_us: 0.0; allowed: a finite number > 0"),
         ({"array_size": (32, 2)}, r"Invalid array_size: \(32, 2\)"),
         ({"g_ref_us": 1e4}, r"Invalid g_ref_us: 10000; the operating range .* allowed: \[85, 85\]"),
@@ -216,7 +216,9 @@ def test_bad_crossbar_options_raise(kw: dict, msg: str) -> None:
 
 
 def test_bad_convert_options_raise() -> None:
-    with pytest.raises(ValueError, match=r"Invalid adc_bits: 1; allowed: None or an int"):
+    with pytest.raises(
+        ValueError, match=r"Invalid adc_bits: 1; allowed: None or an integer in \[2, 32\]"
+    ):
         convert(autoencoder(), adc_bits=1)
     with pytest.raises(ValueError, match=r"found no nn\.Linear"):
         convert(nn.Sequential(nn.ReLU()))

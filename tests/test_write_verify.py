@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -104,5 +105,8 @@ def test_stuck_cells_spend_the_budget_and_fail() -> None:
 @pytest.mark.parametrize("bad", [0.0, -0.5, 1.5, math.nan, True])
 def test_bad_step_scale_raises(bad: float) -> None:
     dev, params, state, target, mask = _cells(4)
-    with pytest.raises(ValueError, match=r"step_scale must be a number in \(0, 1\]"):
+    with pytest.raises(
+        ValueError,
+        match=rf"Invalid step_scale: {re.escape(repr(bad))}; allowed: a finite number in \(0, 1\]",
+    ):
         WVR(state, target, mask, dev, params, generator=_gen(), step_scale=bad)

@@ -45,7 +45,6 @@ per cell of each line of A read for a transfer.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +53,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from . import validate
 from .ledger import FIELDS
 from .optim import InSituBase, default_seed
 from .programming import get_scheme
@@ -75,34 +75,6 @@ __all__ = [
 ]
 
 _W, _P, _R, _F, _S = (FIELDS.index(f) for f in ("written", "pulses", "reads", "failed", "skipped"))
-
-
-# ------------------------------------------------------------------------------ validation
-def _is_number(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-
-
-def _positive(name: str, value: Any) -> None:
-    if not _is_number(value) or value <= 0:
-        raise ValueError(f"Invalid {name}: {value!r}; allowed: a finite number > 0")
-
-
-def _nonneg(name: str, value: Any) -> None:
-    if not _is_number(value) or value < 0:
-        raise ValueError(f"Invalid {name}: {value!r}; allowed: a finite number >= 0")
-
-
-def _int_at_least(name: str, value: Any, low: int, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        none = "None or " if allow_none else ""
-        raise ValueError(f"Invalid {name}: {value!r}; allowed: {none}an integer >= {low}")
-
-
-def _probability(name: str, value: Any) -> None:
-    if not _is_number(value) or not 0 <= value <= 1:
-        raise ValueError(f"Invalid {name}: {value!r}; allowed: a number in [0, 1]")
 
 
 # ---------------------------------------------------------------------- writing to a tile
@@ -335,10 +307,10 @@ class MixedPrecision(TileAlgorithm):
         seed: int | None = None,
         **base_kwargs: Any,
     ) -> None:
-        _positive("lr", lr)
+        validate.number("lr", lr, low=0, low_open=True)
         if granularity_us is not None:
-            _positive("granularity_us", granularity_us)
-        _int_at_least("max_pulses", max_pulses, 1)
+            validate.number("granularity_us", granularity_us, low=0, low_open=True)
+        validate.integer("max_pulses", max_pulses, low=1)
         super().__init__(
             params,
             base,
@@ -548,9 +520,9 @@ class TikiTakaV2(TileAlgorithm):
         seed: int | None = None,
         **base_kwargs: Any,
     ) -> None:
-        _positive("lr", lr)
+        validate.number("lr", lr, low=0, low_open=True)
         if fast_lr is not None:
-            _positive("fast_lr", fast_lr)
+            validate.number("fast_lr", fast_lr, low=0, low_open=True)
         for name, flag in (
             ("auto_scale", auto_scale),
             ("forget_buffer", forget_buffer),
@@ -560,28 +532,24 @@ class TikiTakaV2(TileAlgorithm):
                 raise ValueError(f"Invalid {name}: {flag!r}; allowed: True or False")
         if auto_scale and fast_lr is None:
             raise ValueError("Invalid fast_lr: None with auto_scale=True; allowed: a number > 0")
-        if not _is_number(auto_momentum) or not 0 <= auto_momentum < 1:
-            raise ValueError(f"Invalid auto_momentum: {auto_momentum!r}; allowed: [0, 1)")
-        _int_at_least("desired_bl", desired_bl, 1)
-        _positive("transfer_every", transfer_every)
+        validate.fraction("auto_momentum", auto_momentum, high_open=True)
+        validate.integer("desired_bl", desired_bl, low=1)
+        validate.number("transfer_every", transfer_every, low=0, low_open=True)
         if round(transfer_every) < 1:
             raise ValueError(
                 f"Invalid transfer_every: {transfer_every!r}; allowed: a number >= 0.5 "
                 "(it is rounded to whole samples or steps)"
             )
-        if transfer_unit not in _TRANSFER_UNITS:
-            raise ValueError(
-                f"Invalid transfer_unit: {transfer_unit!r}; allowed: {', '.join(_TRANSFER_UNITS)}"
-            )
-        _int_at_least("n_reads_per_transfer", n_reads_per_transfer, 1)
-        _positive("transfer_lr", transfer_lr)
-        _positive("buffer_granularity", buffer_granularity)
-        _nonneg("auto_granularity", auto_granularity)
-        _int_at_least("transfer_pulses", transfer_pulses, 1)
-        _probability("momentum", momentum)
-        _probability("gamma", gamma)
-        _probability("chopper_probability", chopper_probability)
-        _int_at_least("chopper_every", chopper_every, 1, allow_none=True)
+        validate.choice("transfer_unit", transfer_unit, _TRANSFER_UNITS)
+        validate.integer("n_reads_per_transfer", n_reads_per_transfer, low=1)
+        validate.number("transfer_lr", transfer_lr, low=0, low_open=True)
+        validate.number("buffer_granularity", buffer_granularity, low=0, low_open=True)
+        validate.number("auto_granularity", auto_granularity, low=0)
+        validate.integer("transfer_pulses", transfer_pulses, low=1)
+        validate.fraction("momentum", momentum)
+        validate.fraction("gamma", gamma)
+        validate.fraction("chopper_probability", chopper_probability)
+        validate.integer("chopper_every", chopper_every, low=1, allow_none=True)
         if chopper_every is not None and chopper_probability > 0:
             raise ValueError(
                 f"Invalid chopper_every: {chopper_every!r} with chopper_probability "
@@ -595,7 +563,7 @@ class TikiTakaV2(TileAlgorithm):
                     f"Invalid fast_scheme: {fast_scheme!r}; allowed: 'pulsed' or a "
                     "registered programming scheme"
                 ) from None
-        _int_at_least("fast_max_pulses", fast_max_pulses, 1, allow_none=True)
+        validate.integer("fast_max_pulses", fast_max_pulses, low=1, allow_none=True)
         self.fast_lr = None if fast_lr is None else float(fast_lr)
         self.auto_scale = auto_scale
         self.auto_momentum = float(auto_momentum)
@@ -1001,8 +969,8 @@ def hwa_noise(
     Returns:
         A handle; ``remove()`` it (or use it as a context manager) to stop the noise.
     """
-    _nonneg("sd_us", sd_us)
-    _positive("rwg_per_us", rwg_per_us)
+    validate.number("sd_us", sd_us, low=0)
+    validate.number("rwg_per_us", rwg_per_us, low=0, low_open=True)
     if generator is None:
         generator = torch.Generator().manual_seed(0)
     if not isinstance(generator, torch.Generator):

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, TensorDataset
 
+from . import validate
 from .registry import Registry
 
 __all__ = [
@@ -138,8 +139,7 @@ class ImageDataset(TensorDataset):
 
     def subset(self, n: int) -> ImageDataset:
         """Return the first ``n`` samples (all when ``n`` exceeds the length)."""
-        if n < 0:
-            raise ValueError(f"Invalid n: {n}; expected n >= 0")
+        validate.integer("n", n, low=0)
         return ImageDataset(self.images[:n], self.labels[:n], classes=self.classes, name=self.name)
 
     def __repr__(self) -> str:
@@ -217,16 +217,6 @@ def get_dataset(
     return info.loader(data_dir=data_dir, split=split, **kw)
 
 
-def _check_split(split: str, allowed: Sequence[str] = _SPLITS) -> None:
-    if split not in allowed:
-        raise ValueError(f"Invalid split: {split!r}; allowed: {', '.join(map(repr, allowed))}")
-
-
-def _check_size(size: int | None) -> None:
-    if size is not None and (not isinstance(size, int) or size < 1):
-        raise ValueError(f"Invalid size: {size!r}; expected None or a positive int")
-
-
 def _resize(images: torch.Tensor, size: int | None) -> torch.Tensor:
     """Resize N×C×H×W to size×size (bilinear, antialiased when shrinking), kept in [0, 1]."""
     if size is None or images.shape[-2:] == (size, size):
@@ -239,10 +229,9 @@ def _resize(images: torch.Tensor, size: int | None) -> torch.Tensor:
 
 
 def _limit(ds: ImageDataset, limit: int | None) -> ImageDataset:
+    validate.integer("limit", limit, low=1, allow_none=True)
     if limit is None:
         return ds
-    if limit < 1:
-        raise ValueError(f"Invalid limit: {limit}; expected None or a positive int")
     return ds.subset(limit)
 
 
@@ -273,10 +262,9 @@ def load_digits(
     from sklearn.datasets import load_digits as _sk_load_digits
 
     del data_dir
-    _check_split(split)
-    _check_size(size)
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"Invalid test_fraction: {test_fraction}; expected 0 < value < 1")
+    validate.choice("split", split, _SPLITS)
+    validate.integer("size", size, low=1, allow_none=True)
+    validate.number("test_fraction", test_fraction, low=0, high=1, low_open=True, high_open=True)
     bunch = _sk_load_digits()
     images = torch.from_numpy(np.asarray(bunch.images, dtype=np.float32) / 16.0)
     labels = torch.from_numpy(np.asarray(bunch.target, dtype=np.int64))
@@ -376,13 +364,11 @@ def load_photos(
         seed: seed of the patch positions (train and test use independent streams).
     """
     del data_dir
-    _check_split(split)
-    if not isinstance(patch_size, int) or patch_size < 2:
-        raise ValueError(f"Invalid patch_size: {patch_size!r}; expected an int >= 2")
+    validate.choice("split", split, _SPLITS)
+    validate.integer("patch_size", patch_size, low=2)
+    validate.integer("num_patches", num_patches, low=1, allow_none=True)
     if num_patches is None:
         num_patches = 8192 if split == "train" else 1024
-    if num_patches < 1:
-        raise ValueError(f"Invalid num_patches: {num_patches}; expected a positive int")
     wanted = PHOTOS_TRAIN if split == "train" else PHOTOS_TEST
     photos: list[tuple[str, np.ndarray]] = []
     for n in wanted:
@@ -584,12 +570,13 @@ def load_mnist(
         test_fraction: the packaged sample's fraction in the test split, in (0, 1).
         seed: seed of the packaged sample's permutation (train and test calls must agree).
     """
-    _check_split(split)
-    _check_size(size)
+    validate.choice("split", split, _SPLITS)
+    validate.integer("size", size, low=1, allow_none=True)
     classes = [str(i) for i in range(10)]
     if data_dir is None:
-        if not 0.0 < test_fraction < 1.0:
-            raise ValueError(f"Invalid test_fraction: {test_fraction}; expected 0 < value < 1")
+        validate.number(
+            "test_fraction", test_fraction, low=0, high=1, low_open=True, high_open=True
+        )
         images, labels = _mnist_sample(mnist_sample_path())
         perm = np.random.default_rng(seed).permutation(len(labels))
         n_test = round(test_fraction * len(labels))
@@ -641,8 +628,8 @@ def load_fashion_mnist(
         size: resize to ``size``×``size``; ``None`` keeps 28×28.
         limit: keep only the first ``limit`` samples.
     """
-    _check_split(split)
-    _check_size(size)
+    validate.choice("split", split, _SPLITS)
+    validate.integer("size", size, low=1, allow_none=True)
     ds = _idx_dataset(
         Path(data_dir) if data_dir is not None else FASHION_MNIST_DIR,
         split,
@@ -715,7 +702,7 @@ def load_cifar10(
         split: ``"train"`` (50000) or ``"test"`` (10000).
         limit: keep only the first ``limit`` samples.
     """
-    _check_split(split)
+    validate.choice("split", split, _SPLITS)
     if data_dir is None:
         raise ValueError(f"Invalid data_dir: None; cifar10 needs the path of {CIFAR10_DIRNAME}")
     files = [f"data_batch_{i}.bin" for i in range(1, 6)] if split == "train" else ["test_batch.bin"]
@@ -743,9 +730,8 @@ def load_cifar100(
         label: ``"fine"`` (100 classes) or ``"coarse"`` (20 superclasses).
         limit: keep only the first ``limit`` samples.
     """
-    _check_split(split)
-    if label not in ("fine", "coarse"):
-        raise ValueError(f"Invalid label: {label!r}; allowed: 'fine', 'coarse'")
+    validate.choice("split", split, _SPLITS)
+    validate.choice("label", label, ("fine", "coarse"))
     if data_dir is None:
         raise ValueError(f"Invalid data_dir: None; cifar100 needs the path of {CIFAR100_DIRNAME}")
     f = f"{split}.bin"
@@ -776,7 +762,7 @@ def load_svhn(
     """
     import scipy.io
 
-    _check_split(split, ("train", "test", "extra"))
+    validate.choice("split", split, ("train", "test", "extra"))
     if data_dir is None:
         raise ValueError("Invalid data_dir: None; svhn needs the directory of its .mat files")
     path = Path(data_dir) / f"{split}_32x32.mat"
@@ -850,11 +836,9 @@ class ImageFolder(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         channels: int = 3,
         max_per_class: int | None = None,
     ) -> None:
-        _check_size(size)
-        if channels not in (1, 3):
-            raise ValueError(f"Invalid channels: {channels!r}; allowed: 1, 3")
-        if max_per_class is not None and max_per_class < 1:
-            raise ValueError(f"Invalid max_per_class: {max_per_class}; expected a positive int")
+        validate.integer("size", size, low=1, allow_none=True)
+        validate.choice("channels", channels, (1, 3))
+        validate.integer("max_per_class", max_per_class, low=1, allow_none=True)
         self.root = Path(root)
         self.size = size
         self.channels = channels
@@ -919,7 +903,7 @@ def load_imagefolder(
         in_memory: decode everything now and return an :class:`ImageDataset`; otherwise a lazy
             :class:`ImageFolder`.
     """
-    _check_split(split)
+    validate.choice("split", split, _SPLITS)
     if data_dir is None:
         raise ValueError("Invalid data_dir: None; imagefolder needs the dataset root")
     root = Path(data_dir)
@@ -953,8 +937,7 @@ def add_gaussian_noise(
         generator: the source of randomness (on ``x``'s device); ``None`` uses torch's global one.
         clamp: clip the noisy image to [0, 1].
     """
-    if not sigma >= 0.0:
-        raise ValueError(f"Invalid sigma: {sigma}; expected sigma >= 0")
+    validate.number("sigma", sigma, low=0, allow_inf=True)
     if not x.is_floating_point():
         raise ValueError(f"Invalid x dtype: {x.dtype}; expected a floating-point tensor")
     noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
@@ -986,8 +969,7 @@ def downscale_bicubic(x: torch.Tensor, factor: int = 2, *, clamp: bool = True) -
         factor: integer scale factor (>= 1); the output is (H // factor)×(W // factor).
         clamp: clip the result to [0, 1] (bicubic overshoots at edges).
     """
-    if not isinstance(factor, int) or factor < 1:
-        raise ValueError(f"Invalid factor: {factor!r}; expected a positive int")
+    validate.integer("factor", factor, low=1)
     h, w = x.shape[-2:]
     if h < factor or w < factor:
         raise ValueError(f"Invalid x size {h}×{w}: smaller than factor {factor}")
@@ -996,8 +978,7 @@ def downscale_bicubic(x: torch.Tensor, factor: int = 2, *, clamp: bool = True) -
 
 def upscale_bicubic(x: torch.Tensor, factor: int = 2, *, clamp: bool = True) -> torch.Tensor:
     """Bicubic upscaling by an integer ``factor`` (the baseline an SR network must beat)."""
-    if not isinstance(factor, int) or factor < 1:
-        raise ValueError(f"Invalid factor: {factor!r}; expected a positive int")
+    validate.integer("factor", factor, low=1)
     h, w = x.shape[-2:]
     return _rescale(x, (h * factor, w * factor), antialias=False, clamp=clamp)
 
@@ -1022,8 +1003,7 @@ def batches(
         drop_last: drop a final incomplete batch.
         shuffle: visit the samples in a random order; else in order.
     """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"Invalid batch_size: {batch_size!r}; expected a positive int")
+    validate.integer("batch_size", batch_size, low=1)
     n = len(dataset)  # type: ignore[arg-type]
     if shuffle:
         if generator is None:

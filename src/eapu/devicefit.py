@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import validate
 from .devices import Device, MeasuredDevice, pulse, read, stuck_values
 
 __all__ = [
@@ -137,12 +138,9 @@ def read_pulse_trains(
             implausible in ``units``, or a non-monotone ramp, naming file, row and column.
     """
     name = str(path)
-    if units not in UNITS:
-        raise ValueError(f"Invalid units: {units!r}; allowed: {', '.join(UNITS)}")
-    if polarity is not None and polarity not in ("set", "reset"):
-        raise ValueError(f"Invalid polarity: {polarity!r}; allowed: set, reset, or None")
-    if not (isinstance(max_reverse, (int, float)) and 0 < max_reverse <= 1):
-        raise ValueError(f"Invalid max_reverse: {max_reverse!r}; allowed: (0, 1]")
+    validate.choice("units", units, UNITS)
+    validate.choice("polarity", polarity, ("set", "reset", None))
+    validate.fraction("max_reverse", max_reverse, low_open=True)
     try:
         text = Path(path).read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -274,8 +272,7 @@ def write_pulse_trains(
     """Write ``trains`` in the published form (header ``ramp1..``, one row per pulse)."""
     from .files import atomic_write
 
-    if units not in UNITS:
-        raise ValueError(f"Invalid units: {units!r}; allowed: {', '.join(UNITS)}")
+    validate.choice("units", units, UNITS)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     head = [f"ramp{r + 1}" for r in range(trains.ramps)]
@@ -383,11 +380,9 @@ def fit_device(
     """
     if not trains:
         raise ValueError("fit_device needs at least one PulseTrains")
-    if not isinstance(bins, int) or isinstance(bins, bool) or bins < 2:
-        raise ValueError(f"Invalid bins: {bins!r}; allowed: an int >= 2")
-    for arg, v in (("relaxation_sd_us", relaxation_sd_us), ("read_noise_sd_us", read_noise_sd_us)):
-        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-            raise ValueError(f"Invalid {arg}: {v!r}; allowed: a finite number >= 0 (µS)")
+    validate.integer("bins", bins, low=2)
+    validate.number("relaxation_sd_us", relaxation_sd_us, low=0)
+    validate.number("read_noise_sd_us", read_noise_sd_us, low=0)
     sides = {}
     for p, word in ((1, "set"), (-1, "reset")):
         if not any((t.polarity[1:] == p).any() for t in trains):
@@ -536,8 +531,7 @@ def write_example_trains(
 
     dev = get_device(device) if isinstance(device, str) else device
     for arg, v in (("ramps", ramps), ("pulses", pulses)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"Invalid {arg}: {v!r}; allowed: an int >= 1")
+        validate.integer(arg, v, low=1)
     gen = torch.Generator().manual_seed(seed)
     rows = np.ones(pulses + 1)
     up = simulate_pulse_trains(dev, np.full(ramps, dev.g_min_us), rows, generator=gen)

@@ -39,6 +39,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from . import validate
 from .registry import Registry
 
 __all__ = [
@@ -85,29 +86,6 @@ STUCK_ON = 2
 PCM_DRIFT_NU = 0.05
 """Mean power-law drift exponent of PCM (aihwkit PCMLikeNoiseModel: 0.049-0.1; Nandakumar
 et al. 2019): the `pcm` preset's ``drift_nu`` and `eapu.retention.PcmDrift`'s default."""
-
-
-def _finite(name: str, value: float) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value)):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-
-
-def _at_least(name: str, value: float, low: float) -> None:
-    _finite(name, value)
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-
-
-def _in_range(name: str, value: float, low: float, high: float) -> None:
-    _finite(name, value)
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
-
-
-def _positive(name: str, value: float) -> None:
-    _finite(name, value)
-    if value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -189,66 +167,67 @@ class Device:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"name must be a non-empty string, got {self.name!r}")
-        _at_least("g_min_us", self.g_min_us, 0.0)
-        _finite("g_max_us", self.g_max_us)
+            raise ValueError(f"Invalid name: {self.name!r}; allowed: a non-empty string")
+        validate.number("g_min_us", self.g_min_us, low=0.0)
+        validate.number("g_max_us", self.g_max_us)
         if self.g_max_us <= self.g_min_us:
-            raise ValueError(f"g_max_us must be > g_min_us={self.g_min_us}, got {self.g_max_us}")
+            raise ValueError(
+                f"Invalid g_max_us: {self.g_max_us!r}; allowed: a finite number > g_min_us "
+                f"({self.g_min_us})"
+            )
         # Derived defaults (a frozen dataclass sets them once, here); `dataclasses.replace`
         # passes the derived values on, so a variant with a new window states them anew.
         if isinstance(self.g_reset_us, float) and math.isnan(self.g_reset_us):
             object.__setattr__(self, "g_reset_us", float(self.g_min_us))
         if isinstance(self.gate_g_top_us, float) and math.isnan(self.gate_g_top_us):
             object.__setattr__(self, "gate_g_top_us", float(self.g_max_us))
-        _positive("step_up_us", self.step_up_us)
-        _positive("step_down_us", self.step_down_us)
-        _in_range("nonlinearity_up", self.nonlinearity_up, 0.0, 1.0)
-        _in_range("nonlinearity_down", self.nonlinearity_down, 0.0, 1.0)
-        _in_range("c2c_sd", self.c2c_sd, 0.0, 1.0)
-        _in_range("dtod_sd", self.dtod_sd, 0.0, 1.0)
-        if (
-            not isinstance(self.gate_levels, int)
-            or isinstance(self.gate_levels, bool)
-            or not 2 <= self.gate_levels <= 2**24
-        ):
-            raise ValueError(
-                f"gate_levels must be an int in [2, {2**24}], got {self.gate_levels!r}"
-            )
-        _finite("v_gate_min_v", self.v_gate_min_v)
-        _finite("v_gate_max_v", self.v_gate_max_v)
+        validate.number("step_up_us", self.step_up_us, low=0, low_open=True)
+        validate.number("step_down_us", self.step_down_us, low=0, low_open=True)
+        validate.fraction("nonlinearity_up", self.nonlinearity_up)
+        validate.fraction("nonlinearity_down", self.nonlinearity_down)
+        validate.fraction("c2c_sd", self.c2c_sd)
+        validate.fraction("dtod_sd", self.dtod_sd)
+        validate.integer("gate_levels", self.gate_levels, low=2, high=2**24)
+        validate.number("v_gate_min_v", self.v_gate_min_v)
+        validate.number("v_gate_max_v", self.v_gate_max_v)
         if self.v_gate_max_v <= self.v_gate_min_v:
             raise ValueError(
-                f"v_gate_max_v must be > v_gate_min_v={self.v_gate_min_v}, got {self.v_gate_max_v}"
+                f"Invalid v_gate_max_v: {self.v_gate_max_v!r}; allowed: a finite number > "
+                f"v_gate_min_v ({self.v_gate_min_v})"
             )
-        _finite("gate_v_th_v", self.gate_v_th_v)
+        validate.number("gate_v_th_v", self.gate_v_th_v)
         if self.gate_v_th_v >= self.v_gate_max_v:
             raise ValueError(
-                f"gate_v_th_v must be < v_gate_max_v={self.v_gate_max_v}, got {self.gate_v_th_v}"
+                f"Invalid gate_v_th_v: {self.gate_v_th_v!r}; allowed: a finite number < "
+                f"v_gate_max_v ({self.v_gate_max_v})"
             )
-        _positive("gate_gamma", self.gate_gamma)
-        _in_range("g_reset_us", self.g_reset_us, self.g_min_us, self.g_max_us)
-        _finite("gate_g_top_us", self.gate_g_top_us)
+        validate.number("gate_gamma", self.gate_gamma, low=0, low_open=True)
+        validate.number("g_reset_us", self.g_reset_us, low=self.g_min_us, high=self.g_max_us)
+        validate.number("gate_g_top_us", self.gate_g_top_us)
         if self.gate_g_top_us <= self.g_reset_us:
             raise ValueError(
-                f"gate_g_top_us must be > g_reset_us={self.g_reset_us}, got {self.gate_g_top_us}"
+                f"Invalid gate_g_top_us: {self.gate_g_top_us!r}; allowed: a finite number > "
+                f"g_reset_us ({self.g_reset_us})"
             )
-        _at_least("gate_dtod_sd_v", self.gate_dtod_sd_v, 0.0)
-        _in_range("gate_gain_dtod_sd", self.gate_gain_dtod_sd, 0.0, 1.0)
-        _at_least("gate_c2c_sd_us", self.gate_c2c_sd_us, 0.0)
-        _positive("program_tolerance_us", self.program_tolerance_us)
-        _at_least("relaxation_sd_us", self.relaxation_sd_us, 0.0)
-        _at_least("read_noise_sd_us", self.read_noise_sd_us, 0.0)
-        _in_range("stuck_off_fraction", self.stuck_off_fraction, 0.0, 1.0)
-        _in_range("stuck_on_fraction", self.stuck_on_fraction, 0.0, 1.0)
+        validate.number("gate_dtod_sd_v", self.gate_dtod_sd_v, low=0.0)
+        validate.fraction("gate_gain_dtod_sd", self.gate_gain_dtod_sd)
+        validate.number("gate_c2c_sd_us", self.gate_c2c_sd_us, low=0.0)
+        validate.number("program_tolerance_us", self.program_tolerance_us, low=0, low_open=True)
+        validate.number("relaxation_sd_us", self.relaxation_sd_us, low=0.0)
+        validate.number("read_noise_sd_us", self.read_noise_sd_us, low=0.0)
+        validate.fraction("stuck_off_fraction", self.stuck_off_fraction)
+        validate.fraction("stuck_on_fraction", self.stuck_on_fraction)
         total = self.stuck_off_fraction + self.stuck_on_fraction
         if total > 1.0:
             raise ValueError(
-                f"stuck_off_fraction + stuck_on_fraction must be <= 1, got {total} "
-                f"({self.stuck_off_fraction} + {self.stuck_on_fraction})"
+                f"Invalid stuck_on_fraction: {self.stuck_on_fraction!r}; allowed: at most "
+                f"1 - stuck_off_fraction ({self.stuck_off_fraction}), the sum is {total}"
             )
-        _at_least("drift_nu", self.drift_nu, 0.0)
+        validate.number("drift_nu", self.drift_nu, low=0.0)
         if not isinstance(self.default_scheme, str) or not self.default_scheme:
-            raise ValueError(f"default_scheme must be a scheme name, got {self.default_scheme!r}")
+            raise ValueError(
+                f"Invalid default_scheme: {self.default_scheme!r}; allowed: a scheme name"
+            )
 
     @property
     def span_us(self) -> float:
@@ -541,8 +520,7 @@ class MeasuredDevice(Device):
         The soft-bound step becomes the mean table and ``c2c_sd·mean`` the SD table; every
         other field is kept. ``gate=False`` keeps the parametric gate curve.
         """
-        if not isinstance(points, int) or isinstance(points, bool) or points < 2:
-            raise ValueError(f"points must be an int >= 2, got {points!r}")
+        validate.integer("points", points, low=2)
         g = torch.linspace(device.g_min_us, device.g_max_us, points, dtype=torch.float64)
         ones = torch.ones(points, dtype=torch.float64)
         nominal = CellParams(
@@ -1019,7 +997,7 @@ def gaussian(sd_us: float = 2.0, **overrides: Any) -> Device:
     The ideal device with ``relaxation_sd_us = sd_us``, programmed by the ``gaussian``
     scheme by default.
     """
-    _at_least("sd_us", sd_us, 0.0)
+    validate.number("sd_us", sd_us, low=0.0)
     base = ideal(name="gaussian", relaxation_sd_us=float(sd_us), default_scheme="gaussian")
     return dataclasses.replace(base, **overrides)
 

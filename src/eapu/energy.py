@@ -33,6 +33,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from . import validate
+
 __all__ = [
     "CATEGORIES",
     "PERIPHERY_FIELDS",
@@ -71,20 +73,6 @@ SCOPES: dict[str, tuple[str, ...]] = {
 PERIPHERY_FIELDS = ("e_dac_j", "e_adc_j", "e_pulse_driver_j", "e_verify_j")
 _KINDS = ("analog", "digital")
 _MAPPINGS = ("reference_column", "differential")
-
-
-def _check_number(
-    owner: str, name: str, value: Any, *, low: float = 0.0, strict: bool = False
-) -> None:
-    ok = (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and (value > low if strict else value >= low)
-    )
-    if not ok:
-        rng = f"> {low}" if strict else f">= {low}"
-        raise ValueError(f"Invalid {owner}{name}: {value!r}; allowed: a finite number {rng}")
 
 
 # --------------------------------------------------------------------------------------
@@ -169,19 +157,18 @@ class Node:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"Invalid name: {self.name!r}; allowed: a non-empty string")
         owner = f"{self.name}."
-        if self.kind not in _KINDS:
-            raise ValueError(f"Invalid {owner}kind: {self.kind!r}; allowed: {', '.join(_KINDS)}")
+        validate.choice(f"{owner}kind", self.kind, _KINDS)
         if not isinstance(self.description, str):
             raise ValueError(f"Invalid {owner}description: {self.description!r}; allowed: a string")
         for f in _numeric_fields():
             value = getattr(self, f)
             if f in self._PARALLEL:
-                _check_number(owner, f, value, low=1.0)
+                validate.number(f"{owner}{f}", value, low=1.0)
             else:
-                _check_number(owner, f, value)
+                validate.number(f"{owner}{f}", value, low=0.0)
         positive = self._ANALOG_POSITIVE if self.kind == "analog" else self._DIGITAL_POSITIVE
         for f in positive:
-            _check_number(owner, f, getattr(self, f), strict=True)
+            validate.number(f"{owner}{f}", getattr(self, f), low=0.0, low_open=True)
 
     def read_energy_j(self, g_us: float) -> float:
         """Energy of reading one cell of conductance ``g_us`` once (J): v_read²·G·t_read."""
@@ -313,7 +300,7 @@ class Counts:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            _check_number("Counts.", f.name, getattr(self, f.name))
+            validate.number(f"Counts.{f.name}", getattr(self, f.name), low=0.0)
 
     @property
     def analog(self) -> bool:
@@ -341,7 +328,7 @@ class Counts:
         )
 
     def __mul__(self, k: float) -> Counts:
-        _check_number("", "scale", k)
+        validate.number("scale", k, low=0.0)
         return Counts(**{f.name: getattr(self, f.name) * k for f in fields(self)})
 
     __rmul__ = __mul__
@@ -368,10 +355,8 @@ class AnalogLayer:
 
     def __post_init__(self) -> None:
         for f in ("rows", "cols", "row_unit"):
-            v = getattr(self, f)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"Invalid AnalogLayer.{f}: {v!r}; allowed: an int >= 1")
-        _check_number("AnalogLayer.", "vmms_per_sample", self.vmms_per_sample)
+            validate.integer(f"AnalogLayer.{f}", getattr(self, f), low=1)
+        validate.number("AnalogLayer.vmms_per_sample", self.vmms_per_sample, low=0.0)
 
     @property
     def weights(self) -> int:
@@ -391,7 +376,7 @@ class StepWrites:
 
     def __post_init__(self) -> None:
         for f in ("written", "pulses", "reads"):
-            _check_number("StepWrites.", f, getattr(self, f))
+            validate.number(f"StepWrites.{f}", getattr(self, f), low=0.0)
 
     @classmethod
     def from_summary(cls, summary: Any) -> StepWrites:
@@ -436,12 +421,10 @@ def _check_layout(
 ) -> None:
     if not layers or not all(isinstance(x, AnalogLayer) for x in layers):
         raise ValueError(f"Invalid layers: {layers!r}; allowed: a non-empty list of AnalogLayer")
-    _check_number("", "g_mean_us", g_mean_us)
-    if mapping not in _MAPPINGS:
-        raise ValueError(f"Invalid mapping: {mapping!r}; allowed: {', '.join(_MAPPINGS)}")
+    validate.number("g_mean_us", g_mean_us, low=0.0)
+    validate.choice("mapping", mapping, _MAPPINGS)
     for name, v in (("array_rows", array_rows), ("array_cols", array_cols)):
-        if not isinstance(v, int) or v < 1:
-            raise ValueError(f"Invalid {name}: {v!r}; allowed: an int >= 1")
+        validate.integer(name, v, low=1)
 
 
 def inference_counts(
@@ -471,7 +454,7 @@ def inference_counts(
         bytes_per_value: bytes of one activation read or written by the digital side.
     """
     _check_layout(layers, g_mean_us, array_rows, array_cols, mapping)
-    _check_number("", "bytes_per_value", bytes_per_value)
+    validate.number("bytes_per_value", bytes_per_value, low=0.0)
     c = dict.fromkeys(("vmms", "cell_reads", "dac", "adc", "ops", "bytes"), 0.0)
     for layer in layers:
         br, bc, per, ref = _geometry(layer, array_rows, array_cols, mapping)
@@ -527,18 +510,17 @@ def training_step_counts(
         g_mean_us: mean conductance of the read cells (µS).
         g_write_us: mean conductance of the programmed cells (default ``g_mean_us``).
     """
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"Invalid batch_size: {batch_size!r}; allowed: an int >= 1")
+    validate.integer("batch_size", batch_size, low=1)
     w = writes if isinstance(writes, StepWrites) else StepWrites.from_summary(writes)
     g_write_us = g_mean_us if g_write_us is None else g_write_us
-    _check_number("", "g_write_us", g_write_us)
+    validate.number("g_write_us", g_write_us, low=0.0)
     for name, v in (
         ("backward_macs_per_weight_use", backward_macs_per_weight_use),
         ("optimizer_ops_per_weight", optimizer_ops_per_weight),
         ("optimizer_bytes_per_weight", optimizer_bytes_per_weight),
         ("bytes_per_value", bytes_per_value),
     ):
-        _check_number("", name, v)
+        validate.number(name, v, low=0.0)
     fwd = (
         inference_counts(
             layers,
@@ -554,7 +536,7 @@ def training_step_counts(
     uses = sum(x.weights * x.vmms_per_sample for x in layers)
     saved = sum(x.vmms_per_sample * (x.rows + x.cols) for x in layers)
     draws = float(weights) if random_draws is None else random_draws
-    _check_number("", "random_draws", draws)
+    validate.number("random_draws", draws, low=0.0)
     step = Counts(
         digital_macs=batch_size * uses * backward_macs_per_weight_use,
         digital_ops=weights * optimizer_ops_per_weight,
@@ -589,10 +571,9 @@ class Breakdown:
     unit: str = "J"
 
     def __post_init__(self) -> None:
-        if self.unit not in ("J", "s"):
-            raise ValueError(f"Invalid unit: {self.unit!r}; allowed: 'J', 's'")
+        validate.choice("unit", self.unit, ("J", "s"))
         for f in CATEGORIES:
-            _check_number("Breakdown.", f, getattr(self, f))
+            validate.number(f"Breakdown.{f}", getattr(self, f), low=0.0)
 
     @property
     def total(self) -> float:
@@ -600,8 +581,7 @@ class Breakdown:
 
     def scope(self, name: str) -> float:
         """The sum of the categories of scope ``name`` (see `SCOPES`)."""
-        if name not in SCOPES:
-            raise ValueError(f"Invalid scope: {name!r}; allowed: {', '.join(SCOPES)}")
+        validate.choice("scope", name, tuple(SCOPES))
         return sum(getattr(self, f) for f in SCOPES[name])
 
     def __add__(self, other: Breakdown) -> Breakdown:
@@ -614,7 +594,7 @@ class Breakdown:
         )
 
     def __mul__(self, k: float) -> Breakdown:
-        _check_number("", "scale", k)
+        validate.number("scale", k, low=0.0)
         return Breakdown(**{f: getattr(self, f) * k for f in CATEGORIES}, unit=self.unit)
 
     __rmul__ = __mul__
@@ -694,8 +674,8 @@ def gpu_reference(flops: float, bytes_moved: float, node: Node) -> tuple[Breakdo
     """
     if not isinstance(node, Node) or node.kind != "digital":
         raise ValueError(f"Invalid node: {node!r}; allowed: a digital Node (e.g. 'gpu')")
-    _check_number("", "flops", flops)
-    _check_number("", "bytes_moved", bytes_moved)
+    validate.number("flops", flops, low=0.0)
+    validate.number("bytes_moved", bytes_moved, low=0.0)
     e = Breakdown(digital=flops * node.e_op_j + bytes_moved * node.e_byte_j, unit="J")
     t = Breakdown(
         digital=max(flops / node.digital_ops_per_s, bytes_moved / node.bytes_per_s), unit="s"
@@ -705,7 +685,7 @@ def gpu_reference(flops: float, bytes_moved: float, node: Node) -> tuple[Breakdo
 
 def scale_periphery(node: Node, factor: float) -> Node:
     """``node`` with every periphery cost (`PERIPHERY_FIELDS`) multiplied by ``factor``."""
-    _check_number("", "factor", factor)
+    validate.number("factor", factor, low=0.0)
     if node.kind != "analog":
         raise ValueError(f"Invalid node: {node.name!r} is {node.kind}; allowed: an analog node")
     return dataclasses.replace(node, **{f: getattr(node, f) * factor for f in PERIPHERY_FIELDS})
@@ -800,9 +780,8 @@ def endurance_report(
         raise ValueError("Invalid writes: no cells; allowed: a non-empty tensor")
     if not torch.isfinite(flat).all() or (flat < 0).any():
         raise ValueError("Invalid writes: allowed: finite counts >= 0")
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"Invalid steps: {steps!r}; allowed: an int >= 1")
-    _check_number("", "endurance_cycles", endurance_cycles, strict=True)
+    validate.integer("steps", steps, low=1)
+    validate.number("endurance_cycles", endurance_cycles, low=0.0, low_open=True)
     if not isinstance(bins, int) or bins < 1:
         raise ValueError(f"Invalid bins: {bins!r}; allowed: an int >= 1")
     top = float(flat.max())

@@ -49,6 +49,8 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from . import validate
+
 __all__ = [
     "FusedItem",
     "all_finite",
@@ -308,8 +310,7 @@ def eapu_counter(dw: Tensor, *, threshold: float, key: int) -> Tensor:
     The kernel stepping SGD at lr 1 from 0 with the gradient -ΔW and no write noise, so
     what it writes is ΔWn itself. ``dw``: float32/64 on CPU, finite; ``threshold`` > 0.
     """
-    if not (isinstance(threshold, (int, float)) and 0 < threshold < float("inf")):
-        raise ValueError(f"Invalid threshold: {threshold!r}; allowed: a finite number > 0")
+    validate.number("threshold", threshold, low=0, low_open=True)
     if dw.device.type != "cpu" or dw.dtype not in (torch.float32, torch.float64):
         raise ValueError(
             f"Invalid dw: {dw.dtype} on {dw.device}; allowed: float32 or float64 on CPU"

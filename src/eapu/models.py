@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import validate
 from .registry import Registry
 
 __all__ = [
@@ -131,11 +132,6 @@ def count_weights(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.dim() > 1)
 
 
-def _positive(name: str, value: int) -> None:
-    if not isinstance(value, int) or value < 1:
-        raise ValueError(f"Invalid {name}: {value!r}; expected a positive int")
-
-
 # --------------------------------------------------------------------------------------------
 # Hardware-sized networks of the paper
 # --------------------------------------------------------------------------------------------
@@ -187,14 +183,10 @@ class DenoiseAE(nn.Module):
         out_activation: str = "clamp",
     ) -> None:
         super().__init__()
-        _positive("in_channels", in_channels)
-        _positive("hidden", hidden)
-        if stride not in (1, 2):
-            raise ValueError(f"Invalid stride: {stride!r}; allowed: 1, 2")
-        if out_activation not in _OUT_ACTIVATIONS:
-            raise ValueError(
-                f"Invalid out_activation: {out_activation!r}; allowed: {_OUT_ACTIVATIONS}"
-            )
+        validate.integer("in_channels", in_channels, low=1)
+        validate.integer("hidden", hidden, low=1)
+        validate.choice("stride", stride, (1, 2))
+        validate.choice("out_activation", out_activation, _OUT_ACTIVATIONS)
         pad = 1 if stride == 1 else 0
         self.out_activation = out_activation
         self.encoder = nn.Conv2d(in_channels, hidden, 3, stride=stride, padding=pad, bias=bias)
@@ -258,9 +250,8 @@ class SRNet(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        if not isinstance(scale, int) or scale < 2:
-            raise ValueError(f"Invalid scale: {scale!r}; expected an int >= 2")
-        _positive("in_channels", in_channels)
+        validate.integer("scale", scale, low=2)
+        validate.integer("in_channels", in_channels, low=1)
         if len(channels) != 2 or any(not isinstance(c, int) or c < 1 for c in channels):
             raise ValueError(f"Invalid channels: {channels!r}; expected two positive ints")
         if len(kernels) != 2 or any(not isinstance(k, int) or k < 1 or k % 2 == 0 for k in kernels):
@@ -322,8 +313,8 @@ class LeNet5(nn.Module):
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, img_size: int = 28) -> None:
         super().__init__()
-        _positive("in_channels", in_channels)
-        _positive("num_classes", num_classes)
+        validate.integer("in_channels", in_channels, low=1)
+        validate.integer("num_classes", num_classes, low=1)
         pad = 2 if img_size == 28 else 0
         s = ((img_size + 2 * pad - 4) // 2 - 4) // 2
         if s < 1:
@@ -386,10 +377,9 @@ class SmallCNN(nn.Module):
         channels: Sequence[int] = (8, 16),
     ) -> None:
         super().__init__()
-        _positive("in_channels", in_channels)
-        _positive("num_classes", num_classes)
-        if not isinstance(img_size, int) or img_size < 2:
-            raise ValueError(f"Invalid img_size: {img_size!r}; expected an int >= 2")
+        validate.integer("in_channels", in_channels, low=1)
+        validate.integer("num_classes", num_classes, low=1)
+        validate.integer("img_size", img_size, low=2)
         c1, c2 = channels
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, c1, 3, padding=1),
@@ -505,9 +495,9 @@ class PreActResNet(nn.Module):
         width: int = 64,
     ) -> None:
         super().__init__()
-        _positive("in_channels", in_channels)
-        _positive("num_classes", num_classes)
-        _positive("width", width)
+        validate.integer("in_channels", in_channels, low=1)
+        validate.integer("num_classes", num_classes, low=1)
+        validate.integer("width", width, low=1)
         if len(num_blocks) != 4 or any(not isinstance(n, int) or n < 1 for n in num_blocks):
             raise ValueError(f"Invalid num_blocks: {num_blocks!r}; expected four positive ints")
         self.in_planes = width
@@ -611,11 +601,10 @@ class SRResNet(nn.Module):
         norm: bool = True,
     ) -> None:
         super().__init__()
-        if scale not in (2, 4, 8):
-            raise ValueError(f"Invalid scale: {scale!r}; allowed: 2, 4, 8")
-        _positive("in_channels", in_channels)
-        _positive("channels", channels)
-        _positive("num_blocks", num_blocks)
+        validate.choice("scale", scale, (2, 4, 8))
+        validate.integer("in_channels", in_channels, low=1)
+        validate.integer("channels", channels, low=1)
+        validate.integer("num_blocks", num_blocks, low=1)
         self.scale = scale
         self.head = nn.Sequential(nn.Conv2d(in_channels, channels, 9, padding=4), nn.PReLU())
         self.body = nn.Sequential(*(_SRResBlock(channels, norm) for _ in range(num_blocks)))
@@ -803,7 +792,7 @@ class SwinTransformer(nn.Module):
             ("embed_dim", embed_dim),
             ("window", window),
         ):
-            _positive(name, v)
+            validate.integer(name, v, low=1)
         if len(depths) != len(heads) or not depths:
             raise ValueError(
                 f"Invalid depths/heads: {depths!r} / {heads!r}; expected equal non-empty lengths"

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from . import validate
 from .tiles import Crossbar, Tile
 
 __all__ = [
@@ -171,8 +172,7 @@ def convert(
             ``rwg_per_us``, ``array_size``, ``seed`` ...).
     """
     for bits_name, bits in (("dac_bits", dac_bits), ("adc_bits", adc_bits)):
-        if bits is not None and (not isinstance(bits, int) or not 2 <= bits <= 32):
-            raise ValueError(f"Invalid {bits_name}: {bits!r}; allowed: None or an int in [2, 32]")
+        validate.integer(bits_name, bits, low=2, high=32, allow_none=True)
     xb = Crossbar(**crossbar_kwargs)
     targets = [
         (name, mod)

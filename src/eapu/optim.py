@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from . import fused
+from . import fused, validate
 from .ledger import FIELDS, Ledger
 from .rules import RuleInfo, get_rule, max_abs, max_abs_each, to_dense
 
@@ -73,27 +73,12 @@ class Programmable(Protocol):
 WriteRecord = Tensor  # int64, shape (len(FIELDS),); see eapu.ledger.FIELDS
 
 
-def _finite_nonneg(name: str, value: Any, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"Invalid {name}: {value!r}; allowed: a finite number >= 0")
-    if value < 0:
-        raise ValueError(f"Invalid {name}: {value!r}; allowed: a finite number >= 0")
-
-
 def _validate_insitu(group: dict[str, Any]) -> None:
     get_rule(group["rule"])  # raises with the available names
-    _finite_nonneg("sd_us", group["sd_us"])
-    rwg = group["rwg_per_us"]
-    if (
-        isinstance(rwg, bool)
-        or not isinstance(rwg, (int, float))
-        or not (math.isfinite(rwg) and rwg > 0)
-    ):
-        raise ValueError(f"Invalid rwg_per_us: {rwg!r}; allowed: a finite number > 0")
-    _finite_nonneg("threshold", group["threshold"], allow_none=True)
-    _finite_nonneg("threshold_us", group["threshold_us"], allow_none=True)
+    validate.number("sd_us", group["sd_us"], low=0)
+    validate.number("rwg_per_us", group["rwg_per_us"], low=0, low_open=True)
+    validate.number("threshold", group["threshold"], low=0, allow_none=True)
+    validate.number("threshold_us", group["threshold_us"], low=0, allow_none=True)
     if group["threshold"] is not None and group["threshold_us"] is not None:
         raise ValueError(
             f"Give threshold ({group['threshold']}) or threshold_us ({group['threshold_us']}), "
@@ -115,10 +100,9 @@ def _default_analog(p: Tensor) -> bool:
 def default_seed(seed: int | None) -> int:
     """``seed`` validated, or (None) a seed drawn from torch's global generator, so that
     ``torch.manual_seed`` governs an optimizer built without one."""
+    seed = validate.integer("seed", seed, low=0, allow_none=True)
     if seed is None:
         return int(torch.randint(0, 2**62, (1,)).item())
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"Invalid seed: {seed!r}; allowed: None or an integer >= 0")
     return seed
 
 

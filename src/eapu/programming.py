@@ -54,6 +54,7 @@ from eapu.devices import (
     stuck_values,
 )
 
+from . import validate
 from .registry import Registry
 
 __all__ = [
@@ -168,16 +169,12 @@ def check_tolerance(tolerance_us: float | None, device: Device) -> float:
     """A verify tolerance option (µS): ``device.program_tolerance_us`` when None, else a
     finite number > 0 (`ValueError` otherwise)."""
     tol = device.program_tolerance_us if tolerance_us is None else tolerance_us
-    if not (isinstance(tol, (int, float)) and math.isfinite(tol) and tol > 0):
-        raise ValueError(f"tolerance_us must be a finite number > 0, got {tolerance_us!r}")
-    return float(tol)
+    return validate.number("tolerance_us", tol, low=0, low_open=True)
 
 
 def check_budget(max_pulses: int) -> int:
     """A pulse budget option: an int >= 0 (`ValueError` otherwise)."""
-    if not isinstance(max_pulses, int) or isinstance(max_pulses, bool) or max_pulses < 0:
-        raise ValueError(f"max_pulses must be an int >= 0, got {max_pulses!r}")
-    return max_pulses
+    return validate.integer("max_pulses", max_pulses, low=0)
 
 
 def _zeros_i32(like: Tensor) -> Tensor:
@@ -416,8 +413,7 @@ def memorial(
         step: ``"one"`` moves one level per retry, ``"slope"`` by the error over the local
             nominal slope (at least one level).
     """
-    if step not in ("one", "slope"):
-        raise ValueError(f"step must be 'one' or 'slope', got {step!r}")
+    validate.choice("step", step, ("one", "slope"))
     target = prepare_write(state, target_us, mask, device, params)
     tol = check_tolerance(tolerance_us, device)
     budget = check_budget(max_pulses)
@@ -569,10 +565,8 @@ def characterize(
         bins: number of target bins of ``sd_by_g_us``.
         **options: passed to the scheme (e.g. ``tolerance_us``, ``max_pulses``).
     """
-    if not isinstance(n_cells, int) or n_cells < 2:
-        raise ValueError(f"n_cells must be an int >= 2, got {n_cells!r}")
-    if not isinstance(bins, int) or bins < 1:
-        raise ValueError(f"bins must be an int >= 1, got {bins!r}")
+    validate.integer("n_cells", n_cells, low=2)
+    validate.integer("bins", bins, low=1)
     name = scheme or device.default_scheme
     info = get_scheme(name)
     gen = torch.Generator().manual_seed(seed)
@@ -731,12 +725,7 @@ def write_verify_reset(
         step_scale: pulse amplitude as a fraction of ``step_up_us`` / ``step_down_us``, in
             (0, 1]; the default `RESET_RAMP_STEP_SCALE` is fitted to the paper's 66 pulses.
     """
-    if not (
-        isinstance(step_scale, (int, float))
-        and not isinstance(step_scale, bool)
-        and 0 < step_scale <= 1
-    ):
-        raise ValueError(f"step_scale must be a number in (0, 1], got {step_scale!r}")
+    validate.fraction("step_scale", step_scale, low_open=True)
     target = prepare_write(state, target_us, mask, device, params)
     tol = check_tolerance(tolerance_us, device)
     budget = check_budget(max_pulses)

@@ -33,6 +33,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from . import validate
 from .files import atomic_write, read_json, save_figure
 
 __all__ = [
@@ -438,9 +439,7 @@ def _main_metric(rows: Sequence[Mapping[str, Any]]) -> str | None:
 
 
 def _number(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    return float(v) if math.isfinite(v) else None
+    return float(v) if validate.is_number(v) else None
 
 
 def _bars(ax: Axes, names: list[str], values: list[float | None], *, log: bool) -> None:
@@ -575,12 +574,8 @@ line-height:1.15}
 """
 
 
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def _td(v: Any) -> str:
-    cls = ' class="num"' if _is_num(v) else ""
+    cls = ' class="num"' if validate.is_number(v, finite=False) else ""
     return f"<td{cls}>{html.escape(format_value(v))}</td>"
 
 
@@ -593,7 +588,7 @@ def _kv_table(d: Mapping[str, Any], *, exact: bool = False) -> str:
             if exact
             else format_value(v)
         )
-        cls = ' class="num"' if _is_num(v) else ""
+        cls = ' class="num"' if validate.is_number(v, finite=False) else ""
         rows.append(f"<tr><th>{html.escape(str(k))}</th><td{cls}>{html.escape(text)}</td></tr>")
     return f'<div class="scroll"><table>{"".join(rows)}</table></div>'
 

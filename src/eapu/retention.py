@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from . import validate
 from .devices import PCM_DRIFT_NU, Device
 
 __all__ = [
@@ -63,17 +64,6 @@ HOUR_S = 3600.0
 """Seconds per hour, for `apply_drift(..., 60 * HOUR_S, ...)`."""
 
 
-def _check(
-    owner: str, name: str, value: Any, *, low: float | None = None, strict: bool = False
-) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and low is not None:
-        ok = value > low if strict else value >= low
-    if not ok:
-        rng = "" if low is None else (f" > {low}" if strict else f" >= {low}")
-        raise ValueError(f"Invalid {owner}{name}: {value!r}; allowed: a finite number{rng}")
-
-
 @dataclass(frozen=True, kw_only=True)
 class RramDrift:
     """Log-time mean shift and spread of RRAM conductances (all in µS per decade of t/t0).
@@ -92,9 +82,9 @@ class RramDrift:
     """Growth of the per-cell SD per decade of t/t0 (µS)."""
 
     def __post_init__(self) -> None:
-        _check("RramDrift.", "t0_s", self.t0_s, low=0.0, strict=True)
-        _check("RramDrift.", "shift_per_decade_us", self.shift_per_decade_us)
-        _check("RramDrift.", "spread_per_decade_us", self.spread_per_decade_us, low=0.0)
+        validate.number("RramDrift.t0_s", self.t0_s, low=0.0, low_open=True)
+        validate.number("RramDrift.shift_per_decade_us", self.shift_per_decade_us)
+        validate.number("RramDrift.spread_per_decade_us", self.spread_per_decade_us, low=0.0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,9 +104,9 @@ class PcmDrift:
     """Device-to-device SD of the exponent (aihwkit: 0.008-0.045 by conductance)."""
 
     def __post_init__(self) -> None:
-        _check("PcmDrift.", "t0_s", self.t0_s, low=0.0, strict=True)
-        _check("PcmDrift.", "nu_mean", self.nu_mean, low=0.0)
-        _check("PcmDrift.", "nu_sd", self.nu_sd, low=0.0)
+        validate.number("PcmDrift.t0_s", self.t0_s, low=0.0, low_open=True)
+        validate.number("PcmDrift.nu_mean", self.nu_mean, low=0.0)
+        validate.number("PcmDrift.nu_sd", self.nu_sd, low=0.0)
 
     @classmethod
     def for_device(cls, device: Device, **overrides: float) -> PcmDrift:
@@ -129,8 +119,8 @@ DriftModel = RramDrift | PcmDrift
 
 def decades(t_s: float, t0_s: float) -> float:
     """``log10(t/t0)`` for t > t0, else 0 (no drift before the first read)."""
-    _check("", "t_s", t_s, low=0.0)
-    _check("", "t0_s", t0_s, low=0.0, strict=True)
+    validate.number("t_s", t_s, low=0.0)
+    validate.number("t0_s", t0_s, low=0.0, low_open=True)
     return math.log10(t_s / t0_s) if t_s > t0_s else 0.0
 
 
@@ -162,7 +152,7 @@ def pcm_drift(
 
     ``nu`` (per cell) is drawn with `pcm_nu` unless given.
     """
-    _check("", "t_s", t_s, low=0.0)
+    validate.number("t_s", t_s, low=0.0)
     nu = pcm_nu(g_us, model, generator=generator) if nu is None else nu
     if nu.shape != g_us.shape:
         raise ValueError(f"nu has shape {tuple(nu.shape)}, g_us has {tuple(g_us.shape)}")
@@ -294,11 +284,8 @@ def apply_drift(
     Returns:
         A `DriftHandle`; use it as a context manager or call ``restore()``.
     """
-    if compensation not in COMPENSATIONS:
-        raise ValueError(
-            f"Invalid compensation: {compensation!r}; allowed: {', '.join(COMPENSATIONS)}"
-        )
-    _check("", "t_s", t_s, low=0.0)
+    validate.choice("compensation", compensation, COMPENSATIONS)
+    validate.number("t_s", t_s, low=0.0)
     tiles = list(crossbar.tiles)
     saved_g = [t.state.g_us for t in tiles]
     saved_ref = crossbar.ref_g_us

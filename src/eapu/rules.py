@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from . import validate
 from .registry import Registry
 
 __all__ = [
@@ -41,11 +42,6 @@ __all__ = [
     "max_abs_each",
     "to_dense",
 ]
-
-
-def _check_threshold(threshold: float) -> None:
-    if not (isinstance(threshold, (int, float)) and math.isfinite(threshold) and threshold >= 0):
-        raise ValueError(f"Invalid threshold: {threshold!r}; allowed: a finite number >= 0")
 
 
 def exact(
@@ -101,7 +97,7 @@ def eapu_sparse(
         generator: source of the draws (on ``dw``'s device).
         amax: ``dw.abs().max()`` if the caller already has it (saves a pass).
     """
-    _check_threshold(threshold)
+    validate.number("threshold", threshold, low=0)
     if threshold == 0:
         return exact_sparse(dw)
     flat = dw.reshape(-1)
@@ -133,7 +129,7 @@ def eapu(dw: Tensor, *, threshold: float, generator: torch.Generator | None = No
 
     A threshold of 0 returns ``dw`` itself.
     """
-    _check_threshold(threshold)
+    validate.number("threshold", threshold, low=0)
     if threshold == 0:
         return dw
     idx, vals = eapu_sparse(dw, threshold=threshold, generator=generator)
@@ -222,7 +218,7 @@ def eapu_foreach(
     if len(ths) != len(dws):
         raise ValueError(f"thresholds has {len(ths)} entries for {len(dws)} tensors; need one each")
     for t in ths:
-        _check_threshold(t)
+        validate.number("threshold", t, low=0)
     out: list[Tensor] = list(dws)
     idx = [i for i, t in enumerate(ths) if t > 0]
     for i, amax in zip(idx, max_abs_each([dws[i] for i in idx]), strict=True):

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from . import validate
 from .files import atomic_write, load_checkpoint, save_figure, write_json
 from .ledger import FIELDS, Ledger
 
@@ -186,12 +187,9 @@ def step_to_step_pulses(
     from .programming import CellState, characterize, get_scheme
 
     dev = get_device(device) if isinstance(device, str) else device
-    if not (isinstance(delta_us, (int, float)) and math.isfinite(delta_us) and delta_us > 0):
-        raise ValueError(f"Invalid delta_us: {delta_us!r}; allowed: a finite number > 0")
-    if not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"Invalid rounds: {rounds!r}; allowed: an integer >= 1")
-    if not isinstance(n_cells, int) or n_cells < 2:
-        raise ValueError(f"Invalid n_cells: {n_cells!r}; allowed: an integer >= 2")
+    validate.number("delta_us", delta_us, low=0, low_open=True)
+    validate.integer("rounds", rounds, low=1)
+    validate.integer("n_cells", n_cells, low=2)
     name = scheme or dev.default_scheme
     fn = get_scheme(name).fn
     char = characterize(dev, name, n_cells=n_cells, seed=seed)
@@ -231,8 +229,7 @@ def step_to_step_pulses(
 def nup_estimate(rup: float, cost: StepCost, *, mode: str = "step") -> float:
     """Nup = Ncell × Rup for a scheme: ``mode="step"`` (in-situ updates, the default) or
     ``"random"`` (the characterisation's writes from a random state)."""
-    if mode not in ("step", "random"):
-        raise ValueError(f"Invalid mode: {mode!r}; allowed: 'step' or 'random'")
+    validate.choice("mode", mode, ("step", "random"))
     return rup * (cost.ncell_step if mode == "step" else cost.ncell_random)
 
 

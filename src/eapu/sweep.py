@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import validate
 from .experiments import FLAGS, RunConfig, flag_of, get_kind, get_task, upgrade
 from .files import atomic_write, save_figure
 from .rundir import COMPLETION_MARKER
@@ -392,12 +393,8 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 # ------------------------------------------------------------------------------------ plots
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def _mean_sd(xs: list[Any]) -> tuple[float, float]:
-    xs = [x for x in xs if _is_number(x) and math.isfinite(x)]
+    xs = [x for x in xs if validate.is_number(x)]
     if not xs:
         return math.nan, math.nan
     mean = sum(xs) / len(xs)
@@ -408,7 +405,12 @@ def _mean_sd(xs: list[Any]) -> tuple[float, float]:
 def _default_metrics(rows: list[dict[str, Any]], task: str) -> list[str]:
     prefer = [get_kind(get_task(task).kind).metric]
     prefer += ["accuracy", "ssim", "psnr", "loss"]
-    return [next((m for m in prefer if any(_is_number(r.get(m)) for r in rows)), "loss")]
+    return [
+        next(
+            (m for m in prefer if any(validate.is_number(r.get(m), finite=False) for r in rows)),
+            "loss",
+        )
+    ]
 
 
 def plot_sweep(
@@ -437,7 +439,10 @@ def plot_sweep(
 
     def order(k: str) -> list[Any]:
         vals = {format_value(r[k]): r[k] for r in rows}
-        return sorted(vals.values(), key=lambda v: (v is None, v if _is_number(v) else 0, str(v)))
+        return sorted(
+            vals.values(),
+            key=lambda v: (v is None, v if validate.is_number(v, finite=False) else 0, str(v)),
+        )
 
     group_vals = [tuple(r[k] for k in groups) for r in rows]
     group_list = list(dict.fromkeys(group_vals))
@@ -446,13 +451,13 @@ def plot_sweep(
         return ", ".join(f"{k}={v}" for k, v in zip(groups, g, strict=True)) or "all"
 
     for metric in metrics or _default_metrics(rows, task):
-        if not any(_is_number(r.get(metric)) for r in rows):
+        if not any(validate.is_number(r.get(metric), finite=False) for r in rows):
             continue
         if len(axes) == 1:
             (k,) = axes
             xs = order(k)
             fig, ax = plt.subplots(figsize=(5.5, 4))
-            numeric = all(_is_number(x) for x in xs)
+            numeric = all(validate.is_number(x, finite=False) for x in xs)
             for g in group_list:
                 stats = [
                     _mean_sd(

@@ -39,6 +39,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from . import validate
 from .devices import CellParams, Device, get_device, read
 from .ledger import FIELDS
 from .programming import CellState, characterize, get_scheme
@@ -182,15 +183,6 @@ def characterized_sd(device: Device, scheme: str, **options: Any) -> float:
     return _characterize_cached(device, scheme, tuple(sorted(options.items())))
 
 
-def _check_positive(name: str, value: Any) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not (math.isfinite(value) and value > 0)
-    ):
-        raise ValueError(f"Invalid {name}: {value!r}; allowed: a finite number > 0")
-
-
 def operating_range(
     device: Device,
     mapping: str,
@@ -207,10 +199,9 @@ def operating_range(
         ValueError: when the range does not fit the device window; the message names
             ``rwg_per_us`` (``--rwg``) and the smallest Rwg the device can hold.
     """
-    _check_positive("rwg_per_us", rwg_per_us)
-    _check_positive("w_max", w_max)
-    if mapping not in MAPPINGS:
-        raise ValueError(f"Invalid mapping: {mapping!r}; allowed: {', '.join(MAPPINGS)}")
+    validate.number("rwg_per_us", rwg_per_us, low=0, low_open=True)
+    validate.number("w_max", w_max, low=0, low_open=True)
+    validate.choice("mapping", mapping, MAPPINGS)
     g_max = w_max / rwg_per_us
     per = 2 if mapping == "reference_column" else 1  # the range spans 2·Gmax or Gmax
     span = device.g_max_us - device.g_min_us
@@ -283,13 +274,12 @@ class Crossbar(nn.Module):
         if not isinstance(self.device_model, Device):
             raise TypeError(f"Invalid device: {device!r}; allowed: a Device or a device name")
         get_scheme(scheme)  # raises with the available names
-        if mapping not in MAPPINGS:
-            raise ValueError(f"Invalid mapping: {mapping!r}; allowed: {', '.join(MAPPINGS)}")
-        _check_positive("rwg_per_us", rwg_per_us)
+        validate.choice("mapping", mapping, MAPPINGS)
+        validate.number("rwg_per_us", rwg_per_us, low=0, low_open=True)
         rows, cols = array_size
         if not (isinstance(rows, int) and isinstance(cols, int) and rows >= 1 and cols >= 3):
             raise ValueError(f"Invalid array_size: {array_size!r}; allowed: (rows >= 1, cols >= 3)")
-        _check_positive("w_max", w_max)
+        validate.number("w_max", w_max, low=0, low_open=True)
         dev = self.device_model
         self.w_max = float(w_max)
         lo, hi = operating_range(dev, mapping, rwg_per_us, w_max, g_ref_us)
@@ -305,7 +295,7 @@ class Crossbar(nn.Module):
         self.g_ref_us = float(g_ref_us)
         self.scheme_options = dict(scheme_options or {})
         if sd_us is not None:
-            _check_positive("sd_us", sd_us)
+            validate.number("sd_us", sd_us, low=0, low_open=True)
         self._sd_us = sd_us
         self.placement = Placement(rows, cols, mapping)
         self.generator = torch.Generator().manual_seed(seed)

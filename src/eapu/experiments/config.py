@@ -8,7 +8,6 @@ option is declared once: a `RunConfig` field and its `Flag` row beside it.
 from __future__ import annotations
 
 import dataclasses
-import math
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 
 import torch
 
+from .. import validate
 from ..data import dataset_info
 from ..devices import get_device_info
 from ..models import model_info
@@ -91,17 +91,14 @@ class RunConfig:
         get_task(self.task)
         get_method(self.method)
         for name in ("steps", "batch_size", "eval_every"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-                raise ValueError(f"Invalid {name}: {v!r}; allowed: an integer >= 1")
-        for name in ("lr", "sd_us", "rwg_per_us", "threshold_us"):
-            v = getattr(self, name)
-            if v is None and name in ("lr", "threshold_us"):
-                continue
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-            if not ok or v < 0 or (v == 0 and name in ("lr", "rwg_per_us")):
-                low = "> 0" if name in ("lr", "rwg_per_us") else ">= 0"
-                raise ValueError(f"Invalid {name}: {v!r}; allowed: a finite number {low}")
+            if getattr(self, name) is not None:  # None: the task's default
+                validate.integer(name, getattr(self, name), low=1)
+        if self.lr is not None:
+            validate.number("lr", self.lr, low=0, low_open=True)
+        validate.number("sd_us", self.sd_us, low=0)
+        validate.number("rwg_per_us", self.rwg_per_us, low=0, low_open=True)
+        if self.threshold_us is not None:
+            validate.number("threshold_us", self.threshold_us, low=0)
         for name in ("device", "model", "data", "data_dir", "anomaly_data", "init_from"):
             v = getattr(self, name)
             if v is not None and not isinstance(v, str):
@@ -122,25 +119,12 @@ class RunConfig:
                     raise ValueError(f"Invalid {name}: {e}") from None
         if not self.device.endswith(".toml"):  # a device file is read when the run builds
             get_device_info(self.device)
-        n = self.eval_samples
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ValueError(
-                f"Invalid eval_samples: {self.eval_samples!r}; allowed: an integer >= 1"
-            )
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ValueError(f"Invalid seed: {self.seed!r}; allowed: an integer >= 0")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(
-                f"Invalid optimizer: {self.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}"
-            )
-        if self.schedule not in SCHEDULES:
-            raise ValueError(
-                f"Invalid schedule: {self.schedule!r}; allowed: {', '.join(SCHEDULES)}"
-            )
+        validate.integer("eval_samples", self.eval_samples, low=1)
+        validate.integer("seed", self.seed, low=0)
+        validate.choice("optimizer", self.optimizer, OPTIMIZERS)
+        validate.choice("schedule", self.schedule, SCHEDULES)
         for name in ("stuck_off", "stuck_on"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 1:
-                raise ValueError(f"Invalid {name}: {v!r}; allowed: a fraction in [0, 1]")
+            validate.fraction(name, getattr(self, name))
         if self.stuck_off + self.stuck_on >= 1:
             raise ValueError(
                 f"Invalid stuck_off: {self.stuck_off} with stuck_on {self.stuck_on} leaves no "
@@ -151,16 +135,9 @@ class RunConfig:
                 f"Invalid stuck_off: stuck cells need a device-level method, not "
                 f"{self.method!r} (eapu list methods)"
             )
-        if self.eval_split not in EVAL_SPLITS:
-            raise ValueError(
-                f"Invalid eval_split: {self.eval_split!r}; allowed: {', '.join(EVAL_SPLITS)}"
-            )
-        if self.device_type not in DEVICE_TYPES:
-            raise ValueError(
-                f"Invalid device_type: {self.device_type!r}; allowed: {', '.join(DEVICE_TYPES)}"
-            )
-        if self.width is not None and (not isinstance(self.width, int) or self.width < 1):
-            raise ValueError(f"Invalid width: {self.width!r}; allowed: None or an integer >= 1")
+        validate.choice("eval_split", self.eval_split, EVAL_SPLITS)
+        validate.choice("device_type", self.device_type, DEVICE_TYPES)
+        validate.integer("width", self.width, low=1, allow_none=True)
         if get_method(self.method).level == "device":
             from ..devices import get_device
             from ..tiles import operating_range

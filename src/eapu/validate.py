@@ -1,0 +1,203 @@
+"""Argument checks with one message style: ``Invalid {name}: {value!r}; allowed: {range}``.
+
+    >>> from eapu import validate
+    >>> validate.number("threshold", 0.5, low=0)
+    0.5
+    >>> validate.number("rwg_per_us", 0, low=0, low_open=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: Invalid rwg_per_us: 0; allowed: a finite number > 0
+    >>> validate.integer("batch_size", True, low=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: Invalid batch_size: True; allowed: an integer >= 1
+
+Every function returns the checked value (``float``/``int``) and raises `ValueError` naming
+the argument, its value and what is allowed. ``name`` is the argument's real name (a field,
+keyword or option): the command line rewrites ``Invalid <name>:`` into the flag that sets it
+(`eapu.cli.user_message`), so keep it a single identifier where a flag may set it.
+
+Bools are not numbers (``True`` is refused where a number or an integer is asked for). NaN
+is always refused; ±inf only with ``allow_inf=True``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection
+from typing import Any, Literal, TypeVar, overload
+
+__all__ = ["choice", "fraction", "integer", "is_number", "number"]
+
+T = TypeVar("T")
+
+
+def is_number(value: Any, *, finite: bool = True) -> bool:
+    """Whether ``value`` is an ``int`` or ``float`` (not a bool) and, if ``finite``, neither
+    NaN nor ±inf. ``finite=False`` is the bare type test (a metric column that may hold NaN).
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return not finite or math.isfinite(value)
+
+
+def _bounds(
+    low: float | None, high: float | None, low_open: bool, high_open: bool, *, lead: str
+) -> str:
+    if low is not None and high is not None:
+        return f"{lead} in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{lead} {'>' if low_open else '>='} {low}"
+    if high is not None:
+        return f"{lead} {'<' if high_open else '<='} {high}"
+    return lead
+
+
+def _inside(
+    value: float, low: float | None, high: float | None, low_open: bool, high_open: bool
+) -> bool:
+    if low is not None and (value <= low if low_open else value < low):
+        return False
+    return high is None or (value < high if high_open else value <= high)
+
+
+def _fail(name: str, value: Any, allowed: str, allow_none: bool) -> ValueError:
+    return ValueError(
+        f"Invalid {name}: {value!r}; allowed: {'None or ' if allow_none else ''}{allowed}"
+    )
+
+
+@overload
+def number(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = ...,
+    high: float | None = ...,
+    low_open: bool = ...,
+    high_open: bool = ...,
+    allow_none: Literal[False] = ...,
+    allow_inf: bool = ...,
+) -> float: ...
+@overload
+def number(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = ...,
+    high: float | None = ...,
+    low_open: bool = ...,
+    high_open: bool = ...,
+    allow_none: bool,
+    allow_inf: bool = ...,
+) -> float | None: ...
+def number(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    allow_none: bool = False,
+    allow_inf: bool = False,
+) -> float | None:
+    """``value`` as a float if it is a number within the bounds (``low``/``high`` included
+    unless ``low_open``/``high_open``; ``None`` = unbounded), else `ValueError`.
+
+    Args:
+        name: the argument's name, as the user spells it.
+        value: what was passed.
+        allow_none: accept ``None`` (returned as it is).
+        allow_inf: accept ±inf (within the bounds); NaN is always refused.
+    """
+    if value is None and allow_none:
+        return None
+    ok = is_number(value) or (
+        allow_inf and is_number(value, finite=False) and not math.isnan(value)
+    )
+    if not ok or not _inside(value, low, high, low_open, high_open):
+        lead = "a number" if allow_inf else "a finite number"
+        raise _fail(name, value, _bounds(low, high, low_open, high_open, lead=lead), allow_none)
+    return float(value)
+
+
+@overload
+def integer(
+    name: str,
+    value: Any,
+    *,
+    low: int | None = ...,
+    high: int | None = ...,
+    allow_none: Literal[False] = ...,
+) -> int: ...
+@overload
+def integer(
+    name: str, value: Any, *, low: int | None = ..., high: int | None = ..., allow_none: bool
+) -> int | None: ...
+def integer(
+    name: str,
+    value: Any,
+    *,
+    low: int | None = None,
+    high: int | None = None,
+    allow_none: bool = False,
+) -> int | None:
+    """``value`` if it is an ``int`` (not a bool) in ``[low, high]`` (``None`` = unbounded),
+    else `ValueError`; ``allow_none`` accepts ``None``. A float such as ``3.0`` is refused."""
+    if value is None and allow_none:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not _inside(value, low, high, False, False)
+    ):
+        raise _fail(name, value, _bounds(low, high, False, False, lead="an integer"), allow_none)
+    return value
+
+
+@overload
+def fraction(
+    name: str,
+    value: Any,
+    *,
+    low_open: bool = ...,
+    high_open: bool = ...,
+    allow_none: Literal[False] = ...,
+) -> float: ...
+@overload
+def fraction(
+    name: str, value: Any, *, low_open: bool = ..., high_open: bool = ..., allow_none: bool
+) -> float | None: ...
+def fraction(
+    name: str,
+    value: Any,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    allow_none: bool = False,
+) -> float | None:
+    """``value`` as a float if it is a number in [0, 1] (ends excluded with ``low_open`` /
+    ``high_open``), else `ValueError`: a probability, a fraction of cells."""
+    return number(
+        name,
+        value,
+        low=0,
+        high=1,
+        low_open=low_open,
+        high_open=high_open,
+        allow_none=allow_none,
+    )
+
+
+def choice(name: str, value: T, allowed: Collection[T]) -> T:
+    """``value`` if it is one of ``allowed``, else `ValueError` listing them (``repr`` each).
+
+    >>> choice("split", "val", ("train", "test"))
+    Traceback (most recent call last):
+    ...
+    ValueError: Invalid split: 'val'; allowed: 'train', 'test'
+    """
+    if value not in allowed:
+        raise _fail(name, value, ", ".join(map(repr, allowed)), False)
+    return value
