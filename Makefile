@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/eapu compare denoise --out runs/demo
+	$(VENV)/bin/eapu compare denoise --steps 300 --out runs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q
