@@ -160,7 +160,8 @@ def test_cli_conventions(tmp_path: Path) -> None:
     assert r.exit_code == 0 and r.output.startswith("eapu ")
     r = runner.invoke(app, ["list", "methods", "eapu*", "--json"])
     assert r.exit_code == 0
-    assert [m["name"] for m in json.loads(r.stdout)] == ["eapu+mp", "eapu+fp", "eapu"]
+    names = [m["name"] for m in json.loads(r.stdout)]
+    assert names == ["eapu+mp", "eapu+fp", "eapu+gaussian", "eapu"]
     for bad in (["--method", "magic"], ["--optimizer", "lbfgs"], ["--device", "nowhere"]):
         r = runner.invoke(app, ["run", "denoise", *bad])
         assert r.exit_code == 2 and bad[0] in r.output, r.output

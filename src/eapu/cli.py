@@ -571,10 +571,15 @@ def narrow_range(
     seed: Annotated[int, typer.Option()] = 0,
     node: Annotated[str, typer.Option(help="technology node")] = "180nm",
     out: Annotated[Path | None, typer.Option(help="write the result as JSON here")] = None,
+    runs: Annotated[
+        Path | None,
+        typer.Option(help="directory of the two run directories (default: runs/TASK-narrow-range)"),
+    ] = None,
 ) -> None:
     """The paper's narrow-range comparison: EaPU at Rwg 1/40 against BP at 1/4000.
 
     Quality and inference energy per sample, beside the paper's 19.71 µJ vs 700 µJ (35.51×).
+    The two trainings are run directories RUNS/eapu and RUNS/bp (resumed when rerun).
     """
     from .files import write_json
     from .narrow_range import narrow_range_comparison
@@ -587,6 +592,7 @@ def narrow_range(
         steps=steps,
         seed=seed,
         node=node,
+        out_dir=runs,
     )
     rows = [
         {

@@ -7,34 +7,37 @@ Liu et al. (2025) report that EaPU trains at Rwg = 1/40 µS⁻¹ better than pla
 at 1/4000 reads about 100× larger conductances::
 
     >>> from eapu.narrow_range import narrow_range_comparison
-    >>> result = narrow_range_comparison(task="denoise", steps=20)  # doctest: +SKIP
+    >>> result = narrow_range_comparison(task="denoise", out_dir="runs/nr")  # doctest: +SKIP
     >>> result["ratio"]  # BP's inference energy over EaPU's  # doctest: +SKIP
 
-Both runs use the weight-level ``gaussian`` device (a written cell lands at its target +
-N(0, ``sd_us``), the paper's simulation), with the ``taox_1t1r`` floor of 5 µS and a window
-exactly as wide as each Rwg needs: no 1T1R cell spans the 8000 µS that BP at 1/4000 needs
-with w_max = 1, which is why the paper's comparison is a simulation. The periphery costs of
-the energy model are estimates; the result also lists the inference ratio as they vary and
-the periphery factor at which the ratio would equal the paper's.
+The two trainings are ordinary runs of the one runner (`eapu.experiments.run`): the run
+directories ``OUT/eapu`` (method ``eapu+gaussian``) and ``OUT/bp`` (``bp+gaussian``), which
+``eapu report``, ``eapu energy`` and ``eapu stats`` open like any other, and which a second
+call resumes (or, finished, does not train again). The comparison is computed from what
+they wrote (``metrics.json``, ``energy.json``).
+
+Both runs use the weight-level ``gaussian`` write at device level (a written cell, the
+initial weights included, lands at its target + N(0, ``sd_us``), the paper's simulation),
+on a ``gaussian`` device with the ``taox_1t1r`` floor of 5 µS and a window exactly as wide
+as each Rwg needs, written as the device file ``device.toml`` in each run directory: no
+1T1R cell spans the 8000 µS that BP at 1/4000 needs with w_max = 1, which is why the
+paper's comparison is a simulation. The EaPU threshold is pinned to ``sd_us`` (ΔWth =
+sd_us · Rwg, the paper's). The periphery costs of the energy model are estimates; the
+result also lists the inference ratio as they vary and the periphery factor at which the
+ratio would equal the paper's.
 """
 
 from __future__ import annotations
 
 import math
-import typing
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch.nn import functional as F
-
-from .data import ImageDataset, add_gaussian_noise, downscale_bicubic, get_dataset
-from .devices import get_device
-from .energy import energy, get_node, inference_counts, periphery_sweep, scale_periphery
-from .models import get_model
-from .nn import convert
-from .optim import InSituOptimizer
-from .tasks import analog_layers, get_task, image_metrics
+from .devices import device_toml, get_device, save_device
+from .energy import Counts, energy, get_node, periphery_sweep, scale_periphery
+from .experiments import RunConfig, get_task, run
+from .files import read_json
+from .tiles import operating_range
 
 __all__ = ["PAPER", "narrow_range_comparison"]
 
@@ -47,91 +50,64 @@ PAPER: dict[str, float] = {
     "ratio": 700.0 / 19.71,
 }
 _FLOOR_US = 5.0  # the taox_1t1r window's floor (devices.taox_1t1r)
+#: The two runs: directory name, method, rule.
+_RUNS = (("eapu", "eapu+gaussian", "eapu"), ("bp", "bp+gaussian", "exact"))
 
 
-def _train(
-    task_name: str,
+def _run(
+    run_dir: Path,
+    task: str,
+    method: str,
     rule: str,
     rwg: float,
     *,
     sd_us: float,
-    w_max: float,
     steps: int,
     seed: int,
     eval_samples: int,
 ) -> dict[str, Any]:
-    task = get_task(task_name)
-    if task.kind not in ("denoise", "sr"):
-        raise ValueError(f"Invalid task: {task_name!r}; allowed: a denoise or sr task")
-    train = typing.cast(ImageDataset, get_dataset(task.data, split="train", **task.data_kw))
-    test = typing.cast(ImageDataset, get_dataset(task.data, split="test", **task.data_kw))
+    """Train (or resume) one of the two runs in ``run_dir``; its row from what it wrote."""
     device = get_device(
         "gaussian",
         sd_us=sd_us,
         g_min_us=_FLOOR_US,
-        g_max_us=_FLOOR_US + 2 * w_max / rwg,
+        g_max_us=_FLOOR_US + 2 / rwg,  # the reference column's 2·Gmax above the floor
         g_reset_us=_FLOOR_US,
     )
-    model = get_model(task.model, seed=seed, **task.model_kw)
-    xb = convert(
-        model,
-        device=device,
-        scheme="gaussian",
-        load_scheme="gaussian",
-        rwg_per_us=rwg,
-        w_max=w_max,
-        sd_us=sd_us,
+    path = run_dir.resolve() / "device.toml"  # config.json names it: absolute, for any cwd
+    if path.exists() and path.read_text() != device_toml(device):
+        raise ValueError(
+            f"Invalid out_dir: {run_dir.parent} holds a narrow-range run on another device "
+            f"({path}, e.g. another sd_us or Rwg); give another out_dir (--runs)"
+        )
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_device(device, path)
+    cfg = RunConfig(
+        task=task,
+        method=method,
+        device=str(path),
         seed=seed,
-    )
-    opt = InSituOptimizer(
-        model.parameters(),
-        torch.optim.Adam,
-        rule=rule,
+        steps=steps,
         sd_us=sd_us,
         rwg_per_us=rwg,
-        seed=seed,
-        lr=task.lr,
+        threshold_us=sd_us,
+        eval_samples=eval_samples,
     )
-
-    def inputs(x: torch.Tensor, key: int) -> torch.Tensor:
-        if task.kind == "sr":
-            return downscale_bicubic(x, task.scale)
-        return add_gaussian_noise(x, task.noise_sigma, torch.Generator().manual_seed(key))
-
-    def loss_fn(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return F.l1_loss(out, x) if task.kind == "sr" else F.mse_loss(out, x)
-
-    n, bs = len(train.images), task.batch_size
-    per_epoch = max(n // bs, 1)
-    for step in range(steps):
-        epoch, k = divmod(step, per_epoch)
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-        x = train.images[order[k * bs : (k + 1) * bs]]
-        opt.zero_grad()
-        loss_fn(model(inputs(x, seed * 7_919 + step)), x).backward()
-        opt.step()
-    x = test.images[:eval_samples]
-    with torch.no_grad():
-        model.eval()
-        metrics = image_metrics(model(inputs(x, 123_456_789)), x)
-    g = torch.cat([t.state.g_us.reshape(-1) for t in xb.tiles] + [xb.ref_g_us.reshape(-1)])
-    layers = analog_layers(model, x[:1])
-    counts = inference_counts(
-        layers,
-        g_mean_us=float(g.mean()),
-        array_rows=xb.placement.array_rows,
-        array_cols=xb.placement.array_cols,
-        mapping=xb.mapping,
-    )
+    run(cfg, run_dir)
+    metrics = read_json(run_dir / "metrics.json")
+    acc = read_json(run_dir / "energy.json")
     return {
         "rule": rule,
         "rwg_per_us": rwg,
-        "g_range_us": list(xb.g_range_us),
-        "g_mean_us": float(g.mean()),
-        "clipped": xb.clipped,
-        "rup": opt.ledger.summary().rup,
-        **metrics,
-        "counts": counts,
+        "g_range_us": list(operating_range(device, "reference_column", rwg)),
+        "g_mean_us": acc["g_mean_us"],
+        "clipped": metrics["clipped"],
+        "rup": metrics["rup"],
+        "ssim": metrics["ssim"],
+        "psnr": metrics["psnr"],
+        "run_dir": str(run_dir),
+        "_counts": Counts(**acc["inference_per_sample"]),
     }
 
 
@@ -148,41 +124,56 @@ def narrow_range_comparison(
     node: str = "180nm",
     nodes_file: str | Path | None = None,
     periphery_factors: tuple[float, ...] = (0.0, 0.01, 0.1, 1.0),
+    out_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train ``task`` with EaPU at ``eapu_rwg_per_us`` and with BP at ``bp_rwg_per_us`` and
     compare their quality and inference energy per sample on ``node``.
 
+    The runs are the run directories ``out_dir/eapu`` and ``out_dir/bp`` (default
+    ``out_dir``: ``runs/TASK-narrow-range``); a run already there resumes, a finished one is
+    not trained again (one of another config is refused). ``w_max`` must be 1 (the weight
+    range of a run's crossbar, the paper's Wmax).
+
     Returns a JSON-ready dict: one row per method (SSIM, PSNR, conductance range and mean,
-    out-of-window targets, inference energy by category and scope in J per sample), the
-    ratio BP / EaPU of inference energy (total and analog scope), the analog ratio as the
-    periphery estimate is scaled by each of ``periphery_factors`` and by the factor at which
-    it equals the paper's 35.51 (``periphery_factor_for_paper_ratio``, None if no factor >= 0
-    does), and `PAPER`.
+    out-of-window targets, inference energy by category and scope in J per sample, its run
+    directory), the ratio BP / EaPU of inference energy (total and analog scope), the analog
+    ratio as the periphery estimate is scaled by each of ``periphery_factors`` and by the
+    factor at which it equals the paper's 35.51 (``periphery_factor_for_paper_ratio``, None if
+    no factor >= 0 does), and `PAPER`.
     """
     for name, v in (("eapu_rwg_per_us", eapu_rwg_per_us), ("bp_rwg_per_us", bp_rwg_per_us)):
         if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
             raise ValueError(f"Invalid {name}: {v!r}; allowed: a finite number > 0")
-    steps = get_task(task).steps if steps is None else steps
+    if w_max != 1.0:
+        raise ValueError(
+            f"Invalid w_max: {w_max!r}; allowed: 1.0 (a run's crossbar holds |W| <= 1, the "
+            "paper's Wmax; change the range with the Rwg instead)"
+        )
+    info = get_task(task)
+    if info.kind not in ("denoise", "sr"):
+        raise ValueError(f"Invalid task: {task!r}; allowed: a denoise or sr task")
+    steps = info.steps if steps is None else steps
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"Invalid steps: {steps!r}; allowed: an integer >= 1")
     n = get_node(node, nodes_file)
+    out = Path("runs") / f"{task}-narrow-range" if out_dir is None else Path(out_dir)
     rows = []
-    for label, rule, rwg in (("eapu", "eapu", eapu_rwg_per_us), ("bp", "exact", bp_rwg_per_us)):
-        r = _train(
+    for (label, method, rule), rwg in zip(_RUNS, (eapu_rwg_per_us, bp_rwg_per_us), strict=True):
+        r = _run(
+            out / label,
             task,
+            method,
             rule,
             rwg,
             sd_us=sd_us,
-            w_max=w_max,
             steps=steps,
             seed=seed,
             eval_samples=eval_samples,
         )
-        counts = r.pop("counts")
+        counts = r["_counts"]
         r["method"] = label
         r["inference_j"] = energy(counts, n).as_dict()
         r["periphery"] = periphery_sweep(counts, n, list(periphery_factors))
-        r["_counts"] = counts
         rows.append(r)
     eapu_c, bp_c = rows[0].pop("_counts"), rows[1].pop("_counts")
     e_eapu, e_bp = rows[0]["inference_j"], rows[1]["inference_j"]
@@ -212,6 +203,7 @@ def narrow_range_comparison(
         "sd_us": sd_us,
         "w_max": w_max,
         "node": node,
+        "out_dir": str(out),
         "rows": rows,
         "ratio": e_bp["total"] / e_eapu["total"],
         "ratio_analog": e_bp["scope_analog"] / e_eapu["scope_analog"],

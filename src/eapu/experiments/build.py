@@ -76,6 +76,7 @@ def place(model: nn.Module, cfg: dict[str, Any], method: MethodInfo) -> Crossbar
         model,
         device=run_device(cfg),
         scheme=method.scheme,
+        load_scheme=method.load_scheme,
         rwg_per_us=cfg["rwg_per_us"],
         seed=cfg["seed"],
     )

@@ -57,6 +57,7 @@ class MethodInfo:
     rule: str | None = None  # "eapu" or "exact" for in-situ methods
     scheme: str | None = None  # programming scheme at device level
     algorithm: str | None = None  # an eapu.algorithms optimizer, or "hwa"
+    load_scheme: str | None = None  # writes the initial weights (None: the Crossbar's default)
 
     @property
     def in_situ(self) -> bool:
@@ -211,6 +212,23 @@ for _m in (
         None,
         "write_verify",
         algorithm="hwa",
+    ),
+    MethodInfo(
+        "eapu+gaussian",
+        "EaPU over the abstract gaussian write (target + N(0, the device's relaxation SD)), "
+        "initial weights written the same way: the paper's simulation on a device window",
+        "device",
+        "eapu",
+        "gaussian",
+        load_scheme="gaussian",
+    ),
+    MethodInfo(
+        "bp+gaussian",
+        "BP over the abstract gaussian write, initial weights written the same way",
+        "device",
+        "exact",
+        "gaussian",
+        load_scheme="gaussian",
     ),
     MethodInfo(
         "noisy-bp", "weight level: every update written with N(0, sd_us) noise", "weight", "exact"
