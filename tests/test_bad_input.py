@@ -237,6 +237,9 @@ CLI_CASES: list[tuple[list[str], str]] = [
     (["stats", "{good}", "--scheme", "telepathy"], "--scheme"),
     (["stats", "{good}", "--device", "unobtainium"], "--device"),
     (["stats", "{good}", "--delta-us", "-1"], "--delta-us"),
+    # eapu device
+    (["device", "report", "taox_1t1r", "--out", "{root}/dr", "--seeds", "a"], "--seeds"),
+    (["device", "report", "taox_1t1r", "--out", "{root}/dr", "--methods", "mp,mp"], "--methods"),
     # list, characterize
     (["list", "nothing"], "WHAT"),
     (["characterize", "unobtainium"], "DEVICE"),

@@ -31,7 +31,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 from typer.core import TyperGroup
 
-from . import __version__
+from . import __version__, validate
 from .experiments import FLAGS, Flag, get_flag, list_methods, list_tasks
 from .programming import list_schemes
 
@@ -166,42 +166,6 @@ def _options(config: Path | None, **flags: Any) -> dict[str, Any]:
             )
     opts.update({k: v for k, v in flags.items() if v is not None})
     return opts
-
-
-def _names(text: str, flag: str) -> list[str]:
-    """A comma-separated list given to ``flag``: non-empty, each item once."""
-    items = [x.strip() for x in text.split(",")]
-    if not text.strip() or any(not x for x in items):
-        raise ValueError(f"{flag} {text!r}: expected a comma-separated list, e.g. a,b")
-    dup = sorted({x for x in items if items.count(x) > 1})
-    if dup:
-        raise ValueError(f"{flag} {text!r}: {', '.join(dup)} given twice; list each once")
-    return items
-
-
-def _ints(text: str, flag: str) -> list[int]:
-    """A comma-separated list of integers >= 0 given to ``flag``, each once."""
-    items = _names(text, flag)
-    bad = [x for x in items if not x.isdigit()]
-    if bad:
-        raise ValueError(
-            f"{flag} {text!r}: {', '.join(bad)} is not an integer >= 0; e.g. {flag} 0,1,2"
-        )
-    return [int(x) for x in items]
-
-
-def _floats(text: str, flag: str) -> list[float]:
-    """A comma-separated list of finite numbers >= 0 given to ``flag``, each once."""
-    out = []
-    for x in _names(text, flag):
-        try:
-            v = float(x)
-        except ValueError:
-            v = -1.0
-        if not 0 <= v < float("inf"):
-            raise ValueError(f"{flag} {text!r}: {x} is not a finite number >= 0")
-        out.append(v)
-    return out
 
 
 def _progress(where: Console | None = None) -> Progress:
@@ -415,7 +379,7 @@ def compare(
     from .experiments import compare as compare_tasks
     from .report import write_compare_report
 
-    names = _names(methods, "--methods")
+    names = validate.name_list("--methods", methods)
     known = list_methods()
     for m in names:
         if m not in known:
@@ -423,7 +387,7 @@ def compare(
                 f"unknown method {m!r}; available: {', '.join(known)}", param_hint="--methods"
             )
     opts = _run_options(config, options)
-    seed_list = _ints(seeds, "--seeds") if seeds is not None else None
+    seed_list = validate.int_list("--seeds", seeds) if seeds is not None else None
     if seed_list is not None and "seed" in opts:
         raise ValueError("--seed: give --seeds or --seed, not both")
     for m in names:  # every method's config is valid before anything trains
@@ -434,7 +398,7 @@ def compare(
         key = "rwg_per_us" if key.strip() == "rwg" else key.strip()
         if not vals:
             raise ValueError(f"--tune {tune!r}: expected KEY=V1,V2,..., e.g. lr=1e-3,1e-2")
-        grid = {key: [_parse_value(v) for v in _names(vals, f"--tune {key}=")]}
+        grid = {key: [_parse_value(v) for v in validate.name_list(f"--tune {key}=", vals)]}
         for m in names:
             for v in grid[key]:
                 try:
@@ -527,7 +491,7 @@ def energy(
     path = run_dir / "energy.json"
     if not path.exists():
         raise typer.BadParameter(f"{path} does not exist; run the task first")
-    factors = _floats(periphery, "--periphery") if periphery is not None else None
+    factors = validate.float_list("--periphery", periphery) if periphery is not None else None
     acc = read_json(path)
     fig = energy_figures(acc, node, nodes)
     cols = [
@@ -635,7 +599,7 @@ def retention(
     from .experiments import retention as ret
     from .files import atomic_write
 
-    rows = ret(run_dir, _floats(hours, "--hours"), drift=drift, seed=seed)
+    rows = ret(run_dir, validate.float_list("--hours", hours), drift=drift, seed=seed)
     t = Table(title=f"{run_dir.name}: retention ({drift})")
     for c in rows[0]:
         t.add_column(c, justify="right")
@@ -727,8 +691,8 @@ def sweep(
             raise ValueError(
                 f"--grid {spec!r}: {key} is already swept; give all its values in one --grid"
             )
-        g[key] = [_parse_value(v) for v in _names(vals, f"--grid {key}=")]
-    seed_list = _ints(seeds, "--seeds")
+        g[key] = [_parse_value(v) for v in validate.name_list(f"--grid {key}=", vals)]
+    seed_list = validate.int_list("--seeds", seeds)
     _check_grid(task, base, g)
     out = out or Path("runs") / f"{task}-sweep"
     if print_:

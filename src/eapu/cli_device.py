@@ -20,6 +20,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from . import validate
+
 __all__ = ["device_app"]
 
 device_app = typer.Typer(
@@ -129,12 +131,12 @@ def report(
     from .devices import get_device
 
     dev = get_device(device)
-    seed_list = [int(s) for s in seeds.split(",")] if seeds else None
+    seed_list = validate.int_list("--seeds", seeds) if seeds is not None else None
     opts: dict[str, Any] = {} if eval_every is None else {"eval_every": eval_every}
     path = device_report(
         device,
         out,
-        methods=[m.strip() for m in methods.split(",") if m.strip()],
+        methods=validate.name_list("--methods", methods),
         steps=steps,
         seeds=seed_list,
         n_cells=cells,

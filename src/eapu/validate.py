@@ -27,7 +27,16 @@ import math
 from collections.abc import Collection
 from typing import Any, Literal, TypeVar, overload
 
-__all__ = ["choice", "fraction", "integer", "is_number", "number"]
+__all__ = [
+    "choice",
+    "float_list",
+    "fraction",
+    "int_list",
+    "integer",
+    "is_number",
+    "name_list",
+    "number",
+]
 
 T = TypeVar("T")
 
@@ -201,3 +210,46 @@ def choice(name: str, value: T, allowed: Collection[T]) -> T:
     if value not in allowed:
         raise _fail(name, value, ", ".join(map(repr, allowed)), False)
     return value
+
+
+def name_list(flag: str, text: str) -> list[str]:
+    """A comma-separated list given to ``flag`` on the command line: non-empty, each item once.
+
+    >>> name_list("--methods", "software,eapu")
+    ['software', 'eapu']
+    >>> name_list("--seeds", "0,0")
+    Traceback (most recent call last):
+    ValueError: --seeds '0,0': 0 given twice; list each once
+    """
+    items = [x.strip() for x in text.split(",")]
+    if not text.strip() or any(not x for x in items):
+        raise ValueError(f"{flag} {text!r}: expected a comma-separated list, e.g. a,b")
+    dup = sorted({x for x in items if items.count(x) > 1})
+    if dup:
+        raise ValueError(f"{flag} {text!r}: {', '.join(dup)} given twice; list each once")
+    return items
+
+
+def int_list(flag: str, text: str) -> list[int]:
+    """A comma-separated list of integers >= 0 given to ``flag`` (seeds), each once."""
+    items = name_list(flag, text)
+    bad = [x for x in items if not x.isdigit()]
+    if bad:
+        raise ValueError(
+            f"{flag} {text!r}: {', '.join(bad)} is not an integer >= 0; e.g. {flag} 0,1,2"
+        )
+    return [int(x) for x in items]
+
+
+def float_list(flag: str, text: str) -> list[float]:
+    """A comma-separated list of finite numbers >= 0 given to ``flag`` (hours, factors)."""
+    out = []
+    for x in name_list(flag, text):
+        try:
+            v = float(x)
+        except ValueError:
+            v = -1.0
+        if not 0 <= v < math.inf:
+            raise ValueError(f"{flag} {text!r}: {x} is not a finite number >= 0")
+        out.append(v)
+    return out
