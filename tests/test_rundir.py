@@ -177,3 +177,17 @@ def _is_pool_worker(pid: int) -> bool:
     except OSError:
         return False
     return b"spawn_main" in cmdline and _alive(pid)
+
+
+@pytest.mark.parametrize("method", ["ex-situ", "eapu+mp"])
+def test_a_finished_run_is_returned_as_recorded_not_rebuilt(tmp_path: Path, method: str) -> None:
+    """Rerunning a finished run (a comparison run again, say) returns its metrics and
+    touches nothing; a programmed-once run's checkpoint holds analog layers a fresh digital
+    network could not load."""
+    cfg = RunConfig(**{**TINY, "method": method})
+    first = run(cfg, tmp_path)
+    stamps = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    again = run(cfg, tmp_path)
+    assert again == json.loads((tmp_path / "metrics.json").read_text())
+    assert again["ssim"] == first["ssim"]
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == stamps

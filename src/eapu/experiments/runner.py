@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from ..algorithms import TileAlgorithm
-from ..files import atomic_write, write_json
+from ..files import atomic_write, read_json, write_json
 from ..files import load_checkpoint as read_checkpoint
 from ..nn import crossbar_of
 from ..optim import InSituOptimizer
@@ -79,12 +79,27 @@ def run(
     """
     with hold(out_dir) as out:
         cfg = config.resolved()
+        done = finished_metrics(out, cfg)
+        if done is not None:  # nothing to train or write: the directory is final
+            return done
         torch.manual_seed(cfg["seed"])  # layers initialised outside get_model's seed, if any
         exp = Experiment(cfg, get_task(cfg["task"]))
         built = build(cfg, exp)
         final = train(cfg, out, exp, built, local_step(exp, built), progress=progress)
     assert final is not None
     return final
+
+
+def finished_metrics(out_dir: str | Path, cfg: dict[str, Any]) -> dict[str, Any] | None:
+    """The recorded metrics of a finished run of this very (resolved) config in ``out_dir``;
+    None if it has not finished or was written by another config (which `resume` refuses)."""
+    out = Path(out_dir)
+    if not (out / COMPLETION_MARKER).is_file() or not (out / "config.json").is_file():
+        return None
+    if upgrade(read_json(out / "config.json")) != json.loads(json.dumps(cfg)):
+        return None
+    metrics = read_json(out / COMPLETION_MARKER)
+    return metrics if isinstance(metrics, dict) else None
 
 
 def train(
