@@ -50,14 +50,6 @@ USER_ERRORS = (
 _INVALID = re.compile(r"\bInvalid (\w+)(?=:)")
 
 
-def flag_name(option: str) -> str:
-    """The flag of a RunConfig field or command option (``rwg_per_us`` -> ``--rwg``)."""
-    for f in FLAGS:
-        if f.field == option:
-            return f.name
-    return "--" + option.replace("_", "-")
-
-
 #: Words in "unknown <kind> 'x'" messages that are not the option's own name.
 _KIND_OPTION = {"dataset": "data", "grid": "grid"}
 _UNKNOWN = re.compile(r"^unknown (\w+)\b")
@@ -87,13 +79,10 @@ def user_message(exc: BaseException, flags: dict[str, str]) -> str:
 def _flags(cmd: Any, args: Sequence[str]) -> dict[str, str]:
     """What the user types for each RunConfig field and each parameter of ``cmd`` (given
     ``args``: with ``--config``, a field may have come from the file under its own name)."""
-    fields = [f.field for f in FLAGS]
-    config = "--config" in args
-    flags = {
-        n: flag_name(n) + (f" (or {n} in the --config file)" if config else "") for n in fields
-    }
+    also = " (or {} in the --config file)" if "--config" in args else ""
+    flags = {f.field: f.name + also.format(f.field) for f in FLAGS}
     for p in getattr(cmd, "params", []):
-        if p.name and p.name not in fields:
+        if p.name and p.name not in flags:
             opts = [o for o in p.opts if o.startswith("--")]
             flags[p.name] = opts[0] if opts else p.name.upper()
     return flags
