@@ -27,7 +27,7 @@ from ..files import atomic_write, read_json, write_json
 from ..files import load_checkpoint as read_checkpoint
 from ..nn import crossbar_of
 from ..optim import InSituOptimizer
-from ..rundir import COMPLETION_MARKER, hold
+from ..rundir import COMPLETION_MARKER, hold, is_finished
 from .accounting import accounting, energy_figures
 from .build import Built, build, place
 from .config import RunConfig, upgrade
@@ -94,7 +94,7 @@ def finished_metrics(out_dir: str | Path, cfg: dict[str, Any]) -> dict[str, Any]
     """The recorded metrics of a finished run of this very (resolved) config in ``out_dir``;
     None if it has not finished or was written by another config (which `resume` refuses)."""
     out = Path(out_dir)
-    if not (out / COMPLETION_MARKER).is_file() or not (out / "config.json").is_file():
+    if not is_finished(out) or not (out / "config.json").is_file():
         return None
     if upgrade(read_json(out / "config.json")) != json.loads(json.dumps(cfg)):
         return None
