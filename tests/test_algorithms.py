@@ -197,6 +197,24 @@ def test_mixed_precision_sign_scheme_spends_one_pulse_per_granule() -> None:
     assert s.reads == 0
 
 
+@pytest.mark.parametrize("mapping", ["reference_column", "differential"])
+def test_mixed_precision_sends_n_pulses_per_cell_in_one_train(mapping: str) -> None:
+    # n granules are n pulses of the device on each cell holding the weight (both cells of a
+    # differential pair), sent as one pulse train: pulses = cells per weight x sum |n|.
+    model, _ = make("ideal", "sign", load_scheme="gaussian", mapping=mapping)
+    p = model[0].weight
+    opt = MixedPrecision(model.parameters(), lr=0.5, max_pulses=1000)
+    x, y = batch(0)
+    opt.zero_grad()
+    nn.functional.mse_loss(model(x), y).backward()
+    dw = -0.5 * p.grad.clone()
+    opt.step()
+    n = ((dw - opt._slots[id(p)]["chi"]) / opt.epsilon(p)).round()
+    assert int(n.abs().max()) > 1  # several pulses on some cells
+    pair = 2 if mapping == "differential" else 1
+    assert opt.ledger.summary().pulses == pair * int(n.abs().sum())
+
+
 # --- Tiki-Taka v2 against small hand-computed cases ------------------------------------
 EPS_IDEAL = 0.1 / 80  # one pulse of the ideal device in weight units (Rwg 1/80)
 
@@ -579,6 +597,8 @@ BAD: list[tuple[Callable[..., Any], dict[str, Any], str]] = [
     (TikiTakaV2, {"chopper_every": 2, "chopper_probability": 0.5}, "chopper_every"),
     (TikiTakaV2, {"fast_scheme": "magic"}, "fast_scheme"),
     (TikiTakaV2, {"fast_max_pulses": 0}, "fast_max_pulses"),
+    (TikiTakaV2, {"base": torch.optim.Adam}, "base"),
+    (ChoppedTTv2, {"base": torch.optim.Adam}, "base"),
     (ChoppedTTv2, {"chopper_probability": 0.0}, "chopper_probability"),
     (lambda p, **kw: hwa_noise(nn.Linear(2, 2), **kw), {"sd_us": -1.0}, "sd_us"),
     (

@@ -145,6 +145,7 @@ CLI_CASES: list[tuple[list[str], str]] = [
     ([*R, "--model", "gpt5"], "--model"),
     ([*R, "--data", "imagenet22k"], "--data"),
     ([*R, "--optimizer", "lion"], "--optimizer"),
+    ([*R, "--method", "ttv2", "--optimizer", "adam"], "--optimizer"),
     ([*R, "--schedule", "wild"], "--schedule"),
     ([*R, "--device-type", "tpu"], "--device-type"),
     ([*R, "--anomaly-data", "nothing"], "--anomaly-data"),

@@ -74,6 +74,15 @@ def test_every_run_config_field_but_the_task_has_one_flag() -> None:
     assert dict((f.field, f.name) for f in FLAGS)["rwg_per_us"] == "--rwg"
 
 
+def test_tiki_taka_runs_on_plain_sgd_and_says_so_in_its_config() -> None:
+    # Adam's step is not a gradient: A's auto-scaled rate would saturate A (issue 11).
+    assert RunConfig(task="classify", method="ttv2").resolved()["optimizer"] == "sgd"
+    assert RunConfig(task="classify", method="cttv2", optimizer="sgd").resolved()["optimizer"]
+    assert RunConfig(task="classify", method="eapu+mp").resolved()["optimizer"] == "adam"
+    with pytest.raises(ValueError, match=r"Invalid optimizer: 'momentum' for method 'ttv2'"):
+        RunConfig(task="classify", method="ttv2", optimizer="momentum")
+
+
 def test_every_task_kind_of_every_task_is_registered() -> None:
     for name in TASKS.names():
         assert TASKS.get(name).kind in KINDS

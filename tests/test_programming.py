@@ -166,6 +166,7 @@ def test_targets_outside_window_clamp_on_ideal() -> None:
 def test_registry() -> None:
     assert set(ALL_SCHEMES) == {
         "gaussian",
+        "pulse_train",
         "sign",
         "two_pulse",
         "write_verify",
@@ -174,7 +175,7 @@ def test_registry() -> None:
     }
     verified = {"write_verify", "write_verify_reset", "memorial"}
     assert {s for s in ALL_SCHEMES if get_scheme(s).verified} == verified
-    assert list_schemes("*pulse*") == ["two_pulse"]
+    assert list_schemes("*pulse*") == ["pulse_train", "two_pulse"]
     with pytest.raises(ValueError, match=r"unknown scheme 'wv'; available: .*write_verify"):
         get_scheme("wv")
 
@@ -297,6 +298,57 @@ def test_sign_moves_towards_target_by_one_step() -> None:
     assert torch.all(moved * want >= 0)
     assert torch.all(res.pulses == (want != 0).int())
     assert float(moved.abs().max()) < 3 * max(dev.step_up_us, dev.step_down_us) * 2
+
+
+def test_pulse_train_sends_n_pulses_and_relaxes_once() -> None:
+    # A linear device without cycle-to-cycle noise: n pulses move a cell by exactly n steps.
+    dev, params, state, _, mask, gen = _fresh(
+        "taox_1t1r",
+        2000,
+        relaxation_sd_us=0.0,
+        c2c_sd=0.0,
+        dtod_sd=0.0,
+        nonlinearity_up=0.0,
+        nonlinearity_down=0.0,
+        stuck_off_fraction=0.0,
+    )
+    g0 = torch.full((2000,), 80.0)
+    state = CellState(g_us=g0, gate=state.gate)
+    n = torch.randint(-12, 13, (2000,), generator=_gen(1))
+    # n steps are asked in SET steps; a RESET pulse is the device's RESET step.
+    target = g0 + n * dev.step_up_us + 0.3 * (torch.rand(2000, generator=_gen(2)) - 0.5)
+    res = get_scheme("pulse_train")(state, target, mask, dev, params, generator=gen)
+    assert torch.equal(res.pulses, n.abs().int())
+    step = torch.where(n > 0, dev.step_up_us, dev.step_down_us)
+    assert torch.allclose(res.state.g_us, g0 + torch.sign(n) * n.abs() * step, atol=1e-4)
+    assert torch.equal(res.state.gate, torch.where(n != 0, -1, state.gate))
+    # One relaxation per train: the error of a 16-pulse train has SD(relaxation), not 4x it.
+    sd = 2.0
+    dev, params, state, _, mask, gen = _fresh(
+        "taox_1t1r",
+        4000,
+        relaxation_sd_us=sd,
+        c2c_sd=0.0,
+        dtod_sd=0.0,
+        nonlinearity_up=0.0,
+        stuck_off_fraction=0.0,
+    )
+    state = CellState(g_us=torch.full((4000,), 40.0), gate=state.gate)
+    res = get_scheme("pulse_train")(
+        state, state.g_us + 16 * dev.step_up_us, mask, dev, params, generator=gen
+    )
+    err = res.state.g_us - (40.0 + 16 * dev.step_up_us)
+    assert abs(float(err.std()) - sd) < 0.1 and abs(float(err.mean())) < 0.1
+
+
+def test_pulse_train_of_one_pulse_is_sign() -> None:
+    dev, params, state, target, mask, _ = _fresh("taox_1t1r", 2000)
+    one = state.g_us + torch.sign(target - state.g_us) * dev.step_up_us
+    a = get_scheme("pulse_train")(state, one, mask, dev, params, generator=_gen(5))
+    b = get_scheme("sign")(state, one, mask, dev, params, generator=_gen(5))
+    inside = (one > dev.g_min_us) & (one < dev.g_max_us)
+    assert torch.equal(a.pulses[inside], b.pulses[inside])
+    assert torch.equal(a.state.g_us[inside], b.state.g_us[inside])
 
 
 def test_gaussian_same_key_reference() -> None:

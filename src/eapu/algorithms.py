@@ -86,23 +86,20 @@ def _program_with(tile: Tile, dw: Tensor, scheme: str) -> Tensor:
 def _pulse_train(tile: Tile, n: Tensor, eps: float, scheme: str) -> Tensor:
     """Move every cell by ``n`` (signed integer tensor) steps of ``eps`` weight units.
 
-    With the ``sign`` scheme (one identical pulse per write) the n steps are n pulses, applied
-    in rounds; any other scheme is asked once for the target ``n·eps`` and spends the pulses
-    it needs. ``written`` counts distinct cells pulsed, whatever the number of rounds.
+    With the ``sign`` scheme (one identical pulse per write) the n steps are n pulses of the
+    device, whatever ``eps``, sent as one `eapu.programming.pulse_train`; any other scheme is
+    asked once for the target ``n·eps`` and spends the pulses it needs. ``written`` counts
+    distinct cells pulsed.
     """
-    row = torch.zeros(len(FIELDS), dtype=torch.int64)
     n = n.detach().cpu()
     if not bool(n.any()):
-        return row
-    before = tile.writes.clone()
-    if scheme == "sign":
-        mag, sgn = n.abs(), torch.sign(n).to(torch.float32)
-        for k in range(int(mag.max())):
-            row += _program_with(tile, torch.where(mag > k, sgn * eps, 0.0), scheme)
-    else:
-        row += _program_with(tile, n.to(torch.float32) * eps, scheme)
-    row[_W] = int(((tile.writes - before) > 0).sum())  # cells, as Tile.program counts them
-    return row
+        return torch.zeros(len(FIELDS), dtype=torch.int64)
+    if scheme != "sign":
+        return _program_with(tile, n.to(torch.float32) * eps, scheme)
+    # pulse_train counts a change in nominal SET steps; a differential pair splits a change
+    # between its two cells, so each of them takes n pulses.
+    pair = 2 if tile.crossbar.mapping == "differential" else 1
+    return _program_with(tile, n.to(torch.float32) * (_granularity(tile) * pair), "pulse_train")
 
 
 def _tile_of(p: Tensor) -> Tile:
@@ -532,6 +529,14 @@ class TikiTakaV2(TileAlgorithm):
                 raise ValueError(f"Invalid {name}: {flag!r}; allowed: True or False")
         if auto_scale and fast_lr is None:
             raise ValueError("Invalid fast_lr: None with auto_scale=True; allowed: a number > 0")
+        if auto_scale and not issubclass(base, torch.optim.SGD):
+            # Adam's ΔW/lr is ~±1 per weight, not x·d: the scale 1/(m_x·m_d) would drive A
+            # to its pulse cap every step (measured: LeNet-5 at chance, 600 pulses per cell).
+            raise ValueError(
+                f"Invalid base: {base.__name__} with auto_scale=True; allowed: torch.optim.SGD "
+                "(A's auto-scaled rate assumes ΔW = -lr·gradient, as aihwkit's AnalogSGD), or "
+                "auto_scale=False"
+            )
         validate.fraction("auto_momentum", auto_momentum, high_open=True)
         validate.integer("desired_bl", desired_bl, low=1)
         validate.number("transfer_every", transfer_every, low=0, low_open=True)

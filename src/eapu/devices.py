@@ -350,6 +350,10 @@ class CellParams:
         """Boolean mask of the working (not stuck) cells."""
         return self.stuck == STUCK_FREE
 
+    def select(self, key: Tensor | slice) -> CellParams:
+        """The cells at ``key`` (an index tensor or a slice) of the flattened cell tensor."""
+        return CellParams(**{f: getattr(self, f).reshape(-1)[key] for f in self._FIELDS})
+
     def to(self, device: torch.device | str) -> CellParams:
         """A copy on another torch device."""
         return CellParams(**{f: getattr(self, f).to(device) for f in self._FIELDS})

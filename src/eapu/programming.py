@@ -72,6 +72,7 @@ __all__ = [
     "list_schemes",
     "memorial",
     "prepare_write",
+    "pulse_train",
     "register_scheme",
     "sign",
     "two_pulse",
@@ -296,6 +297,46 @@ def sign(
     pulses = (pol != 0).to(torch.int32)
     gate = torch.where(pulses > 0, torch.full_like(state.gate, -1), state.gate)
     return finish_write(g_prog, gate, pulses, device, params, generator=generator)
+
+
+def pulse_train(
+    state: CellState,
+    target_us: Tensor,
+    mask: Tensor,
+    device: Device,
+    params: CellParams,
+    *,
+    generator: torch.Generator,
+) -> ProgramResult:
+    """Open-loop pulse train: n identical pulses of polarity sign(target - g), no verify.
+
+    n = round(|target - g| / ``device.step_up_us``): the change is counted in the device's
+    nominal SET step for both polarities (the granularity ε in which Tiki-Taka's fast array
+    and mixed precision's accumulator are written), from the requested change even where the
+    target lies beyond the window (the pulses are sent; the cell saturates at the edge). The
+    pulses of a cell follow one another, each with its own cycle-to-cycle draw and the soft
+    bound at the cell's present conductance (`eapu.devices.pulse`); the cell relaxes once,
+    after its last pulse, as after every scheme's write: a train is one write (modelled, no
+    source measures relaxation between the pulses of a train). With n <= 1 it is `sign`.
+    Never fails; the gate position of a pulsed cell becomes unknown (-1).
+    """
+    prepare_write(state, target_us, mask, device, params)
+    dg = torch.where(mask, target_us.to(state.g_us.dtype) - state.g_us, 0.0)
+    n = torch.round(dg.abs() / device.step_up_us).to(torch.int32)
+    flat = n.reshape(-1)
+    order = torch.argsort(flat, descending=True, stable=True)
+    # Cells by decreasing n: the cells still pulsed in round k are a prefix of `order`.
+    alive = (flat.numel() - torch.bincount(flat, minlength=1).cumsum(0)).tolist()
+    busy = order[: alive[0]]
+    g = state.g_us.reshape(-1)[busy]
+    pol = torch.sign(dg).reshape(-1)[busy]
+    cells = params.select(busy)
+    for c in alive[: int(flat.max()) if flat.numel() else 0]:
+        g[:c] = pulse(g[:c], pol[:c], device, cells.select(slice(0, c)), generator=generator)
+    g_prog = state.g_us.clone()
+    g_prog.view(-1)[busy] = g
+    gate = torch.where(n > 0, torch.full_like(state.gate, -1), state.gate)
+    return finish_write(g_prog, gate, n, device, params, generator=generator)
 
 
 def two_pulse(
@@ -662,6 +703,9 @@ def register_scheme(
 
 register_scheme(gaussian, description="abstract εcell write: target + N(0, relaxation SD)")
 register_scheme(sign, description="sign-based update: one identical pulse of sign(ΔG)")
+register_scheme(
+    pulse_train, description="open-loop pulse train: round(|ΔG| / SET step) identical pulses"
+)
 register_scheme(two_pulse, description="two-pulse: RESET + gated SET, linear response assumed")
 register_scheme(
     write_verify, verified=True, description="write-verify with identical pulses to tolerance"

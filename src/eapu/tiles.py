@@ -545,7 +545,7 @@ class Tile:
         # The device cannot hold these; its own physics stops at the window, so count them.
         self.clipped += ((wanted < dev.g_min_us) | (wanted > dev.g_max_us)).sum()
         sub = lambda t: t.reshape(-1)[idx]  # noqa: E731
-        params = CellParams(**{f: sub(getattr(self.params, f)) for f in CellParams._FIELDS})
+        params = self.params.select(idx)
         state = CellState(g_us=sub(self.state.g_us), gate=sub(self.state.gate))
         res = self.crossbar._program(
             state, sub(target), torch.ones_like(idx, dtype=torch.bool), params, scheme

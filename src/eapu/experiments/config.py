@@ -22,10 +22,12 @@ from ..models import model_info
 from .registry import get_method, get_task, list_methods, list_tasks
 
 __all__ = [
+    "DEFAULT_OPTIMIZER",
     "EVAL_SPLITS",
     "FLAGS",
     "LATER_FIELDS",
     "OPTIMIZERS",
+    "OPTIMIZER_WHY",
     "SCHEDULES",
     "Flag",
     "RunConfig",
@@ -40,6 +42,13 @@ OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
     "sgd": (torch.optim.SGD, {}),
     "momentum": (torch.optim.SGD, {"momentum": 0.9}),
 }
+#: The base optimizer of a method that does not fix one.
+DEFAULT_OPTIMIZER = "adam"
+#: Why Tiki-Taka fixes plain SGD (`eapu.experiments.registry.MethodInfo.optimizer`).
+OPTIMIZER_WHY = (
+    "Tiki-Taka writes the raw gradient onto A, as aihwkit's AnalogSGD does, and its "
+    "auto-scaled rate for A assumes it"
+)
 #: Learning-rate schedules over the run: StepLR (÷10 at 50 % and 75 %, the paper's CIFAR-10
 #: recipe) and cosine annealing (its CIFAR-100 recipe).
 SCHEDULES = ("none", "step", "cosine")
@@ -77,7 +86,7 @@ class RunConfig:
     data: str | None = None
     data_dir: str | None = None
     eval_samples: int = 512
-    optimizer: str = "adam"
+    optimizer: str | None = None
     schedule: str = "none"
     width: int | None = None
     stuck_off: float = 0.0
@@ -121,7 +130,14 @@ class RunConfig:
             get_device_info(self.device)
         validate.integer("eval_samples", self.eval_samples, low=1)
         validate.integer("seed", self.seed, low=0)
-        validate.choice("optimizer", self.optimizer, OPTIMIZERS)
+        if self.optimizer is not None:
+            validate.choice("optimizer", self.optimizer, OPTIMIZERS)
+            fixed = get_method(self.method).optimizer
+            if fixed is not None and self.optimizer != fixed:
+                raise ValueError(
+                    f"Invalid optimizer: {self.optimizer!r} for method {self.method!r}; "
+                    f"allowed: {fixed!r} (the method is defined with it: {OPTIMIZER_WHY})"
+                )
         validate.choice("schedule", self.schedule, SCHEDULES)
         for name in ("stuck_off", "stuck_on"):
             validate.fraction(name, getattr(self, name))
@@ -152,6 +168,8 @@ class RunConfig:
         for k in ("steps", "batch_size", "lr", "eval_every", "model", "data", "anomaly_data"):
             if d[k] is None:
                 d[k] = getattr(t, k)
+        if d["optimizer"] is None:
+            d["optimizer"] = get_method(self.method).optimizer or DEFAULT_OPTIMIZER
         return d
 
 
@@ -264,7 +282,12 @@ FLAGS: tuple[Flag, ...] = (
         default_help=lambda: _task_default("data"),
     ),
     Flag("data_dir", "directory of a data set on disk", default_help=lambda: "embedded data"),
-    Flag("optimizer", "base optimizer", choices=lambda: list(OPTIMIZERS)),
+    Flag(
+        "optimizer",
+        "base optimizer",
+        choices=lambda: list(OPTIMIZERS),
+        default_help=lambda: f"{DEFAULT_OPTIMIZER}; sgd for ttv2 and cttv2",
+    ),
     Flag("schedule", "learning-rate schedule", choices=lambda: list(SCHEDULES)),
     Flag("width", "channel width of the network (ResNets)", default_help=lambda: "the model's"),
     Flag("eval_samples", "test samples per evaluation"),

@@ -58,6 +58,7 @@ class MethodInfo:
     scheme: str | None = None  # programming scheme at device level
     algorithm: str | None = None  # an eapu.algorithms optimizer, or "hwa"
     load_scheme: str | None = None  # writes the initial weights (None: the Crossbar's default)
+    optimizer: str | None = None  # the base optimizer it is defined with (None: any)
 
     @property
     def in_situ(self) -> bool:
@@ -195,6 +196,7 @@ for _m in (
         None,
         "sign",
         algorithm="ttv2",
+        optimizer="sgd",
     ),
     MethodInfo(
         "cttv2",
@@ -203,6 +205,7 @@ for _m in (
         None,
         "sign",
         algorithm="cttv2",
+        optimizer="sgd",
     ),
     MethodInfo(
         "hwa",
