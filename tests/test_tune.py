@@ -61,6 +61,14 @@ def test_compare_tunes_each_method_on_validation_and_reports_the_choice(tmp_path
             )
         final = json.loads((tmp_path / m / "config.json").read_text())
         assert final["eval_split"] == "test" and final["lr"] == row["tuned_lr"]
+    # The README's tables come from `eapu report --markdown`: the choice and budget are in it.
+    out = CliRunner().invoke(app, ["report", str(tmp_path), "--markdown"]).output
+    head, _, *lines = [x for x in out.splitlines() if x.startswith("|")]
+    assert head.split(" | ")[1:4] == ["tuned_lr", "tune_budget", "tune_scores"]
+    for row, line in zip(rows, lines, strict=True):
+        cells = line.split(" | ")
+        assert float(cells[1]) == row["tuned_lr"] and cells[2] == "2"
+        assert cells[3].startswith("0.003: ") and " / 0.03: " in cells[3]
 
 
 @pytest.mark.parametrize(

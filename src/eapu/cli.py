@@ -194,17 +194,28 @@ COLUMNS = [
 ]
 
 
-def _table(rows: list[dict[str, Any]], title: str) -> Table:
+def _columns(rows: list[dict[str, Any]]) -> list[str]:
+    """The comparison's columns: the method, what tuning chose and its budget, the metrics."""
     tuned = sorted({k for r in rows for k in r if k.startswith("tuned_")})
     cols = [c for c in COLUMNS if any(c in r for r in rows)]
-    cols[1:1] = [*tuned, *(["tune_budget"] if tuned else [])]
+    cols[1:1] = [*tuned, *(["tune_budget", "tune_scores"] if tuned else [])]
+    return cols
+
+
+def _cell(r: dict[str, Any], c: str) -> str:
+    """One value of a comparison row: mean ± SD over seeds, validation scores as v: score."""
+    if c == "tune_scores":
+        return " / ".join(f"{k}: {_fmt(v)}" for k, v in (r.get(c) or {}).items())
+    return _fmt(r.get(c)) + (f" ± {_fmt(r[c + '_sd'])}" if c + "_sd" in r else "")
+
+
+def _table(rows: list[dict[str, Any]], title: str) -> Table:
+    cols = _columns(rows)
     t = Table(title=title)
     for c in cols:
         t.add_column(c, justify="left" if c == "method" else "right")
     for r in rows:
-        t.add_row(
-            *[_fmt(r.get(c)) + (f" ± {_fmt(r[c + '_sd'])}" if c + "_sd" in r else "") for c in cols]
-        )
+        t.add_row(*[_cell(r, c) for c in cols])
     return t
 
 
@@ -447,13 +458,10 @@ def report(
 
 def _markdown(rows: list[dict[str, Any]]) -> str:
     """The comparison table as Markdown, mean ± SD where several seeds ran."""
-    cols = [c for c in COLUMNS if c != "wall_s" and any(c in r for r in rows)]
+    cols = [c for c in _columns(rows) if c != "wall_s"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
-        cells = [
-            _fmt(r.get(c)) + (f" ± {_fmt(r[c + '_sd'])}" if c + "_sd" in r else "") for c in cols
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(_cell(r, c) for c in cols) + " |")
     return "\n".join(lines)
 
 
