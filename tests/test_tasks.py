@@ -63,7 +63,8 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path: Path) -> None:
 
 def test_a_checkpoint_of_another_config_is_refused(tmp_path: Path) -> None:
     run(RunConfig(task="denoise", method="software", **FAST), tmp_path)
-    with pytest.raises(ValueError, match="another config"):
+    # The message says what differs, so a user knows which run is in the way.
+    with pytest.raises(ValueError, match=r"another config \(seed 0, not 1\)"):
         run(RunConfig(task="denoise", method="software", seed=1, **FAST), tmp_path)
 
 

@@ -252,8 +252,17 @@ def resume(
     if not path.exists():
         return 0, [], 0.0
     ck = read_checkpoint(path)
-    if upgrade(ck["config"]) != json.loads(json.dumps(cfg)):
-        raise ValueError(f"{path} was written by another config; use another --out")
+    theirs, ours = upgrade(ck["config"]), json.loads(json.dumps(cfg))
+    if theirs != ours:
+        diff = ", ".join(
+            f"{k} {theirs.get(k)!r}, not {ours.get(k)!r}"
+            for k in sorted(set(theirs) | set(ours))
+            if theirs.get(k) != ours.get(k)
+        )
+        raise ValueError(
+            f"{path} was written by another config ({diff}); use another --out, or remove "
+            f"{path.parent} to train it again"
+        )
     built.model.load_state_dict(ck["model"])
     if built.crossbar is not None:
         built.crossbar.load_state_dict(ck["crossbar"])
