@@ -306,15 +306,16 @@ static inline int compact(const unsigned char *restrict flag, int n, uint16_t *r
                         mm[k] = b;                                                               \
                         const T dw = -lr * (cg * gk + cb * b);                                   \
                         d[k] = bad ? NAN_##T : dw;                                               \
+                        u[k] = UNIFORM_##T(k);                                                   \
                     }                                                                            \
                 } else {                                                                         \
                     for (int k = 0; k < n; k++) {                                                \
                         const int bad = !(fabs(gg[k]) <= MAX_##T);                               \
                         const T dw = -lr * ((bad ? (T)0 : gg[k]) + wd * pp[k]);                  \
                         d[k] = bad ? NAN_##T : dw;                                               \
+                        u[k] = UNIFORM_##T(k);                                                   \
                     }                                                                            \
                 }                                                                                \
-                if (j->kind == KIND_SGD) for (int k = 0; k < n; k++) u[k] = UNIFORM_##T(k);     \
                 int c = 0, bad_cells = 0;                                                        \
                 for (int k = 0; k < n; k++) {                                                    \
                     const T a = fabs(d[k]);                                                      \
