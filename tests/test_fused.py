@@ -194,15 +194,25 @@ def test_threads_change_nothing() -> None:
     try:
         for n in (1, 3):
             torch.set_num_threads(n)
-            w = nn.Parameter(torch.linspace(-1, 1, 300_001).view(1, -1))
-            opt = AdamEaPU([w], lr=1e-2, seed=3)
+            # Tensors of several work items and of one, float32 and float64: the threads
+            # take the items in any order.
+            ws = [
+                nn.Parameter(torch.linspace(-1, 1, 300_001).view(1, -1)),
+                nn.Parameter(torch.linspace(-1, 1, 63).view(7, 9)),
+                nn.Parameter(torch.linspace(-1, 1, 140_000, dtype=torch.float64).view(2, -1)),
+            ]
+            opt = AdamEaPU(ws, lr=1e-2, seed=3)
             for i in range(3):
-                w.grad = torch.sin(torch.arange(w.numel()) * (0.1 + i)).view_as(w)
+                for w in ws:
+                    g = torch.sin(torch.arange(w.numel(), dtype=w.dtype) * (0.1 + i))
+                    w.grad = g.view_as(w)
                 opt.step()
-            out.append((w.detach().clone(), opt.ledger.table()))
+            out.append(([w.detach().clone() for w in ws], opt.ledger.table()))
     finally:
         torch.set_num_threads(threads)
-    assert torch.equal(out[0][0], out[1][0]) and torch.equal(out[0][1], out[1][1])
+    assert all(torch.equal(a, b) for a, b in zip(out[0][0], out[1][0], strict=True))
+    assert torch.equal(out[0][1], out[1][1])
+    assert out[0][1][:, :, 0].sum() > 0  # (something was written)
 
 
 @needs_kernel

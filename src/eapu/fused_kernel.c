@@ -17,6 +17,7 @@
 #include <math.h>
 #include <tgmath.h> /* sqrt, fabs, copysign in the element type */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -349,31 +350,37 @@ static inline int compact(const unsigned char *restrict flag, int n, uint16_t *r
 DEFINE_RANGE(float)
 DEFINE_RANGE(double)
 
+/* Cells per work item: a tensor of more cells is cut into items of SPAN cells (a multiple
+ * of CHUNK, so the draws do not depend on the cut). */
+#define SPAN (64 * CHUNK)
+/* Below this many cells in all a step runs on one thread. */
+#define MULTI_MIN 65536
+
+/* The work of one step: items handed out in order, one at a time, to whichever thread asks
+ * (a thread on a busy core takes fewer, unlike a fixed split). */
 typedef struct {
     eapu_job *jobs;
-    int njobs, thread, nthreads;
-    int64_t *counts; /* 2 per job */
-} worker_arg;
+    int njobs;
+    const int64_t *first; /* the first item of each job; first[njobs] = the number of items */
+    atomic_llong next;    /* the next item to hand out */
+} work_list;
 
-/* Below this many cells a tensor is done by one thread (splitting costs more). */
-#define SPLIT_MIN 65536
+typedef struct {
+    work_list *list;
+    int64_t *counts; /* this thread's: 2 per job (written, skipped) */
+} worker_arg;
 
 static void *work(void *arg_) {
     worker_arg *a = (worker_arg *)arg_;
-    for (int k = 0; k < a->njobs; k++) {
-        eapu_job *j = &a->jobs[k];
-        int64_t lo, hi;
-        if (j->numel >= SPLIT_MIN) {
-            /* Split points on chunk boundaries: the write noise is drawn per chunk. */
-            lo = j->numel * a->thread / a->nthreads / CHUNK * CHUNK;
-            hi = a->thread + 1 == a->nthreads ? j->numel
-                                              : j->numel * (a->thread + 1) / a->nthreads / CHUNK * CHUNK;
-        } else if (k % a->nthreads == a->thread) {
-            lo = 0;
-            hi = j->numel;
-        } else {
-            continue;
-        }
+    work_list *w = a->list;
+    int k = 0;
+    for (;;) {
+        const int64_t it = atomic_fetch_add(&w->next, 1);
+        if (it >= w->first[w->njobs]) break;
+        while (w->first[k + 1] <= it) k++; /* a thread's items come in increasing order */
+        eapu_job *j = &w->jobs[k];
+        const int64_t lo = (it - w->first[k]) * SPAN;
+        const int64_t hi = j->numel - lo < SPAN ? j->numel : lo + SPAN;
         if (j->dtype == 0)
             range_float(j, lo, hi, &a->counts[2 * k], &a->counts[2 * k + 1]);
         else
@@ -383,7 +390,7 @@ static void *work(void *arg_) {
 }
 
 /* Steps every job; returns 0, or -1 (nothing done) if memory could not be had. A thread
- * that cannot be started has its share done by the calling thread. */
+ * that cannot be started leaves its items to the others. */
 int eapu_fused_step(eapu_job *jobs, int njobs, int nthreads) {
     int64_t total = 0;
     for (int k = 0; k < njobs; k++) {
@@ -403,27 +410,32 @@ int eapu_fused_step(eapu_job *jobs, int njobs, int nthreads) {
             j->bias_correction2_sqrt = sqrt(1.0 - pow(j->beta2, t));
         }
     }
-    if (nthreads < 1 || total < SPLIT_MIN) nthreads = 1;
-    int64_t *counts = calloc((size_t)nthreads * 2 * (njobs ? njobs : 1), sizeof(int64_t));
-    worker_arg *args = calloc((size_t)nthreads, sizeof(worker_arg));
-    pthread_t *tids = calloc((size_t)nthreads, sizeof(pthread_t));
-    char *started = calloc((size_t)nthreads, 1);
+    int64_t *first = malloc(sizeof(int64_t) * (size_t)(njobs + 1));
+    int64_t *counts = NULL;
+    worker_arg *args = NULL;
+    pthread_t *tids = NULL;
+    char *started = NULL;
     int rc = 0;
+    if (!first) return -1;
+    first[0] = 0;
+    for (int k = 0; k < njobs; k++) first[k + 1] = first[k] + (jobs[k].numel + SPAN - 1) / SPAN;
+    /* One thread where there is little work (starting one costs more) or few items. */
+    if (nthreads < 1 || total < MULTI_MIN) nthreads = 1;
+    if (nthreads > first[njobs]) nthreads = first[njobs] > 0 ? (int)first[njobs] : 1;
+    counts = calloc((size_t)nthreads * 2 * (njobs ? njobs : 1), sizeof(int64_t));
+    args = calloc((size_t)nthreads, sizeof(worker_arg));
+    tids = calloc((size_t)nthreads, sizeof(pthread_t));
+    started = calloc((size_t)nthreads, 1);
     if (!counts || !args || !tids || !started) {
         rc = -1;
         goto done;
     }
-    for (int t = 0; t < nthreads; t++) {
-        args[t] = (worker_arg){jobs, njobs, t, nthreads, counts + (size_t)t * 2 * njobs};
-    }
+    work_list list = {jobs, njobs, first, 0};
+    for (int t = 0; t < nthreads; t++) args[t] = (worker_arg){&list, counts + (size_t)t * 2 * njobs};
     for (int t = 1; t < nthreads; t++) started[t] = pthread_create(&tids[t], 0, work, &args[t]) == 0;
     work(&args[0]);
-    for (int t = 1; t < nthreads; t++) {
-        if (started[t])
-            pthread_join(tids[t], 0);
-        else
-            work(&args[t]);
-    }
+    for (int t = 1; t < nthreads; t++)
+        if (started[t]) pthread_join(tids[t], 0);
     for (int k = 0; k < njobs; k++) {
         jobs[k].written = jobs[k].skipped = 0;
         for (int t = 0; t < nthreads; t++) {
@@ -432,6 +444,7 @@ int eapu_fused_step(eapu_job *jobs, int njobs, int nthreads) {
         }
     }
 done:
+    free(first);
     free(counts);
     free(args);
     free(tids);
