@@ -13,11 +13,11 @@ independent normals) for the written cells of a chunk of 1024 cells in their ord
 pair hashed from the chunk's start and the pair's rank under a second key. One key is drawn
 per step from the optimizer's rule generator and the noise's key is hashed apart from it (so
 the decisions do not depend on the noise): a run is reproducible from its seed, a resumed
-run continues exactly, and how the work is split over threads changes nothing (threads
-split on chunk boundaries). The draws differ from the unfused path's (same distribution,
-other numbers). The Box-Muller logarithm, cosine and sine are polynomials (relative error
-below 1e-7 in float32, 1e-8 in float64) so that they vectorise; float32 normals use 24-bit
-uniforms, so |N| < 5.8.
+run continues exactly, and how the work is split over threads changes nothing (the threads
+take items of 64 chunks from a shared counter, so a thread on a busy core holds no one up).
+The draws differ from the unfused path's (same distribution, other numbers). The
+Box-Muller logarithm, cosine and sine are polynomials (relative error below 1e-7 in float32,
+1e-8 in float64) so that they vectorise; float32 normals use 24-bit uniforms, so |N| < 5.8.
 
 The kernel is compiled at first use with the C compiler (``$CC``, else ``cc``/``gcc``), in a
 second, into ``$EAPU_CACHE`` (default ``~/.cache/eapu``), keyed by the source, the compiler
