@@ -36,15 +36,25 @@ def test_kernel_equals_the_same_key_reference(dtype: torch.dtype, key: int) -> N
 
 
 def test_counter_uniforms_are_uniform_and_independent() -> None:
+    g = torch.Generator().manual_seed(2)
+    keys = [12345, *torch.randint(0, 2**62, (2,), generator=g).tolist()]  # as the optimizers draw
     for dtype in (torch.float32, torch.float64):
-        u = fused.counter_uniform(12345, 100_000, dtype).double()
-        assert u.min() >= 0 and u.max() < 1
-        counts = torch.histc(u, bins=20, min=0, max=1)
-        chi2 = ((counts - 5_000) ** 2 / 5_000).sum().item()
-        assert chi2 < 50  # 19 degrees of freedom: P(chi2 > 50) ~ 1e-4
-        for a, b in ((u[:-1], u[1:]), (u, fused.counter_uniform(12346, 100_000, dtype))):
-            r = torch.corrcoef(torch.stack([a, b.double()]))[0, 1].item()
-            assert abs(r) < 5 / math.sqrt(u.numel())
+        for key in keys:
+            u = fused.counter_uniform(key, 100_000, dtype).double()
+            assert u.min() >= 0 and u.max() < 1
+            counts = torch.histc(u, bins=20, min=0, max=1)
+            chi2 = ((counts - 5_000) ** 2 / 5_000).sum().item()
+            assert chi2 < 50  # 19 degrees of freedom: P(chi2 > 50) ~ 1e-4
+            pairs = [(u[:-lag], u[lag:]) for lag in (1, 2, 3, 16, 256, 1024)]
+            pairs.append((u, fused.counter_uniform(key + 1, 100_000, dtype).double()))
+            for a, b in pairs:
+                r = torch.corrcoef(torch.stack([a, b]))[0, 1].item()
+                assert abs(r) < 5 / math.sqrt(a.numel())
+        # Two steps' keys: a cell written in one step is written in the other with the same
+        # probability as any cell (p = 0.1 in both: P(both) = p²).
+        u1, u2 = (fused.counter_uniform(k, 400_000, dtype) for k in keys[1:])
+        both = ((u1 < 0.1) & (u2 < 0.1)).double().mean().item()
+        assert abs(both - 0.01) < 5 * math.sqrt(0.01 * 0.99 / 400_000)
 
 
 @needs_kernel
@@ -92,8 +102,9 @@ def test_every_update_written_equals_the_base_optimizer(base, kw) -> None:
 
 
 @needs_kernel
-def test_write_noise_is_normal_with_the_promised_sd() -> None:
-    w = nn.Parameter(torch.zeros(500, 400))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_write_noise_is_normal_with_the_promised_sd(dtype: torch.dtype) -> None:
+    w = nn.Parameter(torch.zeros(500, 400, dtype=dtype))
     sd_us, rwg = 2.0, 1 / 80
     opt = SGDEaPU([w], lr=1.0, sd_us=sd_us, rwg_per_us=rwg, threshold=0.01)
     w.grad = torch.full_like(w, -0.02)  # above the threshold: every cell written
@@ -107,6 +118,13 @@ def test_write_noise_is_normal_with_the_promised_sd() -> None:
     assert (err.abs() > 2).double().mean().item() == pytest.approx(0.0455, abs=0.003)
     assert (err**4).mean().item() == pytest.approx(3.0, rel=0.05)
     assert opt.ledger.summary().written == 500 * 300
+    # The kernel draws the noise in Box-Muller pairs (the written cells of a chunk, in order):
+    # the two of a pair are independent (their values and their squares uncorrelated), and
+    # no chunk or pair repeats another's draws.
+    z0, z1 = err[0::2], err[1::2]
+    for a, b in ((z0, z1), (z0**2, z1**2), (err[:-1], err[1:])):
+        assert abs(torch.corrcoef(torch.stack([a, b]))[0, 1].item()) < 5 / math.sqrt(a.numel())
+    assert torch.unique(err).numel() > 0.99 * n  # (float32 rounding makes a few equal)
 
 
 def lenet(seed: int = 0) -> nn.Module:
@@ -176,15 +194,25 @@ def test_threads_change_nothing() -> None:
     try:
         for n in (1, 3):
             torch.set_num_threads(n)
-            w = nn.Parameter(torch.linspace(-1, 1, 300_001).view(1, -1))
-            opt = AdamEaPU([w], lr=1e-2, seed=3)
+            # Tensors of several work items and of one, float32 and float64: the threads
+            # take the items in any order.
+            ws = [
+                nn.Parameter(torch.linspace(-1, 1, 300_001).view(1, -1)),
+                nn.Parameter(torch.linspace(-1, 1, 63).view(7, 9)),
+                nn.Parameter(torch.linspace(-1, 1, 140_000, dtype=torch.float64).view(2, -1)),
+            ]
+            opt = AdamEaPU(ws, lr=1e-2, seed=3)
             for i in range(3):
-                w.grad = torch.sin(torch.arange(w.numel()) * (0.1 + i)).view_as(w)
+                for w in ws:
+                    g = torch.sin(torch.arange(w.numel(), dtype=w.dtype) * (0.1 + i))
+                    w.grad = g.view_as(w)
                 opt.step()
-            out.append((w.detach().clone(), opt.ledger.table()))
+            out.append(([w.detach().clone() for w in ws], opt.ledger.table()))
     finally:
         torch.set_num_threads(threads)
-    assert torch.equal(out[0][0], out[1][0]) and torch.equal(out[0][1], out[1][1])
+    assert all(torch.equal(a, b) for a, b in zip(out[0][0], out[1][0], strict=True))
+    assert torch.equal(out[0][1], out[1][1])
+    assert out[0][1][:, :, 0].sum() > 0  # (something was written)
 
 
 @needs_kernel

@@ -6,15 +6,18 @@ update into a copy, ΔW, max |ΔW|, the draws, the write). Fused, each cell is r
 once: the kernel (``fused_kernel.c``, plain C, no torch headers) computes ΔW from the
 gradient and the optimizer's state, decides with formula (4), and writes a chosen cell as
 w + ΔWn + Rwg·N(0, SD εcell); an unchosen cell is not touched. Its randomness is
-counter-based: a float32 cell i decides with the uniform ``hash32(hash32(i ^ k1) + k2)``
-(Wellons' lowbias32; a float64 cell with SplitMix64's output function of (key, i)), and its
-write noise is a Box-Muller normal from hashes under a second key. One key is drawn per step
-from the optimizer's rule generator and the noise's key is hashed apart from it (so the
-decisions do not depend on the noise): a run is reproducible from its seed, a resumed run
-continues exactly, and how the work is split over threads changes nothing. The draws differ
-from the unfused path's (same distribution, other numbers). The Box-Muller logarithm and
-cosine are polynomials (relative error below 1e-7 in float32, 1e-8 in float64) so that
-they vectorise; float32 normals use 24-bit uniforms, so |N| < 5.8.
+counter-based: a float32 cell i decides with the uniform ``hash32(i * (k2 | 1) + k1)``
+(Wellons' lowbias32 of an odd-stride counter; a float64 cell with SplitMix64's output
+function of (key, i)). The write noise comes in Box-Muller pairs (R cos θ and R sin θ, two
+independent normals) for the written cells of a chunk of 1024 cells in their order, each
+pair hashed from the chunk's start and the pair's rank under a second key. One key is drawn
+per step from the optimizer's rule generator and the noise's key is hashed apart from it (so
+the decisions do not depend on the noise): a run is reproducible from its seed, a resumed
+run continues exactly, and how the work is split over threads changes nothing (the threads
+take items of 64 chunks from a shared counter, so a thread on a busy core holds no one up).
+The draws differ from the unfused path's (same distribution, other numbers). The
+Box-Muller logarithm, cosine and sine are polynomials (relative error below 1e-7 in float32,
+1e-8 in float64) so that they vectorise; float32 normals use 24-bit uniforms, so |N| < 5.8.
 
 The kernel is compiled at first use with the C compiler (``$CC``, else ``cc``/``gcc``), in a
 second, into ``$EAPU_CACHE`` (default ``~/.cache/eapu``), keyed by the source, the compiler
@@ -23,7 +26,7 @@ optimizers take the unfused path. ``EAPU_FUSED=0`` turns the fused path off.
 
 >>> import torch
 >>> from eapu.fused import eapu_counter
->>> eapu_counter(torch.tensor([0.5, -0.02, 0.0]), threshold=0.025, key=7)
+>>> eapu_counter(torch.tensor([0.5, -0.02, 0.0]), threshold=0.025, key=8)
 tensor([ 0.5000, -0.0250,  0.0000])
 """
 
@@ -265,9 +268,9 @@ def mix64(z: int) -> int:
 def counter_uniform(key: int, n: int, dtype: torch.dtype = torch.float32) -> Tensor:
     """The kernel's uniforms on [0, 1) for cells ``0..n-1`` under ``key``, in torch: the
     same-key reference for tests. float32: the top 24 bits of
-    ``hash32(hash32(i ^ k1) + k2)`` (``k1``, ``k2`` the key's low and high 32 bits, ``k1``
-    shifted by ``(i >> 32) * 0x9E3779B9`` past 2^32 cells; hash32 is Wellons' lowbias32);
-    float64: the top 53 bits of ``mix64(key + (i + 1) * 0x9E3779B97F4A7C15)``.
+    ``hash32((i * (k2 | 1) + k1) mod 2^32)`` (``k1``, ``k2`` the key's low and high 32 bits,
+    ``k1`` shifted by ``(i >> 32) * 0x9E3779B9`` past 2^32 cells; hash32 is Wellons'
+    lowbias32); float64: the top 53 bits of ``mix64(key + (i + 1) * 0x9E3779B97F4A7C15)``.
     """
     key &= _MASK
     i = torch.arange(n, dtype=torch.int64)
@@ -279,7 +282,7 @@ def counter_uniform(key: int, n: int, dtype: torch.dtype = torch.float32) -> Ten
         return _shr(z, 11).double() * 2.0**-53
     m32 = 0xFFFFFFFF
     k1 = ((key & m32) + (i >> 32) * 0x9E3779B9) & m32
-    x = _hash32(_hash32((i & m32) ^ k1) + (key >> 32))
+    x = _hash32((i & m32) * ((key >> 32) | 1) + k1)  # wraps in int64: low bits exact
     return (x >> 8).to(dtype) * 2.0**-24
 
 

@@ -2,9 +2,12 @@
  * EaPU decision (formula 4 of Liu et al. 2025) and the weight-level write noise.
  *
  * Built and loaded by eapu/fused.py (plain C, no torch headers: it builds in a second).
- * Randomness is counter-based: the draw of cell i in a step is a hash (SplitMix64's output
- * function) of (key, i), with the key drawn once per step from the optimizer's generator, so
- * a result does not depend on how the work is split over threads, and a run resumes exactly.
+ * Randomness is counter-based: the uniform of cell i in a step is a hash of (key, i), with
+ * the key drawn once per step from the optimizer's generator; the write noise is keyed by
+ * the position of a written cell among the written cells of its chunk (CHUNK cells, chunks
+ * counted from cell 0) under a second key. So a result does not depend on how the work is
+ * split over threads (work items are cut on chunk boundaries, whatever the thread count),
+ * and a run resumes exactly.
  *
  * Per cell, after the base's update of its state gives ΔW:
  *   |ΔW| >= th: ΔWn = ΔW;  else ΔWn = sign(ΔW)·th if u·th < |ΔW| (u uniform on [0, 1)), else 0
@@ -15,6 +18,7 @@
 #include <math.h>
 #include <tgmath.h> /* sqrt, fabs, copysign in the element type */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +47,6 @@ typedef struct {
 
 #define GOLDEN 0x9E3779B97F4A7C15ULL
 #define NOISE_STREAM 0x6A09E667F3BCC909ULL
-#define BLOCK 256
 
 static inline uint64_t mix64(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
@@ -81,38 +84,6 @@ static inline double log01(double x) {
     return 2.0 * s * p + (double)e * 0.6931471805599453;
 }
 
-static inline double cos2pi(double u) {
-    double u4 = u * 4.0;
-    int q = (int)u4;
-    double t = (u4 - (double)q) * 1.5707963267948966, t2 = t * t; /* t in [0, π/2) */
-    double c = -1.0 / 87178291200.0, s = 1.0 / 1307674368000.0; /* cos to t^14, sin to t^15 */
-    c = c * t2 + 1.0 / 479001600.0;
-    c = c * t2 - 1.0 / 3628800.0;
-    c = c * t2 + 1.0 / 40320.0;
-    c = c * t2 - 1.0 / 720.0;
-    c = c * t2 + 1.0 / 24.0;
-    c = c * t2 - 0.5;
-    c = c * t2 + 1.0;
-    s = s * t2 - 1.0 / 6227020800.0;
-    s = s * t2 + 1.0 / 39916800.0;
-    s = s * t2 - 1.0 / 362880.0;
-    s = s * t2 + 1.0 / 5040.0;
-    s = s * t2 - 1.0 / 120.0;
-    s = s * t2 + 1.0 / 6.0;
-    s = t - t * t2 * s;
-    double r = q == 0 ? c : q == 1 ? -s : q == 2 ? -c : s;
-    return r;
-}
-
-/* A standard normal for cell i under key (Box-Muller). double: from two hashes;
- * float: from two 32-bit hashes (24 bits each for the radius and the angle, so |z| < 5.8). */
-static inline double normal_double(uint64_t key, int64_t i) {
-    uint64_t z = mix64(key + (uint64_t)(i + 1) * GOLDEN);
-    double u1 = ((double)(int64_t)(z >> 11) + 1.0) * 0x1p-53; /* (0, 1] */
-    double u2 = (double)(int64_t)(mix64(z + GOLDEN) >> 11) * 0x1p-53;
-    return sqrt(-2.0 * log01(u1)) * cos2pi(u2);
-}
-
 static inline float log01f(float x) {
     union { float f; uint32_t u; } b = {x};
     int32_t e = (int32_t)((b.u >> 23) & 0xFF) - 127;
@@ -130,7 +101,32 @@ static inline float log01f(float x) {
     return 2.0f * s * p + (float)e * 0.693147181f;
 }
 
-static inline float cos2pif(float u) {
+/* cos(2πu) and sin(2πu) for u in [0, 1): the quadrant q = floor(4u), then polynomials in
+ * t = (4u - q)·π/2 (cos to t^14, sin to t^15 in double; to t^12 and t^11 in float). */
+static inline void sincos2pi(double u, double *cos_out, double *sin_out) {
+    double u4 = u * 4.0;
+    int q = (int)u4;
+    double t = (u4 - (double)q) * 1.5707963267948966, t2 = t * t; /* t in [0, π/2) */
+    double c = -1.0 / 87178291200.0, s = 1.0 / 1307674368000.0;
+    c = c * t2 + 1.0 / 479001600.0;
+    c = c * t2 - 1.0 / 3628800.0;
+    c = c * t2 + 1.0 / 40320.0;
+    c = c * t2 - 1.0 / 720.0;
+    c = c * t2 + 1.0 / 24.0;
+    c = c * t2 - 0.5;
+    c = c * t2 + 1.0;
+    s = s * t2 - 1.0 / 6227020800.0;
+    s = s * t2 + 1.0 / 39916800.0;
+    s = s * t2 - 1.0 / 362880.0;
+    s = s * t2 + 1.0 / 5040.0;
+    s = s * t2 - 1.0 / 120.0;
+    s = s * t2 + 1.0 / 6.0;
+    s = t - t * t2 * s;
+    *cos_out = q == 0 ? c : q == 1 ? -s : q == 2 ? -c : s;
+    *sin_out = q == 0 ? s : q == 1 ? c : q == 2 ? -s : -c;
+}
+
+static inline void sincos2pif(float u, float *cos_out, float *sin_out) {
     float u4 = u * 4.0f;
     int q = (int)u4;
     float t = (u4 - (float)q) * 1.57079633f, t2 = t * t;
@@ -146,63 +142,99 @@ static inline float cos2pif(float u) {
     s = s * t2 + 1.0f / 120.0f;
     s = s * t2 - 1.0f / 6.0f;
     s = t + t * t2 * s;
-    return q == 0 ? c : q == 1 ? -s : q == 2 ? -c : s;
+    *cos_out = q == 0 ? c : q == 1 ? -s : q == 2 ? -c : s;
+    *sin_out = q == 0 ? s : q == 1 ? c : q == 2 ? -s : -c;
 }
 
-static inline float normal_float(uint32_t k1, uint32_t k2, uint32_t i) {
-    const uint32_t x = hash32(hash32(i ^ k1) + k2), y = hash32(x + 0x9E3779B9u);
-    float u1 = ((float)(int32_t)(x >> 8) + 1.0f) * 0x1p-24f; /* (0, 1] */
-    float u2 = (float)(int32_t)(y >> 8) * 0x1p-24f;
-    return sqrtf(-2.0f * log01f(u1)) * cos2pif(u2);
+/* Cells per chunk: the unit of the thread split and of the write noise's batches. */
+#define CHUNK 1024
+
+/* Pairs r < np of standard normals for the chunk that starts at cell c0 (a multiple of
+ * CHUNK), keyed by c0 + r: Box-Muller's R·cos θ and R·sin θ, two independent normals from
+ * one radius and one angle. float: 24 bits each for the radius and the angle (so
+ * |z| < 5.8), from x = hash32((c0 + r)·m + k1) (as the uniforms, under the noise's key) and
+ * hash32(x + golden); double: 53 bits each, from two mix64. */
+static inline void normal_pairs_float(uint64_t key, int64_t c0, int np, float *restrict z0,
+                                      float *restrict z1) {
+    const uint32_t k1 = (uint32_t)key + (uint32_t)((uint64_t)c0 >> 32) * 0x9E3779B9u;
+    const uint32_t k2 = (uint32_t)(key >> 32), base = (uint32_t)c0;
+    /* Whole groups of 8 (z0 and z1 have room): a short loop's remainder would run scalar; 8
+     * rather than 16 wastes fewer lanes on a chunk's ~20 pairs, at the same speed per lane. */
+    for (int r0 = 0; r0 < np; r0 += 8)
+        for (int r = r0; r < r0 + 8; r++) {
+            const uint32_t x = hash32((base + (uint32_t)r) * (k2 | 1u) + k1);
+            const uint32_t y = hash32(x + 0x9E3779B9u);
+            const float u1 = ((float)(int32_t)(x >> 8) + 1.0f) * 0x1p-24f; /* (0, 1] */
+            const float u2 = (float)(int32_t)(y >> 8) * 0x1p-24f;
+            const float rad = sqrtf(-2.0f * log01f(u1));
+            float c, s;
+            sincos2pif(u2, &c, &s);
+            z0[r] = rad * c;
+            z1[r] = rad * s;
+        }
 }
 
-/* Normals for cells i0 + idx[r], r < c (i0 a multiple of BLOCK); keyed like the uniforms. */
-static inline void normals_float(uint64_t key, int64_t i0, const int32_t *restrict idx, int c,
-                                 float *restrict out) {
-    const uint32_t k1 = (uint32_t)key + (uint32_t)((uint64_t)i0 >> 32) * 0x9E3779B9u;
-    const uint32_t k2 = (uint32_t)(key >> 32), base = (uint32_t)i0;
-    /* Whole groups of 16 (idx and out have room): a short loop's remainder would run scalar. */
-    for (int r0 = 0; r0 < c; r0 += 16)
-        for (int r = r0; r < r0 + 16; r++) out[r] = normal_float(k1, k2, base + (uint32_t)idx[r]);
+static inline void normal_pairs_double(uint64_t key, int64_t c0, int np, double *restrict z0,
+                                       double *restrict z1) {
+    for (int r0 = 0; r0 < np; r0 += 8)
+        for (int r = r0; r < r0 + 8; r++) {
+            const uint64_t z = mix64(key + (uint64_t)(c0 + r + 1) * GOLDEN);
+            const double u1 = ((double)(int64_t)(z >> 11) + 1.0) * 0x1p-53; /* (0, 1] */
+            const double u2 = (double)(int64_t)(mix64(z + GOLDEN) >> 11) * 0x1p-53;
+            const double rad = sqrt(-2.0 * log01(u1));
+            double c, s;
+            sincos2pi(u2, &c, &s);
+            z0[r] = rad * c;
+            z1[r] = rad * s;
+        }
 }
 
-static inline void normals_double(uint64_t key, int64_t i0, const int32_t *restrict idx, int c,
-                                  double *restrict out) {
-    for (int r0 = 0; r0 < c; r0 += 8)
-        for (int r = r0; r < r0 + 8; r++) out[r] = normal_double(key, i0 + idx[r]);
-}
-
-/* Uniforms on [0, 1) for cells i0 .. i0+n-1 (i0 a multiple of BLOCK).
- * float: 24 bits of hash32(hash32(i ^ k1) + k2), (k1, k2) the key's halves (and cells past
- * 2^32 shift k1); double: 53 bits of mix64(key + (i + 1)·golden). */
-static inline void uniforms_float(uint64_t key, int64_t i0, int n, float *restrict u) {
-    const uint32_t k1 = (uint32_t)key + (uint32_t)((uint64_t)i0 >> 32) * 0x9E3779B9u;
-    const uint32_t k2 = (uint32_t)(key >> 32), base = (uint32_t)i0;
-    for (int k = 0; k < n; k++)
-        u[k] = (float)(int32_t)(hash32(hash32((base + (uint32_t)k) ^ k1) + k2) >> 8) * 0x1p-24f;
-}
-
-static inline void uniforms_double(uint64_t key, int64_t i0, int n, double *restrict u) {
-    const uint64_t base = key + (uint64_t)(i0 + 1) * GOLDEN;
-    for (int k = 0; k < n; k++) u[k] = (double)(int64_t)(mix64(base + (uint64_t)k * GOLDEN) >> 11) * 0x1p-53;
-}
+/* The uniform on [0, 1) of cell i = ubase + k (ubase = i0 mod 2^32).
+ * float: the top 24 bits of hash32(i·m + k1), m = k2 | 1 and k1 the key's 32-bit halves
+ * (cells past 2^32 shift k1). One lowbias32 per cell: two, as before, cost about 2.2 ms of
+ * a 12 ms ResNet-18 step on one core here; one costs about 1.1 ms. For each key,
+ * i -> i·m + k1 is a bijection of the 32-bit cells (m odd), so a step's inputs are distinct
+ * and its uniforms are lowbias32's outputs on an arithmetic sequence (what a counter-based
+ * generator hashes); two keys give the same sequence only if both halves agree, and a cell
+ * of one step meets the input of some cell of another step no more often than under any
+ * 32-bit state (about n²/2^32 cell pairs per pair of steps), the two-hash form it replaces
+ * included. Tested: uniformity, no correlation between neighbours (several lags) or between
+ * keys, P(write) and E[ΔWn] (tests/test_fused.py).
+ * double: the top 53 bits of mix64(key + (i + 1)·golden). */
+#define UNIFORM_float(k) \
+    ((float)(int32_t)(hash32((ubase + (uint32_t)(k)) * (uk2 | 1u) + uk1) >> 8) * 0x1p-24f)
+#define UNIFORM_double(k) \
+    ((double)(int64_t)(mix64(dbase + (uint64_t)(k) * GOLDEN) >> 11) * 0x1p-53)
 
 /* The positions k < n with flag[k] != 0, ascending, into idx; returns how many. */
-static inline int compact(const unsigned char *restrict flag, int n, int32_t *restrict idx) {
+static inline int compact(const unsigned char *restrict flag, int n, uint16_t *restrict idx) {
     int c = 0, k = 0;
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
+    defined(__AVX512VBMI2__)
+    __m512i pos = _mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17,
+                                   16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    const __m512i step = _mm512_set1_epi16(32);
+    for (; k + 32 <= n; k += 32) {
+        __mmask32 mk = _mm256_test_epi8_mask(_mm256_loadu_si256((const __m256i *)(flag + k)),
+                                             _mm256_set1_epi8(1));
+        _mm512_storeu_si512((void *)(idx + c), _mm512_maskz_compress_epi16(mk, pos));
+        c += __builtin_popcount(mk);
+        pos = _mm512_add_epi16(pos, step);
+    }
+#elif defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
     __m512i pos = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    const __m512i sixteen = _mm512_set1_epi32(16);
+    const __m512i step = _mm512_set1_epi32(16);
     for (; k + 16 <= n; k += 16) {
         __mmask16 mk = _mm_test_epi8_mask(_mm_loadu_si128((const __m128i *)(flag + k)),
                                           _mm_set1_epi8(1));
-        _mm512_storeu_si512((void *)(idx + c), _mm512_maskz_compress_epi32(mk, pos));
+        _mm256_storeu_si256((__m256i *)(idx + c),
+                            _mm512_cvtepi32_epi16(_mm512_maskz_compress_epi32(mk, pos)));
         c += __builtin_popcount(mk);
-        pos = _mm512_add_epi32(pos, sixteen);
+        pos = _mm512_add_epi32(pos, step);
     }
 #endif
     for (; k < n; k++) {
-        idx[c] = k;
+        idx[c] = (uint16_t)k;
         c += flag[k];
     }
     return c;
@@ -213,8 +245,15 @@ static inline int compact(const unsigned char *restrict flag, int n, int32_t *re
 #define NAN_float ((float)NAN)
 #define NAN_double ((double)NAN)
 
-/* One block: the base's update gives ΔW in d[] (NaN where the gradient is not finite), then
- * the decision and the write, then the write noise of the written cells. */
+#define BLOCK 256
+
+/* Cells lo..hi-1 of a tensor (lo a multiple of CHUNK), chunk by chunk, and in a chunk block
+ * by block: one loop does the base's update (the only loop that touches memory beyond L1)
+ * and leaves ΔW in d[] and the uniforms in u[], a second the decision and the write of ΔWn
+ * (flags in flag[]); at the chunk's end the written cells get their write noise. Measured
+ * on Zen 4 and slower: one loop for all of it (GCC makes the conditional write a masked
+ * store behind a branch), masked stores, software prefetch, int32 flags, a bit-scan
+ * compaction, chunks of 2048 or more cells (the noise's writes then miss L1). */
 #define DEFINE_RANGE(T)                                                                          \
     static void range_##T(eapu_job *j, int64_t lo, int64_t hi, int64_t *written,                 \
                           int64_t *skipped) {                                                    \
@@ -231,64 +270,83 @@ static inline int compact(const unsigned char *restrict flag, int n, int32_t *re
         const T lr = (T)j->lr, mom = j->first ? (T)0 : (T)j->momentum;                          \
         const T damp = j->first ? (T)1 : (T)(1.0 - j->dampening);                               \
         const T cg = j->nesterov ? (T)1 : (T)0, cb = j->nesterov ? (T)j->momentum : (T)1;        \
-        T d[BLOCK], u[BLOCK + 1];                                                                \
-        unsigned char flag[BLOCK];                                                               \
-        int32_t idx[BLOCK + 16];                                                                  \
-        T noise[BLOCK + 16];                                                                     \
+        const T sd = (T)j->noise_sd;                                                             \
+        const uint64_t key = j->rule_key;                                                        \
+        T d[BLOCK], u[BLOCK];                                                                    \
+        unsigned char flag[CHUNK];                                                               \
+        uint16_t idx[CHUNK + 32];                                                                \
+        T z0[CHUNK / 2 + 16], z1[CHUNK / 2 + 16];                                                \
         int64_t nw = 0, ns = 0;                                                                  \
-        for (int64_t i0 = lo; i0 < hi; i0 += BLOCK) {                                            \
-            const int n = (int)(hi - i0 < BLOCK ? hi - i0 : BLOCK);                              \
-            T *restrict pp = p + i0;                                                             \
-            const T *restrict gg = g + i0;                                                       \
-            if (j->kind != KIND_SGD) {                                                           \
-                T *restrict mm = m + i0, *restrict vv = v + i0;                                  \
-                for (int k = 0; k < n; k++) {                                                    \
-                    const int bad = !(fabs(gg[k]) <= MAX_##T);                                   \
-                    const T gk = (bad ? (T)0 : gg[k]) + wd_l2 * pp[k];                           \
-                    const T mk = mm[k] + w1 * (gk - mm[k]);                                      \
-                    const T vk = b2 * vv[k] + w2 * gk * gk;                                      \
-                    mm[k] = mk;                                                                  \
-                    vv[k] = vk;                                                                  \
-                    const T dw = -step_size * (mk / (sqrt(vk) * inv_bc2s + eps)) - lrwd * pp[k]; \
-                    d[k] = bad ? NAN_##T : dw;                                                   \
+        for (int64_t c0 = lo; c0 < hi; c0 += CHUNK) {                                            \
+            const int nc = (int)(hi - c0 < CHUNK ? hi - c0 : CHUNK);                             \
+            const uint32_t uk1 = (uint32_t)key + (uint32_t)((uint64_t)c0 >> 32) * 0x9E3779B9u;   \
+            const uint32_t uk2 = (uint32_t)(key >> 32);                                          \
+            int cw = 0;                                                                          \
+            for (int b0 = 0; b0 < nc; b0 += BLOCK) {                                             \
+                const int n = nc - b0 < BLOCK ? nc - b0 : BLOCK;                                 \
+                const int64_t i0 = c0 + b0;                                                      \
+                T *restrict pp = p + i0;                                                         \
+                const T *restrict gg = g + i0;                                                   \
+                unsigned char *restrict fl = flag + b0;                                          \
+                const uint32_t ubase = (uint32_t)i0;                                             \
+                const uint64_t dbase = key + (uint64_t)(i0 + 1) * GOLDEN;                        \
+                (void)uk1, (void)uk2, (void)ubase, (void)dbase;                                  \
+                if (j->kind != KIND_SGD) {                                                       \
+                    T *restrict mm = m + i0, *restrict vv = v + i0;                              \
+                    for (int k = 0; k < n; k++) {                                                \
+                        const int bad = !(fabs(gg[k]) <= MAX_##T);                               \
+                        const T gk = (bad ? (T)0 : gg[k]) + wd_l2 * pp[k];                       \
+                        const T mk = mm[k] + w1 * (gk - mm[k]);                                  \
+                        const T vk = b2 * vv[k] + w2 * gk * gk;                                  \
+                        mm[k] = mk;                                                              \
+                        vv[k] = vk;                                                              \
+                        const T dw = -step_size * (mk / (sqrt(vk) * inv_bc2s + eps)) - lrwd * pp[k]; \
+                        d[k] = bad ? NAN_##T : dw;                                               \
+                        u[k] = UNIFORM_##T(k);                                                   \
+                    }                                                                            \
+                } else if (m) {                                                                  \
+                    T *restrict mm = m + i0;                                                     \
+                    for (int k = 0; k < n; k++) {                                                \
+                        const int bad = !(fabs(gg[k]) <= MAX_##T);                               \
+                        const T gk = (bad ? (T)0 : gg[k]) + wd * pp[k];                          \
+                        const T b = mom * mm[k] + damp * gk;                                     \
+                        mm[k] = b;                                                               \
+                        const T dw = -lr * (cg * gk + cb * b);                                   \
+                        d[k] = bad ? NAN_##T : dw;                                               \
+                        u[k] = UNIFORM_##T(k);                                                   \
+                    }                                                                            \
+                } else {                                                                         \
+                    for (int k = 0; k < n; k++) {                                                \
+                        const int bad = !(fabs(gg[k]) <= MAX_##T);                               \
+                        const T dw = -lr * ((bad ? (T)0 : gg[k]) + wd * pp[k]);                  \
+                        d[k] = bad ? NAN_##T : dw;                                               \
+                        u[k] = UNIFORM_##T(k);                                                   \
+                    }                                                                            \
                 }                                                                                \
-            } else if (m) {                                                                      \
-                T *restrict mm = m + i0;                                                         \
+                int c = 0, bad_cells = 0;                                                        \
                 for (int k = 0; k < n; k++) {                                                    \
-                    const int bad = !(fabs(gg[k]) <= MAX_##T);                                   \
-                    const T gk = (bad ? (T)0 : gg[k]) + wd * pp[k];                              \
-                    const T b = mom * mm[k] + damp * gk;                                         \
-                    mm[k] = b;                                                                   \
-                    const T dw = -lr * (cg * gk + cb * b);                                       \
-                    d[k] = bad ? NAN_##T : dw;                                                   \
+                    const T a = fabs(d[k]);                                                      \
+                    const int ok = a <= MAX_##T;                                                 \
+                    const int w = ok & (a > u[k] * th);                                          \
+                    const T dwn = a >= th ? d[k] : copysign(th, d[k]);                           \
+                    pp[k] = w ? pp[k] + dwn : pp[k];                                             \
+                    fl[k] = (unsigned char)w;                                                    \
+                    c += w;                                                                      \
+                    bad_cells += !ok;                                                            \
                 }                                                                                \
-            } else {                                                                             \
-                for (int k = 0; k < n; k++) {                                                    \
-                    const int bad = !(fabs(gg[k]) <= MAX_##T);                                   \
-                    const T dw = -lr * ((bad ? (T)0 : gg[k]) + wd * pp[k]);                      \
-                    d[k] = bad ? NAN_##T : dw;                                                   \
-                }                                                                                \
+                cw += c;                                                                         \
+                ns += bad_cells;                                                                 \
             }                                                                                    \
-            uniforms_##T(j->rule_key, i0, n, u);                                                 \
-            int c = 0, bad_cells = 0;                                                            \
-            for (int k = 0; k < n; k++) {                                                        \
-                const T a = fabs(d[k]);                                                          \
-                const int ok = a <= MAX_##T;                                                     \
-                const int w = ok & (a > u[k] * th);                                              \
-                const T dwn = a >= th ? d[k] : copysign(th, d[k]);                               \
-                pp[k] = w ? pp[k] + dwn : pp[k];                                                 \
-                flag[k] = (unsigned char)w;                                                      \
-                c += w;                                                                          \
-                bad_cells += !ok;                                                                \
-            }                                                                                    \
-            nw += c;                                                                             \
-            ns += bad_cells;                                                                     \
-            if (c && j->noise_sd > 0) {                                                          \
-                c = compact(flag, n, idx);                                                       \
-                for (int r = c; r < c + 16; r++) idx[r] = 0; /* padding, computed but unused */  \
-                normals_##T(j->noise_key, i0, idx, c, noise);                                    \
-                for (int r = 0; r < c; r++)                                                      \
-                    pp[idx[r]] = pp[idx[r]] + (T)j->noise_sd * noise[r];                           \
+            nw += cw;                                                                            \
+            if (cw && sd > 0) {                                                                  \
+                T *restrict pp = p + c0;                                                         \
+                const int c = compact(flag, nc, idx);                                         \
+                normal_pairs_##T(j->noise_key, c0, (c + 1) / 2, z0, z1);                         \
+                for (int r = 0; r + 1 < c; r += 2) {                                             \
+                    pp[idx[r]] += sd * z0[r / 2];                                                \
+                    pp[idx[r + 1]] += sd * z1[r / 2];                                            \
+                }                                                                                \
+                if (c & 1) pp[idx[c - 1]] += sd * z0[c / 2];                                     \
             }                                                                                    \
         }                                                                                        \
         *written += nw;                                                                          \
@@ -298,31 +356,37 @@ static inline int compact(const unsigned char *restrict flag, int n, int32_t *re
 DEFINE_RANGE(float)
 DEFINE_RANGE(double)
 
+/* Cells per work item: a tensor of more cells is cut into items of SPAN cells (a multiple
+ * of CHUNK, so the draws do not depend on the cut). */
+#define SPAN (64 * CHUNK)
+/* Below this many cells in all a step runs on one thread. */
+#define MULTI_MIN 65536
+
+/* The work of one step: items handed out in order, one at a time, to whichever thread asks
+ * (a thread on a busy core takes fewer, unlike a fixed split). */
 typedef struct {
     eapu_job *jobs;
-    int njobs, thread, nthreads;
-    int64_t *counts; /* 2 per job */
-} worker_arg;
+    int njobs;
+    const int64_t *first; /* the first item of each job; first[njobs] = the number of items */
+    atomic_llong next;    /* the next item to hand out */
+} work_list;
 
-/* Below this many cells a tensor is done by one thread (splitting costs more). */
-#define SPLIT_MIN 65536
+typedef struct {
+    work_list *list;
+    int64_t *counts; /* this thread's: 2 per job (written, skipped) */
+} worker_arg;
 
 static void *work(void *arg_) {
     worker_arg *a = (worker_arg *)arg_;
-    for (int k = 0; k < a->njobs; k++) {
-        eapu_job *j = &a->jobs[k];
-        int64_t lo, hi;
-        if (j->numel >= SPLIT_MIN) {
-            /* Split points on block boundaries: the float uniforms come in pairs. */
-            lo = j->numel * a->thread / a->nthreads / BLOCK * BLOCK;
-            hi = a->thread + 1 == a->nthreads ? j->numel
-                                              : j->numel * (a->thread + 1) / a->nthreads / BLOCK * BLOCK;
-        } else if (k % a->nthreads == a->thread) {
-            lo = 0;
-            hi = j->numel;
-        } else {
-            continue;
-        }
+    work_list *w = a->list;
+    int k = 0;
+    for (;;) {
+        const int64_t it = atomic_fetch_add(&w->next, 1);
+        if (it >= w->first[w->njobs]) break;
+        while (w->first[k + 1] <= it) k++; /* a thread's items come in increasing order */
+        eapu_job *j = &w->jobs[k];
+        const int64_t lo = (it - w->first[k]) * SPAN;
+        const int64_t hi = j->numel - lo < SPAN ? j->numel : lo + SPAN;
         if (j->dtype == 0)
             range_float(j, lo, hi, &a->counts[2 * k], &a->counts[2 * k + 1]);
         else
@@ -332,7 +396,7 @@ static void *work(void *arg_) {
 }
 
 /* Steps every job; returns 0, or -1 (nothing done) if memory could not be had. A thread
- * that cannot be started has its share done by the calling thread. */
+ * that cannot be started leaves its items to the others. */
 int eapu_fused_step(eapu_job *jobs, int njobs, int nthreads) {
     int64_t total = 0;
     for (int k = 0; k < njobs; k++) {
@@ -352,27 +416,34 @@ int eapu_fused_step(eapu_job *jobs, int njobs, int nthreads) {
             j->bias_correction2_sqrt = sqrt(1.0 - pow(j->beta2, t));
         }
     }
-    if (nthreads < 1 || total < SPLIT_MIN) nthreads = 1;
-    int64_t *counts = calloc((size_t)nthreads * 2 * (njobs ? njobs : 1), sizeof(int64_t));
-    worker_arg *args = calloc((size_t)nthreads, sizeof(worker_arg));
-    pthread_t *tids = calloc((size_t)nthreads, sizeof(pthread_t));
-    char *started = calloc((size_t)nthreads, 1);
+    int64_t *first = malloc(sizeof(int64_t) * (size_t)(njobs + 1));
+    int64_t *counts = NULL;
+    worker_arg *args = NULL;
+    pthread_t *tids = NULL;
+    char *started = NULL;
     int rc = 0;
+    if (!first) return -1;
+    first[0] = 0;
+    for (int k = 0; k < njobs; k++) first[k + 1] = first[k] + (jobs[k].numel + SPAN - 1) / SPAN;
+    /* One thread where there is little work (starting one costs more) or few items. */
+    if (nthreads < 1 || total < MULTI_MIN) nthreads = 1;
+    if (nthreads > first[njobs]) nthreads = first[njobs] > 0 ? (int)first[njobs] : 1;
+    counts = calloc((size_t)nthreads * 2 * (njobs ? njobs : 1), sizeof(int64_t));
+    args = calloc((size_t)nthreads, sizeof(worker_arg));
+    tids = calloc((size_t)nthreads, sizeof(pthread_t));
+    started = calloc((size_t)nthreads, 1);
     if (!counts || !args || !tids || !started) {
         rc = -1;
         goto done;
     }
-    for (int t = 0; t < nthreads; t++) {
-        args[t] = (worker_arg){jobs, njobs, t, nthreads, counts + (size_t)t * 2 * njobs};
-    }
-    for (int t = 1; t < nthreads; t++) started[t] = pthread_create(&tids[t], 0, work, &args[t]) == 0;
+    work_list list = {jobs, njobs, first, 0};
+    for (int t = 0; t < nthreads; t++)
+        args[t] = (worker_arg){&list, counts + (size_t)t * 2 * njobs};
+    for (int t = 1; t < nthreads; t++)
+        started[t] = pthread_create(&tids[t], 0, work, &args[t]) == 0;
     work(&args[0]);
-    for (int t = 1; t < nthreads; t++) {
-        if (started[t])
-            pthread_join(tids[t], 0);
-        else
-            work(&args[t]);
-    }
+    for (int t = 1; t < nthreads; t++)
+        if (started[t]) pthread_join(tids[t], 0);
     for (int k = 0; k < njobs; k++) {
         jobs[k].written = jobs[k].skipped = 0;
         for (int t = 0; t < nthreads; t++) {
@@ -381,6 +452,7 @@ int eapu_fused_step(eapu_job *jobs, int njobs, int nthreads) {
         }
     }
 done:
+    free(first);
     free(counts);
     free(args);
     free(tids);
