@@ -325,6 +325,8 @@ def test_malformed_samples_names_the_file(tmp_path: Path) -> None:
         ("", "–"),
         ("eapu+mp", "eapu+mp"),
         (True, "yes"),
+        ({"0.003": 0.76629, "0.01": 0.77004}, "0.003: 0.766 / 0.01: 0.77"),
+        ([0.1234, 2], "0.123, 2"),
     ],
 )
 def test_format_value(value: Any, text: str) -> None:

@@ -175,8 +175,10 @@ def format_value(v: Any, digits: int = 3) -> str:
         if v != 0 and (abs(v) >= 10**digits or abs(v) < 1e-3):
             return f"{v:.{digits - 1}e}"
         return f"{v:.{digits}g}"
-    if isinstance(v, (dict, list, tuple)):
-        return json.dumps(v, separators=(", ", ": "))
+    if isinstance(v, dict):  # e.g. a tuned method's validation score by candidate
+        return " / ".join(f"{k}: {format_value(x, digits)}" for k, x in v.items())
+    if isinstance(v, (list, tuple)):
+        return ", ".join(format_value(x, digits) for x in v)
     return str(v)
 
 
