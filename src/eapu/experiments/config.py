@@ -27,7 +27,6 @@ __all__ = [
     "FLAGS",
     "LATER_FIELDS",
     "OPTIMIZERS",
-    "OPTIMIZER_WHY",
     "SCHEDULES",
     "Flag",
     "RunConfig",
@@ -44,11 +43,6 @@ OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
 }
 #: The base optimizer of a method that does not fix one.
 DEFAULT_OPTIMIZER = "adam"
-#: Why Tiki-Taka fixes plain SGD (`eapu.experiments.registry.MethodInfo.optimizer`).
-OPTIMIZER_WHY = (
-    "Tiki-Taka writes the raw gradient onto A, as aihwkit's AnalogSGD does, and its "
-    "auto-scaled rate for A assumes it"
-)
 #: Learning-rate schedules over the run: StepLR (÷10 at 50 % and 75 %, the paper's CIFAR-10
 #: recipe) and cosine annealing (its CIFAR-100 recipe).
 SCHEDULES = ("none", "step", "cosine")
@@ -136,7 +130,7 @@ class RunConfig:
             if fixed is not None and self.optimizer != fixed:
                 raise ValueError(
                     f"Invalid optimizer: {self.optimizer!r} for method {self.method!r}; "
-                    f"allowed: {fixed!r} (the method is defined with it: {OPTIMIZER_WHY})"
+                    f"allowed: {fixed!r}, the base it is defined on (eapu list methods says why)"
                 )
         validate.choice("schedule", self.schedule, SCHEDULES)
         for name in ("stuck_off", "stuck_on"):

@@ -191,7 +191,8 @@ for _m in (
     ),
     MethodInfo(
         "ttv2",
-        "Tiki-Taka v2: fast array A, digital buffer H, slow array C (Gokmen 2021)",
+        "Tiki-Taka v2: fast array A, digital buffer H, slow array C (Gokmen 2021); on plain "
+        "SGD: A takes the raw gradient, and its auto-scaled rate assumes it",
         "device",
         None,
         "sign",
@@ -200,7 +201,7 @@ for _m in (
     ),
     MethodInfo(
         "cttv2",
-        "chopped Tiki-Taka v2 (Rasch et al. 2024)",
+        "chopped Tiki-Taka v2 (Rasch et al. 2024); on plain SGD, as ttv2",
         "device",
         None,
         "sign",
