@@ -247,6 +247,29 @@ def test_without_a_compiler_one_warning_and_the_unfused_path(monkeypatch, tmp_pa
     assert not fused.available()
 
 
+@needs_kernel
+def test_without_openmp_one_warning_one_thread_and_the_same_steps(monkeypatch, tmp_path) -> None:
+    def run() -> list[torch.Tensor]:
+        m = lenet()
+        train(m, AdamEaPU(m.parameters(), lr=1e-2, seed=4), range(3))
+        return [p.detach().clone() for p in m.parameters()]
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with_openmp = run()
+        assert fused.multithreaded()
+        monkeypatch.setenv("EAPU_CACHE", str(tmp_path))
+        monkeypatch.setattr(fused, "_OPENMP", "-fno-such-option-eapu")  # the compiler refuses it
+        monkeypatch.setattr(fused, "_lib", None)
+        with pytest.warns(RuntimeWarning, match="runs on one thread"):
+            assert fused.available()
+        assert not fused.multithreaded()
+        assert all(torch.equal(a, b) for a, b in zip(with_openmp, run(), strict=True))
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_supports_only_what_the_kernel_computes() -> None:
     p = nn.Parameter(torch.zeros(4, 4))
     p.grad = torch.zeros(4, 4)

@@ -13,16 +13,18 @@ independent normals) for the written cells of a chunk of 1024 cells in their ord
 pair hashed from the chunk's start and the pair's rank under a second key. One key is drawn
 per step from the optimizer's rule generator and the noise's key is hashed apart from it (so
 the decisions do not depend on the noise): a run is reproducible from its seed, a resumed
-run continues exactly, and how the work is split over threads changes nothing (the threads
-take items of 64 chunks from a shared counter, so a thread on a busy core holds no one up).
+run continues exactly, and how the work is split over threads changes nothing (the threads,
+torch's own OpenMP pool, take items of 64 chunks from a shared counter, so a thread on a busy
+core holds no one up).
 The draws differ from the unfused path's (same distribution, other numbers). The
 Box-Muller logarithm, cosine and sine are polynomials (relative error below 1e-7 in float32,
 1e-8 in float64) so that they vectorise; float32 normals use 24-bit uniforms, so |N| < 5.8.
 
 The kernel is compiled at first use with the C compiler (``$CC``, else ``cc``/``gcc``), in a
 second, into ``$EAPU_CACHE`` (default ``~/.cache/eapu``), keyed by the source, the compiler
-and the CPU. Without a compiler (or if the build fails) a warning is given once and the
-optimizers take the unfused path. ``EAPU_FUSED=0`` turns the fused path off.
+and the CPU, with ``-fopenmp`` (without it, and a warning, where the compiler has no OpenMP:
+the step then runs on one thread). Without a compiler (or if the build fails) a warning is
+given once and the optimizers take the unfused path. ``EAPU_FUSED=0`` turns the fused path off.
 
 >>> import torch
 >>> from eapu.fused import eapu_counter
@@ -63,13 +65,17 @@ __all__ = [
     "eapu_counter",
     "kernel_path",
     "mix64",
+    "multithreaded",
     "step",
     "supports",
 ]
 
 _SOURCE = Path(__file__).with_name("fused_kernel.c")
 _FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math"]
-_FLAGS += ["-fPIC", "-shared", "-pthread"]
+_FLAGS += ["-fPIC", "-shared"]
+# Threads: OpenMP's (GCC links libgomp.so.1, the copy torch has loaded, so the step shares
+# torch's thread pool). A compiler without OpenMP builds the kernel without it: one thread.
+_OPENMP = "-fopenmp"
 _MASK = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
 _DTYPES = (torch.float32, torch.float64)
@@ -142,9 +148,18 @@ def kernel_path() -> Path | None:
     cc = _compiler()
     if cc is None:
         return None
-    ident = "\0".join([_SOURCE.read_text(), cc, " ".join(_FLAGS), _cpu_id(), sys.platform])
+    flags = " ".join([*_FLAGS, _OPENMP])
+    ident = "\0".join([_SOURCE.read_text(), cc, flags, _cpu_id(), sys.platform])
     digest = hashlib.sha256(ident.encode()).hexdigest()[:16]
     return _cache_dir() / f"fused_kernel-{digest}.so"
+
+
+def _compile(cc: str, flags: list[str], out: str) -> str | None:
+    """Compiles the kernel into ``out``; the compiler's complaint, or None if it built."""
+    res = subprocess.run(
+        [cc, *flags, "-o", out, str(_SOURCE), "-lm"], capture_output=True, text=True
+    )
+    return None if res.returncode == 0 else res.stderr.strip()[-2000:]
 
 
 def _build() -> Any:
@@ -160,11 +175,16 @@ def _build() -> Any:
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
         os.close(fd)
         try:
-            res = subprocess.run(
-                [cc, *_FLAGS, "-o", tmp, str(_SOURCE), "-lm"], capture_output=True, text=True
-            )
-            if res.returncode != 0:
-                raise RuntimeError(f"{cc} failed: {res.stderr.strip()[-2000:]}")
+            if _compile(cc, [*_FLAGS, _OPENMP], tmp) is not None:
+                err = _compile(cc, _FLAGS, tmp)
+                if err is not None:
+                    raise RuntimeError(f"{cc} failed: {err}")
+                warnings.warn(
+                    f"eapu: {cc} cannot build with {_OPENMP}; the fused EaPU step runs on one "
+                    "thread",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
@@ -176,6 +196,7 @@ def _build() -> Any:
     lib.eapu_fused_step.argtypes = [ctypes.POINTER(_Job), ctypes.c_int, ctypes.c_int]
     lib.eapu_fused_step.restype = ctypes.c_int
     lib.eapu_all_finite.restype = ctypes.c_int
+    lib.eapu_openmp.restype = ctypes.c_int
     return lib
 
 
@@ -203,6 +224,12 @@ def available() -> bool:
     if os.environ.get("EAPU_FUSED", "1") == "0":
         return False
     return _kernel() is not None
+
+
+def multithreaded() -> bool:
+    """Whether the fused step runs on torch's threads (the kernel was built with OpenMP);
+    False where the kernel is unavailable or runs on the calling thread only."""
+    return available() and bool(_lib.eapu_openmp())
 
 
 def build_seconds() -> float | None:

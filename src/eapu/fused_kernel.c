@@ -17,11 +17,13 @@
  */
 #include <math.h>
 #include <tgmath.h> /* sqrt, fabs, copysign in the element type */
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #include <immintrin.h>
 #endif
@@ -371,14 +373,9 @@ typedef struct {
     atomic_llong next;    /* the next item to hand out */
 } work_list;
 
-typedef struct {
-    work_list *list;
-    int64_t *counts; /* this thread's: 2 per job (written, skipped) */
-} worker_arg;
-
-static void *work(void *arg_) {
-    worker_arg *a = (worker_arg *)arg_;
-    work_list *w = a->list;
+/* Takes items until none is left, adding each job's counts into counts[2k] (written) and
+ * counts[2k + 1] (skipped). */
+static void work(work_list *w, int64_t *counts) {
     int k = 0;
     for (;;) {
         const int64_t it = atomic_fetch_add(&w->next, 1);
@@ -388,15 +385,19 @@ static void *work(void *arg_) {
         const int64_t lo = (it - w->first[k]) * SPAN;
         const int64_t hi = j->numel - lo < SPAN ? j->numel : lo + SPAN;
         if (j->dtype == 0)
-            range_float(j, lo, hi, &a->counts[2 * k], &a->counts[2 * k + 1]);
+            range_float(j, lo, hi, &counts[2 * k], &counts[2 * k + 1]);
         else
-            range_double(j, lo, hi, &a->counts[2 * k], &a->counts[2 * k + 1]);
+            range_double(j, lo, hi, &counts[2 * k], &counts[2 * k + 1]);
     }
-    return 0;
 }
 
-/* Steps every job; returns 0, or -1 (nothing done) if memory could not be had. A thread
- * that cannot be started leaves its items to the others. */
+/* Steps every job on up to nthreads threads; returns 0, or -1 (nothing done) if memory
+ * could not be had. The threads are OpenMP's: built with -fopenmp (GCC), the kernel links
+ * libgomp.so.1, which is the copy torch has loaded, so the step runs on the threads of
+ * torch's own intra-op pool. Threads of a pool of their own (pthreads, as before) measured
+ * no faster on 2 threads than on 1 here: after any parallel torch operation, torch's
+ * OpenMP thread spins on the other core for a while, waiting for its next region, and took
+ * that core from them. Built without OpenMP, the step runs on the calling thread. */
 int eapu_fused_step(eapu_job *jobs, int njobs, int nthreads) {
     int64_t total = 0;
     for (int k = 0; k < njobs; k++) {
@@ -417,33 +418,24 @@ int eapu_fused_step(eapu_job *jobs, int njobs, int nthreads) {
         }
     }
     int64_t *first = malloc(sizeof(int64_t) * (size_t)(njobs + 1));
-    int64_t *counts = NULL;
-    worker_arg *args = NULL;
-    pthread_t *tids = NULL;
-    char *started = NULL;
-    int rc = 0;
     if (!first) return -1;
     first[0] = 0;
     for (int k = 0; k < njobs; k++) first[k + 1] = first[k] + (jobs[k].numel + SPAN - 1) / SPAN;
-    /* One thread where there is little work (starting one costs more) or few items. */
+    /* One thread where there is little work (waking one costs more) or few items. */
     if (nthreads < 1 || total < MULTI_MIN) nthreads = 1;
     if (nthreads > first[njobs]) nthreads = first[njobs] > 0 ? (int)first[njobs] : 1;
-    counts = calloc((size_t)nthreads * 2 * (njobs ? njobs : 1), sizeof(int64_t));
-    args = calloc((size_t)nthreads, sizeof(worker_arg));
-    tids = calloc((size_t)nthreads, sizeof(pthread_t));
-    started = calloc((size_t)nthreads, 1);
-    if (!counts || !args || !tids || !started) {
-        rc = -1;
-        goto done;
+    int64_t *counts = calloc((size_t)nthreads * 2 * (njobs ? njobs : 1), sizeof(int64_t));
+    if (!counts) {
+        free(first);
+        return -1;
     }
     work_list list = {jobs, njobs, first, 0};
-    for (int t = 0; t < nthreads; t++)
-        args[t] = (worker_arg){&list, counts + (size_t)t * 2 * njobs};
-    for (int t = 1; t < nthreads; t++)
-        started[t] = pthread_create(&tids[t], 0, work, &args[t]) == 0;
-    work(&args[0]);
-    for (int t = 1; t < nthreads; t++)
-        if (started[t]) pthread_join(tids[t], 0);
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads)
+    work(&list, counts + (size_t)omp_get_thread_num() * 2 * njobs);
+#else
+    work(&list, counts);
+#endif
     for (int k = 0; k < njobs; k++) {
         jobs[k].written = jobs[k].skipped = 0;
         for (int t = 0; t < nthreads; t++) {
@@ -451,13 +443,18 @@ int eapu_fused_step(eapu_job *jobs, int njobs, int nthreads) {
             jobs[k].skipped += counts[(size_t)t * 2 * njobs + 2 * k + 1];
         }
     }
-done:
     free(first);
     free(counts);
-    free(args);
-    free(tids);
-    free(started);
-    return rc;
+    return 0;
+}
+
+/* 1 if the kernel was built with OpenMP (the step then runs on several threads), else 0. */
+int eapu_openmp(void) {
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
 }
 
 /* 1 if every element of every tensor is finite, else 0 (dtypes: 0 float32, 1 float64). */
