@@ -431,11 +431,12 @@ int eapu_fused_step(eapu_job *jobs, int njobs, int nthreads) {
     }
     work_list list = {jobs, njobs, first, 0};
 #ifdef _OPENMP
+    if (nthreads > 1) {
 #pragma omp parallel num_threads(nthreads)
-    work(&list, counts + (size_t)omp_get_thread_num() * 2 * njobs);
-#else
-    work(&list, counts);
+        work(&list, counts + (size_t)omp_get_thread_num() * 2 * njobs);
+    } else
 #endif
+        work(&list, counts);
     for (int k = 0; k < njobs; k++) {
         jobs[k].written = jobs[k].skipped = 0;
         for (int t = 0; t < nthreads; t++) {
