@@ -22,7 +22,6 @@ says so and exits with status 2 unless ``--device cpu`` is given (a CPU check of
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import sys
 import time
@@ -151,14 +150,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     cuda = device.type == "cuda"
     built = {}
-    peak: dict[str, float] = {}
+    peak: dict[str, str] = {}  # '-' on CPU: no peak is tracked there
     for name in names:  # build and warm up each; peak memory over its own warm-up steps
         if cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
         built[name] = build(name, args, device)
         run_steps(*built[name], args, data, device, 0, args.warmup)
-        peak[name] = torch.cuda.max_memory_allocated() / 2**20 if cuda else math.nan
+        peak[name] = f"{torch.cuda.max_memory_allocated() / 2**20:.0f}" if cuda else "-"
     step_ms: dict[str, list[float]] = {n: [] for n in names}
     opt_ms: dict[str, list[float]] = {n: [] for n in names}
     start = args.warmup
@@ -195,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{ms * (EPOCH_IMAGES // args.batch_size) / 1e3:.1f}",
             f"{args.batch_size / ms * 1e3:.0f}",
             f"{statistics.median(opt_ms[name]):.2f}",
-            f"{peak[name]:.0f}",
+            peak[name],
             ratio(step_ms, name, "torch Adam"),
             ratio(step_ms, name, "torch Adam fused"),
             ratio(opt_ms, name, "torch Adam"),
