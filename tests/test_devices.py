@@ -153,6 +153,16 @@ def test_sample_is_reproducible_and_saveable() -> None:
         CellParams.from_state_dict({"stuck": a.stuck})
 
 
+def test_cat_puts_the_cells_of_selections_back_in_order() -> None:
+    a = _faulty("taox_1t1r").sample((6, 5), generator=_gen(2))
+    whole, parts = a.state_dict(), CellParams.cat([a.select(slice(0, 7)), a.select(slice(7, 30))])
+    assert parts.shape == (30,)
+    for f, t in parts.state_dict().items():
+        assert torch.equal(t, whole[f].reshape(-1))
+    with pytest.raises(ValueError, match="at least one part"):
+        CellParams.cat([])
+
+
 def test_stuck_fractions_are_drawn_at_the_rate() -> None:
     dev = get_device("taox_1t1r", stuck_off_fraction=0.1, stuck_on_fraction=0.02)
     p = dev.sample((100_000,), generator=_gen())

@@ -31,7 +31,7 @@ import dataclasses
 import json
 import math
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -353,6 +353,16 @@ class CellParams:
     def select(self, key: Tensor | slice) -> CellParams:
         """The cells at ``key`` (an index tensor or a slice) of the flattened cell tensor."""
         return CellParams(**{f: getattr(self, f).reshape(-1)[key] for f in self._FIELDS})
+
+    @classmethod
+    def cat(cls, parts: Sequence[CellParams]) -> CellParams:
+        """The flattened cells of ``parts``, one after another (e.g. a reference column grown
+        as layers are placed)."""
+        if not parts:
+            raise ValueError("CellParams.cat needs at least one part")
+        return cls(
+            **{f: torch.cat([getattr(p, f).reshape(-1) for p in parts]) for f in cls._FIELDS}
+        )
 
     def to(self, device: torch.device | str) -> CellParams:
         """A copy on another torch device."""

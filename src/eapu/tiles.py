@@ -372,14 +372,7 @@ class Crossbar(nn.Module):
         old = self.ref_g_us
         self.ref_g_us = torch.cat([old, res.state.g_us.to(old.dtype)])
         self.ref_params = (
-            params
-            if self.ref_params is None
-            else CellParams(
-                **{
-                    f: torch.cat([getattr(self.ref_params, f), getattr(params, f)])
-                    for f in CellParams._FIELDS
-                }
-            )
+            params if self.ref_params is None else CellParams.cat([self.ref_params, params])
         )
         self.ref_load_pulses = int(res.pulses.sum()) + getattr(self, "ref_load_pulses", 0)
 
