@@ -281,11 +281,32 @@ def test_weights_beyond_the_window_are_counted_not_silently_clipped() -> None:
     with torch.no_grad():
         big.weight.fill_(0.1)
         big.weight[0, 0] = 5.0  # beyond w_max = 1 at Rwg 1/80: G would be 485 µS
-    with pytest.warns(UserWarning, match=r"1 weight\(s\) beyond what device 'taox_1t1r' holds"):
+    with pytest.warns(
+        UserWarning, match=r"1 weight\(s\) beyond what device 'taox_1t1r' holds"
+    ) as w:
         xb = convert(nn.Sequential(big), device="taox_1t1r", scheme="memorial")
+    assert "stuck reference" not in str(w[0].message)
     assert xb.clipped == 1
     tile = xb.tiles[0]
     tile.program(torch.full((2, 4), -3.0))  # every target below the window's floor
     assert xb.clipped == 1 + 8
     state = tile.state_tensors()
     assert int(state["clipped"]) == 9
+
+
+def test_weights_beyond_the_window_through_a_stuck_reference_cell_are_named() -> None:
+    from eapu.devices import STUCK_ON, get_device
+
+    # Small positive weights fit the window, except where the row's reference cell is stuck
+    # at g_max: G = g_max + ΔG lies above it.
+    lin = nn.Linear(16, 8, bias=False)
+    nn.init.constant_(lin.weight, 0.05)
+    dev = get_device("ideal", stuck_on_fraction=0.5)
+    with pytest.warns(UserWarning, match=r"(\d+) of them are read against a stuck reference") as w:
+        xb = convert(nn.Sequential(lin), device=dev, scheme="gaussian", seed=1)
+    tile = xb.tiles[0]
+    assert xb.ref_params is not None
+    on_stuck_ref = int((xb.ref_params.stuck[tile.ref_index] == STUCK_ON).sum())
+    assert 0 < on_stuck_ref < lin.weight.numel()
+    assert xb.clipped == on_stuck_ref
+    assert f"{on_stuck_ref} of them are read against a stuck reference" in str(w[0].message)

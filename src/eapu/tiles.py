@@ -566,11 +566,23 @@ class Tile:
         row = self._apply(target, mask, self.crossbar.load_scheme)
         if int(self.clipped) > before:
             xb = self.crossbar
+            why = ""
+            if xb.mapping == "reference_column" and xb.ref_params is not None:
+                # A stuck reference cell offsets every weight read against it: its row's
+                # targets move by (stuck value - g_ref) and half of them leave the window.
+                dev = xb.device_model
+                out = (target < dev.g_min_us) | (target > dev.g_max_us)
+                n_ref = int((out & ~xb.ref_params.free[self.ref_index]).sum())
+                if n_ref:
+                    why = (
+                        f"; {n_ref} of them are read against a stuck reference cell, which "
+                        "offsets every weight of its array row"
+                    )
             warnings.warn(
                 f"tile {self.name!r}: {int(self.clipped) - before} weight(s) beyond what device "
                 f"{xb.device_model.name!r} holds at rwg_per_us={xb.rwg_per_us:g} "
-                f"(max |W| {float(weight.abs().max()):.3g}); they land at the window's edge "
-                "(counted in Tile.clipped)",
+                f"(max |W| {float(weight.abs().max()):.3g}){why}; they land at the window's "
+                "edge (counted in Tile.clipped)",
                 stacklevel=2,
             )
         return row
