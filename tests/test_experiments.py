@@ -83,6 +83,21 @@ def test_tiki_taka_runs_on_plain_sgd_and_says_so_in_its_config() -> None:
         RunConfig(task="classify", method="ttv2", optimizer="momentum")
 
 
+def test_fast_lr_sets_tiki_takas_rate_onto_a(tmp_path) -> None:
+    # A lower rate onto the fast array sends fewer pulses: the same 3 steps, 10x lower.
+    pulses = {}
+    for fast_lr in (0.05, 0.5):
+        cfg = RunConfig(task="classify", method="ttv2", steps=3, eval_every=3, fast_lr=fast_lr)
+        m = run(cfg, tmp_path / str(fast_lr))
+        pulses[fast_lr] = m["nup"]
+        ck = torch.load(tmp_path / str(fast_lr) / "checkpoint.pt", weights_only=True)
+        assert ck["config"]["fast_lr"] == fast_lr
+    assert 0 < pulses[0.05] < pulses[0.5] / 3
+    assert RunConfig(task="classify", method="cttv2").resolved()["fast_lr"] is None  # 0.5
+    with pytest.raises(ValueError, match=r"Invalid fast_lr: method 'eapu\+mp' has no fast array"):
+        RunConfig(task="classify", method="eapu+mp", fast_lr=0.1)
+
+
 def test_every_task_kind_of_every_task_is_registered() -> None:
     for name in TASKS.names():
         assert TASKS.get(name).kind in KINDS

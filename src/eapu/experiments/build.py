@@ -111,7 +111,8 @@ def build(cfg: dict[str, Any], exp: Experiment) -> Built:
     if method.algorithm is not None and method.algorithm in ALGORITHMS:
         # built after convert: it places its own arrays
         algo: Any = get_algorithm(method.algorithm)
-        opt = algo(model.parameters(), lr=cfg["lr"], base=base, seed=cfg["seed"], **base_kw)
+        own = {} if cfg.get("fast_lr") is None else {"fast_lr": cfg["fast_lr"]}
+        opt = algo(model.parameters(), lr=cfg["lr"], base=base, seed=cfg["seed"], **own, **base_kw)
         if hasattr(opt, "watch"):  # Tiki-Taka counts samples and scales A by the layers' data
             opt.watch(model)
     elif method.rule is None:

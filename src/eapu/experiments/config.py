@@ -8,6 +8,7 @@ option is declared once: a `RunConfig` field and its `Flag` row beside it.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,7 +54,7 @@ DEVICE_TYPES = ("cpu", "cuda")
 EVAL_SPLITS = ("test", "validation")
 #: Fields added to `RunConfig` after run directories were written without them, with the
 #: value those runs had: `upgrade` fills them in, so an older run still resumes.
-LATER_FIELDS: dict[str, Any] = {"eval_split": "test"}
+LATER_FIELDS: dict[str, Any] = {"eval_split": "test", "fast_lr": None}
 
 
 def upgrade(written: dict[str, Any]) -> dict[str, Any]:
@@ -89,6 +90,7 @@ class RunConfig:
     device_type: str = "cpu"
     init_from: str | None = None
     eval_split: str = "test"
+    fast_lr: float | None = None
 
     def __post_init__(self) -> None:
         get_task(self.task)
@@ -146,6 +148,13 @@ class RunConfig:
                 f"{self.method!r} (eapu list methods)"
             )
         validate.choice("eval_split", self.eval_split, EVAL_SPLITS)
+        if self.fast_lr is not None:
+            validate.number("fast_lr", self.fast_lr, low=0, low_open=True)
+            if not _has_fast_array(self.method):
+                raise ValueError(
+                    f"Invalid fast_lr: method {self.method!r} has no fast array A; only "
+                    f"Tiki-Taka has one ({', '.join(_tiki_taka_methods())})"
+                )
         validate.choice("device_type", self.device_type, DEVICE_TYPES)
         validate.integer("width", self.width, low=1, allow_none=True)
         if get_method(self.method).level == "device":
@@ -165,6 +174,24 @@ class RunConfig:
         if d["optimizer"] is None:
             d["optimizer"] = get_method(self.method).optimizer or DEFAULT_OPTIMIZER
         return d
+
+
+def _has_fast_array(method: str) -> bool:
+    """Whether ``method`` runs Tiki-Taka (a `TikiTakaV2` or a subclass): it has ``fast_lr``."""
+    from ..algorithms import ALGORITHMS, TikiTakaV2, get_algorithm
+
+    algo = get_method(method).algorithm
+    return algo is not None and algo in ALGORITHMS and issubclass(get_algorithm(algo), TikiTakaV2)
+
+
+def _tiki_taka_methods() -> list[str]:
+    return [m for m in list_methods() if _has_fast_array(m)]
+
+
+def _fast_lr_default() -> float:
+    from ..algorithms import TikiTakaV2
+
+    return float(inspect.signature(TikiTakaV2).parameters["fast_lr"].default)
 
 
 # ------------------------------------------------------------------------------- the flags
@@ -302,6 +329,11 @@ FLAGS: tuple[Flag, ...] = (
         "init_from",
         "start from the weights of this run directory (transfer)",
         default_help=lambda: "the model's initialisation",
+    ),
+    Flag(
+        "fast_lr",
+        "Tiki-Taka methods: the fast array A's own learning rate, auto-scaled",
+        default_help=lambda: f"{_fast_lr_default()}, aihwkit 1.2.0's TTv2 presets",
     ),
     Flag(
         "eval_split",
