@@ -527,16 +527,24 @@ class Tile:
             return self._g_ref() + dg, torch.ones_like(g, dtype=torch.bool)
         return g + dg, dg != 0
 
+    def _beyond(self, target: Tensor) -> Tensor:
+        """Where a target conductance lies outside the device window. A weight at the edge
+        (e.g. a Tiki-Taka symmetry point clamped there) misses it by float32 rounding, some
+        1e-5 µS, after the round trip through weight units: a miss under 1e-6 of g_max is
+        not beyond."""
+        dev = self.crossbar.device_model
+        tol = 1e-6 * dev.g_max_us
+        return (target < dev.g_min_us - tol) | (target > dev.g_max_us + tol)
+
     def _apply(self, target: Tensor, mask: Tensor, scheme: str) -> Tensor:
         """Program the masked cells; only they are handed to the scheme (EaPU writes few)."""
         idx = mask.reshape(-1).nonzero().squeeze(1)
         row = torch.zeros(len(FIELDS), dtype=torch.int64)
         if idx.numel() == 0:
             return row
-        dev = self.crossbar.device_model
         wanted = target.reshape(-1)[idx]
         # The device cannot hold these; its own physics stops at the window, so count them.
-        self.clipped += ((wanted < dev.g_min_us) | (wanted > dev.g_max_us)).sum()
+        self.clipped += self._beyond(wanted).sum()
         sub = lambda t: t.reshape(-1)[idx]  # noqa: E731
         params = self.params.select(idx)
         state = CellState(g_us=sub(self.state.g_us), gate=sub(self.state.gate))
@@ -570,8 +578,7 @@ class Tile:
             if xb.mapping == "reference_column" and xb.ref_params is not None:
                 # A stuck reference cell offsets every weight read against it: its row's
                 # targets move by (stuck value - g_ref) and half of them leave the window.
-                dev = xb.device_model
-                out = (target < dev.g_min_us) | (target > dev.g_max_us)
+                out = self._beyond(target)
                 n_ref = int((out & ~xb.ref_params.free[self.ref_index]).sum())
                 if n_ref:
                     why = (
