@@ -17,6 +17,7 @@ MODULES = [
     "algorithms",
     "ledger",
     "validate",
+    "formatting",
 ]
 
 

@@ -33,6 +33,7 @@ from typer.core import TyperGroup
 
 from . import __version__, validate
 from .experiments import FLAGS, Flag, get_flag, list_methods, list_tasks
+from .formatting import format_value
 from .programming import list_schemes
 
 #: Errors a command reports as bad input (one message, exit 2) instead of a traceback:
@@ -171,14 +172,6 @@ def _progress(where: Console | None = None) -> Progress:
     )
 
 
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, float):
-        return f"{v:.3g}" if abs(v) < 1e4 else f"{v:.3e}"
-    return str(v)
-
-
 COLUMNS = [
     "method",
     "ssim",
@@ -204,9 +197,7 @@ def _columns(rows: list[dict[str, Any]]) -> list[str]:
 
 def _cell(r: dict[str, Any], c: str) -> str:
     """One value of a comparison row: mean ± SD over seeds, validation scores as v: score."""
-    if c == "tune_scores":
-        return " / ".join(f"{k}: {_fmt(v)}" for k, v in (r.get(c) or {}).items())
-    return _fmt(r.get(c)) + (f" ± {_fmt(r[c + '_sd'])}" if c + "_sd" in r else "")
+    return format_value(r.get(c)) + (f" ± {format_value(r[c + '_sd'])}" if c + "_sd" in r else "")
 
 
 def _table(rows: list[dict[str, Any]], title: str) -> Table:
@@ -225,7 +216,7 @@ def _rows_table(rows: list[dict[str, Any]], title: str) -> Table:
     for c in rows[0]:
         t.add_column(c, justify="left" if c == "method" else "right")
     for r in rows:
-        t.add_row(*[_fmt(r.get(c)) for c in rows[0]])
+        t.add_row(*[format_value(r.get(c)) for c in rows[0]])
     return t
 
 
@@ -574,7 +565,7 @@ def narrow_range(
     console.print(
         f"ratio BP/EaPU: total {res['ratio']:.3g}, analog {res['ratio_analog']:.3g} "
         f"(paper {res['paper']['ratio']:.4g}); periphery factor giving the paper's ratio: "
-        f"{_fmt(res['periphery_factor_for_paper_ratio'])}"
+        f"{format_value(res['periphery_factor_for_paper_ratio'])}"
     )
     if out is not None:
         write_json(out, res)
@@ -601,7 +592,7 @@ def retention(
     for c in rows[0]:
         t.add_column(c, justify="right")
     for r in rows:
-        t.add_row(*[_fmt(v) for v in r.values()])
+        t.add_row(*[format_value(v) for v in r.values()])
     console.print(t)
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(rows[0]))

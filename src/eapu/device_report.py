@@ -20,8 +20,9 @@ from typing import Any
 
 from .devices import Device, get_device, is_device_file, save_device
 from .files import atomic_write, write_json
+from .formatting import format_value
 from .programming import characterize, list_schemes
-from .report import format_value, html_image, html_page, html_table, write_compare_report
+from .report import html_image, html_page, html_table, write_compare_report
 
 __all__ = ["BP_METHODS", "DEFAULT_METHODS", "device_report"]
 

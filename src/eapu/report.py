@@ -35,9 +35,9 @@ from matplotlib.figure import Figure
 
 from . import validate
 from .files import atomic_write, read_json, save_figure
+from .formatting import format_value
 
 __all__ = [
-    "format_value",
     "html_image",
     "html_page",
     "html_table",
@@ -159,27 +159,6 @@ def read_samples(path: str | Path) -> dict[str, np.ndarray]:
 
 # --------------------------------------------------------------------------------------------
 # formatting
-
-
-def format_value(v: Any, digits: int = 3) -> str:
-    """A table cell: floats to ``digits`` significant digits, ints exact, missing as "–"."""
-    if v is None or v == "":
-        return "–"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            return "–" if math.isnan(v) else ("∞" if v > 0 else "−∞")
-        if v != 0 and (abs(v) >= 10**digits or abs(v) < 1e-3):
-            return f"{v:.{digits - 1}e}"
-        return f"{v:.{digits}g}"
-    if isinstance(v, dict):  # e.g. a tuned method's validation score by candidate
-        return " / ".join(f"{k}: {format_value(x, digits)}" for k, x in v.items())
-    if isinstance(v, (list, tuple)):
-        return ", ".join(format_value(x, digits) for x in v)
-    return str(v)
 
 
 def _ordered_keys(keys: Sequence[str]) -> list[str]:
