@@ -110,3 +110,20 @@ def test_a_run_written_before_eval_split_existed_still_resumes(tmp_path: Path) -
     (tmp_path / "metrics.json").unlink()  # as if killed before the end: resumes from ck
     again = run(cfg, tmp_path)
     assert again["ssim"] == first["ssim"]
+
+
+def test_compare_takes_an_option_only_some_methods_have(tmp_path: Path) -> None:
+    # --fast-lr belongs to Tiki-Taka: a compare of Tiki-Taka methods takes it; with another
+    # method it is refused, naming the flag, before anything trains.
+    base = ["compare", "classify", "--steps", "2", "--eval-every", "2", "--eval-samples", "16"]
+    ok = CliRunner().invoke(
+        app, [*base, "--methods", "ttv2,cttv2", "--fast-lr", "0.05", "--out", str(tmp_path / "a")]
+    )
+    assert ok.exit_code == 0, ok.output
+    for m in ("ttv2", "cttv2"):
+        assert json.loads((tmp_path / "a" / m / "config.json").read_text())["fast_lr"] == 0.05
+    bad = CliRunner().invoke(
+        app, [*base, "--methods", "ttv2,eapu", "--fast-lr", "0.05", "--out", str(tmp_path / "b")]
+    )
+    assert bad.exit_code == 2 and "--fast-lr" in bad.output
+    assert not (tmp_path / "b").exists()

@@ -397,7 +397,9 @@ def compare(
                 except (ValueError, TypeError) as e:
                     raise ValueError(f"--tune {key}={v}: {e}") from None
     runs_per_method = len(seed_list or [0]) + (len(grid[next(iter(grid))]) if grid else 0)
-    total = RunConfig(task=task, **opts).resolved()["steps"] * runs_per_method
+    total = (
+        RunConfig(task=task, **{**opts, "method": names[0]}).resolved()["steps"] * runs_per_method
+    )
     out = out or Path("runs") / f"{task}-compare"
     done: dict[str, int] = {}
 
