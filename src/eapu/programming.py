@@ -49,6 +49,7 @@ from eapu.devices import (
     initial_conductance,
     land,
     pulse,
+    pulse_rounds,
     read,
     relax,
     stuck_values,
@@ -332,50 +333,11 @@ def pulse_train(
     pol = torch.sign(dg).reshape(-1)[busy]
     cells = params.select(busy)
     rounds = alive[: int(flat.max()) if flat.numel() else 0]
-    if type(device).pulse_step_us is Device.pulse_step_us:
-        _soft_bound_rounds(g, pol, device, cells, rounds, generator)
-    else:
-        for c in rounds:
-            g[:c] = pulse(g[:c], pol[:c], device, cells.select(slice(0, c)), generator=generator)
+    g = pulse_rounds(g, pol, device, cells, rounds, generator=generator)
     g_prog = state.g_us.clone()
     g_prog.view(-1)[busy] = g
     gate = torch.where(n > 0, torch.full_like(state.gate, -1), state.gate)
     return finish_write(g_prog, gate, n, device, params, generator=generator)
-
-
-def _soft_bound_rounds(
-    g: Tensor,
-    pol: Tensor,
-    device: Device,
-    cells: CellParams,
-    rounds: list[int],
-    generator: torch.Generator,
-) -> None:
-    """`eapu.devices.pulse` on the first ``rounds[k]`` cells of ``g`` in round k, in place,
-    for the base kind's step (`Device.pulse_step_us`, not overridden).
-
-    The step's per-cell factors are computed once per train instead of once per pulse: the
-    same draws in the same order, the same result up to float rounding (tested against the
-    generic loop), a fraction of the tensor operations per round. Tiki-Taka's A takes
-    trains of hundreds of pulses, so this loop is most of its cost.
-    """
-    up = pol > 0
-    base = torch.where(
-        up,
-        device.step_up_us * cells.step_up_scale,
-        -device.step_down_us * cells.step_down_scale,
-    )
-    step = torch.where(cells.free, base, 0.0).to(g.dtype)  # a stuck cell does not move
-    slope = torch.where(up, -device.nonlinearity_up, device.nonlinearity_down).to(g.dtype)
-    # The soft bound 1 + slope·(2x - 1), x = (g - g_min) / span, as a + b·g per cell.
-    b = slope * (2 / device.span_us)
-    a = 1 + slope * (-2 * device.g_min_us / device.span_us - 1)
-    for c in rounds:
-        z = torch.randn(c, generator=generator, dtype=g.dtype, device=g.device)
-        gc = g[:c]
-        soft = torch.addcmul(a[:c], gc, b[:c]).clamp_(min=0).mul_(step[:c])
-        noise = torch.add(1, z, alpha=device.c2c_sd).clamp_(min=0)
-        gc.addcmul_(soft, noise).clamp_(device.g_min_us, device.g_max_us)
 
 
 def two_pulse(
