@@ -34,7 +34,7 @@ from eapu.optim import AdamEaPU
 try:  # the runner's home after the experiments/ split; tasks.py before it
     from eapu.experiments import RunConfig, run  # type: ignore[import-not-found]
 except ImportError:
-    from eapu.tasks import RunConfig, run
+    from eapu.experiments import RunConfig, run
 
 NETS = {"denoise_ae": "denoising autoencoder", "small_cnn": "digits CNN"}
 STEPPERS = ["torch Adam", "torch Adam fused", "AdamEaPU", "AdamEaPU unfused"]

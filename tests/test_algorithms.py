@@ -15,10 +15,10 @@ from eapu.algorithms import (
     MixedPrecision,
     TikiTakaV2,
     get_algorithm,
-    hwa_noise,
     list_algorithms,
     symmetry_point,
 )
+from eapu.hwa import hwa_noise
 from eapu.ledger import FIELDS
 from eapu.nn import convert
 

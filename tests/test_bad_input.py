@@ -17,7 +17,7 @@ import torch
 from typer.testing import CliRunner
 
 from eapu.cli import app
-from eapu.tasks import RunConfig, run
+from eapu.experiments import RunConfig, run
 
 # ------------------------------------------------------------------------------ fixtures
 
@@ -281,11 +281,11 @@ def test_cli_bad_input_is_one_clean_message_and_exit_2(
 # ------------------------------------------------------------------------------ the API
 def _api_cases() -> list[tuple[str, Callable[[], Any], type[Exception], str]]:
     from eapu.devices import Device, get_device
+    from eapu.experiments import get_method, get_task
     from eapu.nn import convert
     from eapu.optim import AdamEaPU, InSituOptimizer
     from eapu.programming import get_scheme
     from eapu.rules import get_rule
-    from eapu.tasks import get_method, get_task
 
     w = torch.nn.Parameter(torch.randn(3, 3))
     return [

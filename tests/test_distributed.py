@@ -14,9 +14,9 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.nn import functional as F
 
-from eapu.distributed import shard
+from eapu.experiments import RunConfig, run
+from eapu.experiments.distributed import shard
 from eapu.optim import AdamEaPU
-from eapu.tasks import RunConfig, run
 
 pytestmark = pytest.mark.skipif(
     not (dist.is_available() and dist.is_gloo_available()),
@@ -54,7 +54,14 @@ def _opt(model: nn.Module) -> AdamEaPU:
 
 
 def _worker(rank: int, port: int, out: str) -> None:
-    from eapu.distributed import cleanup, ddp_train_step, params_in_sync, setup, train_ddp, wrap
+    from eapu.experiments.distributed import (
+        cleanup,
+        ddp_train_step,
+        params_in_sync,
+        setup,
+        train_ddp,
+        wrap,
+    )
 
     torch.set_num_threads(1)
     info = setup(

@@ -119,9 +119,9 @@ def test_energy_geometry_equals_the_placement() -> None:
     """The arrays energy counts for each layer are the blocks the crossbar placed."""
     from torch import nn
 
+    from eapu.experiments import analog_layers
     from eapu.models import get_model
     from eapu.nn import convert
-    from eapu.tasks import analog_layers
 
     torch.manual_seed(0)
     nets = [
@@ -163,9 +163,9 @@ def test_scopes_and_the_periphery_sweep() -> None:
 def test_read_energy_and_mean_conductance_follow_rwg() -> None:
     """A network mapped at a larger Rwg sits in a narrower conductance range: its mean
     conductance above the window's floor and its cell-read energy scale with 1 / Rwg."""
+    from eapu.experiments import analog_layers
     from eapu.models import get_model
     from eapu.nn import convert
-    from eapu.tasks import analog_layers
 
     node = get_node("180nm")
     g_above, reads = {}, {}

@@ -3,7 +3,6 @@ randomness that evaluation cannot touch."""
 
 from __future__ import annotations
 
-import ast
 import json
 import subprocess
 import sys
@@ -220,24 +219,3 @@ def test_compare_and_report_print_json(tmp_path: Path) -> None:
     assert json.loads(r.stdout)["rows"] == doc["rows"]
     r = CliRunner().invoke(app, ["report", str(out / "eapu"), "--json"])
     assert json.loads(r.stdout)["metrics"]["method"] == "eapu"
-
-
-def _imports(path: Path) -> list[tuple[str, list[str]]]:
-    tree = ast.parse(path.read_text())
-    out = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module is not None:
-            out.append((node.module, [a.name for a in node.names]))
-    return out
-
-
-def test_no_module_imports_another_modules_private_names() -> None:
-    for path in SRC.rglob("*.py"):
-        for module, names in _imports(path):
-            private = [n for n in names if n.startswith("_") and n != "__version__"]
-            assert not private, f"{path.relative_to(SRC)} imports {private} from {module}"
-
-
-def test_sweep_and_the_experiments_do_not_import_the_cli() -> None:
-    for path in [SRC / "sweep.py", SRC / "distributed.py", *(SRC / "experiments").glob("*.py")]:
-        assert all("cli" not in m.split(".") for m, _ in _imports(path)), path

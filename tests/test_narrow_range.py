@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 import eapu.experiments.runner as runner
+from eapu.experiments.narrow_range import PAPER, narrow_range_comparison
 from eapu.files import read_json
-from eapu.narrow_range import PAPER, narrow_range_comparison
 from eapu.rundir import is_finished
 
 FAST: dict[str, Any] = {"steps": 2, "eval_samples": 8}

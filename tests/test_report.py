@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from eapu.formatting import format_value
 from eapu.report import (
-    format_value,
     plot_compare,
     plot_history,
     plot_samples,

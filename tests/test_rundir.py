@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from eapu import rundir
+from eapu.experiments import RunConfig, run
 from eapu.files import atomic_write
-from eapu.tasks import RunConfig, run
 
 TINY = dict(task="denoise", method="eapu", steps=4, eval_every=2, eval_samples=16)
 

@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from eapu.ledger import FIELDS
-from eapu.optim import AdamEaPU
-from eapu.stats import (
+from eapu.experiments import RunConfig, run
+from eapu.experiments.stats import (
     load_update_stats,
     nup_estimate,
     step_to_step_pulses,
     write_update_stats,
 )
-from eapu.tasks import RunConfig, run
+from eapu.ledger import FIELDS
+from eapu.optim import AdamEaPU
 
 FAST = {"steps": 4, "eval_every": 2, "batch_size": 8, "eval_samples": 16}
 

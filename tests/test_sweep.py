@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from eapu import sweep
-from eapu.sweep import (
+from eapu.experiments import RunConfig, sweep
+from eapu.experiments.sweep import (
     collect,
     expand_grid,
     plan,
@@ -19,7 +19,7 @@ from eapu.sweep import (
     print_commands,
     run_sweep,
 )
-from eapu.tasks import RunConfig
+from eapu.report.sweep import plot_sweep
 
 
 @pytest.fixture(autouse=True)
@@ -122,7 +122,7 @@ def test_sweep_runs_once_then_skips_finished_points(tmp_path: Path, monkeypatch)
 
 
 def test_sweep_resumes_an_interrupted_point_and_plots_lines(tmp_path: Path) -> None:
-    from eapu.tasks import run
+    from eapu.experiments import run
 
     out = tmp_path / "sw"
     grid = {"method": ["eapu", "noisy-bp"], "sd_us": [1.0, 2.0]}
@@ -157,7 +157,7 @@ def test_heat_map_for_two_numeric_keys(tmp_path: Path) -> None:
         for b in (0.5, 1.0, 2.0)
         for s in (0, 1)
     ]
-    paths = sweep.plot_sweep(rows, ["sd_us", "threshold_us"], tmp_path, task="denoise")
+    paths = plot_sweep(rows, ["sd_us", "threshold_us"], tmp_path, metrics=["ssim"])
     assert [p.name for p in paths] == ["sweep_ssim_sd_us_x_threshold_us.png"]
 
 

@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from eapu.cli import app
-from eapu.tasks import RunConfig, compare, get_method, list_methods, run
+from eapu.experiments import RunConfig, compare, get_method, list_methods, run
 
 FAST = {"steps": 12, "eval_every": 6, "batch_size": 16, "eval_samples": 32}
 

@@ -3,7 +3,7 @@ tasks, methods and algorithms.
 
 >>> from eapu.registry import Registry
 >>> colours = Registry("colour", entry_point_group=None)
->>> @colours.register("teal", description="a blue green")
+>>> @colours.register("teal")
 ... def teal() -> str:
 ...     return "#008080"
 >>> colours.get("teel")

@@ -21,13 +21,24 @@ False
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock, Timeout
 
-__all__ = ["COMPLETION_MARKER", "LOCK_NAME", "RunDirBusy", "clean_stale", "hold", "is_finished"]
+__all__ = [
+    "COMPLETION_MARKER",
+    "LOCK_NAME",
+    "RunDirBusy",
+    "clean_stale",
+    "hold",
+    "is_finished",
+    "name_part",
+]
 
 #: Written last: its presence means the run finished and every other file is final.
 COMPLETION_MARKER = "metrics.json"
@@ -77,3 +88,20 @@ def hold(run_dir: str | Path) -> Iterator[Path]:
 def is_finished(run_dir: str | Path) -> bool:
     """Whether the run in ``run_dir`` finished (its completion marker exists)."""
     return (Path(run_dir) / COMPLETION_MARKER).exists()
+
+
+def name_part(v: Any) -> str:
+    """A value as it appears in a directory name: ``2.0`` -> ``2``, ``1/80`` -> ``0.0125``."""
+    if v is None:
+        return "none"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            raise ValueError(f"grid values must be finite, got {v!r}")
+        return str(int(v)) if v.is_integer() and abs(v) < 1e15 else repr(v)
+    if isinstance(v, str):
+        return re.sub(r"[^A-Za-z0-9.+-]", "-", v) or "empty"
+    raise ValueError(f"grid values must be numbers, strings or None, got {v!r}")

@@ -12,9 +12,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..algorithms import ALGORITHMS, HWANoise, get_algorithm, hwa_noise
+from ..algorithms import ALGORITHMS, get_algorithm
 from ..devices import Device, get_device
 from ..files import load_checkpoint
+from ..hwa import HWANoise, hwa_noise
 from ..models import get_model, model_info
 from ..nn import convert
 from ..optim import InSituOptimizer

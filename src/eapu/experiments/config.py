@@ -1,8 +1,9 @@
 """`RunConfig`, everything a run depends on, and `FLAGS`, the one table of its options.
 
-The command line (`eapu.cli`), the sweeps (`eapu.sweep`: grid keys, printed command lines)
-and the DDP entry point (`eapu.distributed`) all derive their options from `FLAGS`, so an
-option is declared once: a `RunConfig` field and its `Flag` row beside it.
+The command line (`eapu.cli`), the sweeps (`eapu.experiments.sweep`: grid keys, printed
+command lines) and the DDP entry point (`eapu.experiments.distributed`) all derive their
+options from `FLAGS`, so an option is declared once: a `RunConfig` field and its `Flag` row
+beside it.
 """
 
 from __future__ import annotations

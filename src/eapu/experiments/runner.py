@@ -1,5 +1,5 @@
 """The one training loop: `train` over a step function, used by `run` (one process) and by
-`eapu.distributed.train_ddp` (every rank of a process group) alike.
+`eapu.experiments.distributed.train_ddp` (every rank of a process group) alike.
 
 A run directory holds ``config.json``, ``history.csv``, ``metrics.json``, ``energy.json``,
 ``checkpoint.pt`` and, where they apply, ``samples.npz`` and ``placement.txt``. It has one

@@ -38,8 +38,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import validate
-from .devices import Device, MeasuredDevice, pulse, read, stuck_values
+from .. import validate
+from .core import Device
+from .measured import MeasuredDevice
+from .physics import pulse, read, stuck_values
 
 __all__ = [
     "UNITS",
@@ -270,7 +272,7 @@ def write_pulse_trains(
     path: str | Path, trains: PulseTrains, *, units: str = "uS", polarity_column: bool = False
 ) -> None:
     """Write ``trains`` in the published form (header ``ramp1..``, one row per pulse)."""
-    from .files import atomic_write
+    from ..files import atomic_write
 
     validate.choice("units", units, UNITS)
     buf = io.StringIO()
@@ -467,7 +469,7 @@ def fit_figure(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from .files import atomic_write
+    from ..files import atomic_write
 
     gen = torch.Generator().manual_seed(seed)
     sims = [simulate_pulse_trains(device, t.g_us[0], t.polarity, generator=gen) for t in measured]
@@ -527,7 +529,7 @@ def write_example_trains(
     ``folder``: ``ramps`` SET ramps up from ``g_min_us`` and as many RESET ramps down from
     ``g_max_us``, ``pulses`` pulses each, read with the device's read noise. Something to
     try `eapu device fit` on, whose answer is known."""
-    from .devices import get_device
+    from .presets import get_device
 
     dev = get_device(device) if isinstance(device, str) else device
     for arg, v in (("ramps", ramps), ("pulses", pulses)):

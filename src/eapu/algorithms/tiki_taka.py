@@ -1,357 +1,31 @@
-"""The other in-situ training algorithms, on eapu's tiles and with eapu's ledger.
-
-EaPU is compared in Liu et al. (2025) with Tiki-Taka v2, chopped Tiki-Taka v2 and
-hardware-aware training. This module implements them on the same simulated crossbars
-(`eapu.nn.convert`), so their pulses, verify reads and written cells land in the same
-`eapu.ledger.Ledger` rows as `eapu.optim.InSituOptimizer`'s and Rup / Nup compare directly.
-
->>> import torch
->>> from eapu.nn import convert
->>> from eapu.algorithms import MixedPrecision
->>> model = torch.nn.Sequential(torch.nn.Linear(4, 2))   # convert swaps child layers
->>> xbar = convert(model, device="ideal", scheme="gaussian", load_scheme="gaussian")
->>> opt = MixedPrecision(model.parameters(), lr=0.1)
->>> model(torch.randn(8, 4)).pow(2).mean().backward()
->>> opt.step(); opt.zero_grad()
-
-- `MixedPrecision` (Nandakumar et al. 2020): a digital accumulator, written in whole pulses.
-- `TikiTakaV2` (Gokmen 2021) and `ChoppedTTv2` (Rasch et al. 2024): a fast analog array A
-  takes the gradient, a digital buffer H integrates A's columns, and H moves the layer's own
-  (slow) array C by single pulses.
-- `hwa_noise` (Rasch et al. 2023): weight noise in the forward pass of software training, so
-  the trained network tolerates being programmed once (ex-situ).
-
-Common contract. Analog parameters are those backed by a tile (``_tile_of(p)``, set by
-`eapu.nn.convert`); every other parameter (biases, norms, undigitised layers) is updated
-digitally by the base optimizer (``torch.optim.SGD`` with the same ``lr`` by default). The
-base optimizer proposes ΔW for the analog parameters too (ΔW = -lr·grad for SGD; any torch
-optimizer, e.g. momentum, may be given); the algorithm decides what reaches the cells. Each
-optimizer owns a CPU ``torch.Generator`` (``seed``) kept in ``state_dict`` together with all
-digital state (accumulators, buffers, choppers, counters, the ledger) and the state of any
-extra array it placed on the crossbar, so that saving ``model``, ``crossbar`` and optimizer
-state and resuming reproduces the uninterrupted run bit for bit. A resumed optimizer must be
-built on a fresh converted model *before* the crossbar state is loaded (it places its
-extra arrays in ``__init__``, which draws from the crossbar's generator). Tiki-Taka also
-needs ``opt.watch(model)`` once: it counts samples and scales A's rate from the layers' data.
-
-Ledger. One row per analog parameter and step, fields ``written, pulses, reads, failed,
-skipped`` (`eapu.ledger.FIELDS`), as `InSituOptimizer` records them. ``cells`` of a
-parameter is ``_tile_of(p).cells`` plus, for Tiki-Taka, the cells of its fast array A
-(``tileA.cells``: A's weight cells and the reference cells A's placement added). ``written``
-counts distinct cells of the parameter (C and A) that took at least one pulse in the step,
-``pulses`` every pulse, ``reads`` verify reads of the scheme plus, for Tiki-Taka, one read
-per cell of each line of A read for a transfer.
-"""
+"""Tiki-Taka v2 (Gokmen 2021) and chopped TTv2 (Rasch et al. 2024) on eapu's tiles."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from . import validate
-from .ledger import FIELDS
-from .optim import InSituBase, default_seed
-from .programming import get_scheme
-from .registry import Registry
-from .tiles import Tile, matrix_shape
+from .. import validate
+from ..ledger import FIELDS
+from ..programming import get_scheme
+from ..tiles import Tile
+from .base import (
+    TileAlgorithm,
+    analog_tile,
+    granularity,
+    line_index,
+    program_with,
+    pulse_train_on,
+    register_algorithm,
+)
 
-__all__ = [
-    "ALGORITHMS",
-    "AlgorithmInfo",
-    "ChoppedTTv2",
-    "HWANoise",
-    "MixedPrecision",
-    "TikiTakaV2",
-    "TileAlgorithm",
-    "get_algorithm",
-    "hwa_noise",
-    "list_algorithms",
-    "symmetry_point",
-]
+__all__ = ["ChoppedTTv2", "TikiTakaV2", "symmetry_point"]
 
-_W, _P, _R, _F, _S = (FIELDS.index(f) for f in ("written", "pulses", "reads", "failed", "skipped"))
-
-
-# ---------------------------------------------------------------------- writing to a tile
-def _program_with(tile: Tile, dw: Tensor, scheme: str) -> Tensor:
-    """Write ΔW (weight units; 0 = untouched) to ``tile`` with ``scheme``; the ledger row."""
-    return tile.program(dw, scheme=scheme).clone()
-
-
-def _pulse_train(tile: Tile, n: Tensor, eps: float, scheme: str) -> Tensor:
-    """Move every cell by ``n`` (signed integer tensor) steps of ``eps`` weight units.
-
-    With the ``sign`` scheme (one identical pulse per write) the n steps are n pulses of the
-    device, whatever ``eps``, sent as one `eapu.programming.pulse_train`; any other scheme is
-    asked once for the target ``n·eps`` and spends the pulses it needs. ``written`` counts
-    distinct cells pulsed.
-    """
-    n = n.detach().cpu()
-    if not bool(n.any()):
-        return torch.zeros(len(FIELDS), dtype=torch.int64)
-    if scheme != "sign":
-        return _program_with(tile, n.to(torch.float32) * eps, scheme)
-    # pulse_train counts a change in nominal SET steps; a differential pair splits a change
-    # between its two cells, so each of them takes n pulses.
-    pair = 2 if tile.crossbar.mapping == "differential" else 1
-    return _program_with(tile, n.to(torch.float32) * (_granularity(tile) * pair), "pulse_train")
-
-
-def _tile_of(p: Tensor) -> Tile:
-    """The tile behind an analog parameter (set by `eapu.nn`)."""
-    return getattr(p, "eapu_tile")  # noqa: B009 (a dynamic attribute: keeps mypy honest)
-
-
-def _granularity(tile: Tile) -> float:
-    """One SET pulse's mean step at the window centre, in weight units."""
-    return tile.rwg_per_us * tile.crossbar.device_model.step_up_us
-
-
-def _line_index(tile: Tile) -> Tensor:
-    """For each weight, the index of its input line (a row of the crossbar matrix).
-
-    Reading line ``i`` is one forward read with the one-hot input e_i: for an ``nn.Linear``
-    weight (out, in) it is the column W[:, i].
-    """
-    rows, cols = matrix_shape(tile.shape, tile.transposed)
-    idx = torch.arange(rows).unsqueeze(1).expand(rows, cols)
-    return idx.reshape(tile.shape) if tile.transposed else idx.t().reshape(tile.shape)
-
-
-# ------------------------------------------------------------------------- the shared base
-class TileAlgorithm(InSituBase):
-    """A base optimizer proposes ΔW; subclasses decide how tile-backed parameters change.
-
-    The skeleton is `eapu.optim.InSituBase`'s, the same as `InSituOptimizer`'s: shared
-    ``param_groups`` and ``state`` (LR schedulers work), ``self.ledger``, the closure passed
-    to a base that needs it, the optimizer's own state under ``state_dict()["algorithm"]``.
-    It adds ``self.generator`` (CPU, seeded by ``seed``; None draws the seed from torch's
-    global generator) and one slot of algorithm state per analog parameter; see the module
-    docstring for the contract.
-
-    Subclasses implement ``_slot(p)`` (create or return the slot), ``_update(p, dw, group)``
-    (write ΔW, or None when ``p`` had no gradient; return the ledger row), ``_slot_state``
-    and ``_load_slot_state``, and may override ``_cells(p)``.
-    """
-
-    STATE_KEY = "algorithm"
-    _OWN_KEYS: tuple[str, ...] = ()
-
-    def __init__(
-        self,
-        params: Iterable[Tensor] | Iterable[dict[str, Any]],
-        base: type[Optimizer],
-        *,
-        seed: int | None,
-        defaults: dict[str, Any],
-        base_kwargs: dict[str, Any],
-    ) -> None:
-        seed = default_seed(seed)
-        self.generator = torch.Generator().manual_seed(seed)
-        self._steps = 0
-        self._slots: dict[int, dict[str, Any]] = {}  # id(param) -> algorithm state
-        super().__init__(params, base, defaults=defaults, base_kwargs=base_kwargs, seed=seed)
-        for p in self.analog_parameters():
-            self._slot(p)
-
-    def _own_keys(self) -> tuple[str, ...]:
-        return self._OWN_KEYS
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        super().add_param_group(param_group)
-        if self._base is not None:
-            for p in param_group["params"]:
-                if getattr(p, "eapu_tile", None) is not None:
-                    self._slot(p)
-
-    def is_analog(self, p: Tensor, group: dict[str, Any]) -> bool:
-        """Tile-backed parameters are analog; every other one is updated digitally."""
-        return getattr(p, "eapu_tile", None) is not None
-
-    def cells_of(self, p: Tensor) -> int:
-        return self._cells(p)
-
-    def _group_of(self, p: Tensor) -> dict[str, Any]:
-        return next(g for g in self.param_groups if any(q is p for q in g["params"]))
-
-    # -- to implement
-    def _slot(self, p: Tensor) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def _cells(self, p: Tensor) -> int:
-        return int(_tile_of(p).cells)
-
-    def _update(self, p: Tensor, dw: Tensor | None, group: dict[str, Any]) -> Tensor:
-        raise NotImplementedError
-
-    def _slot_state(self, slot: dict[str, Any]) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def _load_slot_state(self, slot: dict[str, Any], state: dict[str, Any]) -> None:
-        raise NotImplementedError
-
-    # -- the step
-    def _apply(
-        self, work: list[tuple[dict[str, Any], Tensor]], digital: list[Tensor], propose: Any
-    ) -> dict[int, Any]:
-        with_grad = [p for _, p in work] + digital
-        bad: dict[int, Tensor] = {}
-        for p in with_grad:
-            assert p.grad is not None
-            mask = ~p.grad.isfinite()
-            if bool(mask.any()):  # such a cell keeps its value, counted as skipped if analog
-                p.grad.masked_fill_(mask, 0)
-                bad[id(p)] = mask
-        olds = {id(p): p.clone() for p in with_grad}
-        propose()
-        self._steps += 1
-        rows: dict[int, Any] = {}
-        for p in self.analog_parameters():
-            dw, skipped = None, 0
-            if id(p) in olds:
-                old = olds[id(p)]
-                dw = p.sub(old)
-                skip = ~dw.isfinite()
-                if id(p) in bad:
-                    skip |= bad[id(p)]
-                dw.masked_fill_(skip, 0)
-                skipped = int(skip.sum())
-                p.copy_(old)
-            row = self._update(p, dw, self._group_of(p))
-            row[_S] += skipped
-            rows[id(p)] = row
-        for p in digital:  # digital cells with a non-finite gradient or proposal stay put
-            keep = ~p.isfinite()
-            if id(p) in bad:
-                keep |= bad[id(p)]
-            if bool(keep.any()):
-                torch.where(keep, olds[id(p)], p, out=p)
-        return rows
-
-    # -- state_dict
-    def _own_state(self) -> dict[str, Any]:
-        return {
-            "seed": self._seed,
-            "generator": self.generator.get_state(),
-            "steps": self._steps,
-            "ledger": self.ledger.state_dict(),
-            "slots": [self._slot_state(self._slots[id(p)]) for p in self.analog_parameters()],
-        }
-
-    def _load_own_state(self, algo: dict[str, Any]) -> None:
-        analog = self.analog_parameters()
-        if len(algo["slots"]) != len(analog):
-            raise ValueError(
-                f"state_dict holds {len(algo['slots'])} analog parameters, this "
-                f"optimizer has {len(analog)}"
-            )
-        self._seed = int(algo["seed"])
-        self.generator.set_state(algo["generator"])
-        self._steps = int(algo["steps"])
-        self.ledger.load_state_dict(algo["ledger"])
-        for p, st in zip(analog, algo["slots"], strict=True):
-            self._load_slot_state(self._slot(p), st)
-
-
-# ------------------------------------------------------------------------ mixed precision
-class MixedPrecision(TileAlgorithm):
-    """Mixed-precision in-situ training (Nandakumar et al., Front. Neurosci. 14, 406, 2020).
-
-    A digital accumulator χ per analog weight gathers the proposed updates; the device is
-    written only in whole multiples of its granularity ε (one pulse's mean step)::
-
-        χ ← χ + ΔW                                  (ΔW = -lr·grad, or the base's proposal)
-        n = min(floor(|χ| / ε), max_pulses)
-        program ΔWn = n·ε·sign(χ) onto the tile     (cells with n = 0 are not written)
-        χ ← χ - n·ε·sign(χ)
-
-    The deterministic cousin of EaPU: EaPU writes ΔWth·sign(ΔW) with probability |ΔW|/ΔWth,
-    mixed precision writes when the accumulated update reaches ε. χ subtracts the *intended*
-    update; the device's actual error is not fed back (as in the paper).
-
-    Writing: with the crossbar's ``sign`` scheme the n steps are n identical pulses (applied
-    in rounds); any other scheme (``gaussian``, ``two_pulse``, ``write_verify``,
-    ``memorial``) is asked once for the target n·ε and spends what it needs (Nandakumar et al.
-    apply n pulses without verify: the ``sign`` scheme is the faithful choice).
-
-    Args:
-        params: parameters or groups; tile-backed ones are analog, the rest digital.
-        lr: learning rate of the base optimizer (> 0).
-        granularity_us: ε in µS (ε in weight units = granularity_us · Rwg); default the
-            device's ``step_up_us``.
-        max_pulses: at most this many steps of ε per cell and step (the rest stays in χ).
-        base: the optimizer that proposes ΔW (default ``torch.optim.SGD``).
-        seed: seeds the optimizer's generator (unused by this deterministic rule, kept for a
-            uniform interface and state); None: drawn from torch's global generator.
-        **base_kwargs: passed to ``base`` (``momentum``, ...).
-    """
-
-    _OWN_KEYS = ("granularity_us", "max_pulses")
-
-    def __init__(
-        self,
-        params: Iterable[Tensor] | Iterable[dict[str, Any]],
-        lr: float = 0.01,
-        *,
-        granularity_us: float | None = None,
-        max_pulses: int = 100,
-        base: type[Optimizer] = torch.optim.SGD,
-        seed: int | None = None,
-        **base_kwargs: Any,
-    ) -> None:
-        validate.number("lr", lr, low=0, low_open=True)
-        if granularity_us is not None:
-            validate.number("granularity_us", granularity_us, low=0, low_open=True)
-        validate.integer("max_pulses", max_pulses, low=1)
-        super().__init__(
-            params,
-            base,
-            seed=seed,
-            defaults=dict(granularity_us=granularity_us, max_pulses=max_pulses),
-            base_kwargs=dict(lr=lr, **base_kwargs),
-        )
-
-    def epsilon(self, p: Tensor) -> float:
-        """ε of analog parameter ``p`` in weight units."""
-        tile = _tile_of(p)
-        g_us = self._group_of(p)["granularity_us"]
-        return _granularity(tile) if g_us is None else float(g_us) * tile.rwg_per_us
-
-    def _slot(self, p: Tensor) -> dict[str, Any]:
-        slot = self._slots.get(id(p))
-        if slot is None:
-            slot = self._slots[id(p)] = {
-                "chi": torch.zeros_like(p, memory_format=torch.contiguous_format)
-            }
-        return slot
-
-    def _update(self, p: Tensor, dw: Tensor | None, group: dict[str, Any]) -> Tensor:
-        if dw is None:
-            return torch.zeros(len(FIELDS), dtype=torch.int64)
-        tile = _tile_of(p)
-        chi = self._slot(p)["chi"]
-        chi.add_(dw)
-        eps = self.epsilon(p)
-        n = torch.floor(chi.abs() / eps).clamp(max=group["max_pulses"])
-        n = (n * torch.sign(chi)).to(torch.int64)
-        row = _pulse_train(tile, n, eps, tile.crossbar.scheme)
-        chi.sub_(n.to(chi.dtype) * eps)
-        p.copy_(tile.weight())
-        return row
-
-    def _slot_state(self, slot: dict[str, Any]) -> dict[str, Any]:
-        return {"chi": slot["chi"].clone()}
-
-    def _load_slot_state(self, slot: dict[str, Any], state: dict[str, Any]) -> None:
-        slot["chi"].copy_(state["chi"])
-
-
-# ---------------------------------------------------------------------------- Tiki-Taka v2
+_W, _R = FIELDS.index("written"), FIELDS.index("reads")
 _FAST_SCHEMES = ("pulsed",)
 _TRANSFER_UNITS = ("samples", "steps")
 _SLOT_VERSION = 2  # slot states without "version" hold H in weight units (eapu <= this issue)
@@ -398,6 +72,9 @@ def _ema(m: float, values: Tensor, momentum: float) -> float:
     return float((1 - tau) ** k * m + (weights * v).sum())
 
 
+@register_algorithm(
+    "ttv2", "Tiki-Taka v2: fast array A, digital buffer H, slow array C (Gokmen 2021)"
+)
 class TikiTakaV2(TileAlgorithm):
     """Tiki-Taka v2 (Gokmen, Front. Artif. Intell. 4, 699148, 2021), optionally chopped.
 
@@ -666,13 +343,13 @@ class TikiTakaV2(TileAlgorithm):
         if not self.auto_scale:
             return self.fast_lr
         mxd = slot["m_x"] * slot["m_d"]
-        scale = self.desired_bl * _granularity(slot["A"])
+        scale = self.desired_bl * granularity(slot["A"])
         return self.fast_lr * scale / mxd if mxd > 0 else self.fast_lr * scale
 
     def buffer_gain(self, p: Tensor, lr: float) -> float:
         """H gained per unit of A read (weight units): transfer_lr · lr / g_H."""
         slot = self._slot(p)
-        g_h = self.buffer_granularity * _granularity(slot["A"])
+        g_h = self.buffer_granularity * granularity(slot["A"])
         if self.auto_granularity > 0:
             g_h *= self.auto_granularity / (slot["c"].numel() * self.transfer_every)
         return self.transfer_lr * lr / g_h
@@ -680,7 +357,7 @@ class TikiTakaV2(TileAlgorithm):
     def _slot(self, p: Tensor) -> dict[str, Any]:
         slot = self._slots.get(id(p))
         if slot is None:
-            tile = _tile_of(p)
+            tile = analog_tile(p)
             fast = tile.crossbar.add_tile(
                 tile.name + ".A", torch.zeros(tile.shape), transposed=tile.transposed
             )
@@ -688,7 +365,7 @@ class TikiTakaV2(TileAlgorithm):
             if self.subtract_symmetry_point:
                 ref = symmetry_point(fast)
                 fast.load(ref)  # A starts at its symmetry point: a read of 0 (a one-time load)
-            line = _line_index(tile)
+            line = line_index(tile)
             lines = int(line.max()) + 1
             slot = self._slots[id(p)] = {
                 "A": fast,
@@ -707,10 +384,10 @@ class TikiTakaV2(TileAlgorithm):
         return slot
 
     def _cells(self, p: Tensor) -> int:
-        return int(_tile_of(p).cells) + int(self._slot(p)["A"].cells)
+        return int(analog_tile(p).cells) + int(self._slot(p)["A"].cells)
 
     def _forward_weight(self, p: Tensor, slot: dict[str, Any]) -> Tensor:
-        w = _tile_of(p).weight()
+        w = analog_tile(p).weight()
         if self.gamma:
             a = slot["A"].weight() - slot["ref"]
             w = w + self.gamma * slot["c"][slot["line_of"]] * a
@@ -737,19 +414,19 @@ class TikiTakaV2(TileAlgorithm):
     def _write_fast(self, fast: Tile, da: Tensor, cap: int) -> Tensor:
         if self.fast_scheme != "pulsed":
             before = fast.writes.clone()
-            r = _program_with(fast, da, self.fast_scheme)
+            r = program_with(fast, da, self.fast_scheme)
             r[_W] = int(((fast.writes - before) > 0).sum())
             return r
-        eps = _granularity(fast)
+        eps = granularity(fast)
         ratio = da.abs() / eps
         whole = torch.floor(ratio)
         u = torch.rand(ratio.shape, generator=self.generator)
         n = (whole + (u < ratio - whole).to(whole.dtype)).clamp(max=cap)
-        return _pulse_train(fast, (n * torch.sign(da)).to(torch.int64), eps, "sign")
+        return pulse_train_on(fast, (n * torch.sign(da)).to(torch.int64), eps, "sign")
 
     def _transfer(self, p: Tensor, slot: dict[str, Any], n_reads: int, lr: float) -> Tensor:
         """``n_reads`` line reads of A into H, and H's whole pulses into C, in read order."""
-        tile = _tile_of(p)
+        tile = analog_tile(p)
         fast: Tile = slot["A"]
         row = torch.zeros(len(FIELDS), dtype=torch.int64)
         lines = slot["c"].numel()
@@ -772,8 +449,8 @@ class TikiTakaV2(TileAlgorithm):
             n = torch.trunc(h).clamp(-self.transfer_pulses, self.transfer_pulses)
             n = torch.where(on & (h.abs() >= 1), n, 0.0)
             if bool(n.any()):
-                row += _pulse_train(
-                    tile, n.to(torch.int64), _granularity(tile), tile.crossbar.scheme
+                row += pulse_train_on(
+                    tile, n.to(torch.int64), granularity(tile), tile.crossbar.scheme
                 )
                 moved = n != 0
                 if self.forget_buffer:
@@ -838,11 +515,12 @@ class TikiTakaV2(TileAlgorithm):
             slot["m_x"], slot["m_d"] = float(state["m_x"]), float(state["m_d"])
         else:  # an older checkpoint: H in weight units against a threshold of ε_C, no reference
             slot["ref"].zero_()
-            slot["H"].copy_(state["H"] / _granularity(slot["A"]))
+            slot["H"].copy_(state["H"] / granularity(slot["A"]))
             slot["samples"] = 0
             slot["m_x"] = slot["m_d"] = 0.0
 
 
+@register_algorithm("cttv2", "chopped Tiki-Taka v2 (Rasch et al. 2024)")
 class ChoppedTTv2(TikiTakaV2):
     """Chopped Tiki-Taka v2, c-TTv2 (Rasch et al., Nat. Commun. 15, 7133, 2024).
 
@@ -878,147 +556,3 @@ class ChoppedTTv2(TikiTakaV2):
                 "None; allowed: a probability in (0, 1] or chopper_every >= 1 (use TikiTakaV2 "
                 "for no chopper)"
             )
-
-
-# ------------------------------------------------------------------ hardware-aware training
-class HWANoise:
-    """Forward-pass weight noise on a model's layers (see `hwa_noise`). A context manager."""
-
-    def __init__(
-        self, model: nn.Module, sd_w: float, generator: torch.Generator, train_only: bool
-    ) -> None:
-        self.sd_w = sd_w
-        self.generator = generator
-        self.train_only = train_only
-        self.enabled = True
-        self.modules: list[nn.Module] = []
-        self._handles: list[Any] = []
-        for mod in model.modules():
-            w = mod._parameters.get("weight")
-            if isinstance(w, nn.Parameter) and w.dim() > 1:
-                self.modules.append(mod)
-                self._handles.append(mod.register_forward_pre_hook(self._pre))
-                self._handles.append(mod.register_forward_hook(self._post, always_call=True))
-
-    def _pre(self, mod: nn.Module, args: Any) -> None:
-        if not self.enabled or self.sd_w == 0 or (self.train_only and not mod.training):
-            return
-        w = mod._parameters["weight"]
-        assert w is not None
-        noise = torch.randn(
-            w.shape, generator=self.generator, dtype=w.dtype, device=self.generator.device
-        ).to(w.device)
-        # An instance attribute shadows the registered parameter for this forward only; the
-        # sum is differentiable in w with derivative 1 (straight-through), and autograd keeps
-        # the noisy weight for the backward pass.
-        mod.__dict__["weight"] = w + self.sd_w * noise
-
-    @staticmethod
-    def _post(mod: nn.Module, args: Any, output: Any) -> None:
-        mod.__dict__.pop("weight", None)
-
-    def remove(self) -> None:
-        """Remove the hooks: the model is exactly as before."""
-        for h in self._handles:
-            h.remove()
-        self._handles = []
-        for mod in self.modules:
-            mod.__dict__.pop("weight", None)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
-
-    def __enter__(self) -> HWANoise:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.remove()
-
-
-def hwa_noise(
-    model: nn.Module,
-    sd_us: float,
-    rwg_per_us: float = 1 / 80,
-    generator: torch.Generator | None = None,
-    *,
-    train_only: bool = True,
-) -> HWANoise:
-    """Hardware-aware training (Rasch et al., Nat. Commun. 14, 5282, 2023), reduced to its core.
-
-    While the returned handle is active, every forward pass of each layer with a weight of
-    dim > 1 (Linear, Conv, ConvTranspose, analog layers) uses W + N(0, (sd_us·Rwg)²), fresh
-    noise each forward, drawn from ``generator``; the gradient flows to W unchanged
-    (straight-through: it is the gradient at the perturbed weights). Parameters, state_dict
-    and optimizer see only the clean W. Train in software with it, then program the result
-    once (ex-situ). With ``train_only`` (default) layers in ``eval()`` mode run noise-free.
-
-    >>> import torch
-    >>> model = torch.nn.Linear(4, 2)
-    >>> with hwa_noise(model, sd_us=2.0, generator=torch.Generator().manual_seed(0)):
-    ...     model(torch.randn(8, 4)).pow(2).mean().backward()
-
-    Simplifications: absolute Gaussian weight noise in µS (the device's εcell), not aihwkit's
-    relative, per-channel noise with output noise, clipping and learned ranges.
-
-    Args:
-        model: the network (hooks are added to its layers).
-        sd_us: SD of the write error to emulate, µS (e.g. SD(εcell) = 2 µS).
-        rwg_per_us: Rwg = Wmax / Gmax (µS⁻¹): noise SD in weight units is sd_us · Rwg.
-        generator: the noise's generator (a fresh one seeded 0 if None); its state is in
-            the handle's ``state_dict`` for resume.
-        train_only: skip the noise for modules in eval mode.
-
-    Returns:
-        A handle; ``remove()`` it (or use it as a context manager) to stop the noise.
-    """
-    validate.number("sd_us", sd_us, low=0)
-    validate.number("rwg_per_us", rwg_per_us, low=0, low_open=True)
-    if generator is None:
-        generator = torch.Generator().manual_seed(0)
-    if not isinstance(generator, torch.Generator):
-        raise ValueError(f"Invalid generator: {generator!r}; allowed: a torch.Generator or None")
-    return HWANoise(model, float(sd_us) * float(rwg_per_us), generator, train_only)
-
-
-# ------------------------------------------------------------------------------ registry
-@dataclass(frozen=True)
-class AlgorithmInfo:
-    """A registered in-situ algorithm: its optimizer class and one line about it."""
-
-    name: str
-    cls: type[TileAlgorithm]
-    description: str
-
-
-#: The in-situ algorithms other than EaPU; packages add theirs under ``eapu.algorithms``.
-ALGORITHMS: Registry[AlgorithmInfo] = Registry(
-    "algorithm", entry_point_group="eapu.algorithms", sort=False
-)
-for _info in (
-    AlgorithmInfo(
-        "mixed-precision",
-        MixedPrecision,
-        "mixed-precision accumulator, written in whole pulses (Nandakumar et al. 2020)",
-    ),
-    AlgorithmInfo(
-        "ttv2",
-        TikiTakaV2,
-        "Tiki-Taka v2: fast array A, digital buffer H, slow array C (Gokmen 2021)",
-    ),
-    AlgorithmInfo("cttv2", ChoppedTTv2, "chopped Tiki-Taka v2 (Rasch et al. 2024)"),
-):
-    ALGORITHMS.add(_info.name, _info)
-del _info
-
-
-def get_algorithm(name: str) -> type[TileAlgorithm]:
-    """The optimizer class registered as ``name``."""
-    return ALGORITHMS.get(name).cls
-
-
-def list_algorithms() -> list[str]:
-    """Names of the registered algorithms, in registration order."""
-    return ALGORITHMS.names()

@@ -19,6 +19,7 @@ cells with the device's pure functions (`eapu.devices.pulse`, `gate_set`, `read`
 
 >>> import torch
 >>> from eapu.devices import get_device
+>>> from eapu.programming import CellState, get_scheme
 >>> dev = get_device("taox_1t1r")
 >>> gen = torch.Generator().manual_seed(0)
 >>> params = dev.sample((8,), generator=gen)
@@ -34,186 +35,42 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import Tensor
 
-from eapu.devices import (
+from .. import validate
+from ..devices import (
     CellParams,
     Device,
     gate_curve,
     gate_set,
-    initial_conductance,
     land,
     pulse,
     pulse_rounds,
     read,
-    relax,
-    stuck_values,
+)
+from .core import (
+    CellState,
+    ProgramResult,
+    check_budget,
+    check_tolerance,
+    finish_write,
+    prepare_write,
+    register_scheme,
+    zero_counts,
 )
 
-from . import validate
-from .registry import Registry
-
 __all__ = [
-    "SCHEMES",
-    "CellState",
-    "Characterization",
-    "ProgramResult",
-    "SchemeInfo",
-    "characterize",
-    "check_budget",
-    "check_tolerance",
-    "finish_write",
+    "RESET_RAMP_STEP_SCALE",
     "gaussian",
-    "get_scheme",
-    "list_schemes",
     "memorial",
-    "prepare_write",
     "pulse_train",
-    "register_scheme",
     "sign",
     "two_pulse",
     "write_verify",
     "write_verify_reset",
 ]
-
-
-@dataclass
-class CellState:
-    """What a controller knows of a tensor of cells."""
-
-    g_us: Tensor
-    """Present conductance of each cell (µS)."""
-    gate: Tensor
-    """int32 gate level of each cell's last gate-controlled SET; -1 if unknown."""
-
-    def __post_init__(self) -> None:
-        if self.g_us.shape != self.gate.shape:
-            raise ValueError(
-                f"gate has shape {tuple(self.gate.shape)}, g_us has {tuple(self.g_us.shape)}"
-            )
-
-    @classmethod
-    def initial(
-        cls, device: Device, params: CellParams, *, dtype: torch.dtype = torch.float32
-    ) -> CellState:
-        """A fresh array: `initial_conductance` and unknown gate positions."""
-        g = initial_conductance(params.shape, device, params, dtype=dtype)
-        return cls(g_us=g, gate=torch.full(g.shape, -1, dtype=torch.int32, device=g.device))
-
-    def clone(self) -> CellState:
-        """A deep copy."""
-        return CellState(g_us=self.g_us.clone(), gate=self.gate.clone())
-
-    def state_dict(self) -> dict[str, Tensor]:
-        """The state as a dict of tensors (copies), for checkpoints."""
-        return {"g_us": self.g_us.clone(), "gate": self.gate.clone()}
-
-    @classmethod
-    def from_state_dict(cls, state: dict[str, Tensor]) -> CellState:
-        """Rebuild from `state_dict` output."""
-        return cls(g_us=state["g_us"].clone(), gate=state["gate"].clone())
-
-
-@dataclass
-class ProgramResult:
-    """Outcome of programming a tensor of cells."""
-
-    state: CellState
-    """Cells after programming and relaxation."""
-    pulses: Tensor
-    """int32 programming pulses per cell (a RESET + SET pair counts 2)."""
-    reads: Tensor
-    """int32 verify reads per cell."""
-    failed: Tensor
-    """bool per cell: a verified scheme ended outside tolerance (judged on the programmed
-    value before relaxation, without read noise); always False for unverified schemes."""
-    g_programmed_us: Tensor
-    """Conductance right after programming, before relaxation (µS)."""
-
-
-# --------------------------------------------------------------------------------------
-# helpers
-# --------------------------------------------------------------------------------------
-
-
-def prepare_write(
-    state: CellState, target_us: Tensor, mask: Tensor, device: Device, params: CellParams
-) -> Tensor:
-    """Validate a scheme's common arguments; return the target clamped to the window.
-
-    The first line of every scheme: shapes must match the state, ``mask`` must be bool and
-    the masked targets finite (else `ValueError`); cells outside the mask get their present
-    conductance as target, so a scheme that writes where ``target != g`` leaves them alone.
-    """
-    shape = state.g_us.shape
-    for name, t in (("target_us", target_us), ("mask", mask)):
-        if t.shape != shape:
-            raise ValueError(f"{name} has shape {tuple(t.shape)}, state has {tuple(shape)}")
-    if params.shape != shape:
-        raise ValueError(f"params has shape {tuple(params.shape)}, state has {tuple(shape)}")
-    if mask.dtype != torch.bool:
-        raise ValueError(f"mask must be a bool tensor, got dtype {mask.dtype}")
-    bad = ~torch.isfinite(target_us) & mask
-    if bool(bad.any()):
-        raise ValueError(
-            f"target_us must be finite where mask is set; got {int(bad.sum())} NaN/Inf values"
-        )
-    t = torch.where(mask, target_us.to(state.g_us.dtype), state.g_us)
-    return t.clamp(device.g_min_us, device.g_max_us)
-
-
-def check_tolerance(tolerance_us: float | None, device: Device) -> float:
-    """A verify tolerance option (µS): ``device.program_tolerance_us`` when None, else a
-    finite number > 0 (`ValueError` otherwise)."""
-    tol = device.program_tolerance_us if tolerance_us is None else tolerance_us
-    return validate.number("tolerance_us", tol, low=0, low_open=True)
-
-
-def check_budget(max_pulses: int) -> int:
-    """A pulse budget option: an int >= 0 (`ValueError` otherwise)."""
-    return validate.integer("max_pulses", max_pulses, low=0)
-
-
-def _zeros_i32(like: Tensor) -> Tensor:
-    return torch.zeros(like.shape, dtype=torch.int32, device=like.device)
-
-
-def finish_write(
-    g_programmed_us: Tensor,
-    gate: Tensor,
-    pulses: Tensor,
-    device: Device,
-    params: CellParams,
-    *,
-    generator: torch.Generator,
-    reads: Tensor | None = None,
-    failed: Tensor | None = None,
-) -> ProgramResult:
-    """The last line of every scheme: relax the cells that got at least one pulse and pack
-    the result.
-
-    Args:
-        g_programmed_us: conductance right after the pulses (µS).
-        gate: int32 gate level per cell (-1 where a pulse made it unknown).
-        pulses: int32 programming pulses per cell.
-        device, params: the device and its cells.
-        generator: source of the relaxation draw.
-        reads: int32 verify reads per cell (default none).
-        failed: bool per cell, ended outside tolerance (default none failed).
-    """
-    g = relax(g_programmed_us, device, params, generator=generator, mask=pulses > 0)
-    return ProgramResult(
-        state=CellState(g_us=g, gate=gate),
-        pulses=pulses,
-        reads=_zeros_i32(pulses) if reads is None else reads,
-        failed=torch.zeros_like(pulses, dtype=torch.bool) if failed is None else failed,
-        g_programmed_us=g_programmed_us,
-    )
 
 
 def _nominal_linear(device: Device, like: Tensor) -> tuple[float, float]:
@@ -255,6 +112,7 @@ def _mean_slope(device: Device) -> float:
 # --------------------------------------------------------------------------------------
 
 
+@register_scheme(description="abstract εcell write: target + N(0, relaxation SD)")
 def gaussian(
     state: CellState,
     target_us: Tensor,
@@ -278,6 +136,7 @@ def gaussian(
     return finish_write(g_prog, gate, pulses, device, params, generator=generator)
 
 
+@register_scheme(description="sign-based update: one identical pulse of sign(ΔG)")
 def sign(
     state: CellState,
     target_us: Tensor,
@@ -300,6 +159,7 @@ def sign(
     return finish_write(g_prog, gate, pulses, device, params, generator=generator)
 
 
+@register_scheme(description="open-loop pulse train: round(|ΔG| / SET step) identical pulses")
 def pulse_train(
     state: CellState,
     target_us: Tensor,
@@ -340,6 +200,7 @@ def pulse_train(
     return finish_write(g_prog, gate, n, device, params, generator=generator)
 
 
+@register_scheme(description="two-pulse: RESET + gated SET, linear response assumed")
 def two_pulse(
     state: CellState,
     target_us: Tensor,
@@ -370,6 +231,7 @@ def two_pulse(
     return finish_write(g_prog, gate, pulses, device, params, generator=generator)
 
 
+@register_scheme(verified=True, description="write-verify with identical pulses to tolerance")
 def write_verify(
     state: CellState,
     target_us: Tensor,
@@ -400,7 +262,7 @@ def write_verify(
     tol = check_tolerance(tolerance_us, device)
     budget = check_budget(max_pulses)
     g = state.g_us
-    pulses, reads = _zeros_i32(mask), _zeros_i32(mask)
+    pulses, reads = zero_counts(mask), zero_counts(mask)
     active = mask & (target != g)
     for rnd in range(budget + 1):
         r = read(g, device, generator=generator)
@@ -424,6 +286,9 @@ def write_verify(
     )
 
 
+@register_scheme(
+    verified=True, description="memorial programming: binary search, then step-to-step"
+)
 def memorial(
     state: CellState,
     target_us: Tensor,
@@ -465,7 +330,7 @@ def memorial(
 
     g = state.g_us
     gate = state.gate.to(torch.int64)
-    pulses, reads = _zeros_i32(mask), _zeros_i32(mask)
+    pulses, reads = zero_counts(mask), zero_counts(mask)
     free = params.free
     any_stuck = not bool(free.all())
 
@@ -552,181 +417,6 @@ def memorial(
 
 
 # --------------------------------------------------------------------------------------
-# characterisation
-# --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Characterization:
-    """Result of a write/read sweep (`characterize`); εcell = read G - target."""
-
-    device: str
-    """Name of the device characterised."""
-    scheme: str
-    """Programming scheme used."""
-    sd_us: float
-    """Overall SD of εcell over the free cells (µS): the default EaPU threshold / Rwg."""
-    mean_us: float
-    """Mean of εcell (bias, µS)."""
-    g_centers_us: tuple[float, ...]
-    """Centres of the target-conductance bins (µS)."""
-    sd_by_g_us: tuple[float, ...]
-    """SD of εcell per target bin (µS; NaN for a bin with fewer than two cells)."""
-    pulses_per_write: float
-    """Mean programming pulses per written free cell."""
-    reads_per_write: float
-    """Mean verify reads per written free cell."""
-    fail_rate: float
-    """Fraction of free cells the scheme reported as failed."""
-    stuck_fraction: float = field(default=0.0)
-    """Fraction of cells that were stuck (excluded from the statistics above)."""
-
-
-def characterize(
-    device: Device,
-    scheme: str | None = None,
-    *,
-    n_cells: int = 4096,
-    seed: int = 0,
-    bins: int = 8,
-    **options: Any,
-) -> Characterization:
-    """Measure εcell of ``device`` programmed by ``scheme``, as a write/read sweep.
-
-    Fresh cells (with device-to-device spread) start from conductances uniform over the
-    window and an unknown gate position (the state an earlier write left), get targets
-    uniform over the window less a margin of 2·tolerance + 3·relaxation SD at either edge,
-    are programmed with the scheme (which relaxes them), and read once with read noise.
-    Stuck cells are excluded from the statistics.
-
-    Args:
-        device: the device to measure.
-        scheme: a registered scheme name; default ``device.default_scheme``.
-        n_cells: number of cells in the sweep.
-        seed: seed of the sweep's generator (CPU).
-        bins: number of target bins of ``sd_by_g_us``.
-        **options: passed to the scheme (e.g. ``tolerance_us``, ``max_pulses``).
-    """
-    validate.integer("n_cells", n_cells, low=2)
-    validate.integer("bins", bins, low=1)
-    name = scheme or device.default_scheme
-    info = get_scheme(name)
-    gen = torch.Generator().manual_seed(seed)
-    dtype = torch.float64
-    params = device.sample((n_cells,), generator=gen, dtype=dtype)
-    g0 = device.g_min_us + device.span_us * torch.rand(n_cells, generator=gen, dtype=dtype)
-    g0 = stuck_values(g0, device, params)
-    tol = float(options.get("tolerance_us") or device.program_tolerance_us)
-    margin = min(2 * tol + 3 * device.relaxation_sd_us, 0.25 * device.span_us)
-    lo, hi = device.g_min_us + margin, device.g_max_us - margin
-    target = lo + (hi - lo) * torch.rand(n_cells, generator=gen, dtype=dtype)
-    state = CellState(g_us=g0, gate=torch.full((n_cells,), -1, dtype=torch.int32))
-    mask = torch.ones(n_cells, dtype=torch.bool)
-    res = info.fn(state, target, mask, device, params, generator=gen, **options)
-    g_read = read(res.state.g_us, device, generator=gen)
-    free = params.free
-    err = (g_read - target)[free]
-    tgt = target[free]
-    edges = torch.linspace(lo, hi, bins + 1, dtype=dtype)
-    idx = torch.bucketize(tgt, edges[1:-1])
-    sd_by_g = []
-    for b in range(bins):
-        e = err[idx == b]
-        sd_by_g.append(float(e.std()) if e.numel() > 1 else math.nan)
-    centers = ((edges[:-1] + edges[1:]) / 2).tolist()
-    n_free = int(free.sum())
-    return Characterization(
-        device=device.name,
-        scheme=name,
-        sd_us=float(err.std()) if n_free > 1 else math.nan,
-        mean_us=float(err.mean()) if n_free else math.nan,
-        g_centers_us=tuple(centers),
-        sd_by_g_us=tuple(sd_by_g),
-        pulses_per_write=float(res.pulses[free].double().mean()) if n_free else math.nan,
-        reads_per_write=float(res.reads[free].double().mean()) if n_free else math.nan,
-        fail_rate=float(res.failed[free].double().mean()) if n_free else math.nan,
-        stuck_fraction=1.0 - n_free / n_cells,
-    )
-
-
-# --------------------------------------------------------------------------------------
-# registry
-# --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SchemeInfo:
-    """A registered programming scheme; calling it calls ``fn``."""
-
-    name: str
-    fn: Callable[..., ProgramResult]
-    description: str
-    verified: bool
-    """True if the scheme reads back and reports failures."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> ProgramResult:
-        return self.fn(*args, **kwargs)
-
-
-def _scheme_from_entry_point(name: str, fn: Any) -> SchemeInfo:
-    if not callable(fn):
-        raise TypeError(f"scheme plugin {name!r} is {fn!r}, not a scheme function")
-    lines = (fn.__doc__ or "").strip().splitlines()
-    return SchemeInfo(name, fn, lines[0] if lines else "", False)
-
-
-#: Every programming scheme; installed packages add theirs under ``eapu.schemes``.
-SCHEMES: Registry[SchemeInfo] = Registry(
-    "scheme", entry_point_group="eapu.schemes", from_entry_point=_scheme_from_entry_point
-)
-
-
-def register_scheme(
-    fn: Callable[..., ProgramResult] | None = None,
-    *,
-    name: str | None = None,
-    description: str | None = None,
-    verified: bool = False,
-) -> Any:
-    """Register a scheme, as ``@register_scheme`` or ``@register_scheme(verified=True)``.
-
-    The name defaults to the function's, the description to its docstring's first line.
-    """
-
-    def deco(f: Callable[..., ProgramResult]) -> Callable[..., ProgramResult]:
-        key = name or f.__name__
-        lines = (f.__doc__ or "").strip().splitlines()
-        SCHEMES.add(key, SchemeInfo(key, f, description or (lines[0] if lines else ""), verified))
-        return f
-
-    return deco(fn) if fn is not None else deco
-
-
-register_scheme(gaussian, description="abstract εcell write: target + N(0, relaxation SD)")
-register_scheme(sign, description="sign-based update: one identical pulse of sign(ΔG)")
-register_scheme(
-    pulse_train, description="open-loop pulse train: round(|ΔG| / SET step) identical pulses"
-)
-register_scheme(two_pulse, description="two-pulse: RESET + gated SET, linear response assumed")
-register_scheme(
-    write_verify, verified=True, description="write-verify with identical pulses to tolerance"
-)
-register_scheme(
-    memorial, verified=True, description="memorial programming: binary search, then step-to-step"
-)
-
-
-def get_scheme(name: str) -> SchemeInfo:
-    """The registered scheme ``name`` (callable like the scheme function)."""
-    return SCHEMES.get(name)
-
-
-def list_schemes(pattern: str = "*") -> list[str]:
-    """Sorted names of the registered schemes matching the fnmatch ``pattern``."""
-    return SCHEMES.names(pattern)
-
-
-# --------------------------------------------------------------------------------------
 # write-verify without memory (the paper's WU pulse count)
 # --------------------------------------------------------------------------------------
 
@@ -737,6 +427,11 @@ cost, 66 pulses per update (Liu et al. 2025, Fig. 4h). On ``taox_1t1r`` half ste
 1 µS) make BP over this scheme cost about that on the denoise task (see the README)."""
 
 
+@register_scheme(
+    verified=True,
+    description="write-verify without memory: RESET, then a verified ramp of half pulses "
+    "(fitted to the paper's 66 pulses per update)",
+)
 def write_verify_reset(
     state: CellState,
     target_us: Tensor,
@@ -782,7 +477,7 @@ def write_verify_reset(
         step_down_scale=params.step_down_scale * step_scale,
     )
     g = state.g_us
-    pulses = _zeros_i32(mask)
+    pulses = zero_counts(mask)
     reads = mask.to(torch.int32)  # the verify read that finds the cells to write
     active = mask & (target != g) if budget > 0 else torch.zeros_like(mask)
     # One full RESET: the cell forgets where it was (stuck cells take it and stay put).
@@ -810,11 +505,3 @@ def write_verify_reset(
     return finish_write(
         g, gate, pulses, device, params, generator=generator, reads=reads, failed=failed
     )
-
-
-register_scheme(
-    write_verify_reset,
-    verified=True,
-    description="write-verify without memory: RESET, then a verified ramp of half pulses "
-    "(fitted to the paper's 66 pulses per update)",
-)

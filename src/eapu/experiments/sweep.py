@@ -1,11 +1,11 @@
 """Parameter sweeps: a grid of `RunConfig` values, one run directory per point and seed.
 
->>> from eapu.sweep import run_sweep
+>>> from eapu.experiments.sweep import run_sweep
 >>> result = run_sweep("classify", {"method": "eapu", "steps": 200},
 ...                    {"sd_us": [1, 2, 4], "threshold_us": [0.5, 1, 2]},
 ...                    "runs/th-sweep", workers=4, seeds=[0, 1])   # doctest: +SKIP
 
-Every point is an independent `eapu.tasks.run` in ``OUT/<point>/seed=<s>`` (for instance
+Every point is an independent `eapu.experiments.run` in ``OUT/<point>/seed=<s>`` (for instance
 ``runs/th-sweep/sd_us=2_threshold_us=1/seed=0``), so a finished point (``metrics.json``
 present) is not trained again and an interrupted one resumes from its checkpoint. The points
 run in a local pool of spawned processes (one torch thread each); `print_commands` gives the
@@ -25,11 +25,9 @@ import dataclasses
 import io
 import itertools
 import json
-import math
 import multiprocessing
 import multiprocessing.connection
 import os
-import re
 import shlex
 import threading
 import traceback
@@ -38,17 +36,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import validate
-from .experiments import FLAGS, RunConfig, flag_of, get_kind, get_task, upgrade
-from .files import atomic_write, save_figure
-from .rundir import COMPLETION_MARKER
+from .. import validate
+from ..files import atomic_write
+from ..report.sweep import plot_sweep
+from ..rundir import COMPLETION_MARKER, name_part
+from .config import FLAGS, RunConfig, flag_of, upgrade
+from .kinds import get_kind
+from .registry import get_task
 
 __all__ = [
     "SweepPoint",
     "SweepResult",
     "collect",
+    "default_metrics",
     "expand_grid",
-    "format_value",
     "plan",
     "point_name",
     "print_commands",
@@ -87,7 +88,7 @@ def expand_grid(base: dict[str, Any], grid: dict[str, Sequence[Any]]) -> list[di
             raise ValueError(f"grid[{k!r}] must be a list of values, got {values!r}")
         if len(values) == 0:
             raise ValueError(f"grid[{k!r}] is empty; give at least one value")
-        if len(set(map(format_value, values))) != len(values):
+        if len(set(map(name_part, values))) != len(values):
             raise ValueError(f"grid[{k!r}] repeats a value (as named on disk): {list(values)}")
     names = list(grid)
     return [
@@ -96,26 +97,9 @@ def expand_grid(base: dict[str, Any], grid: dict[str, Sequence[Any]]) -> list[di
     ]
 
 
-def format_value(v: Any) -> str:
-    """A value as it appears in a directory name: ``2.0`` -> ``2``, ``1/80`` -> ``0.0125``."""
-    if v is None:
-        return "none"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            raise ValueError(f"grid values must be finite, got {v!r}")
-        return str(int(v)) if v.is_integer() and abs(v) < 1e15 else repr(v)
-    if isinstance(v, str):
-        return re.sub(r"[^A-Za-z0-9.+-]", "-", v) or "empty"
-    raise ValueError(f"grid values must be numbers, strings or None, got {v!r}")
-
-
 def point_name(values: dict[str, Any]) -> str:
     """Directory name of one grid point, e.g. ``sd_us=2_threshold_us=1`` (``base`` if empty)."""
-    return "_".join(f"{k}={format_value(v)}" for k, v in values.items()) or "base"
+    return "_".join(f"{k}={name_part(v)}" for k, v in values.items()) or "base"
 
 
 # ------------------------------------------------------------------------------------ plans
@@ -206,7 +190,7 @@ def _exit_with(sentinel: int) -> None:
 
 def _run_point(task: str, seed: int, settings: dict[str, Any], run_dir: str) -> dict[str, Any]:
     """One run, in a worker process (fault variants are registered there too)."""
-    from .experiments import run
+    from .runner import run
 
     return run(RunConfig(task=task, seed=seed, **settings), run_dir)
 
@@ -331,7 +315,9 @@ def run_sweep(
                 raise
     result.rows = _rows(points, done)
     _write_csv(out / _CSV, result.rows)
-    result.figures = plot_sweep(result.rows, list(grid), out, task=task, metrics=metrics)
+    result.figures = plot_sweep(
+        result.rows, list(grid), out, metrics=metrics or default_metrics(result.rows, task)
+    )
     if result.failed and raise_on_error:
         first = next(iter(result.failed.items()))
         raise RuntimeError(
@@ -361,7 +347,9 @@ def collect(
             done[f"{p.name}/seed={p.seed}"] = got
     rows = _rows(points, done)
     _write_csv(out / _CSV, rows)
-    figures = plot_sweep(rows, list(m["grid"]), out, task=m["task"], metrics=metrics)
+    figures = plot_sweep(
+        rows, list(m["grid"]), out, metrics=metrics or default_metrics(rows, m["task"])
+    )
     return SweepResult(rows=rows, csv_path=out / _CSV, figures=figures, skipped=list(done))
 
 
@@ -393,16 +381,8 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 # ------------------------------------------------------------------------------------ plots
-def _mean_sd(xs: list[Any]) -> tuple[float, float]:
-    xs = [x for x in xs if validate.is_number(x)]
-    if not xs:
-        return math.nan, math.nan
-    mean = sum(xs) / len(xs)
-    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
-    return mean, sd
-
-
-def _default_metrics(rows: list[dict[str, Any]], task: str) -> list[str]:
+def default_metrics(rows: list[dict[str, Any]], task: str) -> list[str]:
+    """The metric a sweep of ``task`` plots by default: the task's main one, if present."""
     prefer = [get_kind(get_task(task).kind).metric]
     prefer += ["accuracy", "ssim", "psnr", "loss"]
     return [
@@ -411,141 +391,6 @@ def _default_metrics(rows: list[dict[str, Any]], task: str) -> list[str]:
             "loss",
         )
     ]
-
-
-def plot_sweep(
-    rows: list[dict[str, Any]],
-    keys: list[str],
-    out_dir: str | Path,
-    *,
-    task: str,
-    metrics: Sequence[str] | None = None,
-) -> list[Path]:
-    """Figures of a sweep, mean ± SD over seeds: a heat map per metric for two swept
-    numeric keys, metric-vs-value lines for one (a line per value of the swept string keys,
-    e.g. the method). Other shapes get no figure. Returns the files written."""
-    if not rows:
-        return []
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    swept = [k for k in keys if len({format_value(r[k]) for r in rows}) > 1]
-    groups = [k for k in swept if all(isinstance(r[k], str) for r in rows)]
-    axes = [k for k in swept if k not in groups]
-    out = Path(out_dir)
-    written: list[Path] = []
-
-    def order(k: str) -> list[Any]:
-        vals = {format_value(r[k]): r[k] for r in rows}
-        return sorted(
-            vals.values(),
-            key=lambda v: (v is None, v if validate.is_number(v, finite=False) else 0, str(v)),
-        )
-
-    group_vals = [tuple(r[k] for k in groups) for r in rows]
-    group_list = list(dict.fromkeys(group_vals))
-
-    def label(g: tuple[Any, ...]) -> str:
-        return ", ".join(f"{k}={v}" for k, v in zip(groups, g, strict=True)) or "all"
-
-    for metric in metrics or _default_metrics(rows, task):
-        if not any(validate.is_number(r.get(metric), finite=False) for r in rows):
-            continue
-        if len(axes) == 1:
-            (k,) = axes
-            xs = order(k)
-            fig, ax = plt.subplots(figsize=(5.5, 4))
-            numeric = all(validate.is_number(x, finite=False) for x in xs)
-            for g in group_list:
-                stats = [
-                    _mean_sd(
-                        [
-                            r.get(metric)
-                            for r, gv in zip(rows, group_vals, strict=True)
-                            if gv == g and format_value(r[k]) == format_value(x)
-                        ]
-                    )
-                    for x in xs
-                ]
-                pos = xs if numeric else list(range(len(xs)))
-                ax.errorbar(
-                    pos,
-                    [s[0] for s in stats],
-                    yerr=[s[1] for s in stats],
-                    marker="o",
-                    capsize=3,
-                    label=label(g),
-                )
-            if numeric and min(xs) > 0 and max(xs) / min(xs) >= 100:
-                ax.set_xscale("log")
-            if not numeric:
-                ax.set_xticks(range(len(xs)), [format_value(x) for x in xs])
-            ax.set_xlabel(k)
-            ax.set_ylabel(f"{metric} (mean ± SD over seeds)")
-            if len(group_list) > 1:
-                ax.legend(fontsize="small")
-            ax.grid(alpha=0.3)
-            path = out / f"sweep_{metric}_vs_{k}.png"
-        elif len(axes) == 2:
-            ky, kx = axes
-            ys, xs = order(ky), order(kx)
-            n = len(group_list)
-            fig, axs = plt.subplots(
-                1, n, figsize=(1.2 + 1.1 * len(xs) * n, 1.0 + 0.8 * len(ys)), squeeze=False
-            )
-            for ax, g in zip(axs[0], group_list, strict=True):
-                grid = [
-                    [
-                        _mean_sd(
-                            [
-                                r.get(metric)
-                                for r, gv in zip(rows, group_vals, strict=True)
-                                if gv == g
-                                and format_value(r[ky]) == format_value(y)
-                                and format_value(r[kx]) == format_value(x)
-                            ]
-                        )
-                        for x in xs
-                    ]
-                    for y in ys
-                ]
-                im = ax.imshow(
-                    [[c[0] for c in row] for row in grid],
-                    origin="lower",
-                    aspect="auto",
-                    cmap="viridis",
-                )
-                for i, row in enumerate(grid):
-                    for j, (mu, sd) in enumerate(row):
-                        if math.isfinite(mu):
-                            txt = f"{mu:.3g}" + (f"\n±{sd:.2g}" if sd else "")
-                            light = im.norm(mu) > 0.6  # dark text on viridis' yellow end
-                            ax.text(
-                                j,
-                                i,
-                                txt,
-                                ha="center",
-                                va="center",
-                                fontsize=7,
-                                color="k" if light else "w",
-                            )
-                ax.set_xticks(range(len(xs)), [format_value(x) for x in xs])
-                ax.set_yticks(range(len(ys)), [format_value(y) for y in ys])
-                ax.set_xlabel(kx)
-                ax.set_ylabel(ky)
-                if groups:
-                    ax.set_title(label(g), fontsize="small")
-                fig.colorbar(im, ax=ax, label=metric)
-            path = out / f"sweep_{metric}_{ky}_x_{kx}.png"
-        else:
-            continue
-        fig.tight_layout()
-        save_figure(fig, path)
-        plt.close(fig)
-        written.append(path)
-    return written
 
 
 # ------------------------------------------------------------------------- command lines

@@ -1,6 +1,6 @@
 """Update statistics of a training run: which cells were written, when, and at what cost.
 
->>> from eapu.stats import write_update_stats
+>>> from eapu.experiments.stats import write_update_stats
 >>> paths = write_update_stats("runs/denoise-eapu", scheme="memorial")   # doctest: +SKIP
 
 From an `InSituOptimizer`'s ledger (or a run directory / ``checkpoint.pt`` holding one):
@@ -34,9 +34,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from . import validate
-from .files import atomic_write, load_checkpoint, save_figure, write_json
-from .ledger import FIELDS, Ledger
+from .. import validate
+from ..files import atomic_write, load_checkpoint, write_json
+from ..ledger import FIELDS, Ledger
+from ..report.stats import plot_update_stats
 
 __all__ = [
     "StepCost",
@@ -119,8 +120,8 @@ def load_update_stats(source: Any, *, model: nn.Module | None = None) -> UpdateS
     """The update statistics of an `InSituOptimizer`, a `Ledger`, a ``checkpoint.pt`` or a
     run directory. Layer names come from ``model`` (with an optimizer) or from the
     checkpoint's model state (matched by shape), else the ledger's own labels."""
-    from .algorithms import TileAlgorithm
-    from .optim import InSituOptimizer
+    from ..algorithms import TileAlgorithm
+    from ..optim import InSituOptimizer
 
     if isinstance(source, (InSituOptimizer, TileAlgorithm)):
         led = source.ledger
@@ -183,8 +184,8 @@ def step_to_step_pulses(
         device: a `Device` or a registered device name.
         scheme: a registered scheme; default ``device.default_scheme``.
     """
-    from .devices import get_device
-    from .programming import CellState, characterize, get_scheme
+    from ..devices import get_device
+    from ..programming import CellState, characterize, get_scheme
 
     dev = get_device(device) if isinstance(device, str) else device
     validate.number("delta_us", delta_us, low=0, low_open=True)
@@ -281,7 +282,7 @@ def write_update_stats(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if scheme is None and cfg.get("method"):
-        from .experiments import get_method
+        from .registry import get_method
 
         scheme = get_method(cfg["method"]).scheme
     scheme = scheme or "memorial"
@@ -339,65 +340,5 @@ def write_update_stats(
         "nup_uses": "ncell_step",
     }
     write_json(paths["json"], summary)
-    _plot(st, frac, rup, summary, paths["plot"], paths["rup_plot"])
+    plot_update_stats(st.names, frac, rup, summary, paths["plot"], paths["rup_plot"])
     return paths
-
-
-def _plot(
-    st: UpdateStats,
-    frac: Tensor,
-    rup: Tensor,
-    summary: dict[str, Any],
-    frac_path: Path,
-    rup_path: Path,
-) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    steps = torch.arange(1, frac.shape[0] + 1).numpy()
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    n = len(st.names)
-    cmap = plt.get_cmap("viridis")
-    for j, name in enumerate(st.names):
-        y = frac[:, j].numpy().copy()
-        y[y <= 0] = float("nan")  # a step that wrote nothing has no place on a log axis
-        ax.plot(steps, y, lw=0.8, color=cmap(j / max(n - 1, 1)), label=name)
-    ax.set_yscale("log")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("fraction of the layer's cells written")
-    if n <= 12:
-        ax.legend(fontsize="x-small", ncol=2)
-    else:  # too many layers for a legend: colour by depth
-        sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(1, n))
-        fig.colorbar(sm, ax=ax, label="layer (input → output)")
-    ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    save_figure(fig, frac_path)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(6.5, 3.5))
-    y = rup.numpy().copy()
-    y[y <= 0] = float("nan")
-    ax.plot(steps, y * 1e3, lw=0.8, label="Rup")
-    ax.axhline(
-        summary["rup_mean"] * 1e3,
-        color="k",
-        ls="--",
-        lw=0.8,
-        label=f"mean {summary['rup_mean'] * 1e3:.3g} ‰",
-    )
-    ax.set_yscale("log")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("Rup (‰ of cells written)")
-    ax.set_title(
-        f"Nup ≈ {summary['nup']:.3g} ({summary['scheme']}, Ncell "
-        f"{summary['ncell_step']:.3g} step-to-step)",
-        fontsize="small",
-    )
-    ax.legend(fontsize="small")
-    ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    save_figure(fig, rup_path)
-    plt.close(fig)

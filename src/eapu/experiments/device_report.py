@@ -18,11 +18,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .devices import Device, get_device, is_device_file, save_device
-from .files import atomic_write, write_json
-from .formatting import format_value
-from .programming import characterize, list_schemes
-from .report import html_image, html_page, html_table, write_compare_report
+from ..devices import Device, get_device, is_device_file, save_device
+from ..files import atomic_write, write_json
+from ..formatting import format_value
+from ..programming import characterize, list_schemes
+from ..report import html_image, html_page, html_table, write_compare_report
 
 __all__ = ["BP_METHODS", "DEFAULT_METHODS", "device_report"]
 
@@ -116,16 +116,16 @@ def device_report(
         device: a `Device`, a registered name, or a device file (``*.toml``).
         out_dir: the directory of the page, ``device_report.json``, ``device.toml`` (the device
             as run) and ``compare/`` (one run directory per method).
-        methods: methods of `eapu.tasks.compare` (default: software, EaPU + MP, BP over
+        methods: methods of `eapu.experiments.compare` (default: software, EaPU + MP, BP over
             every scheme).
         steps: mini-batches per run (default: the task's 1100).
         seeds: several seeds give mean ± SD (default: one run, seed 0).
         n_cells: cells of each characterisation sweep.
         rwg_per_us: Rwg (µS⁻¹) of the runs and of the threshold.
-        progress: passed to `eapu.tasks.compare`.
-        **options: other `eapu.tasks.RunConfig` fields (e.g. ``eval_every``).
+        progress: passed to `eapu.experiments.compare`.
+        **options: other `eapu.experiments.RunConfig` fields (e.g. ``eval_every``).
     """
-    from .tasks import compare
+    from .compare import compare
 
     dev = get_device(device) if isinstance(device, str) else device
     out = Path(out_dir)

@@ -1,6 +1,6 @@
 """Data-parallel in-situ training with torch.distributed (DDP): gloo on CPU, NCCL on CUDA.
 
-    torchrun --standalone --nproc_per_node=2 -m eapu.distributed classify \\
+    torchrun --standalone --nproc_per_node=2 -m eapu.experiments.distributed classify \\
         --method eapu --steps 600 --batch-size 64 --out runs/classify-eapu-ddp
 
 Why the ranks stay identical without ever exchanging weights: DDP all-reduces (averages)
@@ -214,8 +214,11 @@ def train_ddp(
     Returns:
         The final metrics on rank 0, None on the others.
     """
-    from .experiments import Experiment, build, get_method, get_task, train
-    from .rundir import hold
+    from ..rundir import hold
+    from .build import build
+    from .experiment import Experiment
+    from .registry import get_method, get_task
+    from .runner import train
 
     info = info or setup()
     cfg = config.resolved()
@@ -258,11 +261,12 @@ def train_ddp(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m eapu.distributed TASK [--method ...]`` under torchrun (flags as ``eapu run``)."""
-    from .experiments import FLAGS, RunConfig
+    """``python -m eapu.experiments.distributed TASK [--method ...]`` under torchrun (flags
+    as ``eapu run``)."""
+    from .config import FLAGS, RunConfig
 
     ap = argparse.ArgumentParser(
-        prog="python -m eapu.distributed",
+        prog="python -m eapu.experiments.distributed",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -6,7 +6,7 @@ Liu et al. (2025) report that EaPU trains at Rwg = 1/40 µS⁻¹ better than pla
 ``w_max`` the operating range is Gmax = w_max / Rwg (`eapu.tiles.operating_range`), so BP
 at 1/4000 reads about 100× larger conductances::
 
-    >>> from eapu.narrow_range import narrow_range_comparison
+    >>> from eapu.experiments.narrow_range import narrow_range_comparison
     >>> result = narrow_range_comparison(task="denoise", out_dir="runs/nr")  # doctest: +SKIP
     >>> result["ratio"]  # BP's inference energy over EaPU's  # doctest: +SKIP
 
@@ -33,11 +33,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .devices import device_toml, get_device, save_device
-from .energy import Counts, energy, get_node, periphery_sweep, scale_periphery
-from .experiments import RunConfig, get_task, run
-from .files import read_json
-from .tiles import operating_range
+from ..devices import device_toml, get_device, save_device
+from ..energy import Counts, energy, get_node, periphery_sweep, scale_periphery
+from ..files import read_json
+from ..tiles import operating_range
+from .config import RunConfig
+from .registry import get_task
+from .runner import run
 
 __all__ = ["PAPER", "narrow_range_comparison"]
 

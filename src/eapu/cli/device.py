@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import validate
+from .. import validate
 
 __all__ = ["device_app"]
 
@@ -53,8 +53,8 @@ def fit(
     seed: Annotated[int, typer.Option(help="seed of the simulated trains in the figure")] = 0,
 ) -> None:
     """Fit a measured device to pulse trains (one column per ramp, one row per pulse)."""
-    from .devicefit import fit_device, fit_figure, read_pulse_trains
-    from .devices import save_device
+    from ..devices import save_device
+    from ..devices.fit import fit_device, fit_figure, read_pulse_trains
 
     if len(files) not in (1, 2):
         raise ValueError(f"FILES: give SET.csv RESET.csv or one file, got {len(files)} files")
@@ -107,7 +107,7 @@ def example(
     seed: Annotated[int, typer.Option(help="seed of the simulated measurement")] = 0,
 ) -> None:
     """Write pulse trains of a known device (µS, published form) to try the fit on."""
-    from .devicefit import write_example_trains
+    from ..devices.fit import write_example_trains
 
     paths = write_example_trains(folder, device, ramps=ramps, pulses=pulses, seed=seed)
     console.print(f"{ramps} ramps × {pulses} pulses of {device}: {paths[0]}, {paths[1]} (µS)")
@@ -127,8 +127,8 @@ def report(
     eval_every: Annotated[int | None, typer.Option(help="evaluate every N mini-batches")] = None,
 ) -> None:
     """Characterise the device, derive EaPU's threshold, run the denoise comparison on it."""
-    from .device_report import device_report
-    from .devices import get_device
+    from ..devices import get_device
+    from ..experiments.device_report import device_report
 
     dev = get_device(device)
     seed_list = validate.int_list("--seeds", seeds) if seeds is not None else None

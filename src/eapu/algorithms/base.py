@@ -1,0 +1,249 @@
+"""What every in-situ algorithm of `eapu.algorithms` shares: `TileAlgorithm` (the skeleton
+on `eapu.optim.InSituBase`), the writes onto a tile, and the registry (`ALGORITHMS`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from ..ledger import FIELDS
+from ..optim import InSituBase, default_seed
+from ..registry import Registry
+from ..tiles import Tile, matrix_shape
+
+__all__ = [
+    "ALGORITHMS",
+    "AlgorithmInfo",
+    "TileAlgorithm",
+    "analog_tile",
+    "get_algorithm",
+    "granularity",
+    "line_index",
+    "list_algorithms",
+    "program_with",
+    "pulse_train_on",
+    "register_algorithm",
+]
+
+_S = FIELDS.index("skipped")
+
+
+def program_with(tile: Tile, dw: Tensor, scheme: str) -> Tensor:
+    """Write ΔW (weight units; 0 = untouched) to ``tile`` with ``scheme``; the ledger row."""
+    return tile.program(dw, scheme=scheme).clone()
+
+
+def pulse_train_on(tile: Tile, n: Tensor, eps: float, scheme: str) -> Tensor:
+    """Move every cell by ``n`` (signed integer tensor) steps of ``eps`` weight units.
+
+    With the ``sign`` scheme (one identical pulse per write) the n steps are n pulses of the
+    device, whatever ``eps``, sent as one `eapu.programming.pulse_train`; any other scheme is
+    asked once for the target ``n·eps`` and spends the pulses it needs. ``written`` counts
+    distinct cells pulsed.
+    """
+    n = n.detach().cpu()
+    if not bool(n.any()):
+        return torch.zeros(len(FIELDS), dtype=torch.int64)
+    if scheme != "sign":
+        return program_with(tile, n.to(torch.float32) * eps, scheme)
+    # pulse_train counts a change in nominal SET steps; a differential pair splits a change
+    # between its two cells, so each of them takes n pulses.
+    pair = 2 if tile.crossbar.mapping == "differential" else 1
+    return program_with(tile, n.to(torch.float32) * (granularity(tile) * pair), "pulse_train")
+
+
+def analog_tile(p: Tensor) -> Tile:
+    """The tile behind an analog parameter (set by `eapu.nn`)."""
+    return getattr(p, "eapu_tile")  # noqa: B009 (a dynamic attribute: keeps mypy honest)
+
+
+def granularity(tile: Tile) -> float:
+    """One SET pulse's mean step at the window centre, in weight units."""
+    return tile.rwg_per_us * tile.crossbar.device_model.step_up_us
+
+
+def line_index(tile: Tile) -> Tensor:
+    """For each weight, the index of its input line (a row of the crossbar matrix).
+
+    Reading line ``i`` is one forward read with the one-hot input e_i: for an ``nn.Linear``
+    weight (out, in) it is the column W[:, i].
+    """
+    rows, cols = matrix_shape(tile.shape, tile.transposed)
+    idx = torch.arange(rows).unsqueeze(1).expand(rows, cols)
+    return idx.reshape(tile.shape) if tile.transposed else idx.t().reshape(tile.shape)
+
+
+# ------------------------------------------------------------------------- the shared base
+class TileAlgorithm(InSituBase):
+    """A base optimizer proposes ΔW; subclasses decide how tile-backed parameters change.
+
+    The skeleton is `eapu.optim.InSituBase`'s, the same as `InSituOptimizer`'s: shared
+    ``param_groups`` and ``state`` (LR schedulers work), ``self.ledger``, the closure passed
+    to a base that needs it, the optimizer's own state under ``state_dict()["algorithm"]``.
+    It adds ``self.generator`` (CPU, seeded by ``seed``; None draws the seed from torch's
+    global generator) and one slot of algorithm state per analog parameter; see the module
+    docstring for the contract.
+
+    Subclasses implement ``_slot(p)`` (create or return the slot), ``_update(p, dw, group)``
+    (write ΔW, or None when ``p`` had no gradient; return the ledger row), ``_slot_state``
+    and ``_load_slot_state``, and may override ``_cells(p)``.
+    """
+
+    STATE_KEY = "algorithm"
+    _OWN_KEYS: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        base: type[Optimizer],
+        *,
+        seed: int | None,
+        defaults: dict[str, Any],
+        base_kwargs: dict[str, Any],
+    ) -> None:
+        seed = default_seed(seed)
+        self.generator = torch.Generator().manual_seed(seed)
+        self._steps = 0
+        self._slots: dict[int, dict[str, Any]] = {}  # id(param) -> algorithm state
+        super().__init__(params, base, defaults=defaults, base_kwargs=base_kwargs, seed=seed)
+        for p in self.analog_parameters():
+            self._slot(p)
+
+    def _own_keys(self) -> tuple[str, ...]:
+        return self._OWN_KEYS
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        if self._base is not None:
+            for p in param_group["params"]:
+                if getattr(p, "eapu_tile", None) is not None:
+                    self._slot(p)
+
+    def is_analog(self, p: Tensor, group: dict[str, Any]) -> bool:
+        """Tile-backed parameters are analog; every other one is updated digitally."""
+        return getattr(p, "eapu_tile", None) is not None
+
+    def cells_of(self, p: Tensor) -> int:
+        return self._cells(p)
+
+    def _group_of(self, p: Tensor) -> dict[str, Any]:
+        return next(g for g in self.param_groups if any(q is p for q in g["params"]))
+
+    # -- to implement
+    def _slot(self, p: Tensor) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _cells(self, p: Tensor) -> int:
+        return int(analog_tile(p).cells)
+
+    def _update(self, p: Tensor, dw: Tensor | None, group: dict[str, Any]) -> Tensor:
+        raise NotImplementedError
+
+    def _slot_state(self, slot: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _load_slot_state(self, slot: dict[str, Any], state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    # -- the step
+    def _apply(
+        self, work: list[tuple[dict[str, Any], Tensor]], digital: list[Tensor], propose: Any
+    ) -> dict[int, Any]:
+        with_grad = [p for _, p in work] + digital
+        bad: dict[int, Tensor] = {}
+        for p in with_grad:
+            assert p.grad is not None
+            mask = ~p.grad.isfinite()
+            if bool(mask.any()):  # such a cell keeps its value, counted as skipped if analog
+                p.grad.masked_fill_(mask, 0)
+                bad[id(p)] = mask
+        olds = {id(p): p.clone() for p in with_grad}
+        propose()
+        self._steps += 1
+        rows: dict[int, Any] = {}
+        for p in self.analog_parameters():
+            dw, skipped = None, 0
+            if id(p) in olds:
+                old = olds[id(p)]
+                dw = p.sub(old)
+                skip = ~dw.isfinite()
+                if id(p) in bad:
+                    skip |= bad[id(p)]
+                dw.masked_fill_(skip, 0)
+                skipped = int(skip.sum())
+                p.copy_(old)
+            row = self._update(p, dw, self._group_of(p))
+            row[_S] += skipped
+            rows[id(p)] = row
+        for p in digital:  # digital cells with a non-finite gradient or proposal stay put
+            keep = ~p.isfinite()
+            if id(p) in bad:
+                keep |= bad[id(p)]
+            if bool(keep.any()):
+                torch.where(keep, olds[id(p)], p, out=p)
+        return rows
+
+    # -- state_dict
+    def _own_state(self) -> dict[str, Any]:
+        return {
+            "seed": self._seed,
+            "generator": self.generator.get_state(),
+            "steps": self._steps,
+            "ledger": self.ledger.state_dict(),
+            "slots": [self._slot_state(self._slots[id(p)]) for p in self.analog_parameters()],
+        }
+
+    def _load_own_state(self, algo: dict[str, Any]) -> None:
+        analog = self.analog_parameters()
+        if len(algo["slots"]) != len(analog):
+            raise ValueError(
+                f"state_dict holds {len(algo['slots'])} analog parameters, this "
+                f"optimizer has {len(analog)}"
+            )
+        self._seed = int(algo["seed"])
+        self.generator.set_state(algo["generator"])
+        self._steps = int(algo["steps"])
+        self.ledger.load_state_dict(algo["ledger"])
+        for p, st in zip(analog, algo["slots"], strict=True):
+            self._load_slot_state(self._slot(p), st)
+
+
+# ------------------------------------------------------------------------------ registry
+@dataclass(frozen=True)
+class AlgorithmInfo:
+    """A registered in-situ algorithm: its optimizer class and one line about it."""
+
+    name: str
+    cls: type[TileAlgorithm]
+    description: str
+
+
+#: The in-situ algorithms other than EaPU; packages add theirs under ``eapu.algorithms``.
+ALGORITHMS: Registry[AlgorithmInfo] = Registry(
+    "algorithm", entry_point_group="eapu.algorithms", sort=False
+)
+
+
+def register_algorithm(name: str, description: str) -> Callable[[type[TileAlgorithm]], Any]:
+    """Register an optimizer class as algorithm ``name`` (a class decorator)."""
+
+    def deco(cls: type[TileAlgorithm]) -> type[TileAlgorithm]:
+        ALGORITHMS.add(name, AlgorithmInfo(name, cls, description))
+        return cls
+
+    return deco
+
+
+def get_algorithm(name: str) -> type[TileAlgorithm]:
+    """The optimizer class registered as ``name``."""
+    return ALGORITHMS.get(name).cls
+
+
+def list_algorithms() -> list[str]:
+    """Names of the registered algorithms, in registration order."""
+    return ALGORITHMS.names()

@@ -1,0 +1,154 @@
+"""``eapu run``, ``eapu compare``, ``eapu report``: train, compare methods, write reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .. import validate
+from ..experiments import list_methods
+from .app import app, console, err_console
+from .options import Config, Json, Task, key_values, run_options, with_run_options
+from .tables import dump_json, markdown_table, metrics_table, progress_bar
+
+__all__ = ["DEVICE_METHODS", "compare", "report", "run"]
+
+DEVICE_METHODS = ["software", "ex-situ", "eapu+mp", "mp", "eapu+fp", "wu", "tp", "su"]
+
+
+@app.command()
+@with_run_options()
+def run(
+    task: Task,
+    out: Annotated[
+        Path | None, typer.Option(help="run directory (default: runs/TASK-METHOD)")
+    ] = None,
+    config: Config = None,
+    **options: Any,
+) -> None:
+    """Train one task with one method; write (or resume) a run directory and its report."""
+    from ..experiments import RunConfig
+    from ..experiments import run as run_task
+    from ..report import write_run_report
+
+    opts = run_options(config, options)
+    cfg = RunConfig(task=task, **opts)
+    out = out or Path("runs") / f"{task}-{cfg.method}"
+    with progress_bar() as prog:
+        bar = prog.add_task(cfg.method, total=cfg.resolved()["steps"], info="")
+        metrics = run_task(
+            cfg,
+            out,
+            progress=lambda s, n, r: prog.update(bar, completed=s, info=f"loss {r['loss']:.4g}"),
+        )
+    console.print(metrics_table([{"method": cfg.method, **metrics}], f"{task} ({cfg.device})"))
+    console.print(f"report: {write_run_report(out)}")
+
+
+@app.command()
+@with_run_options(exclude=("method",))
+def compare(
+    task: Task,
+    methods: Annotated[
+        str, typer.Option(help=f"comma-separated methods, of: {', '.join(list_methods())}")
+    ] = ",".join(DEVICE_METHODS),
+    seeds: Annotated[
+        str | None, typer.Option(help="comma-separated seeds: rows become mean and SD over them")
+    ] = None,
+    tune: Annotated[
+        str | None,
+        typer.Option(
+            help="KEY=V1,V2,...: every method gets the same search over one option (e.g. "
+            "lr=1e-3,3e-3,1e-2), choosing by the main metric on a validation split of the "
+            "training data, never the test set"
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="comparison directory (default: runs/TASK-compare)")
+    ] = None,
+    config: Config = None,
+    json_: Json = False,
+    **options: Any,
+) -> None:
+    """Run one task with several methods on the same device; print and report the comparison."""
+    from ..experiments import RunConfig
+    from ..experiments import compare as compare_tasks
+    from ..report import write_compare_report
+
+    names = validate.name_list("--methods", methods)
+    known = list_methods()
+    for m in names:
+        if m not in known:
+            raise typer.BadParameter(
+                f"unknown method {m!r}; available: {', '.join(known)}", param_hint="--methods"
+            )
+    opts = run_options(config, options)
+    seed_list = validate.int_list("--seeds", seeds) if seeds is not None else None
+    if seed_list is not None and "seed" in opts:
+        raise ValueError("--seed: give --seeds or --seed, not both")
+    for m in names:  # every method's config is valid before anything trains
+        RunConfig(task=task, **{**opts, "method": m})
+    grid: dict[str, list[Any]] | None = None
+    if tune is not None:
+        key, values = key_values("--tune", tune)
+        grid = {key: values}
+        for m in names:
+            for v in grid[key]:
+                try:
+                    RunConfig(task=task, **{**opts, "method": m, key: v})
+                except (ValueError, TypeError) as e:
+                    raise ValueError(f"--tune {key}={v}: {e}") from None
+    runs_per_method = len(seed_list or [0]) + (len(grid[next(iter(grid))]) if grid else 0)
+    total = (
+        RunConfig(task=task, **{**opts, "method": names[0]}).resolved()["steps"] * runs_per_method
+    )
+    out = out or Path("runs") / f"{task}-compare"
+    done: dict[str, int] = {}
+
+    def advance(m: str, step: int, n: int, row: dict[str, Any]) -> None:
+        done[m] = done.get(m, 0) + 1
+        prog.update(bars[m], completed=done[m], info=f"loss {row['loss']:.4g}")
+
+    with progress_bar(err_console if json_ else console) as prog:
+        bars = {m: prog.add_task(m, total=total, info="") for m in names}
+        rows = compare_tasks(task, names, out, seeds=seed_list, tune=grid, progress=advance, **opts)
+    page = write_compare_report(out)
+    if json_:
+        dump_json({"task": task, "out": str(out), "report": str(page), "rows": rows})
+        return
+    console.print(metrics_table(rows, f"{task} on {opts.get('device', 'taox_1t1r')}"))
+    console.print(f"report: {page}")
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="a run or comparison directory")],
+    markdown: Annotated[
+        bool, typer.Option(help="also print a comparison's table as Markdown")
+    ] = False,
+    json_: Json = False,
+) -> None:
+    """Write the figures and the HTML page of a run or comparison directory."""
+    from ..report import write_compare_report, write_run_report
+
+    if (run_dir / "compare.json").exists():
+        page = write_compare_report(run_dir)
+        doc = json.loads((run_dir / "compare.json").read_text())
+        if json_:
+            dump_json({"report": str(page), **doc})
+            return
+        console.print(f"report: {page}")
+        if markdown:
+            print(markdown_table(doc["rows"]))
+    elif (run_dir / "metrics.json").exists():
+        page = write_run_report(run_dir)
+        if json_:
+            metrics = json.loads((run_dir / "metrics.json").read_text())
+            dump_json({"report": str(page), "metrics": metrics})
+            return
+        console.print(f"report: {page}")
+    else:
+        raise typer.BadParameter(f"{run_dir} holds neither compare.json nor metrics.json")

@@ -1,0 +1,245 @@
+"""Pure device physics: one physical operation on every cell of a tensor at once.
+
+`pulse` (one identical pulse), `pulse_rounds` (trains of them), `gate_set` / `land` (RESET +
+gate-controlled SET), `relax` (the post-write shift), `read` (one noisy read), and the
+helpers `initial_conductance`, `stuck_values`, `gate_curve`, `interp`. Every random draw
+takes an explicit ``torch.Generator`` on the tensors' device.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .core import STUCK_FREE, STUCK_OFF, STUCK_ON, CellParams, Device
+
+__all__ = [
+    "gate_curve",
+    "gate_set",
+    "initial_conductance",
+    "interp",
+    "land",
+    "pulse",
+    "pulse_rounds",
+    "read",
+    "relax",
+    "stuck_values",
+]
+
+
+def interp(x: Tensor, xp: tuple[float, ...], fp: tuple[float, ...]) -> Tensor:
+    """Piecewise-linear ``fp(x)`` through the points ``(xp, fp)``, constant beyond the ends.
+
+    ``xp`` strictly increasing; the result has ``x``'s shape, dtype and torch device.
+    """
+    xs = torch.tensor(xp, dtype=x.dtype, device=x.device)
+    fs = torch.tensor(fp, dtype=x.dtype, device=x.device)
+    i = torch.searchsorted(xs, x.contiguous()).clamp(1, len(xp) - 1)
+    x0, x1, f0, f1 = xs[i - 1], xs[i], fs[i - 1], fs[i]
+    w = ((x - x0) / (x1 - x0)).clamp(0.0, 1.0)
+    return f0 + w * (f1 - f0)
+
+
+def _check_shape(name: str, t: Tensor, params: CellParams) -> None:
+    if t.shape != params.shape:
+        raise ValueError(
+            f"{name} has shape {tuple(t.shape)} but params has shape {tuple(params.shape)}"
+        )
+
+
+def _hold_stuck(g_new: Tensor, g_old: Tensor, params: CellParams) -> Tensor:
+    return torch.where(params.stuck == STUCK_FREE, g_new, g_old)
+
+
+def stuck_values(g: Tensor, device: Device, params: CellParams) -> Tensor:
+    """``g`` with the stuck cells set to their bound (off: ``g_min_us``, on: ``g_max_us``)."""
+    g = torch.where(params.stuck == STUCK_OFF, torch.full_like(g, device.g_min_us), g)
+    return torch.where(params.stuck == STUCK_ON, torch.full_like(g, device.g_max_us), g)
+
+
+def _randn_like(x: Tensor, generator: torch.Generator) -> Tensor:
+    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+
+
+def initial_conductance(
+    shape: tuple[int, ...] | torch.Size,
+    device: Device,
+    params: CellParams,
+    *,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Conductance of a fresh array: free cells at ``g_reset_us``, stuck cells at their bound.
+
+    The tensor lives on the params' torch device.
+    """
+    shape = torch.Size(shape)
+    if shape != params.shape:
+        raise ValueError(f"shape {tuple(shape)} does not match params shape {tuple(params.shape)}")
+    g = torch.full(shape, device.g_reset_us, dtype=dtype, device=params.stuck.device)
+    return stuck_values(g, device, params)
+
+
+def pulse(
+    g_us: Tensor,
+    polarity: Tensor,
+    device: Device,
+    params: CellParams,
+    *,
+    generator: torch.Generator,
+) -> Tensor:
+    """Apply one identical pulse per cell: +1 SET, -1 RESET, 0 none.
+
+    The step is the device's `Device.pulse_step_us` (for the base kind
+    ``step·scale_cell·(1 + c2c_sd·z)``, never of the wrong sign, with the soft bound of
+    `Device.nonlinearity_up` / ``_down``). Cells with polarity 0 and stuck cells are
+    returned bit-exact; the rest is clamped to the window. Noise is drawn for every cell.
+    """
+    _check_shape("g_us", g_us, params)
+    _check_shape("polarity", polarity, params)
+    z = _randn_like(g_us, generator)
+    pol = polarity.to(g_us.dtype)
+    step = device.pulse_step_us(g_us, pol, params, z)
+    g_new = (g_us + step).clamp(device.g_min_us, device.g_max_us)
+    g_new = torch.where(pol == 0, g_us, g_new)
+    return _hold_stuck(g_new, g_us, params)
+
+
+def pulse_rounds(
+    g_us: Tensor,
+    polarity: Tensor,
+    device: Device,
+    params: CellParams,
+    rounds: list[int],
+    *,
+    generator: torch.Generator,
+) -> Tensor:
+    """Trains of identical pulses, one after another: in round k, `pulse` on the first
+    ``rounds[k]`` cells (so the cells come sorted by train length, longest first, and
+    ``rounds`` is non-increasing). Returns the conductances after the last round.
+
+    For the base kind's step (`Device.pulse_step_us` not overridden) the step's per-cell
+    factors are computed once per train instead of once per pulse: the same draws in the
+    same order, the same result up to float rounding (tested against the generic loop), a
+    fraction of the tensor operations per round. Tiki-Taka's fast array takes trains of
+    hundreds of pulses, so this loop is most of its cost. Any other kind takes `pulse` round
+    by round.
+    """
+    g = g_us.clone()
+    if type(device).pulse_step_us is not Device.pulse_step_us:
+        for c in rounds:
+            cells = params.select(slice(0, c))
+            g[:c] = pulse(g[:c], polarity[:c], device, cells, generator=generator)
+        return g
+    up = polarity > 0
+    base = torch.where(
+        up,
+        device.step_up_us * params.step_up_scale,
+        -device.step_down_us * params.step_down_scale,
+    )
+    step = torch.where(params.free, base, 0.0).to(g.dtype)  # a stuck cell does not move
+    slope = torch.where(up, -device.nonlinearity_up, device.nonlinearity_down).to(g.dtype)
+    # The soft bound 1 + slope·(2x - 1), x = (g - g_min) / span, as a + b·g per cell.
+    b = slope * (2 / device.span_us)
+    a = 1 + slope * (-2 * device.g_min_us / device.span_us - 1)
+    for c in rounds:
+        z = torch.randn(c, generator=generator, dtype=g.dtype, device=g.device)
+        gc = g[:c]
+        soft = torch.addcmul(a[:c], gc, b[:c]).clamp_(min=0).mul_(step[:c])
+        noise = torch.add(1, z, alpha=device.c2c_sd).clamp_(min=0)
+        gc.addcmul_(soft, noise).clamp_(device.g_min_us, device.g_max_us)
+    return g
+
+
+def _gate_voltage(level: Tensor, device: Device, dtype: torch.dtype) -> Tensor:
+    dv = (device.v_gate_max_v - device.v_gate_min_v) / (device.gate_levels - 1)
+    return device.v_gate_min_v + level.to(dtype) * dv
+
+
+def gate_curve(level: Tensor, device: Device, params: CellParams | None = None) -> Tensor:
+    """Noiseless conductance a RESET + gate-controlled SET at ``level`` lands at (µS).
+
+    With ``params`` None the nominal curve (no device-to-device spread) is returned; the
+    result is clipped to the window and monotone non-decreasing in the level.
+    """
+    dtype = params.gate_gain.dtype if params is not None else torch.float32
+    v = _gate_voltage(level, device, level.dtype if level.dtype.is_floating_point else dtype)
+    return device.gate_curve_us(v, params).clamp(device.g_min_us, device.g_max_us)
+
+
+def _check_levels(level: Tensor, device: Device) -> None:
+    if level.dtype.is_floating_point or level.dtype == torch.bool:
+        raise ValueError(f"level must be an integer tensor, got dtype {level.dtype}")
+    if level.numel():
+        lo, hi = int(level.min()), int(level.max())
+        if lo < 0 or hi > device.gate_levels - 1:
+            raise ValueError(
+                f"level must be in [0, {device.gate_levels - 1}] (gate_levels="
+                f"{device.gate_levels}), got values in [{lo}, {hi}]"
+            )
+
+
+def gate_set(
+    level: Tensor,
+    device: Device,
+    params: CellParams,
+    *,
+    generator: torch.Generator,
+    dtype: torch.dtype | None = None,
+) -> Tensor:
+    """RESET then SET at integer gate ``level`` per cell; returns the landed conductance.
+
+    Landed G = `gate_curve` of the cell + N(0, gate_c2c_sd_us), clamped to the window;
+    stuck cells return their stuck value. ``dtype`` defaults to the params' dtype.
+    """
+    _check_shape("level", level, params)
+    _check_levels(level, device)
+    return land(level, device, params, generator=generator, dtype=dtype)
+
+
+def land(
+    level: Tensor,
+    device: Device,
+    params: CellParams,
+    *,
+    generator: torch.Generator,
+    dtype: torch.dtype | None = None,
+    any_stuck: bool = True,
+) -> Tensor:
+    """`gate_set` without its checks, for the schemes' pulse loops (levels known valid).
+
+    ``any_stuck=False`` (the caller knows no cell is stuck) skips the stuck-value pass.
+    """
+    dtype = dtype or params.gate_gain.dtype
+    g = gate_curve(level, device, params).to(dtype)
+    if device.gate_c2c_sd_us > 0:
+        g = g + device.gate_c2c_sd_us * _randn_like(g, generator)
+    else:
+        _randn_like(g, generator)  # same stream advance whatever the noise level
+    g = g.clamp(device.g_min_us, device.g_max_us)
+    return stuck_values(g, device, params) if any_stuck else g
+
+
+def relax(
+    g_us: Tensor,
+    device: Device,
+    params: CellParams,
+    *,
+    generator: torch.Generator,
+    mask: Tensor | None = None,
+) -> Tensor:
+    """Add the post-write relaxation N(0, relaxation_sd_us) to the cells in ``mask`` (all).
+
+    Stuck cells and cells outside the mask are returned bit-exact; the rest is clamped.
+    """
+    _check_shape("g_us", g_us, params)
+    g_new = (g_us + device.relaxation_sd_us * _randn_like(g_us, generator)).clamp(
+        device.g_min_us, device.g_max_us
+    )
+    if mask is not None:
+        g_new = torch.where(mask, g_new, g_us)
+    return _hold_stuck(g_new, g_us, params)
+
+
+def read(g_us: Tensor, device: Device, *, generator: torch.Generator) -> Tensor:
+    """One noisy read: ``g_us + N(0, read_noise_sd_us)``; not clamped, state unchanged."""
+    return g_us + device.read_noise_sd_us * _randn_like(g_us, generator)

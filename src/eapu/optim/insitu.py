@@ -1,0 +1,344 @@
+"""`InSituOptimizer`: any torch optimizer proposes ΔW, a rule makes ΔWn, the cells are written
+(at weight level, or through the parameter's tile at device level)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from .. import fused, validate
+from ..ledger import FIELDS
+from ..rules import RuleInfo, get_rule, max_abs, max_abs_each, to_dense
+from .base import InSituBase, tile_of
+
+__all__ = ["InSituOptimizer"]
+
+_NOISE_SEED_OFFSET = 0x9E3779B9  # the write noise and the rule draw from different streams
+
+
+def _validate_insitu(group: dict[str, Any]) -> None:
+    get_rule(group["rule"])  # raises with the available names
+    validate.number("sd_us", group["sd_us"], low=0)
+    validate.number("rwg_per_us", group["rwg_per_us"], low=0, low_open=True)
+    validate.number("threshold", group["threshold"], low=0, allow_none=True)
+    validate.number("threshold_us", group["threshold_us"], low=0, allow_none=True)
+    if group["threshold"] is not None and group["threshold_us"] is not None:
+        raise ValueError(
+            f"Give threshold ({group['threshold']}) or threshold_us ({group['threshold_us']}), "
+            "not both"
+        )
+    if group["analog"] not in (None, True, False):
+        raise ValueError(f"Invalid analog: {group['analog']!r}; allowed: None, True or False")
+
+
+def _default_analog(p: Tensor) -> bool:
+    return p.dim() > 1
+
+
+@dataclass
+class _Write:
+    """One analog parameter's write in a step: what `InSituOptimizer._write` needs."""
+
+    p: Tensor
+    old: Tensor
+    dw: Tensor  # ΔW, or the proposal itself when ``passthrough``
+    amax: float  # max |dw|
+    group: dict[str, Any]
+    threshold: float
+    rule: RuleInfo
+    passthrough: bool  # every update written as proposed (the rule's, or a threshold of 0)
+    bad: Tensor | None  # cells whose gradient was not finite
+
+
+class InSituOptimizer(InSituBase):
+    """Wraps a torch optimizer class so that analog parameters are written the in-situ way.
+
+    The base optimizer is built over the same ``param_groups`` (one list, shared), so LR
+    schedulers, ``zero_grad``, ``add_param_group`` and per-group options behave as usual.
+    The in-situ options below may also be set per parameter group.
+
+    Args:
+        params: parameters or parameter groups, as for any torch optimizer.
+        base: the optimizer class that proposes ΔW (``torch.optim.Adam``, ``SGD``, ``LBFGS``
+            (it gets the closure) ...).
+        rule: ``"eapu"`` (formula 4) or ``"exact"`` (plain BP, every update written), or any
+            registered rule (`eapu.rules.list_rules`).
+        sd_us: SD of the write noise εcell in µS (weight level; a tile brings its own).
+        rwg_per_us: Rwg = Wmax / Gmax in µS⁻¹ (weight level; a tile brings its own).
+        threshold: ΔWth in weight units; default SD εcell · Rwg.
+        threshold_us: ΔWth in µS (the reference code's ``clip_value``); ΔWth = this · Rwg.
+        analog: predicate choosing the analog parameters; default ``p.dim() > 1``. A group's
+            ``analog`` key (True / False) overrides it for that group.
+        seed: seeds the rule's generator and the weight-level write noise; default (None):
+            drawn from torch's global generator at construction (``torch.manual_seed``
+            governs).
+        **base_kwargs: passed to ``base`` (``lr``, ``betas``, ``momentum``, ...).
+    """
+
+    STATE_KEY = "insitu"
+    _KEYS = ("rule", "sd_us", "rwg_per_us", "threshold", "threshold_us", "analog")
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        base: type[Optimizer] = torch.optim.Adam,
+        *,
+        rule: str = "eapu",
+        sd_us: float = 2.0,
+        rwg_per_us: float = 1 / 80,
+        threshold: float | None = None,
+        threshold_us: float | None = None,
+        analog: Callable[[Tensor], bool] | None = None,
+        seed: int | None = None,
+        **base_kwargs: Any,
+    ) -> None:
+        if analog is not None and not callable(analog):
+            raise TypeError(f"Invalid analog: {analog!r}; allowed: a callable (Tensor) -> bool")
+        defaults = dict(
+            rule=rule,
+            sd_us=sd_us,
+            rwg_per_us=rwg_per_us,
+            threshold=threshold,
+            threshold_us=threshold_us,
+            analog=None,
+        )
+        _validate_insitu(defaults)
+        self._analog_pred = analog or _default_analog
+        self._generators: dict[str, torch.Generator] = {}
+        self._buffers: dict[tuple[torch.device, torch.dtype], Tensor] = {}
+        super().__init__(params, base, defaults=defaults, base_kwargs=base_kwargs, seed=seed)
+
+    # ----------------------------------------------------------------- groups
+    def _own_keys(self) -> tuple[str, ...]:
+        return self._KEYS
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        _validate_insitu(group)
+
+    def is_analog(self, p: Tensor, group: dict[str, Any]) -> bool:
+        """Whether ``p`` is written through the rule (an analog parameter)."""
+        if tile_of(p) is not None:
+            return True
+        return bool(group["analog"]) if group["analog"] is not None else self._analog_pred(p)
+
+    def threshold_for(self, p: Tensor, group: dict[str, Any]) -> float:
+        """ΔWth in weight units for parameter ``p`` (derived from the device by default)."""
+        tile = tile_of(p)
+        rwg = tile.rwg_per_us if tile is not None else group["rwg_per_us"]
+        if group["threshold"] is not None:
+            return float(group["threshold"])
+        if group["threshold_us"] is not None:
+            return float(group["threshold_us"]) * rwg
+        sd = tile.sd_us if tile is not None else group["sd_us"]
+        return float(sd) * rwg
+
+    # ------------------------------------------------------------- randomness
+    def _generator(self, device: torch.device, *, noise: bool = False) -> torch.Generator:
+        key = f"{'noise' if noise else 'rule'}:{device}"
+        g = self._generators.get(key)
+        if g is None:
+            g = torch.Generator(device=device)
+            g.manual_seed(self._seed + (_NOISE_SEED_OFFSET if noise else 0))
+            self._generators[key] = g
+        return g
+
+    @torch.no_grad()
+    def _sanitize(self, params: list[Tensor]) -> dict[int, Tensor]:
+        """Zero non-finite gradient entries; return the bad-cell masks by parameter index."""
+        grads = [p.grad for p in params if p.grad is not None]
+        norms = torch._foreach_norm(grads)
+        finite = torch.stack([n.isfinite() for n in norms]).cpu()
+        bad: dict[int, Tensor] = {}
+        for i in (~finite).nonzero().flatten().tolist():
+            mask = ~grads[i].isfinite()
+            grads[i].masked_fill_(mask, 0)
+            bad[i] = mask
+        return bad
+
+    def _workspace(self, params: list[Tensor]) -> list[Tensor]:
+        """Views shaped like ``params`` into one buffer per device and dtype.
+
+        On CPU the buffer is kept between steps (not state: never saved) because fresh
+        memory costs a page fault per 4 KiB, at ResNet-18 size more than the whole EaPU
+        rule. Elsewhere torch's caching allocator already reuses the memory, so
+        the buffer lives for the step only.
+        """
+        need: dict[tuple[torch.device, torch.dtype], int] = {}
+        for p in params:
+            key = (p.device, p.dtype)
+            need[key] = need.get(key, 0) + p.numel()
+        bufs = {}
+        for (device, dtype), n in need.items():
+            buf = self._buffers.get((device, dtype))
+            if buf is None or buf.numel() < n:
+                buf = torch.empty(n, device=device, dtype=dtype)
+                if device.type == "cpu":
+                    self._buffers[(device, dtype)] = buf
+            bufs[(device, dtype)] = buf
+        offset = dict.fromkeys(need, 0)
+        views = []
+        for p in params:
+            key = (p.device, p.dtype)
+            views.append(bufs[key][offset[key] : offset[key] + p.numel()].view(p.shape))
+            offset[key] += p.numel()
+        return views
+
+    def _step_fused(self, analog: list[Tensor]) -> dict[int, list[int]]:
+        """Step the analog parameters that `eapu.fused` supports in one pass each; returns
+        their ledger rows by ``id``. Where the fused path cannot be used, nothing."""
+        index = {id(p): i for i, p in enumerate(analog)}
+        items = []
+        for g in self.param_groups:
+            if g["rule"] != "eapu":
+                continue
+            for p in g["params"]:
+                if p.grad is None or tile_of(p) is not None or id(p) not in index:
+                    continue
+                th = self.threshold_for(p, g)
+                if th > 0 and fused.supports(self.base, g, p):
+                    sd_w = g["sd_us"] * g["rwg_per_us"]
+                    items.append(fused.FusedItem(g, p, th, sd_w, index[id(p)]))
+        if not items or not fused.available():  # (a CUDA-only model never builds the kernel)
+            return {}
+        rows = fused.step(self.base, items, generator=self._generator(torch.device("cpu")))
+        return {id(it.param): row for it, row in zip(items, rows, strict=True)}
+
+    def _apply(
+        self, work: list[tuple[dict[str, Any], Tensor]], digital: list[Tensor], propose: Any
+    ) -> dict[int, Any]:
+        with_grad = [p for _, p in work] + digital
+        finite = not with_grad or fused.all_finite(
+            [p.grad for p in with_grad if p.grad is not None]
+        )
+        bad = {} if finite else self._sanitize(with_grad)
+        params = [p for _, p in work]
+        keep = {i: with_grad[i].clone() for i in bad if i >= len(params)}  # digital, rare
+        # Weight-level parameters in plain layout: the base optimizer steps copies in the
+        # workspace while the parameters keep their memory and old values, so afterwards a
+        # cell that is not written needs no restoring. Others (tiles, other layouts) keep a
+        # copy of the old values instead.
+        inplace = [tile_of(p) is None and p.is_contiguous() for p in params]
+        fast = [p for p, f in zip(params, inplace, strict=True) if f]
+        news = self._workspace(fast)
+        if fast:
+            torch._foreach_copy_(news, fast)
+        olds = iter([p.detach().clone() for p, f in zip(params, inplace, strict=True) if not f])
+        saved = [p.data for p in fast]
+        for p, n in zip(fast, news, strict=True):
+            p.data = n
+        try:
+            propose()
+            for p, n in zip(fast, news, strict=True):
+                if p.data_ptr() != n.data_ptr():  # a base that assigns ``p.data = ...``
+                    n.copy_(p.data)
+        finally:
+            for p, old in zip(fast, saved, strict=True):
+                p.data = old
+
+        for i, old in keep.items():  # digital cells with a non-finite gradient stay put
+            torch.where(bad[i], old, with_grad[i], out=with_grad[i])
+        # (old, new) per analog parameter; afterwards the old tensor is the parameter's.
+        pairs = []
+        new_it = iter(news)
+        for p, f in zip(params, inplace, strict=True):
+            pairs.append((p, next(new_it)) if f else (next(olds), p))
+        # The proposals ΔW, in place where the rule needs them (``new`` is not needed as
+        # such any more); a pass exempt from a rule only looks for non-finite proposals.
+        plans = []
+        for k, (group, p) in enumerate(work):
+            old, new = pairs[k]
+            th = self.threshold_for(p, group)
+            rule = get_rule(group["rule"])
+            passthrough = rule.passthrough or th == 0
+            dw = new if passthrough else new.sub_(old)
+            plans.append(_Write(p, old, dw, 0.0, group, th, rule, passthrough, bad.get(k)))
+        # One pass and one host sync give every max |ΔW| and every non-finite proposal.
+        for plan, amax in zip(plans, max_abs_each([w.dw for w in plans]), strict=True):
+            plan.amax = amax
+        return {id(w.p): self._write(w) for w in plans}
+
+    def _write(self, plan: _Write) -> list[int]:
+        """Write one analog parameter; returns its ledger row.
+
+        ``plan.dw`` is ΔW, or when every update is written as proposed (``plan.passthrough``:
+        the rule's property, or a threshold of 0) the proposal itself; ``plan.amax`` is
+        max |dw|. Cells with a non-finite gradient (``plan.bad``) or proposal are skipped:
+        they keep their old value.
+        """
+        p, old, dw, amax, group = plan.p, plan.old, plan.dw, plan.amax, plan.group
+        th, rule, passthrough = plan.threshold, plan.rule, plan.passthrough
+        skip = plan.bad
+        if not math.isfinite(amax):
+            skip = ~dw.isfinite() if skip is None else skip | ~dw.isfinite()
+        nskip = 0
+        if skip is not None:
+            nskip = int(skip.sum())
+            if passthrough:
+                torch.where(skip, old, dw, out=dw)
+            else:
+                dw.masked_fill_(skip, 0.0)
+                amax = max_abs(dw)
+        idx: Tensor | None  # None: every cell
+        if passthrough:  # every nonzero update is written; the cell takes the proposal
+            new, vals = dw, None
+            changed = (new != old).reshape(-1)
+            idx = None if bool(changed.all()) else changed.nonzero().squeeze(1)
+        else:
+            gen = self._generator(p.device)
+            idx, vals = rule.sparse(dw, threshold=th, generator=gen, amax=amax)
+        tile = tile_of(p)
+        if tile is not None:
+            if vals is None:
+                dwn = new - old  # zero where nothing changed
+            else:
+                assert idx is not None
+                dwn = to_dense(idx, vals, p)
+            record = tile.program(dwn)
+            p.copy_(tile.weight())
+            row = [int(v) for v in record.tolist()]
+            row[FIELDS.index("skipped")] += nskip
+            return row
+        # Weight level: a written cell gets old + ΔWn (the proposal itself when every update
+        # passes) and its write noise Rwg · N(0, SD εcell); the others keep their old value.
+        target = new if vals is None else old
+        flat = target.view(-1) if p.is_contiguous() else target.contiguous().view(-1)
+        sd_w = group["sd_us"] * group["rwg_per_us"]
+        n = flat.numel() if idx is None else idx.numel()
+        if vals is not None or sd_w > 0:
+            # Noisy BP writes every cell: then no gathering (cells ascending: idx = arange).
+            part = idx if idx is not None and n < flat.numel() else None
+            w = flat if part is None else flat.index_select(0, part)
+            if vals is not None:
+                w.add_(vals)
+            if sd_w > 0:
+                g = self._generator(p.device, noise=True)
+                noise = torch.randn(n, generator=g, device=p.device, dtype=p.dtype)
+                w.add_(noise, alpha=sd_w)
+            if part is not None:
+                flat.index_copy_(0, part, w)
+        if flat.data_ptr() != p.data_ptr():
+            p.copy_(flat.view(p.shape))
+        return [n, n, 0, 0, nskip]
+
+    # ------------------------------------------------------------ state_dict
+    def _own_state(self) -> dict[str, Any]:
+        return {
+            "seed": self._seed,
+            "generators": {k: g.get_state() for k, g in self._generators.items()},
+            "ledger": self.ledger.state_dict(),
+        }
+
+    def _load_own_state(self, state: dict[str, Any]) -> None:
+        self._seed = int(state["seed"])
+        self._generators = {}
+        for key, st in state["generators"].items():
+            kind, dev = key.split(":", 1)
+            g = self._generator(torch.device(dev), noise=kind == "noise")
+            g.set_state(st)
+        self.ledger.load_state_dict(state["ledger"])

@@ -1,0 +1,229 @@
+"""The programming seam: what every scheme takes and returns (`CellState`,
+`ProgramResult`), its first and last lines (`prepare_write`, `finish_write`), the usual option
+checks, and the registry of schemes (`SCHEMES`, `register_scheme`, `get_scheme`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .. import validate
+from ..devices import CellParams, Device, initial_conductance, relax
+from ..registry import Registry
+
+__all__ = [
+    "SCHEMES",
+    "CellState",
+    "ProgramResult",
+    "SchemeInfo",
+    "check_budget",
+    "check_tolerance",
+    "finish_write",
+    "get_scheme",
+    "list_schemes",
+    "prepare_write",
+    "register_scheme",
+    "zero_counts",
+]
+
+
+@dataclass
+class CellState:
+    """What a controller knows of a tensor of cells."""
+
+    g_us: Tensor
+    """Present conductance of each cell (µS)."""
+    gate: Tensor
+    """int32 gate level of each cell's last gate-controlled SET; -1 if unknown."""
+
+    def __post_init__(self) -> None:
+        if self.g_us.shape != self.gate.shape:
+            raise ValueError(
+                f"gate has shape {tuple(self.gate.shape)}, g_us has {tuple(self.g_us.shape)}"
+            )
+
+    @classmethod
+    def initial(
+        cls, device: Device, params: CellParams, *, dtype: torch.dtype = torch.float32
+    ) -> CellState:
+        """A fresh array: `initial_conductance` and unknown gate positions."""
+        g = initial_conductance(params.shape, device, params, dtype=dtype)
+        return cls(g_us=g, gate=torch.full(g.shape, -1, dtype=torch.int32, device=g.device))
+
+    def clone(self) -> CellState:
+        """A deep copy."""
+        return CellState(g_us=self.g_us.clone(), gate=self.gate.clone())
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """The state as a dict of tensors (copies), for checkpoints."""
+        return {"g_us": self.g_us.clone(), "gate": self.gate.clone()}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Tensor]) -> CellState:
+        """Rebuild from `state_dict` output."""
+        return cls(g_us=state["g_us"].clone(), gate=state["gate"].clone())
+
+
+@dataclass
+class ProgramResult:
+    """Outcome of programming a tensor of cells."""
+
+    state: CellState
+    """Cells after programming and relaxation."""
+    pulses: Tensor
+    """int32 programming pulses per cell (a RESET + SET pair counts 2)."""
+    reads: Tensor
+    """int32 verify reads per cell."""
+    failed: Tensor
+    """bool per cell: a verified scheme ended outside tolerance (judged on the programmed
+    value before relaxation, without read noise); always False for unverified schemes."""
+    g_programmed_us: Tensor
+    """Conductance right after programming, before relaxation (µS)."""
+
+
+# --------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------
+
+
+def prepare_write(
+    state: CellState, target_us: Tensor, mask: Tensor, device: Device, params: CellParams
+) -> Tensor:
+    """Validate a scheme's common arguments; return the target clamped to the window.
+
+    The first line of every scheme: shapes must match the state, ``mask`` must be bool and
+    the masked targets finite (else `ValueError`); cells outside the mask get their present
+    conductance as target, so a scheme that writes where ``target != g`` leaves them alone.
+    """
+    shape = state.g_us.shape
+    for name, t in (("target_us", target_us), ("mask", mask)):
+        if t.shape != shape:
+            raise ValueError(f"{name} has shape {tuple(t.shape)}, state has {tuple(shape)}")
+    if params.shape != shape:
+        raise ValueError(f"params has shape {tuple(params.shape)}, state has {tuple(shape)}")
+    if mask.dtype != torch.bool:
+        raise ValueError(f"mask must be a bool tensor, got dtype {mask.dtype}")
+    bad = ~torch.isfinite(target_us) & mask
+    if bool(bad.any()):
+        raise ValueError(
+            f"target_us must be finite where mask is set; got {int(bad.sum())} NaN/Inf values"
+        )
+    t = torch.where(mask, target_us.to(state.g_us.dtype), state.g_us)
+    return t.clamp(device.g_min_us, device.g_max_us)
+
+
+def check_tolerance(tolerance_us: float | None, device: Device) -> float:
+    """A verify tolerance option (µS): ``device.program_tolerance_us`` when None, else a
+    finite number > 0 (`ValueError` otherwise)."""
+    tol = device.program_tolerance_us if tolerance_us is None else tolerance_us
+    return validate.number("tolerance_us", tol, low=0, low_open=True)
+
+
+def check_budget(max_pulses: int) -> int:
+    """A pulse budget option: an int >= 0 (`ValueError` otherwise)."""
+    return validate.integer("max_pulses", max_pulses, low=0)
+
+
+def zero_counts(like: Tensor) -> Tensor:
+    """int32 zero counters (pulses, reads) shaped like ``like``, on its device."""
+    return torch.zeros(like.shape, dtype=torch.int32, device=like.device)
+
+
+def finish_write(
+    g_programmed_us: Tensor,
+    gate: Tensor,
+    pulses: Tensor,
+    device: Device,
+    params: CellParams,
+    *,
+    generator: torch.Generator,
+    reads: Tensor | None = None,
+    failed: Tensor | None = None,
+) -> ProgramResult:
+    """The last line of every scheme: relax the cells that got at least one pulse and pack
+    the result.
+
+    Args:
+        g_programmed_us: conductance right after the pulses (µS).
+        gate: int32 gate level per cell (-1 where a pulse made it unknown).
+        pulses: int32 programming pulses per cell.
+        device, params: the device and its cells.
+        generator: source of the relaxation draw.
+        reads: int32 verify reads per cell (default none).
+        failed: bool per cell, ended outside tolerance (default none failed).
+    """
+    g = relax(g_programmed_us, device, params, generator=generator, mask=pulses > 0)
+    return ProgramResult(
+        state=CellState(g_us=g, gate=gate),
+        pulses=pulses,
+        reads=zero_counts(pulses) if reads is None else reads,
+        failed=torch.zeros_like(pulses, dtype=torch.bool) if failed is None else failed,
+        g_programmed_us=g_programmed_us,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# registry
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SchemeInfo:
+    """A registered programming scheme; calling it calls ``fn``."""
+
+    name: str
+    fn: Callable[..., ProgramResult]
+    description: str
+    verified: bool
+    """True if the scheme reads back and reports failures."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> ProgramResult:
+        return self.fn(*args, **kwargs)
+
+
+def _scheme_from_entry_point(name: str, fn: Any) -> SchemeInfo:
+    if not callable(fn):
+        raise TypeError(f"scheme plugin {name!r} is {fn!r}, not a scheme function")
+    lines = (fn.__doc__ or "").strip().splitlines()
+    return SchemeInfo(name, fn, lines[0] if lines else "", False)
+
+
+#: Every programming scheme; installed packages add theirs under ``eapu.schemes``.
+SCHEMES: Registry[SchemeInfo] = Registry(
+    "scheme", entry_point_group="eapu.schemes", from_entry_point=_scheme_from_entry_point
+)
+
+
+def register_scheme(
+    fn: Callable[..., ProgramResult] | None = None,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    verified: bool = False,
+) -> Any:
+    """Register a scheme, as ``@register_scheme`` or ``@register_scheme(verified=True)``.
+
+    The name defaults to the function's, the description to its docstring's first line.
+    """
+
+    def deco(f: Callable[..., ProgramResult]) -> Callable[..., ProgramResult]:
+        key = name or f.__name__
+        lines = (f.__doc__ or "").strip().splitlines()
+        SCHEMES.add(key, SchemeInfo(key, f, description or (lines[0] if lines else ""), verified))
+        return f
+
+    return deco(fn) if fn is not None else deco
+
+
+def get_scheme(name: str) -> SchemeInfo:
+    """The registered scheme ``name`` (callable like the scheme function)."""
+    return SCHEMES.get(name)
+
+
+def list_schemes(pattern: str = "*") -> list[str]:
+    """Sorted names of the registered schemes matching the fnmatch ``pattern``."""
+    return SCHEMES.names(pattern)
