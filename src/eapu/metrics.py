@@ -49,7 +49,7 @@ identical images give +inf instead, and the difference is below 1e-6 dB wherever
 below 60 dB.
 
 Neither the authors nor this module downsample first, as Wang's later ``ssim.m`` (2009) does
-for images over 256 pixels (by round(min(H, W) / 256)); his ``ssim_index.m`` does not.
+(by max(1, round(min(H, W) / 256)), so from 384 pixels on); his ``ssim_index.m`` does not.
 """
 
 from __future__ import annotations
