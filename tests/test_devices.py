@@ -142,11 +142,11 @@ def test_sample_is_reproducible_and_saveable() -> None:
     a = dev.sample((64, 8), generator=_gen(3))
     b = dev.sample((64, 8), generator=_gen(3))
     c = dev.sample((64, 8), generator=_gen(4))
-    for f in CellParams._FIELDS:
+    for f in CellParams.FIELDS:
         assert torch.equal(getattr(a, f), getattr(b, f))
     assert not torch.equal(a.gate_v_th_v, c.gate_v_th_v)
     back = CellParams.from_state_dict(a.state_dict())
-    for f in CellParams._FIELDS:
+    for f in CellParams.FIELDS:
         assert torch.equal(getattr(a, f), getattr(back, f))
     assert a.stuck.dtype == torch.int8
     with pytest.raises(ValueError, match="missing CellParams fields"):

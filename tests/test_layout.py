@@ -14,14 +14,17 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "eapu"
 
 FLOORS: dict[str, int] = {
     "validate": 0,
+    "runtime": 0,
     "formatting": 0,
     "files": 0,
     "registry": 1,
+    "seam": 1,
     "rundir": 1,
     "rules": 2,
     "ledger": 2,
     "fused": 2,
     "data": 2,
+    "metrics": 2,
     "models": 2,
     "devices": 3,
     "programming": 4,

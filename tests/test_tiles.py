@@ -310,3 +310,21 @@ def test_weights_beyond_the_window_through_a_stuck_reference_cell_are_named() ->
     assert 0 < on_stuck_ref < lin.weight.numel()
     assert xb.clipped == on_stuck_ref
     assert f"{on_stuck_ref} of them are read against a stuck reference" in str(w[0].message)
+
+
+def test_reference_cells_belong_to_their_own_array_when_an_earlier_array_grows() -> None:
+    """First fit puts a tall narrow block into array 0 after array 1 exists: array 0's new
+    rows get reference cells of their own, not array 1's (as a prefix sum of rows did)."""
+    pl = Placement(32, 32, "reference_column")
+    pl.add("a", 9, 30)  # array 0: 9 rows, 1 column left
+    pl.add("b", 9, 5)  # array 1
+    pl.add("c", 27, 1)  # array 0 again, rows 9..26 are new
+    assert pl.arrays == 2 and pl.used_rows == [27, 9]
+    index = {(a, r): pl.reference_index(a, r) for a in range(2) for r in range(pl.used_rows[a])}
+    assert sorted(index.values()) == list(range(pl.reference_cells))  # one cell per row
+    xb = Crossbar("ideal", "gaussian", load_scheme="gaussian")
+    for name, rows, cols in (("a", 9, 30), ("b", 9, 5), ("c", 27, 1)):
+        xb.add_tile(name, torch.zeros(cols, rows))
+    refs = {t.name: set(t.ref_index.reshape(-1).tolist()) for t in xb.tiles}
+    assert refs["b"].isdisjoint(refs["a"] | refs["c"])  # array 1's cells serve array 1 only
+    assert refs["a"] < refs["c"]  # c shares array 0's first 9 rows with a

@@ -21,8 +21,10 @@ from torch import Tensor
 
 __all__ = ["FIELDS", "Ledger", "LedgerSummary"]
 
-#: Columns of one row: one analog parameter (or tile) in one step.
-FIELDS = ("written", "pulses", "reads", "failed", "skipped")
+#: Columns of one row: one analog parameter (or tile) in one step. ``rows``: the array row
+#: segments (one layer's cells in one array row) holding at least one written cell, for a
+#: latency that is charged per row; 0 at weight level, which has no arrays.
+FIELDS = ("written", "pulses", "reads", "failed", "skipped", "rows")
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class LedgerSummary:
     reads: int
     failed: int
     skipped: int
+    rows: int
     rup: float
     nup: float
     ncell: float
@@ -122,4 +125,7 @@ class Ledger:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.names, self.cells = list(state["names"]), list(state["cells"])
-        self._rows = list(state["table"].unbind(0))
+        table = state["table"]
+        if table.shape[-1] < len(FIELDS):  # a ledger from before the later columns: zeros
+            table = torch.nn.functional.pad(table, (0, len(FIELDS) - table.shape[-1]))
+        self._rows = list(table.unbind(0))

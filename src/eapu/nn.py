@@ -7,35 +7,51 @@
 >>> print(xbar.placement.cells)          # weight cells + shared reference cells
 48
 
-The weight stays a real ``nn.Parameter``: it holds the noise-free value the cells hold, and
-`eapu.optim.InSituOptimizer` writes it through the tile (``weight.eapu_tile``). A forward
-pass reads the cells (read noise, optional DAC / ADC quantisation); gradients flow to the
-parameter as if the read were exact (straight-through).
+The weight stays a real ``nn.Parameter`` (the very object the layer had, so an optimizer or
+a hook built before `convert` keeps working): it holds the noise-free value the cells hold,
+and the in-situ optimizers of `eapu.optim` and `eapu.algorithms` write it through its tile
+(``weight.eapu_tile``, an `eapu.seam.AnalogTile`). A forward pass reads the cells (read
+noise, optional DAC / ADC quantisation); gradients flow to the parameter as if the read were
+exact (straight-through). A layer in ``eval()`` mode reads from the crossbar's evaluation
+stream, so evaluating never changes what training reads.
 
-Save ``model.state_dict()`` (each analog layer saves its tile) and ``xbar.state_dict()``
-(the shared reference cells and the device's generator) together.
+The crossbar is a submodule of the first analog layer: ``model.to(device)`` moves every
+cell and generator, and ``model.state_dict()`` holds them (no separate crossbar state).
+``copy.deepcopy(model)`` gives an analog copy on a copy of the crossbar.
+
+Nothing moves an analog weight behind its tile: a plain torch optimizer that would step one
+is refused before it changes anything, and a forward pass refuses a weight that was edited
+in place since its tile last wrote it.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from . import validate
+from .seam import AnalogTile
 from .tiles import Crossbar, Tile
 
 __all__ = [
     "AnalogConv2d",
     "AnalogConvTranspose2d",
     "AnalogLinear",
+    "bind",
     "convert",
     "crossbar_of",
+    "load_legacy_state",
     "to_digital",
 ]
+
+#: The attribute of the first analog layer that holds the crossbar (a submodule).
+CROSSBAR_ATTR = "eapu_crossbar"
 
 
 def _quantize(x: Tensor, bits: int | None) -> Tensor:
@@ -47,33 +63,49 @@ def _quantize(x: Tensor, bits: int | None) -> Tensor:
     return x + (q - x).detach()
 
 
-class _Analog(nn.Module):
-    """Mixin: a torch layer whose weight is backed by a `Tile`."""
+def _republish(module: nn.Module, incompatible: Any) -> None:
+    """After ``load_state_dict``: the parameter holds what the loaded cells hold."""
+    tile = getattr(module, "tile", None)
+    if tile is not None:
+        tile.publish(module.weight)
 
-    tile: Tile
+
+class _Analog(nn.Module):
+    """Mixin: a torch layer whose weight is backed by a tile."""
+
+    tile: AnalogTile
     weight: Tensor
     dac_bits: int | None
     adc_bits: int | None
     _transposed_tile = False
 
-    def _attach(self, tile: Tile, dac_bits: int | None, adc_bits: int | None) -> None:
+    def _attach(self, tile: AnalogTile, dac_bits: int | None, adc_bits: int | None) -> None:
         self.tile = tile
         self.dac_bits, self.adc_bits = dac_bits, adc_bits
         self.weight.eapu_tile = tile  # type: ignore[attr-defined]
-        with torch.no_grad():
-            self.weight.copy_(tile.weight())
+        tile.publish(self.weight)
+        if not getattr(self, "_eapu_hooked", False):
+            self.register_load_state_dict_post_hook(_republish)
+            self._eapu_hooked = True
 
     def _read_weight(self) -> Tensor:
-        if self.tile.crossbar.device_model.read_noise_sd_us == 0:
-            return self.weight
-        delta = self.tile.read().to(self.weight) - self.tile.weight().to(self.weight)
-        return self.weight + delta
+        """The weight this forward pass sees: the parameter plus the read noise of one read of
+        every cell (straight-through: the gradient reaches the parameter as it is)."""
+        tile, w = self.tile, self.weight
+        tile.check(w)
+        if not tile.noisy_reads:
+            return w
+        delta = tile.read(evaluation=not self.training).to(w) - tile.weight().to(w)
+        return w + delta
 
-    def get_extra_state(self) -> dict[str, Tensor]:
-        return self.tile.state_tensors()
-
-    def set_extra_state(self, state: dict[str, Tensor]) -> None:
-        self.tile.load_state_tensors(state)
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        for k, v in self.__dict__.items():
+            new.__dict__[k] = copy.deepcopy(v, memo)
+        new.weight.eapu_tile = new.tile  # type: ignore[attr-defined]
+        new.tile.publish(new.weight, new.weight.detach())
+        return new
 
     @classmethod
     def from_digital(
@@ -85,15 +117,16 @@ class _Analog(nn.Module):
         dac_bits: int | None = None,
         adc_bits: int | None = None,
     ) -> Any:
-        """An analog copy of ``layer`` whose weight is programmed onto ``crossbar``."""
+        """An analog copy of ``layer`` whose weight is programmed onto ``crossbar``; it keeps
+        ``layer``'s parameter objects (the weight then holds the programmed values)."""
         new: Any = cls.__new__(cls)
         new.__dict__.update(layer.__dict__)  # shares hyper-parameters, parameters, hooks
         new._parameters = dict(layer._parameters)
         new._buffers = dict(layer._buffers)
         new._modules = dict(layer._modules)
-        new.weight = nn.Parameter(cast(Tensor, layer.weight).detach().clone())
+        weight = cast(Tensor, layer.weight)
         tile = crossbar.add_tile(
-            name or cls.__name__, new.weight.detach().cpu(), transposed=cls._transposed_tile
+            name or cls.__name__, weight.detach(), transposed=cls._transposed_tile
         )
         new._attach(tile, dac_bits, adc_bits)
         return new
@@ -153,6 +186,43 @@ _ANALOG: dict[type[nn.Module], type[_Analog]] = {
 }
 
 
+def bind(layer: nn.Module, tile: AnalogTile) -> None:
+    """Back an analog layer's weight by ``tile``, any implementation of the seam
+    (`eapu.seam.AnalogTile`: a simulator's tile, a wrapper that records calls, a real chip's
+    driver); the weight takes the tile's values."""
+    if not isinstance(layer, _Analog):
+        raise TypeError(f"Invalid layer: {type(layer).__name__}; allowed: an eapu.nn analog layer")
+    if not isinstance(tile, AnalogTile):
+        raise TypeError(f"Invalid tile: {tile!r}; allowed: an eapu.seam.AnalogTile")
+    if tuple(tile.shape) != tuple(layer.weight.shape):
+        raise ValueError(
+            f"Invalid tile: shape {tuple(tile.shape)}; the layer's weight is "
+            f"{tuple(layer.weight.shape)}"
+        )
+    layer._attach(tile, layer.dac_bits, layer.adc_bits)
+
+
+def _refuse_bypass(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    """A global step pre-hook: an optimizer that is not in situ must not move analog weights
+    (it would change the parameter while the cells keep the old values)."""
+    if getattr(opt, "eapu_in_situ", False):
+        return
+    for group in opt.param_groups:
+        for p in group["params"]:
+            tile = getattr(p, "eapu_tile", None)
+            if tile is not None and p.grad is not None:
+                raise RuntimeError(
+                    f"{type(opt).__name__} would step the weight of analog layer "
+                    f"{tile.name!r} without writing its cells. Use an in-situ optimizer for "
+                    "the analog weights (eapu.optim.AdamEaPU, SGDEaPU, AdamNoise, "
+                    "eapu.algorithms ...; they step the biases too), or give this optimizer "
+                    "only the digital parameters"
+                )
+
+
+register_optimizer_step_pre_hook(_refuse_bypass)
+
+
 def convert(
     model: nn.Module,
     *,
@@ -164,6 +234,11 @@ def convert(
     """Replace the Linear / Conv2d / ConvTranspose2d layers of ``model`` (in place) by analog
     ones on one shared `Crossbar`, program their weights, and return the crossbar.
 
+    The crossbar characterises its device's SD(εcell) when it is built (the default EaPU
+    threshold; cached per device and scheme) and becomes a submodule of the first converted
+    layer, so that it moves and is saved with the model. The cells live where the model's
+    first converted weight is.
+
     Args:
         model: the network; its layers are swapped in place.
         include: ``(name, module) -> bool`` choosing the layers to convert (default: all).
@@ -173,7 +248,6 @@ def convert(
     """
     for bits_name, bits in (("dac_bits", dac_bits), ("adc_bits", adc_bits)):
         validate.integer(bits_name, bits, low=2, high=32, allow_none=True)
-    xb = Crossbar(**crossbar_kwargs)
     targets = [
         (name, mod)
         for name, mod in model.named_modules()
@@ -193,10 +267,14 @@ def convert(
                 f"Invalid model: layer {name!r} has a zero-size weight "
                 f"{tuple(mod.weight.shape)}; there is nothing to place on a crossbar"
             )
-    for name, mod in targets:
+    xb = Crossbar(**crossbar_kwargs)
+    xb.to(targets[0][1].weight.device)
+    for k, (name, mod) in enumerate(targets):
         new = _ANALOG[type(mod)].from_digital(
             mod, xb, name=name, dac_bits=dac_bits, adc_bits=adc_bits
         )
+        if k == 0:
+            new.add_module(CROSSBAR_ATTR, xb)
         parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
         setattr(parent, name.rpartition(".")[2], new)
     return xb
@@ -206,7 +284,9 @@ def crossbar_of(model: nn.Module) -> Crossbar | None:
     """The crossbar behind the model's analog layers (None if it has none)."""
     for m in model.modules():
         if isinstance(m, _Analog):
-            return m.tile.crossbar
+            xb = getattr(m.tile, "crossbar", None)
+            if isinstance(xb, Crossbar):
+                return xb
     return None
 
 
@@ -216,11 +296,49 @@ def to_digital(model: nn.Module) -> nn.Module:
         if isinstance(mod, _Analog):
             base = next(b for b in type(mod).__mro__ if b in _ANALOG)
             new: Any = base.__new__(base)
-            new.__dict__.update(
-                {k: v for k, v in mod.__dict__.items() if k not in ("tile", "dac_bits", "adc_bits")}
-            )
+            skip = ("tile", "dac_bits", "adc_bits", "_eapu_hooked")
+            new.__dict__.update({k: v for k, v in mod.__dict__.items() if k not in skip})
             new._parameters = dict(mod._parameters)
+            new._modules = {k: v for k, v in mod._modules.items() if k != CROSSBAR_ATTR}
+            new._load_state_dict_post_hooks = type(mod._load_state_dict_post_hooks)(
+                (k, h) for k, h in mod._load_state_dict_post_hooks.items() if h is not _republish
+            )
             new.weight = nn.Parameter(mod.tile.weight().to(mod.weight).clone())
             parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
             setattr(parent, name.rpartition(".")[2], new)
     return model
+
+
+def load_legacy_state(
+    model: nn.Module, model_state: dict[str, Any], crossbar_state: dict[str, Any]
+) -> None:
+    """Load a checkpoint written before the crossbar moved into the model's state: each
+    analog layer's tile as its ``_extra_state`` and the crossbar's own ``state_dict``.
+
+    ``model`` is a freshly converted network (and, for Tiki-Taka, its optimizer built).
+    """
+    xb = crossbar_of(model)
+    if xb is None:
+        raise ValueError("Invalid model: it has no analog layer to load a crossbar into")
+    state = dict(model_state)
+    for name, mod in model.named_modules():
+        if isinstance(mod, _Analog):
+            tile = cast(Tile, mod.tile)
+            old = state.pop(f"{name}._extra_state" if name else "_extra_state", None)
+            if old is not None:
+                tile.load_state_tensors(old)
+    if "ref_g_us" in crossbar_state:
+        xb.ref_g_us.copy_(crossbar_state["ref_g_us"].to(xb.ref_g_us))
+    extra = crossbar_state.get("_extra_state", {})
+    if "ref_params" in extra:
+        for f, v in extra["ref_params"].items():
+            getattr(xb, f"ref_{f}").copy_(v.to(xb.torch_device))
+    if extra:
+        xb.set_extra_state(extra)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    ours = {k for k in missing if f".{CROSSBAR_ATTR}." in f".{k}"}
+    if set(missing) - ours or unexpected:
+        raise ValueError(
+            f"the checkpoint does not fit this model: missing {sorted(set(missing) - ours)}, "
+            f"unexpected {sorted(unexpected)}"
+        )

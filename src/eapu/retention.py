@@ -29,7 +29,6 @@ the weights of the network that reads them) and returns a handle that restores t
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -240,11 +239,10 @@ class DriftHandle:
         if self.restored:
             return
         for tile, g in zip(self._tiles, self._saved_g, strict=True):
-            tile.state = dataclasses.replace(tile.state, g_us=g)
-        self.crossbar.ref_g_us = self._ref
-        with torch.no_grad():
-            for p, w in self._params:
-                p.copy_(w)
+            tile.set_conductances(g)
+        self.crossbar.set_reference_conductances(self._ref)
+        for p, w in self._params:
+            p.eapu_tile.publish(p, w)  # type: ignore[attr-defined]
         self.restored = True
 
     def __enter__(self) -> DriftHandle:
@@ -267,8 +265,9 @@ def apply_drift(
     """Drift every cell of ``crossbar`` (tiles and reference column) to ``t_s`` seconds.
 
     Args:
-        crossbar: an `eapu.tiles.Crossbar` (anything with ``tiles`` holding ``state.g_us``,
-            ``weight()``, ``ref_index``, ``shape``, ``transposed``, and ``ref_g_us``).
+        crossbar: an `eapu.tiles.Crossbar` (anything with ``tiles`` whose cells can be read
+            and set, `eapu.seam.AnalogTile` plus ``set_conductances``, and a reference column
+            read by ``reference_conductances`` and set by ``set_reference_conductances``).
         t_s: time since programming (s).
         model: `RramDrift` or `PcmDrift`.
         generator: source of the per-cell draws (use the same seed at every time for one
@@ -287,8 +286,8 @@ def apply_drift(
     validate.choice("compensation", compensation, COMPENSATIONS)
     validate.number("t_s", t_s, low=0.0)
     tiles = list(crossbar.tiles)
-    saved_g = [t.state.g_us for t in tiles]
-    saved_ref = crossbar.ref_g_us
+    saved_g = [t.conductances().clone() for t in tiles]
+    saved_ref = crossbar.reference_conductances().clone()
     w0 = [t.weight() for t in tiles] if compensation == "gdc" else []
     new_g = [drift(g, t_s, model, generator=generator) for g in saved_g]
     new_ref = drift(saved_ref, t_s, model, generator=generator)
@@ -316,8 +315,8 @@ def apply_drift(
 
     handle = DriftHandle(crossbar, tiles, saved_g, saved_ref, params, {}, offset)
     for tile, g in zip(tiles, new_g, strict=True):
-        tile.state = dataclasses.replace(tile.state, g_us=g)
-    crossbar.ref_g_us = new_ref
+        tile.set_conductances(g)
+    crossbar.set_reference_conductances(new_ref)
 
     if compensation == "gdc":
         differential = getattr(crossbar, "mapping", "") == "differential" or not saved_ref.numel()
@@ -327,16 +326,16 @@ def apply_drift(
                 _matrix(w_then, tile.transposed), _matrix(tile.weight(), tile.transposed), x
             )
             handle.gdc_factors[tile.name] = alpha
-            g = tile.state.g_us
+            g = tile.conductances()
             if differential:
                 g = g * alpha
             else:
-                ref = new_ref[tile.ref_index].to(g.dtype)
+                ref = tile.reference_conductances().to(g.dtype)
                 g = ref + alpha * (g - ref)
-            tile.state = dataclasses.replace(tile.state, g_us=g)
+            tile.set_conductances(g)
 
     if params:
         with torch.no_grad():
             for p, _ in params:
-                p.copy_(p.eapu_tile.weight().to(p))  # type: ignore[attr-defined]
+                p.eapu_tile.publish(p)  # type: ignore[attr-defined]
     return handle

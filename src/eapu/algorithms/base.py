@@ -14,7 +14,8 @@ from torch.optim import Optimizer
 from ..ledger import FIELDS
 from ..optim import InSituBase, default_seed
 from ..registry import Registry
-from ..tiles import Tile, matrix_shape
+from ..seam import AnalogTile
+from ..tiles import matrix_shape
 
 __all__ = [
     "ALGORITHMS",
@@ -33,12 +34,12 @@ __all__ = [
 _S = FIELDS.index("skipped")
 
 
-def program_with(tile: Tile, dw: Tensor, scheme: str) -> Tensor:
+def program_with(tile: AnalogTile, dw: Tensor, scheme: str) -> Tensor:
     """Write ΔW (weight units; 0 = untouched) to ``tile`` with ``scheme``; the ledger row."""
     return tile.program(dw, scheme=scheme).clone()
 
 
-def pulse_train_on(tile: Tile, n: Tensor, eps: float, scheme: str) -> Tensor:
+def pulse_train_on(tile: AnalogTile, n: Tensor, eps: float, scheme: str) -> Tensor:
     """Move every cell by ``n`` (signed integer tensor) steps of ``eps`` weight units.
 
     With the ``sign`` scheme (one identical pulse per write) the n steps are n pulses of the
@@ -46,28 +47,28 @@ def pulse_train_on(tile: Tile, n: Tensor, eps: float, scheme: str) -> Tensor:
     asked once for the target ``n·eps`` and spends the pulses it needs. ``written`` counts
     distinct cells pulsed.
     """
-    n = n.detach().cpu()
+    n = n.detach()
     if not bool(n.any()):
-        return torch.zeros(len(FIELDS), dtype=torch.int64)
+        return torch.zeros(len(FIELDS), dtype=torch.int64, device=n.device)
     if scheme != "sign":
         return program_with(tile, n.to(torch.float32) * eps, scheme)
     # pulse_train counts a change in nominal SET steps; a differential pair splits a change
     # between its two cells, so each of them takes n pulses.
-    pair = 2 if tile.crossbar.mapping == "differential" else 1
+    pair = tile.cells_per_weight
     return program_with(tile, n.to(torch.float32) * (granularity(tile) * pair), "pulse_train")
 
 
-def analog_tile(p: Tensor) -> Tile:
+def analog_tile(p: Tensor) -> AnalogTile:
     """The tile behind an analog parameter (set by `eapu.nn`)."""
     return getattr(p, "eapu_tile")  # noqa: B009 (a dynamic attribute: keeps mypy honest)
 
 
-def granularity(tile: Tile) -> float:
+def granularity(tile: AnalogTile) -> float:
     """One SET pulse's mean step at the window centre, in weight units."""
-    return tile.rwg_per_us * tile.crossbar.device_model.step_up_us
+    return tile.rwg_per_us * tile.pulse_step_us
 
 
-def line_index(tile: Tile) -> Tensor:
+def line_index(tile: AnalogTile) -> Tensor:
     """For each weight, the index of its input line (a row of the crossbar matrix).
 
     Reading line ``i`` is one forward read with the one-hot input e_i: for an ``nn.Linear``
@@ -211,6 +212,12 @@ class TileAlgorithm(InSituBase):
         self.ledger.load_state_dict(algo["ledger"])
         for p, st in zip(analog, algo["slots"], strict=True):
             self._load_slot_state(self._slot(p), st)
+            analog_tile(p).publish(p, self.forward_weight(p))
+
+    def forward_weight(self, p: Tensor) -> Tensor:
+        """The value analog parameter ``p`` holds for the forward pass: its tile's weight
+        (an algorithm with more than one array says how they combine)."""
+        return analog_tile(p).weight()
 
 
 # ------------------------------------------------------------------------------ registry

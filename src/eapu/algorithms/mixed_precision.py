@@ -106,9 +106,9 @@ class MixedPrecision(TileAlgorithm):
         eps = self.epsilon(p)
         n = torch.floor(chi.abs() / eps).clamp(max=group["max_pulses"])
         n = (n * torch.sign(chi)).to(torch.int64)
-        row = pulse_train_on(tile, n, eps, tile.crossbar.scheme)
+        row = pulse_train_on(tile, n, eps, tile.scheme)
         chi.sub_(n.to(chi.dtype) * eps)
-        p.copy_(tile.weight())
+        tile.publish(p)
         return row
 
     def _slot_state(self, slot: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from torch.optim import Optimizer
 from .. import validate
 from ..ledger import FIELDS
 from ..programming import get_scheme
-from ..tiles import Tile
+from ..seam import AnalogTile
 from .base import (
     TileAlgorithm,
     analog_tile,
@@ -31,7 +31,7 @@ _TRANSFER_UNITS = ("samples", "steps")
 _SLOT_VERSION = 2  # slot states without "version" hold H in weight units (eapu <= this issue)
 
 
-def symmetry_point(tile: Tile) -> Tensor:
+def symmetry_point(tile: Any) -> Tensor:
     """Each weight of ``tile`` where its cells' SET and RESET steps are equal (weight units).
 
     With the soft bounds of `eapu.devices.pulse` a cell's steps are
@@ -319,7 +319,7 @@ class TikiTakaV2(TileAlgorithm):
 
         return hook
 
-    def fast_tile(self, p: Tensor) -> Tile:
+    def fast_tile(self, p: Tensor) -> AnalogTile:
         """The fast array A of analog parameter ``p``."""
         return self._slot(p)["A"]  # type: ignore[no-any-return]
 
@@ -358,9 +358,7 @@ class TikiTakaV2(TileAlgorithm):
         slot = self._slots.get(id(p))
         if slot is None:
             tile = analog_tile(p)
-            fast = tile.crossbar.add_tile(
-                tile.name + ".A", torch.zeros(tile.shape), transposed=tile.transposed
-            )
+            fast = tile.sibling(".A", torch.zeros(tile.shape))
             ref = torch.zeros(tile.shape)
             if self.subtract_symmetry_point:
                 ref = symmetry_point(fast)
@@ -379,14 +377,15 @@ class TikiTakaV2(TileAlgorithm):
                 "m_x": 0.0,
                 "m_d": 0.0,
             }
-            with torch.no_grad():
-                p.copy_(self._forward_weight(p, slot))
+            tile.publish(p, self.forward_weight(p))
         return slot
 
     def _cells(self, p: Tensor) -> int:
         return int(analog_tile(p).cells) + int(self._slot(p)["A"].cells)
 
-    def _forward_weight(self, p: Tensor, slot: dict[str, Any]) -> Tensor:
+    def forward_weight(self, p: Tensor) -> Tensor:
+        """C's weight plus ``gamma`` times A's chopped reading (``gamma`` 0: C alone)."""
+        slot = self._slot(p)
         w = analog_tile(p).weight()
         if self.gamma:
             a = slot["A"].weight() - slot["ref"]
@@ -411,11 +410,11 @@ class TikiTakaV2(TileAlgorithm):
             slot["m_d"] = _ema(slot["m_d"], d, self.auto_momentum)
         return sum(s[0] for s in seen)
 
-    def _write_fast(self, fast: Tile, da: Tensor, cap: int) -> Tensor:
+    def _write_fast(self, fast: AnalogTile, da: Tensor, cap: int) -> Tensor:
         if self.fast_scheme != "pulsed":
-            before = fast.writes.clone()
+            before = fast.write_counts().clone()
             r = program_with(fast, da, self.fast_scheme)
-            r[_W] = int(((fast.writes - before) > 0).sum())
+            r[_W] = ((fast.write_counts() - before) > 0).sum()
             return r
         eps = granularity(fast)
         ratio = da.abs() / eps
@@ -427,14 +426,14 @@ class TikiTakaV2(TileAlgorithm):
     def _transfer(self, p: Tensor, slot: dict[str, Any], n_reads: int, lr: float) -> Tensor:
         """``n_reads`` line reads of A into H, and H's whole pulses into C, in read order."""
         tile = analog_tile(p)
-        fast: Tile = slot["A"]
+        fast: AnalogTile = slot["A"]
         row = torch.zeros(len(FIELDS), dtype=torch.int64)
         lines = slot["c"].numel()
         start = slot["next"]
         slot["next"] = (start + n_reads) % lines
         order = (start + torch.arange(n_reads)) % lines
         gain = self.buffer_gain(p, lr)
-        per_read = 2 if fast.crossbar.mapping == "differential" else 1
+        per_read = fast.cells_per_weight
         h = slot["H"]
         # A is written once per step, so reads of distinct lines commute: one round per
         # repeated visit of a line (a step with more reads than lines visits some twice).
@@ -449,9 +448,7 @@ class TikiTakaV2(TileAlgorithm):
             n = torch.trunc(h).clamp(-self.transfer_pulses, self.transfer_pulses)
             n = torch.where(on & (h.abs() >= 1), n, 0.0)
             if bool(n.any()):
-                row += pulse_train_on(
-                    tile, n.to(torch.int64), granularity(tile), tile.crossbar.scheme
-                )
+                row += pulse_train_on(tile, n.to(torch.int64), granularity(tile), tile.scheme)
                 moved = n != 0
                 if self.forget_buffer:
                     h.copy_(torch.where(moved, h * self.momentum, h))
@@ -486,13 +483,12 @@ class TikiTakaV2(TileAlgorithm):
         due = slot["samples"] // self.transfer_every - before // self.transfer_every
         if due > 0:
             row += self._transfer(p, slot, due * self.n_reads_per_transfer, float(group["lr"]))
-        p.copy_(self._forward_weight(p, slot))
+        analog_tile(p).publish(p, self.forward_weight(p))
         return row
 
     def _slot_state(self, slot: dict[str, Any]) -> dict[str, Any]:
         return {
             "version": _SLOT_VERSION,
-            "A": {k: v.clone() for k, v in slot["A"].state_tensors().items()},
             "ref": slot["ref"].clone(),
             "H": slot["H"].clone(),
             "c": slot["c"].clone(),
@@ -504,7 +500,8 @@ class TikiTakaV2(TileAlgorithm):
         }
 
     def _load_slot_state(self, slot: dict[str, Any], state: dict[str, Any]) -> None:
-        slot["A"].load_state_tensors(state["A"])
+        if "A" in state:  # a checkpoint from before A's cells were saved with the model
+            slot["A"].load_state_tensors(state["A"])
         slot["c"].copy_(state["c"])
         slot["reads"].copy_(state["reads"])
         slot["next"] = int(state["next"])

@@ -60,6 +60,7 @@ from .physics import (
     read,
     relax,
     stuck_values,
+    symmetry_point_us,
 )
 from .presets import (
     DEVICES,
@@ -108,5 +109,6 @@ __all__ = [
     "relax",
     "save_device",
     "stuck_values",
+    "symmetry_point_us",
     "taox_1t1r",
 ]

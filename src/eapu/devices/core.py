@@ -9,9 +9,11 @@ measured tables instead of the soft-bound formula.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -107,6 +109,10 @@ class Device:
     exponent, read by `eapu.retention.PcmDrift.for_device` (0: no power-law drift)."""
     default_scheme: str = "write_verify"
     """Name of the programming scheme `characterize` uses when none is given."""
+
+    extra_cell_fields: ClassVar[tuple[str, ...]] = ()
+    """Per-cell parameters this kind's ``sample`` draws beyond `CellParams.FIELDS` (a
+    subclass's own; the crossbar keeps them beside the standard five)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -261,7 +267,11 @@ class Device:
 
 @dataclass
 class CellParams:
-    """Device-to-device draw of a tensor of cells; every field has the cell shape."""
+    """Device-to-device draw of a tensor of cells; every field has the cell shape.
+
+    A device kind may draw more per-cell parameters than the five below: it names them in
+    `Device.extra_cell_fields` and its ``sample`` puts them in ``extra``.
+    """
 
     step_up_scale: Tensor
     """Per-cell multiplier of the SET step (1 = nominal)."""
@@ -273,15 +283,32 @@ class CellParams:
     """Per-cell gain of the gate-controlled SET curve (1 = nominal)."""
     stuck: Tensor
     """int8 fault code: 0 free, 1 stuck at g_min (off), 2 stuck at g_max (on)."""
+    extra: dict[str, Tensor] = dataclasses.field(default_factory=dict)
+    """A device kind's own per-cell parameters (`Device.extra_cell_fields`), by name."""
 
-    _FIELDS = ("step_up_scale", "step_down_scale", "gate_v_th_v", "gate_gain", "stuck")
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        "step_up_scale",
+        "step_down_scale",
+        "gate_v_th_v",
+        "gate_gain",
+        "stuck",
+    )
+    """The per-cell parameters every device kind has."""
 
     def __post_init__(self) -> None:
-        shapes = {f: tuple(getattr(self, f).shape) for f in self._FIELDS}
+        shapes = {f: tuple(t.shape) for f, t in self.items()}
         if len(set(shapes.values())) != 1:
             raise ValueError(f"CellParams fields must share one shape, got {shapes}")
         if self.stuck.dtype != torch.int8:
             raise ValueError(f"stuck must be int8, got {self.stuck.dtype}")
+
+    def items(self) -> list[tuple[str, Tensor]]:
+        """(name, tensor) of every field, the five standard ones first, then ``extra``."""
+        return [(f, getattr(self, f)) for f in self.FIELDS] + list(self.extra.items())
+
+    def _new(self, fn: Any) -> CellParams:
+        std = {f: fn(getattr(self, f)) for f in self.FIELDS}
+        return CellParams(**std, extra={k: fn(v) for k, v in self.extra.items()})
 
     @property
     def shape(self) -> torch.Size:
@@ -295,7 +322,11 @@ class CellParams:
 
     def select(self, key: Tensor | slice) -> CellParams:
         """The cells at ``key`` (an index tensor or a slice) of the flattened cell tensor."""
-        return CellParams(**{f: getattr(self, f).reshape(-1)[key] for f in self._FIELDS})
+        return self._new(lambda t: t.reshape(-1)[key])
+
+    def view(self, shape: tuple[int, ...]) -> CellParams:
+        """The same cells viewed in ``shape``."""
+        return self._new(lambda t: t.view(shape))
 
     @classmethod
     def cat(cls, parts: Sequence[CellParams]) -> CellParams:
@@ -303,22 +334,24 @@ class CellParams:
         as layers are placed)."""
         if not parts:
             raise ValueError("CellParams.cat needs at least one part")
-        return cls(
-            **{f: torch.cat([getattr(p, f).reshape(-1) for p in parts]) for f in cls._FIELDS}
-        )
+        first = parts[0]
+        std = {f: torch.cat([getattr(p, f).reshape(-1) for p in parts]) for f in cls.FIELDS}
+        extra = {k: torch.cat([p.extra[k].reshape(-1) for p in parts]) for k in first.extra}
+        return cls(**std, extra=extra)
 
     def to(self, device: torch.device | str) -> CellParams:
         """A copy on another torch device."""
-        return CellParams(**{f: getattr(self, f).to(device) for f in self._FIELDS})
+        return self._new(lambda t: t.to(device))
 
     def state_dict(self) -> dict[str, Tensor]:
         """The parameters as a dict of tensors (copies), for checkpoints."""
-        return {f: getattr(self, f).clone() for f in self._FIELDS}
+        return {f: t.clone() for f, t in self.items()}
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Tensor]) -> CellParams:
         """Rebuild from `state_dict` output."""
-        missing = [f for f in cls._FIELDS if f not in state]
+        missing = [f for f in cls.FIELDS if f not in state]
         if missing:
             raise ValueError(f"state is missing CellParams fields {missing}; has {sorted(state)}")
-        return cls(**{f: state[f].clone() for f in cls._FIELDS})
+        extra = {k: v.clone() for k, v in state.items() if k not in cls.FIELDS}
+        return cls(**{f: state[f].clone() for f in cls.FIELDS}, extra=extra)

@@ -24,6 +24,7 @@ __all__ = [
     "read",
     "relax",
     "stuck_values",
+    "symmetry_point_us",
 ]
 
 
@@ -243,3 +244,41 @@ def relax(
 def read(g_us: Tensor, device: Device, *, generator: torch.Generator) -> Tensor:
     """One noisy read: ``g_us + N(0, read_noise_sd_us)``; not clamped, state unchanged."""
     return g_us + device.read_noise_sd_us * _randn_like(g_us, generator)
+
+
+def symmetry_point_us(device: Device, params: CellParams, *, iterations: int = 48) -> Tensor:
+    """Per cell, the conductance at which one SET and one RESET pulse move it by the same
+    amount (µS): random pulses of either sign drift a cell towards it (Tiki-Taka reads its
+    fast array against it).
+
+    Found on the device's own noise-free step (`Device.pulse_step_us`, so every device kind,
+    measured tables included) by bisection in float64 over the window. Where SET is stronger
+    everywhere the point is the window's top, where RESET is, its bottom (the edge the cell
+    drifts to); where the two steps are equal everywhere (no bound at all), its centre.
+    """
+    shape = params.shape
+    one = torch.ones(shape, dtype=torch.float64, device=params.stuck.device)
+    zero = torch.zeros_like(one)
+
+    def excess(g: Tensor) -> Tensor:  # SET step minus RESET step at g
+        return device.pulse_step_us(g, one, params, zero) + device.pulse_step_us(
+            g, -one, params, zero
+        )
+
+    lo = torch.full_like(one, device.g_min_us)
+    hi = torch.full_like(one, device.g_max_us)
+    f_lo, f_hi = excess(lo), excess(hi)
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        f_mid = excess(mid)
+        up = (f_mid > 0) == (f_lo > 0)  # the sign change lies above mid
+        lo = torch.where(up, mid, lo)
+        f_lo = torch.where(up, f_mid, f_lo)
+        hi = torch.where(up, hi, mid)
+    g = (lo + hi) / 2
+    e_lo, e_hi = excess(torch.full_like(one, device.g_min_us)), f_hi
+    g = torch.where((e_lo > 0) & (e_hi > 0), torch.full_like(g, device.g_max_us), g)
+    g = torch.where((e_lo < 0) & (e_hi < 0), torch.full_like(g, device.g_min_us), g)
+    flat = (e_lo - e_hi).abs() <= 1e-12 * (e_lo.abs() + e_hi.abs() + 1e-30)
+    centre = (device.g_min_us + device.g_max_us) / 2
+    return torch.where(flat, torch.full_like(g, centre), g)

@@ -92,7 +92,9 @@ def accounting(
     }
     if xb is None:
         return out
-    g = torch.cat([t.state.g_us.reshape(-1) for t in xb.tiles] + [xb.ref_g_us.reshape(-1)])
+    g = torch.cat(
+        [t.conductances().reshape(-1) for t in xb.tiles] + [xb.reference_conductances().reshape(-1)]
+    )
     g_mean = float(g.mean())
     kw: dict[str, Any] = {
         "array_rows": xb.placement.array_rows,
@@ -114,7 +116,7 @@ def accounting(
     )
     out["training_per_step"] = step.as_dict() if summary is not None else None
     out["load_pulses"] = load_pulses
-    e = endurance_report([t.writes for t in xb.tiles], max(cfg["steps"], 1))
+    e = endurance_report([t.write_counts() for t in xb.tiles], max(cfg["steps"], 1))
     out["endurance"] = {
         "max_writes": e.max_writes,
         "mean_writes": e.mean_writes,

@@ -17,14 +17,14 @@ from ..devices import Device, get_device
 from ..files import load_checkpoint
 from ..hwa import HWANoise, hwa_noise
 from ..models import get_model, model_info
-from ..nn import convert
+from ..nn import convert, load_legacy_state
 from ..optim import InSituOptimizer
 from ..tiles import Crossbar
 from .config import OPTIMIZERS
 from .experiment import Experiment
 from .registry import MethodInfo, get_method, get_task
 
-__all__ = ["Built", "build", "build_model", "load_run", "place", "run_device"]
+__all__ = ["Built", "build", "build_model", "load_model_state", "load_run", "place", "run_device"]
 
 # The hardware-aware noise draws from its own stream.
 _HWA_SEED_OFFSET = 0x5EED
@@ -160,7 +160,14 @@ def load_run(run_dir: str | Path) -> tuple[nn.Module, Crossbar | None, Experimen
             # its extra arrays, placed as in the run
             algo: Any = get_algorithm(method.algorithm)
             algo(model.parameters(), lr=cfg["lr"])
-    model.load_state_dict(ck["model"])
-    if xb is not None and ck["crossbar"]:
-        xb.load_state_dict(ck["crossbar"])
+    load_model_state(model, ck)
     return model, xb, exp, cfg
+
+
+def load_model_state(model: nn.Module, ck: dict[str, Any]) -> None:
+    """Load a checkpoint's network (and its crossbar, part of the model's state); one from
+    before the crossbar moved into the model's state is converted (`load_legacy_state`)."""
+    if ck.get("crossbar"):
+        load_legacy_state(model, ck["model"], ck["crossbar"])
+    else:
+        model.load_state_dict(ck["model"])

@@ -29,7 +29,7 @@ from ..nn import crossbar_of
 from ..optim import InSituOptimizer
 from ..rundir import COMPLETION_MARKER, hold, is_finished
 from .accounting import accounting, energy_figures
-from .build import Built, build, place
+from .build import Built, build, load_model_state, place
 from .config import RunConfig, upgrade
 from .experiment import Experiment, input_key
 from .registry import get_method, get_task
@@ -263,9 +263,7 @@ def resume(
             f"{path} was written by another config ({diff}); use another --out, or remove "
             f"{path.parent} to train it again"
         )
-    built.model.load_state_dict(ck["model"])
-    if built.crossbar is not None:
-        built.crossbar.load_state_dict(ck["crossbar"])
+    load_model_state(built.model, ck)
     built.optimizer.load_state_dict(ck["optimizer"])
     if built.scheduler is not None:
         built.scheduler.load_state_dict(ck["scheduler"])
@@ -282,15 +280,15 @@ def save_checkpoint(
     history: list[dict[str, Any]],
     wall: float,
 ) -> None:
-    """Write ``checkpoint.pt``: config, step, model, crossbar, optimizer, scheduler, hwa
-    noise, history and wall seconds (loadable with ``weights_only=True``)."""
+    """Write ``checkpoint.pt``: config, step, model (its crossbar included), optimizer,
+    scheduler, hwa noise, history and wall seconds (loadable with ``weights_only=True``)."""
     buf = io.BytesIO()
     torch.save(
         {
             "config": json.loads(json.dumps(cfg)),
             "step": step,
             "model": built.model.state_dict(),
-            "crossbar": built.crossbar.state_dict() if built.crossbar is not None else {},
+            "crossbar": {},  # the crossbar's state is the model's (eapu.nn.convert)
             "optimizer": built.optimizer.state_dict(),
             "scheduler": built.scheduler.state_dict() if built.scheduler is not None else {},
             "hwa": built.hwa.state_dict() if built.hwa is not None else {},

@@ -25,10 +25,9 @@ from __future__ import annotations
 from .base import (
     CLOSURE_BASES,
     InSituBase,
-    Programmable,
-    WriteRecord,
     check_params,
     default_seed,
+    ledger_row,
     materialize,
     tile_of,
 )
@@ -42,12 +41,11 @@ __all__ = [
     "InSituBase",
     "InSituOptimizer",
     "NamedInSitu",
-    "Programmable",
     "SGDEaPU",
     "SGDNoise",
-    "WriteRecord",
     "check_params",
     "default_seed",
+    "ledger_row",
     "materialize",
     "tile_of",
 ]

@@ -4,7 +4,7 @@ algorithms of `eapu.algorithms`), and the parameter checks they share."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -12,45 +12,31 @@ from torch.optim import Optimizer
 
 from .. import validate
 from ..ledger import FIELDS, Ledger
+from ..seam import AnalogTile
 
 __all__ = [
     "CLOSURE_BASES",
     "InSituBase",
-    "Programmable",
-    "WriteRecord",
     "check_params",
     "default_seed",
+    "ledger_row",
     "materialize",
     "tile_of",
 ]
 
 
-@runtime_checkable
-class Programmable(Protocol):
-    """The seam a device-level tile implements to receive ΔWn from the optimizer."""
-
-    rwg_per_us: float
-    sd_us: float  # SD of εcell of the tile's device and scheme: the default EaPU threshold
-
-    def program(self, dwn: Tensor) -> Tensor:
-        """Write ΔWn (weight units, zero = leave the cell alone).
-
-        Returns an int64 tensor of ``len(FIELDS)`` counts for this write (written cells,
-        pulses, verify reads, cells that failed to reach tolerance, skipped = 0).
-        """
-        ...
-
-    def weight(self) -> Tensor:
-        """The weight the cells now hold (noise-free value of the programmed state)."""
-        ...
-
-
-WriteRecord = Tensor  # int64, shape (len(FIELDS),); see eapu.ledger.FIELDS
-
-
-def tile_of(p: Tensor) -> Any:
+def tile_of(p: Tensor) -> AnalogTile | None:
     """The tile backing ``p`` (set by the `eapu.nn` layers as ``p.eapu_tile``), or None."""
     return getattr(p, "eapu_tile", None)
+
+
+def ledger_row(row: Any, device: torch.device | None = None) -> Tensor:
+    """One ledger row as an int64 tensor of ``len(FIELDS)`` (a shorter row, e.g. the fused
+    kernel's, is padded with zeros)."""
+    t = torch.as_tensor(row, dtype=torch.int64, device=device)
+    if t.numel() < len(FIELDS):
+        t = torch.nn.functional.pad(t, (0, len(FIELDS) - t.numel()))
+    return t
 
 
 def default_seed(seed: int | None) -> int:
@@ -108,6 +94,9 @@ class InSituBase(Optimizer):
         self._layout: list[int] | None = None
         super().__init__(param_list, defaults)
         self._base = base(self.param_groups, **base_kwargs)
+        # Both write analog weights through their tiles (`eapu.nn` refuses other optimizers).
+        self.eapu_in_situ = True
+        self._base.eapu_in_situ = True  # type: ignore[attr-defined]
         # One list of groups and one state for both: schedulers see what the base uses.
         self.param_groups = self._base.param_groups
         self.state = self._base.state
@@ -186,19 +175,25 @@ class InSituBase(Optimizer):
         )
         self._layout = [id(p) for p in analog]
 
+    @torch.compiler.disable
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
         """Take one in-situ step; returns the closure's loss if a closure was given.
 
         A base that needs the closure (``torch.optim.LBFGS``) gets it, and evaluates it as
         often as it needs; the closure is also evaluated once first, for the gradients
-        that choose the parameters of this step.
+        that choose the parameters of this step. ``torch.compile(opt.step)`` runs it as it
+        is (compiled code would not see the tiles' state): compile the model instead.
         """
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
         analog_all = self.analog_parameters()
+        for p in analog_all:  # nothing changed a tile's weight behind its back
+            tile = tile_of(p)
+            if tile is not None:
+                tile.check(p)
         self._sync_layout(analog_all)
         base = self.base
         # Parameters a fused kernel stepped already (base optimizer, rule and write in one
@@ -231,12 +226,9 @@ class InSituBase(Optimizer):
             for p, grad in hidden:
                 p.grad = grad
         if analog_all:
-            zero = [0] * len(FIELDS)
-            table = [rows.get(id(p), zero) for p in analog_all]
-            if all(isinstance(r, list) for r in table):
-                self.ledger.record(torch.tensor(table, dtype=torch.int64))
-            else:
-                self.ledger.record(torch.stack([torch.as_tensor(r).cpu() for r in table]))
+            table = [rows.get(id(p), [0]) for p in analog_all]
+            on = next((r.device for r in table if isinstance(r, Tensor)), None)  # type: ignore[attr-defined]
+            self.ledger.record(torch.stack([ledger_row(r, on) for r in table]))
         return loss
 
     # ------------------------------------------------------------------- state_dict

@@ -263,7 +263,7 @@ class InSituOptimizer(InSituBase):
             plan.amax = amax
         return {id(w.p): self._write(w) for w in plans}
 
-    def _write(self, plan: _Write) -> list[int]:
+    def _write(self, plan: _Write) -> list[int] | Tensor:
         """Write one analog parameter; returns its ledger row.
 
         ``plan.dw`` is ΔW, or when every update is written as proposed (``plan.passthrough``:
@@ -299,9 +299,8 @@ class InSituOptimizer(InSituBase):
             else:
                 assert idx is not None
                 dwn = to_dense(idx, vals, p)
-            record = tile.program(dwn)
-            p.copy_(tile.weight())
-            row = [int(v) for v in record.tolist()]
+            row = tile.program(dwn).clone()
+            tile.publish(p)
             row[FIELDS.index("skipped")] += nskip
             return row
         # Weight level: a written cell gets old + ΔWn (the proposal itself when every update

@@ -1,0 +1,373 @@
+"""`Crossbar`: the arrays of one network, their reference column, device and generators; it
+holds every cell of its tiles in flat buffers, which follow ``model.to(device)``."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .. import validate
+from ..devices import CellParams, Device, get_device, read
+from ..programming import CellState, characterize, get_scheme
+from .placement import MAPPINGS, Placement, matrix_shape, operating_range
+from .tile import Tile
+
+__all__ = ["Crossbar", "characterized_sd"]
+
+# The read streams are seeded apart from the programming stream (and from each other).
+_READ_SEED_OFFSET = 0x5EAD_0001
+_EVAL_SEED_OFFSET = 0x5EAD_0002
+_GENERATORS = ("generator", "read_generator", "eval_generator")
+
+
+@functools.lru_cache(maxsize=64)
+def _characterize_cached(
+    device: Device, scheme: str, options: tuple[tuple[str, Any], ...]
+) -> float:
+    return characterize(device, scheme, **dict(options)).sd_us
+
+
+def characterized_sd(device: Device, scheme: str, **options: Any) -> float:
+    """SD(εcell) in µS of ``device`` under ``scheme``, measured once and cached."""
+    return _characterize_cached(device, scheme, tuple(sorted(options.items())))
+
+
+def _target_device(fn: Callable[[Tensor], Tensor], like: Tensor) -> torch.device:
+    """Where ``Module._apply``'s ``fn`` sends a tensor like ``like`` (``to``, ``cuda``...)."""
+    return fn(torch.zeros((), dtype=like.dtype, device=like.device)).device
+
+
+def _generator_on(device: torch.device, seed: int) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def _seed_from_state(state: Tensor) -> int:
+    """A seed derived from a generator's saved state (another device's generator type)."""
+    digest = hashlib.sha256(state.cpu().numpy().tobytes()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+class Crossbar(nn.Module):
+    """Arrays of cells shared by the tiles of one network.
+
+    Args:
+        device: a `Device` or the name of a registered one (e.g. ``"taox_1t1r"``).
+        scheme: the programming scheme for in-situ updates (e.g. ``"memorial"``).
+        load_scheme: the scheme that loads initial weights (default: ``scheme``, except
+            ``write_verify`` for the unverified ``sign`` / ``two_pulse`` / ``gaussian``).
+        mapping: ``"reference_column"`` or ``"differential"``.
+        rwg_per_us: Rwg = Wmax / Gmax (µS⁻¹); with ``w_max`` it sets the operating range.
+        w_max: largest weight magnitude the operating range holds (the paper's Wmax; its chip:
+            weight 1 <-> 80 µS at Rwg 1/80). Gmax = w_max / rwg_per_us.
+        g_ref_us: conductance of the reference cells (default: ``g_min_us + Gmax``, so the
+            operating range starts at the bottom of the device window).
+        array_size: (rows, cols) of one array.
+        sd_us: SD(εcell) used as the default EaPU threshold; default (None): measured when
+            the crossbar is built (`characterized_sd` of the device under the load scheme,
+            a verified write as the paper's; cached per device and scheme).
+        scheme_options: keyword options of the scheme (``tolerance_us``, ``max_pulses``).
+        seed: seeds the crossbar's three generators: ``generator`` (device-to-device draw
+            and programming: write noise, relaxation, faults), ``read_generator`` (read noise
+            of training passes) and ``eval_generator`` (read noise of evaluation: a layer in
+            ``eval()`` mode, or inside `evaluation`). Reading never draws from the programming
+            stream, and evaluating never from training's, so how often a run is evaluated
+            cannot change what it trains. The generators live on the crossbar's device and
+            move with it (a move to another kind of device re-seeds them from their state).
+    """
+
+    def __init__(
+        self,
+        device: Device | str = "taox_1t1r",
+        scheme: str = "memorial",
+        *,
+        load_scheme: str | None = None,
+        mapping: str = "reference_column",
+        rwg_per_us: float = 1 / 80,
+        w_max: float = 1.0,
+        g_ref_us: float | None = None,
+        array_size: tuple[int, int] = (32, 32),
+        sd_us: float | None = None,
+        scheme_options: dict[str, Any] | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.device_model = get_device(device) if isinstance(device, str) else device
+        if not isinstance(self.device_model, Device):
+            raise TypeError(f"Invalid device: {device!r}; allowed: a Device or a device name")
+        get_scheme(scheme)  # raises with the available names
+        validate.choice("mapping", mapping, MAPPINGS)
+        validate.number("rwg_per_us", rwg_per_us, low=0, low_open=True)
+        rows, cols = array_size
+        if not (isinstance(rows, int) and isinstance(cols, int) and rows >= 1 and cols >= 3):
+            raise ValueError(f"Invalid array_size: {array_size!r}; allowed: (rows >= 1, cols >= 3)")
+        validate.number("w_max", w_max, low=0, low_open=True)
+        dev = self.device_model
+        self.w_max = float(w_max)
+        lo, hi = operating_range(dev, mapping, rwg_per_us, w_max, g_ref_us)
+        self.g_range_us = (lo, hi)
+        if g_ref_us is None:
+            g_ref_us = (lo + hi) / 2
+        self.scheme = scheme
+        unverified = not get_scheme(scheme).verified
+        self.load_scheme = load_scheme or ("write_verify" if unverified else scheme)
+        get_scheme(self.load_scheme)
+        self.mapping = mapping
+        self.rwg_per_us = float(rwg_per_us)
+        self.g_ref_us = float(g_ref_us)
+        self.scheme_options = dict(scheme_options or {})
+        if sd_us is not None:
+            validate.number("sd_us", sd_us, low=0, low_open=True)
+        else:
+            # The device's εcell as a verified write leaves it (the paper's practice), also for
+            # unverified update schemes, whose error is not a tolerance.
+            sd_us = characterized_sd(dev, self.load_scheme, **self.scheme_options)
+        self._sd_us = float(sd_us)
+        self.placement = Placement(rows, cols, mapping)
+        self.seed = int(seed)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.read_generator = torch.Generator().manual_seed(seed + _READ_SEED_OFFSET)
+        self.eval_generator = torch.Generator().manual_seed(seed + _EVAL_SEED_OFFSET)
+        self._evaluating = False
+        # Every weight cell, in tile order (a differential pair's G+ block, then its G-).
+        self.g_us: Tensor
+        self.gate: Tensor
+        self.writes: Tensor
+        self.register_buffer("g_us", torch.zeros(0))
+        self.register_buffer("gate", torch.zeros(0, dtype=torch.int32))
+        self.register_buffer("writes", torch.zeros(0, dtype=torch.int32))
+        # The device-to-device draw: the standard fields and the device kind's own.
+        self.cell_fields = CellParams.FIELDS + dev.extra_cell_fields
+        for f in self.cell_fields:
+            dtype = torch.int8 if f == "stuck" else torch.float32
+            self.register_buffer(f"cell_{f}", torch.zeros(0, dtype=dtype))
+        # The reference column of every array, in array order.
+        self.ref_g_us: Tensor
+        self.register_buffer("ref_g_us", torch.zeros(0))
+        for f in self.cell_fields:
+            dtype = torch.int8 if f == "stuck" else torch.float32
+            self.register_buffer(f"ref_{f}", torch.zeros(0, dtype=dtype))
+        self.tile_clipped: Tensor
+        self.register_buffer("tile_clipped", torch.zeros(0, dtype=torch.int64))
+        # Derived from the placement (not saved): each weight's reference cell, each cell's
+        # row segment (one layer's cells in one array row), for the ledger's rows written.
+        self._ref_index: Tensor
+        self._segment: Tensor
+        self.register_buffer("_ref_index", torch.zeros(0, dtype=torch.int64), persistent=False)
+        self.register_buffer("_segment", torch.zeros(0, dtype=torch.int64), persistent=False)
+        self.tiles: list[Tile] = []
+        self.ref_load_pulses = 0
+
+    # ------------------------------------------------------------------- properties
+    @property
+    def sd_us(self) -> float:
+        """SD(εcell) of the device under the update scheme (µS): the default threshold / Rwg."""
+        return self._sd_us
+
+    @property
+    def cells(self) -> int:
+        return self.placement.cells
+
+    @property
+    def g_center_us(self) -> float:
+        """Centre of the operating range (µS): the reference, or the differential pair's
+        common level."""
+        return (self.g_range_us[0] + self.g_range_us[1]) / 2
+
+    @property
+    def clipped(self) -> int:
+        """Cells asked (at load or update) for a conductance outside the device window."""
+        return int(self.tile_clipped.sum())
+
+    @property
+    def ref_params(self) -> CellParams | None:
+        """The reference cells' device-to-device draw (None without a reference column)."""
+        if not self.ref_g_us.numel():
+            return None
+        return self._params("ref")
+
+    @property
+    def cell_params(self) -> CellParams:
+        """Every weight cell's device-to-device draw (flat, in tile order)."""
+        return self._params("cell")
+
+    def _params(self, kind: str) -> CellParams:
+        std = {f: getattr(self, f"{kind}_{f}") for f in CellParams.FIELDS}
+        extra = {f: getattr(self, f"{kind}_{f}") for f in self.device_model.extra_cell_fields}
+        return CellParams(**std, extra=extra)
+
+    @property
+    def torch_device(self) -> torch.device:
+        """The torch device the cells live on."""
+        return self.g_us.device
+
+    def extra_repr(self) -> str:
+        return (
+            f"device={self.device_model.name!r}, scheme={self.scheme!r}, mapping="
+            f"{self.mapping!r}, rwg_per_us={self.rwg_per_us:g}, cells={self.cells}, "
+            f"arrays={self.placement.arrays}"
+        )
+
+    # ------------------------------------------------------------------- generators
+    def _generators(self) -> dict[str, torch.Generator]:
+        return {name: getattr(self, name) for name in _GENERATORS}
+
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> Crossbar:
+        """Follow ``model.to(device)``, keeping every buffer's dtype (a conductance stays
+        float32 under ``model.half()``), and move the generators with the cells."""
+        where = _target_device(fn, self.g_us)
+        for name, buf in list(self._buffers.items()):
+            if buf is not None and buf.device != where:
+                self._buffers[name] = buf.to(where)
+        if self.generator.device != where:
+            for name, gen in self._generators().items():
+                # A generator's state belongs to its kind of device: the new one is seeded
+                # from the old one's draw, so the same program moves to the same streams.
+                seed = int(torch.randint(0, 2**62, (1,), generator=gen, device=gen.device))
+                setattr(self, name, _generator_on(where, seed))
+        return self
+
+    @property
+    def reading_generator(self) -> torch.Generator:
+        """The generator training reads draw from: ``eval_generator`` inside `evaluation`,
+        ``read_generator`` otherwise."""
+        return self.eval_generator if self._evaluating else self.read_generator
+
+    @contextlib.contextmanager
+    def evaluation(self) -> Iterator[Crossbar]:
+        """Every read inside this block draws its noise from ``eval_generator`` (layers in
+        ``eval()`` mode do so anyway)."""
+        before = self._evaluating
+        self._evaluating = True
+        try:
+            yield self
+        finally:
+            self._evaluating = before
+
+    def reference_conductances(self) -> Tensor:
+        """The reference column's conductances (µS), in array order."""
+        return self.ref_g_us
+
+    def set_reference_conductances(self, g_us: Tensor) -> None:
+        """Overwrite the reference column (the simulator's drift)."""
+        self.ref_g_us.copy_(g_us.to(self.ref_g_us))
+
+    def read_reference(self, *, evaluation: bool = False) -> Tensor:
+        """The reference cells as the periphery reads them (with read noise)."""
+        gen = self.eval_generator if evaluation else self.reading_generator
+        return read(self.ref_g_us, self.device_model, generator=gen)
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {
+            **{name: gen.get_state() for name, gen in self._generators().items()},
+            "generator_device": str(self.generator.device),
+            "ref_load_pulses": self.ref_load_pulses,
+        }
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        saved_on = torch.device(state.get("generator_device", "cpu"))
+        for name, gen in self._generators().items():
+            if name not in state:
+                # A checkpoint from before the split holds one generator: the read streams
+                # keep their seeded state (the resumed run's reads differ from the old code's).
+                continue
+            if saved_on.type == gen.device.type:
+                gen.set_state(state[name].cpu() if gen.device.type == "cpu" else state[name])
+            else:  # saved on another kind of device (map_location): a seed from its state
+                setattr(self, name, _generator_on(gen.device, _seed_from_state(state[name])))
+        self.ref_load_pulses = int(state.get("ref_load_pulses", self.ref_load_pulses))
+
+    def _load_from_state_dict(
+        self,
+        state_dict: dict[str, Any],
+        prefix: str,
+        local_metadata: Any,
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        key = prefix + "g_us"
+        if key in state_dict and state_dict[key].numel() != self.g_us.numel():
+            error_msgs.append(
+                f"the checkpoint's crossbar holds {state_dict[key].numel()} weight cells, this "
+                f"one {self.g_us.numel()}: build the same network and, for Tiki-Taka, its "
+                "optimizer (which places the fast arrays) before loading the state"
+            )
+            return
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+
+    # -------------------------------------------------------------------- placing
+    def _program(
+        self, state: CellState, target: Tensor, mask: Tensor, params: CellParams, scheme: str
+    ) -> Any:
+        fn = get_scheme(scheme).fn
+        return fn(
+            state,
+            target,
+            mask,
+            self.device_model,
+            params,
+            generator=self.generator,
+            **self.scheme_options,
+        )
+
+    def add_tile(self, name: str, weight: Tensor, *, transposed: bool = False) -> Tile:
+        """Place ``weight`` on the arrays, program the new reference cells, load the weight."""
+        rows, cols = matrix_shape(tuple(weight.shape), transposed)
+        unit = 1 if transposed else math.prod(weight.shape[2:])
+        blocks = self.placement.add(name, rows, cols, row_unit=unit)
+        if self.mapping == "reference_column":
+            need = self.placement.reference_cells - self.ref_g_us.numel()
+            if need > 0:
+                self._grow_reference(need)
+        tile = Tile(self, name, weight, blocks, transposed=transposed)
+        self.tiles.append(tile)
+        tile.load_record = tile.load(weight.detach().float())
+        return tile
+
+    def _grow_reference(self, n: int) -> None:
+        dev = self.device_model
+        on = self.torch_device
+        params = dev.sample((n,), generator=self.generator, device=on)
+        state = CellState.initial(dev, params)
+        target = torch.full((n,), self.g_ref_us, device=on)
+        res = self._program(
+            state, target, torch.ones(n, dtype=torch.bool, device=on), params, self.load_scheme
+        )
+        # Array rows fill in placement order, so the new reference cells are appended.
+        self.ref_g_us = torch.cat([self.ref_g_us, res.state.g_us.to(self.ref_g_us.dtype)])
+        for f, t in params.items():
+            setattr(self, f"ref_{f}", torch.cat([getattr(self, f"ref_{f}"), t.reshape(-1)]))
+        self.ref_load_pulses += int(res.pulses.sum())
+
+    def _grow_cells(self, params: CellParams, state: CellState) -> int:
+        """Append a tile's cells to the flat buffers; returns the tile's offset."""
+        offset = self.g_us.numel()
+        self.g_us = torch.cat([self.g_us, state.g_us.reshape(-1).to(self.g_us.dtype)])
+        self.gate = torch.cat([self.gate, state.gate.reshape(-1).to(self.gate.dtype)])
+        self.writes = torch.cat(
+            [
+                self.writes,
+                torch.zeros(state.g_us.numel(), dtype=torch.int32, device=self.torch_device),
+            ]
+        )
+        for f, t in params.items():
+            buf = getattr(self, f"cell_{f}")
+            setattr(self, f"cell_{f}", torch.cat([buf, t.reshape(-1).to(buf.dtype)]))
+        self.tile_clipped = torch.cat(
+            [self.tile_clipped, torch.zeros(1, dtype=torch.int64, device=self.torch_device)]
+        )
+        return offset
+
+    def _grow_index(self, ref_index: Tensor, segment: Tensor) -> None:
+        self._ref_index = torch.cat([self._ref_index, ref_index.reshape(-1)])
+        self._segment = torch.cat([self._segment, segment.reshape(-1)])
