@@ -22,6 +22,7 @@ FLOORS: dict[str, int] = {
     "ledger": 2,
     "fused": 2,
     "data": 2,
+    "metrics": 2,
     "models": 2,
     "devices": 3,
     "programming": 4,
