@@ -19,6 +19,7 @@ from torch.nn import functional as F
 from ..data import add_gaussian_noise, downscale_bicubic, upscale_bicubic
 from ..registry import Registry
 from .registry import TaskInfo
+from .subsets import balanced_indices
 
 if TYPE_CHECKING:
     from .experiment import Experiment
@@ -127,16 +128,17 @@ def _anomaly_evaluate(
     exp: Experiment, model: nn.Module, inp: Tensor, out: Tensor
 ) -> tuple[Metrics, Samples]:
     """Reconstruction error (MSE per image) as the anomaly score: ROC-AUC, and accuracy on
-    the balanced test set at the 95th percentile of the training images' errors."""
+    the balanced test set at the 95th percentile of the errors of 2048 training images (as
+    many of every class as it has, `balanced_indices`)."""
     from sklearn.metrics import roc_auc_score
 
     def errors(x: Tensor) -> Tensor:
         return (exp.forward(model, x) - x).pow(2).flatten(1).mean(1)
 
-    assert exp.anomalies is not None  # loaded by _anomaly_prepare
+    assert exp.anomalies is not None and exp.threshold_x is not None  # by _anomaly_prepare
     model.eval()
     normal, odd = errors(exp.test_x), errors(exp.anomalies)
-    threshold = torch.quantile(errors(exp.train.images[:2048]), 0.95)
+    threshold = torch.quantile(errors(exp.threshold_x), 0.95)
     model.train()
     score = torch.cat([normal, odd]).numpy()
     truth = np.r_[np.zeros(len(normal)), np.ones(len(odd))]
@@ -149,8 +151,14 @@ def _anomaly_evaluate(
     }, {}
 
 
+#: Training images whose reconstruction errors set the anomaly threshold.
+THRESHOLD_SAMPLES = 2048
+
+
 def _anomaly_prepare(exp: Experiment) -> None:
-    """The same number of anomalies as test images, at the same size."""
+    """The same number of anomalies as test images, at the same size, as many of every class
+    of the anomaly data set as it has (`balanced_indices`, fixed for every run); and the
+    training images that set the threshold, likewise balanced."""
     from ..data import ImageDataset, get_dataset
 
     n, h = len(exp.test_x), exp.test_x.shape[-1]
@@ -158,7 +166,10 @@ def _anomaly_prepare(exp: Experiment) -> None:
     size_kw = {"patch_size": h} if anomaly == "photos" else {"size": h}
     other = get_dataset(anomaly, data_dir=exp.cfg["data_dir"], split="test", **size_kw)
     assert isinstance(other, ImageDataset)
-    exp.anomalies = other.images[:n, : exp.test_x.shape[1]]
+    idx = balanced_indices(other.labels, n)
+    exp.anomalies = other.images[idx, : exp.test_x.shape[1]]
+    exp.anomaly_labels = other.labels[idx]
+    exp.threshold_x = exp.train.images[balanced_indices(exp.train.labels, THRESHOLD_SAMPLES)]
 
 
 def _classify_model_kw(exp: Experiment) -> dict[str, Any]:
