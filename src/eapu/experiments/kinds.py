@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .. import metrics
 from ..data import add_gaussian_noise, downscale_bicubic, upscale_bicubic
 from ..registry import Registry
 from .registry import TaskInfo
@@ -60,18 +61,20 @@ class TaskKind:
 
 
 def image_metrics(output: Tensor, target: Tensor) -> Metrics:
-    """Mean SSIM and PSNR over images (N×C×H×W in [0, 1]), by scikit-image."""
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+    """Mean SSIM and PSNR over images (N×C×H×W in [0, 1]; ``output`` clamped to [0, 1]).
 
-    out = output.detach().clamp(0, 1).cpu().double().numpy()
-    tgt = target.detach().cpu().double().numpy()
-    ssim, psnr = [], []
-    for o, t in zip(out, tgt, strict=True):
-        win = min(7, *t.shape[-2:])
-        win -= 1 - win % 2  # odd, at most 7 (scikit-image's default) and at most the image
-        ssim.append(structural_similarity(t, o, data_range=1.0, channel_axis=0, win_size=win))
-        psnr.append(peak_signal_noise_ratio(t, o, data_range=1.0))
-    return {"ssim": float(np.mean(ssim)), "psnr": float(np.mean(psnr))}
+    ``ssim`` is the standard SSIM (11×11 Gaussian window, σ = 1.5: Wang et al. 2004 and the
+    authors' evaluation code, `eapu.metrics.ssim`); ``ssim_uniform7`` beside it is
+    scikit-image's default 7×7 uniform window, what eapu reported as ``ssim`` before, so
+    that earlier figures can be compared. ``psnr`` in dB.
+    """
+    out = output.detach().clamp(0, 1)
+    tgt = target.detach()
+    return {
+        "ssim": metrics.ssim(out, tgt),
+        "ssim_uniform7": metrics.ssim(out, tgt, window="uniform7"),
+        "psnr": metrics.psnr(out, tgt),
+    }
 
 
 # ------------------------------------------------------------------------------- inputs
@@ -172,6 +175,17 @@ def _anomaly_prepare(exp: Experiment) -> None:
     exp.threshold_x = exp.train.images[balanced_indices(exp.train.labels, THRESHOLD_SAMPLES)]
 
 
+def _image_prepare(exp: Experiment) -> None:
+    """Refuse images the SSIM window does not fit, before anything is trained."""
+    h, w = exp.test_x.shape[-2:]
+    if min(h, w) < metrics.WINDOW_SIZES["gaussian"]:
+        side = metrics.WINDOW_SIZES["gaussian"]
+        raise ValueError(
+            f"Invalid data: {exp.cfg['data']!r} has images of {h}×{w} pixels; allowed for "
+            f"task {exp.task.name!r}: at least {side}×{side} (the SSIM's Gaussian window)"
+        )
+
+
 def _classify_model_kw(exp: Experiment) -> dict[str, Any]:
     x = exp.train.images
     return {
@@ -202,6 +216,7 @@ for _k in (
         _mse,
         _denoise_evaluate,
         "ssim",
+        prepare=_image_prepare,
         description="Gaussian noise on the input, MSE, SSIM / PSNR against the clean image",
     ),
     TaskKind(
@@ -210,6 +225,7 @@ for _k in (
         _l1,
         _sr_evaluate,
         "ssim",
+        prepare=_image_prepare,
         description="bicubic downscaled input, L1, SSIM / PSNR against the original",
     ),
     TaskKind(
