@@ -306,3 +306,242 @@ def test_endurance_arithmetic() -> None:
     assert math.isinf(idle.runs_to_endurance)
     with pytest.raises(ValueError, match="steps"):
         endurance_report(writes, steps=0)
+
+
+# ------------------------------------------------------------------ scopes, rows, fits
+
+
+def _digital_only(seed: int) -> Counts:
+    g = torch.Generator().manual_seed(seed)
+    vals = (torch.rand(4, generator=g, dtype=torch.float64) * 1e6).tolist()
+    return Counts(
+        digital_macs=vals[0], digital_ops=vals[1], random_draws=vals[2], bytes_moved=vals[3]
+    )
+
+
+@pytest.mark.parametrize("name", (*ANALOG, "180nm-fit"))
+def test_the_crossbar_scope_leaves_the_digital_side_out(name: str) -> None:
+    node = get_node(name)
+    digital = _digital_only(3)
+    assert energy(digital, node).scope("crossbar") == 0.0
+    assert energy(digital, node).total > 0
+    step = training_step_counts(
+        LAYERS, StepWrites(40, 90, 30), batch_size=8, g_mean_us=50.0, backward="crossbar"
+    )
+    e, more = energy(step, node), energy(step + digital, node)
+    assert more.scope("crossbar") == e.scope("crossbar") > 0
+    assert more.total > e.total
+    assert e.as_dict()["scope_crossbar"] == pytest.approx(
+        e.vmm_read + e.adc_dac + e.programming + e.verify, rel=1e-12
+    )
+    assert latency(digital, node).scope("crossbar") == 0.0
+
+
+def test_the_backward_pass_on_the_crossbar() -> None:
+    """δ·Wᵀ of every layer but the first as transposed VMMs on its own arrays."""
+    layers = [AnalogLayer("fc1", 64, 32), AnalogLayer("fc2", 64, 32, vmms_per_sample=3)]
+    kw = {"batch_size": 4, "g_mean_us": 10.0}
+    writes = StepWrites(5, 7, 2)
+    dig = training_step_counts(layers, writes, **kw)
+    xbar = training_step_counts(layers, writes, backward="crossbar", **kw)
+    bwd = {
+        f: getattr(xbar, f) - getattr(dig, f)
+        for f in ("vmms", "cell_reads", "dac_conversions", "adc_conversions")
+    }
+    # fc2: 2 row blocks x 2 column blocks (31 columns beside the reference), 3 VMMs/sample
+    assert bwd["vmms"] == 4 * 3 * 4
+    assert bwd["cell_reads"] == 4 * 3 * (64 * 32 + 64 * 2)
+    assert bwd["dac_conversions"] == 4 * 3 * 2 * (32 + 2)  # output errors + reference column
+    assert bwd["adc_conversions"] == 4 * 3 * 64 * 2  # each row, per column block
+    assert xbar.read_g_us - dig.read_g_us == pytest.approx(bwd["cell_reads"] * 10.0)
+    uses = 64 * 32 * 1 + 64 * 32 * 3
+    assert dig.digital_macs == 4 * uses * 2 and xbar.digital_macs == 4 * uses * 1
+    for f in ("pulses", "pulse_g_us", "verify_reads", "random_draws", "bytes_moved"):
+        assert getattr(xbar, f) == getattr(dig, f), f
+    first_only = training_step_counts(layers[:1], writes, backward="crossbar", **kw)
+    assert first_only.vmms == training_step_counts(layers[:1], writes, **kw).vmms
+    with pytest.raises(ValueError, match="Invalid backward: 'analog'"):
+        training_step_counts(layers, writes, backward="analog", **kw)
+    with pytest.raises(ValueError, match=r"Invalid backward_macs_per_weight_use: 0\.5"):
+        training_step_counts(
+            layers, writes, backward="crossbar", backward_macs_per_weight_use=0.5, **kw
+        )
+
+
+def test_row_write_gain_is_the_papers_flash_latency_ratio() -> None:
+    from eapu.energy import row_write_gain
+
+    # by hand: (1 - 0.86e-3)^64 = exp(64 · ln 0.99914) = exp(-0.055064) = 0.946425, so
+    # 1 / (1 - 0.946425) = 1 / 0.053575 = 18.665
+    assert row_write_gain(0.86e-3, 64) == pytest.approx(18.665, abs=1e-3)
+    assert round(row_write_gain(0.86e-3, 64), 2) == 18.67
+    assert row_write_gain(0.86e-3, 32) == pytest.approx(36.824, abs=1e-3)
+    assert row_write_gain(1.0, 64) == 1.0  # every cell written: every row busy
+    assert row_write_gain(0.5, 1) == pytest.approx(2.0)  # rows of one cell: the cells' ratio
+    with pytest.raises(ValueError, match="Invalid rup: 0"):
+        row_write_gain(0.0, 64)
+    with pytest.raises(ValueError, match="Invalid row_cells: 0"):
+        row_write_gain(0.1, 0)
+
+
+def test_row_latency_on_counts_gives_the_gain() -> None:
+    """FP writes every cell (every row busy); EaPU a fraction Rup: on a row-parallel node
+    the programming latency falls by 1/(1-(1-Rup)^n), on a cell-serial one by 1/Rup."""
+    from eapu.energy import row_write_gain, rows_written_estimate
+
+    flash = get_node("flash")
+    assert flash.row_cells == 64
+    cells, rup = 64 * 1000, 0.86e-3
+    fp = Counts(pulses=cells, pulse_g_us=cells * 1.0, rows_written=1000, row_pulses=1000)
+    rows = rows_written_estimate(cells, rup, 64)
+    eapu = Counts(pulses=cells * rup, pulse_g_us=cells * rup, rows_written=rows, row_pulses=rows)
+    gain = latency(fp, flash).programming / latency(eapu, flash).programming
+    assert gain == pytest.approx(row_write_gain(rup, 64), rel=1e-12)
+    assert gain == pytest.approx(18.67, abs=0.01)
+    serial = dataclasses.replace(flash, row_cells=0)
+    assert latency(fp, serial).programming / latency(eapu, serial).programming == pytest.approx(
+        1 / rup, rel=1e-12
+    )
+    # energy stays per cell (an inhibited cell costs nothing): the pulse ratio, not the rows'
+    assert energy(fp, flash).programming / energy(eapu, flash).programming == pytest.approx(
+        1 / rup, rel=1e-12
+    )
+
+
+def test_rows_estimate_matches_independent_writes() -> None:
+    """The estimate against seeded Bernoulli writes in rows of 64 (4 SE)."""
+    from eapu.energy import rows_written_estimate
+
+    g = torch.Generator().manual_seed(11)
+    rup, n, rows = 0.01, 64, 20_000
+    hit = (torch.rand(rows, n, generator=g) < rup).any(1).double()
+    se = float(hit.std()) / rows**0.5
+    assert float(hit.sum()) / rows == pytest.approx(
+        rows_written_estimate(rows * n, rup, n) / rows, abs=4 * se
+    )
+
+
+def test_step_writes_take_the_ledgers_rows_or_estimate_them() -> None:
+    from types import SimpleNamespace
+
+    from eapu.energy import rows_written_estimate
+
+    base = {
+        "steps": 10,
+        "written": 500,
+        "pulses": 1500,
+        "reads": 0,
+        "cells": 6400,
+        "rup": 500 / 64000,
+    }
+    est = StepWrites.from_summary(SimpleNamespace(**base), row_cells=64)
+    assert est.rows_estimated
+    assert est.rows == pytest.approx(rows_written_estimate(6400, 500 / 64000, 64))
+    assert est.row_pulses == pytest.approx(est.rows * 3)  # Ncell = 3 pulses per written cell
+    counted = StepWrites.from_summary(SimpleNamespace(**base, rows=120, row_pulses=400))
+    assert (counted.rows, counted.row_pulses, counted.rows_estimated) == (12, 40, False)
+    step = training_step_counts(
+        LAYERS, SimpleNamespace(**base, rows=120), batch_size=2, g_mean_us=1.0
+    )
+    assert step.rows_written == 12 and step.row_pulses == 36
+
+
+def test_row_cells_must_be_a_whole_number(tmp_path: Path) -> None:
+    path = tmp_path / "rows.toml"
+    path.write_text('["flash"]\nrow_cells = 6.5\n')
+    with pytest.raises(ValueError, match=r"flash\.row_cells: 6\.5"):
+        load_nodes(path)
+
+
+def test_fit_read_time_gives_the_ratio_it_was_asked_for() -> None:
+    from eapu.energy import fit_read_time
+
+    node = get_node("180nm")
+    lo = inference_counts(LAYERS, g_mean_us=45.0)
+    hi = inference_counts(LAYERS, g_mean_us=4200.0)
+    t = fit_read_time(lo, hi, node, 35.51)
+    fit = dataclasses.replace(node, t_read_s=t)
+    assert energy(hi, fit).scope("crossbar") / energy(lo, fit).scope("crossbar") == pytest.approx(
+        35.51, rel=1e-9
+    )
+    assert t > node.t_read_s  # the cells must weigh more than the 10 ns estimate lets them
+    with pytest.raises(ValueError, match=r"Invalid ratio: 200.*cells alone: 93\.3"):
+        fit_read_time(lo, hi, node, 200.0)  # beyond the conductance ratio itself
+
+
+def test_the_fitted_node_gives_the_papers_inference_ratio_on_its_workload() -> None:
+    """180nm-fit: 180nm with t_read_s fitted to 35.51x on the denoise autoencoder at the
+    mean conductances of its narrow-range runs (`FITTED`); every other value is 180nm's."""
+    from eapu.experiments import analog_layers
+    from eapu.experiments.narrow_range import FITTED, PAPER
+    from eapu.models import get_model
+
+    fit, base = get_node("180nm-fit"), get_node("180nm")
+    assert "FITTED" in fit.description
+    assert (
+        dataclasses.replace(fit, name="180nm", t_read_s=base.t_read_s, description=base.description)
+        == base
+    )
+    layers = analog_layers(get_model("denoise_ae", seed=0), torch.rand(1, 1, 28, 28))
+    lo = inference_counts(layers, g_mean_us=FITTED["eapu_g_mean_us"])
+    hi = inference_counts(layers, g_mean_us=FITTED["bp_g_mean_us"])
+    ratio = energy(hi, fit).scope("crossbar") / energy(lo, fit).scope("crossbar")
+    assert ratio == pytest.approx(PAPER["ratio"], rel=2e-3)
+    assert energy(hi, base).scope("crossbar") / energy(lo, base).scope("crossbar") < 2
+
+
+def test_gpu_references() -> None:
+    from eapu.energy import measured_reference
+
+    p100, a100 = get_node("gpu-p100"), get_node("gpu")
+    assert p100.kind == a100.kind == "digital"
+    assert p100.digital_ops_per_s == 9.3e12 and p100.bytes_per_s == 732e9
+    assert p100.e_op_j == pytest.approx(250 / 9.3e12, rel=2e-3)  # board power at FP32 peak
+    assert "P100" in p100.description and "16 nm" in p100.description
+    assert "A100" in a100.description
+    e, t = measured_reference(0.25, 1e-3, steps=1100)
+    assert (e.total, e.unit, t.total, t.unit) == (
+        pytest.approx(275.0),
+        "J",
+        pytest.approx(1.1),
+        "s",
+    )
+    assert e.scope("crossbar") == 0.0
+    with pytest.raises(ValueError, match="Invalid joules_per_step: -1"):
+        measured_reference(-1.0, 1e-3, steps=1)
+
+
+def test_a_runs_energy_figures_by_scope(tmp_path: Path) -> None:
+    """energy.json holds both splits and the rows; energy_metrics gives the runner's keys."""
+    from eapu.experiments import RunConfig, energy_figures, run
+    from eapu.experiments.accounting import energy_metrics
+    from eapu.files import read_json
+
+    fast = {"steps": 6, "eval_every": 6, "batch_size": 8, "eval_samples": 16}
+    m = run(RunConfig(task="denoise", method="eapu+mp", **fast), tmp_path)
+    acc = read_json(tmp_path / "energy.json")
+    assert acc["rows"]["source"] == "estimate" and acc["rows"]["row_cells"] == 32
+    assert acc["training_crossbar_per_step"]["vmms"] > acc["training_per_step"]["vmms"]
+    fig = energy_figures(acc, "180nm")
+    t, x = fig["training"], fig["training_crossbar"]
+    assert x["scope_crossbar"] > t["scope_crossbar"]  # the backward VMMs added
+    assert x["total"] < t["total"]  # ... and one MAC per weight use less in digital
+    assert x["programming"] == t["programming"] and x["verify"] == t["verify"]
+    assert "rows" not in fig  # 180nm programs cell by cell
+    flash = energy_figures(acc, "flash")
+    assert flash["rows"]["row_cells"] == 64 and flash["rows"]["source"] == "estimate"
+    assert "re-estimated" in flash["rows"]["note"]
+    keys = energy_metrics(acc)
+    for k in ("train_energy_uj_180nm", "update_energy_uj_180nm", "infer_energy_nj_16nm"):
+        assert keys[k] == pytest.approx(m[k], rel=1e-12), k
+    assert keys["train_energy_uj_180nm_crossbar"] == pytest.approx(x["scope_crossbar"] * 1e6)
+    assert keys["infer_energy_nj_180nm_crossbar"] == pytest.approx(
+        fig["inference"]["scope_crossbar"] * 1e9
+    )
+    p100 = energy_figures(acc, "16nm", gpu="gpu-p100", gpu_measured=(0.25, 1e-3))
+    assert p100["gpu"] == "gpu-p100"
+    assert p100["gpu_measured_training"]["total"] == pytest.approx(0.25 * 6)
+    old = {k: v for k, v in acc.items() if k not in ("rows", "training_crossbar_per_step")}
+    assert "training_crossbar" not in energy_figures(old, "180nm")
+    with pytest.raises(ValueError, match="counts no rows written"):
+        energy_figures(old, "flash")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -203,3 +204,35 @@ def test_torch_inputs_on_any_device_and_dtype() -> None:
 def test_module_examples_run() -> None:
     result = doctest.testmod(metrics, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_evaluation_reports_the_standard_ssim_and_the_old_one_beside_it() -> None:
+    """`image_metrics` (every denoise / SR evaluation): ``ssim`` is the Gaussian SSIM,
+    ``ssim_uniform7`` the scikit-image default call eapu reported as ``ssim`` before."""
+    from eapu.experiments import image_metrics
+
+    g = torch.Generator().manual_seed(7)
+    tgt = torch.rand(3, 1, 28, 28, generator=g)
+    out = tgt + 0.2 * torch.randn(3, 1, 28, 28, generator=g)  # beyond [0, 1]: clamped
+    m = image_metrics(out, tgt)
+    o, t = out.clamp(0, 1).double().numpy(), tgt.double().numpy()
+    assert m["ssim"] == pytest.approx(ssim(o, t), abs=1e-12)
+    pairs = zip(o, t, strict=True)
+    old = np.mean(
+        [structural_similarity(ti, oi, data_range=1.0, channel_axis=0) for oi, ti in pairs]
+    )
+    assert m["ssim_uniform7"] == pytest.approx(old, abs=1e-12)
+    assert m["psnr"] == pytest.approx(psnr(o, t), abs=1e-12)
+    assert abs(m["ssim"] - m["ssim_uniform7"]) > 1e-3  # the two windows differ here
+
+
+def test_a_run_records_both_ssims_and_refuses_images_the_window_does_not_fit(
+    tmp_path: Path,
+) -> None:
+    from eapu.experiments import RunConfig, run
+
+    fast = {"steps": 2, "eval_every": 2, "batch_size": 8, "eval_samples": 16}
+    m = run(RunConfig(task="denoise", method="software", **fast), tmp_path / "ok")
+    assert {"ssim", "ssim_uniform7", "psnr", "ssim_baseline", "ssim_uniform7_baseline"} <= set(m)
+    with pytest.raises(ValueError, match=r"Invalid data: 'digits' has images of 8×8 pixels"):
+        run(RunConfig(task="denoise", method="software", data="digits", **fast), tmp_path / "d")

@@ -43,6 +43,23 @@ def test_bp_at_1_4000_reads_100x_the_conductance_of_eapu_at_1_40(
     assert by[f] == pytest.approx(PAPER["ratio"], rel=1e-9)  # the fitted factor gives the paper's
     assert by[0.0] == pytest.approx(cells, rel=1e-6)  # no periphery: the cells' ratio alone
     assert eapu["clipped"] == bp["clipped"] == 0
+    # the read integration time at which the crossbar-scope ratio is the paper's
+    import dataclasses
+
+    from eapu.energy import Counts, energy, get_node
+
+    t = res["t_read_s_for_paper_ratio"]
+    assert t is not None and t > get_node("180nm").t_read_s
+    node = dataclasses.replace(get_node("180nm"), t_read_s=t)
+    e = [
+        energy(
+            Counts(**read_json(Path(r["run_dir"]) / "energy.json")["inference_per_sample"]), node
+        )
+        for r in res["rows"]
+    ]
+    assert e[1].scope("crossbar") / e[0].scope("crossbar") == pytest.approx(PAPER["ratio"])
+    fitted = res["fitted_node"]
+    assert fitted["node"] == "180nm-fit" and fitted["ratio_crossbar"] > res["ratio_analog"]
 
 
 def test_the_two_runs_are_run_directories_that_a_rerun_does_not_train_again(

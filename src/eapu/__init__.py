@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import metrics
 from .ledger import Ledger
 from .optim import AdamEaPU, AdamNoise, InSituOptimizer, SGDEaPU, SGDNoise
 from .rules import eapu, exact, get_rule, list_rules
@@ -17,6 +18,7 @@ __all__ = [
     "exact",
     "get_rule",
     "list_rules",
+    "metrics",
 ]
 
 __version__ = "0.1.0"

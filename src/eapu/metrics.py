@@ -60,14 +60,23 @@ import numpy as np
 
 from . import validate
 
-__all__ = ["WINDOWS", "Window", "psnr", "psnr_per_image", "ssim", "ssim_per_image"]
+__all__ = [
+    "WINDOWS",
+    "WINDOW_SIZES",
+    "Window",
+    "psnr",
+    "psnr_per_image",
+    "ssim",
+    "ssim_per_image",
+]
 
 Window = Literal["gaussian", "uniform7"]
 #: The SSIM windows `ssim` knows: the standard Gaussian (default) and scikit-image's default.
 WINDOWS: tuple[str, ...] = ("gaussian", "uniform7")
 
-#: Side of each window (the Gaussian's: 2·int(3.5·1.5 + 0.5) + 1, SciPy's truncation).
-_WINDOW_SIZE = {"gaussian": 11, "uniform7": 7}
+#: Side of each window (the Gaussian's: 2·int(3.5·1.5 + 0.5) + 1, SciPy's truncation): the
+#: smallest image each one scores.
+WINDOW_SIZES: dict[str, int] = {"gaussian": 11, "uniform7": 7}
 
 #: ITU-R BT.601 luma of RGB in [0, 1], as the authors' ``rgb_to_ycbcr_torch`` (lines 82-84).
 _LUMA = np.array([65.481, 128.553, 24.966]) / 255.0
@@ -134,7 +143,7 @@ def ssim_per_image(
     from skimage.metrics import structural_similarity
 
     validate.choice("window", window, WINDOWS)
-    x, y = _prepare(a, b, data_range, crop_border, y_channel, _WINDOW_SIZE[window])
+    x, y = _prepare(a, b, data_range, crop_border, y_channel, WINDOW_SIZES[window])
     if window == "gaussian":
         # scikit-image's Wang et al. setting: its crop of (11 - 1) // 2 pixels after the
         # filter leaves exactly the "valid" positions the authors' padding-free conv2d gives.

@@ -17,7 +17,11 @@ conductance window is cheaper), one programming pulse ``v_write_v² · G · t_pu
 as sums over the operations (``read_g_us`` etc.), which keeps energy linear in the counts.
 Latency is a throughput model: each count times its duration, divided by the units that
 work in parallel; it ignores overlap between categories (an upper bound of a pipelined
-system) and the scatter of sparse writes over rows.
+system). Programming is cell by cell, or row by row on a node with ``row_cells`` > 0 (one
+pulse serves every written cell of a row: `row_write_gain`).
+
+Scopes (`SCOPES`): ``total`` is the full system; ``crossbar`` what the paper's Fig. 2b puts
+on the crossbar (VMM cell reads, DAC/ADC, programming, verify), the digital side left out.
 
 The package's rooms: `nodes` (costs per operation), `counts` (what a network does),
 `costs` (energy and latency), `endurance` (writes per cell).
@@ -30,23 +34,29 @@ from .costs import (
     SCOPES,
     Breakdown,
     energy,
+    fit_read_time,
     gpu_reference,
     latency,
+    measured_reference,
     periphery_sweep,
     scale_periphery,
 )
 from .counts import (
+    BACKWARDS,
     AnalogLayer,
     Counts,
     StepWrites,
     inference_counts,
     layer_blocks,
+    row_write_gain,
+    rows_written_estimate,
     training_step_counts,
 )
 from .endurance import EnduranceReport, endurance_report
 from .nodes import PERIPHERY_FIELDS, Node, get_node, load_nodes
 
 __all__ = [
+    "BACKWARDS",
     "CATEGORIES",
     "PERIPHERY_FIELDS",
     "SCOPES",
@@ -58,13 +68,17 @@ __all__ = [
     "StepWrites",
     "endurance_report",
     "energy",
+    "fit_read_time",
     "get_node",
     "gpu_reference",
     "inference_counts",
     "latency",
     "layer_blocks",
     "load_nodes",
+    "measured_reference",
     "periphery_sweep",
+    "row_write_gain",
+    "rows_written_estimate",
     "scale_periphery",
     "training_step_counts",
 ]

@@ -4,6 +4,7 @@ the periphery varied (`scale_periphery`, `periphery_sweep`)."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,19 +17,26 @@ __all__ = [
     "SCOPES",
     "Breakdown",
     "energy",
+    "fit_read_time",
     "gpu_reference",
     "latency",
+    "measured_reference",
     "periphery_sweep",
     "scale_periphery",
 ]
 
 #: Categories of a `Breakdown`, in order.
 CATEGORIES = ("vmm_read", "adc_dac", "digital", "rng", "programming", "verify")
-#: Scopes of a `Breakdown` (`Breakdown.scope`): the categories each one sums. ``analog`` is
-#: the crossbar side (cell reads, DAC/ADC, programming and its verify reads), what the
-#: paper's Fig. 6 counts as far as its text says; ``programming`` the writes alone.
+#: Scopes of a `Breakdown` (`Breakdown.scope`): the categories each one sums. ``crossbar``
+#: is what the paper's Fig. 2b puts on the crossbar: cell reads of the VMMs, their DAC/ADC
+#: conversions, programming and its verify reads, the digital side (``digital``, ``rng``)
+#: left out; priced over the counts of ``training_step_counts(backward="crossbar")`` (the
+#: backward VMMs on the arrays too) it is the scope of the paper's Fig. 6 as far as its text
+#: says. ``analog`` sums the same categories (its older name, kept for the tables that
+#: print it); ``programming`` the writes alone; ``total`` the full system.
 SCOPES: dict[str, tuple[str, ...]] = {
     "total": CATEGORIES,
+    "crossbar": ("vmm_read", "adc_dac", "programming", "verify"),
     "analog": ("vmm_read", "adc_dac", "programming", "verify"),
     "programming": ("programming", "verify"),
 }
@@ -79,11 +87,12 @@ class Breakdown:
     __rmul__ = __mul__
 
     def as_dict(self) -> dict[str, float]:
-        """The categories, ``total``, and ``scope_analog`` / ``scope_programming``."""
+        """The categories, ``total``, and ``scope_crossbar`` / ``scope_analog`` /
+        ``scope_programming``."""
         out = {f: getattr(self, f) for f in CATEGORIES}
         out["total"] = self.total
-        out["scope_analog"] = self.scope("analog")
-        out["scope_programming"] = self.scope("programming")
+        for name in ("crossbar", "analog", "programming"):
+            out[f"scope_{name}"] = self.scope(name)
         return out
 
 
@@ -126,8 +135,15 @@ def energy(counts: Counts, node: Node) -> Breakdown:
 
 
 def latency(counts: Counts, node: Node) -> Breakdown:
-    """Latency of ``counts`` on ``node`` (s per category, no overlap); linear in the counts."""
+    """Latency of ``counts`` on ``node`` (s per category, no overlap); linear in the counts.
+
+    Programming is cell by cell (``pulses · t_pulse_s / write_parallel``), or, on a node
+    with ``row_cells`` > 0, row by row: one pulse time per pulse round of every row holding
+    a written cell (``row_pulses · t_pulse_s / write_parallel``), however many of the row's
+    cells are written. Verify reads stay one cell at a time (``verify_parallel``).
+    """
     _check_node(counts, node)
+    writes = counts.row_pulses if node.row_cells > 0 else counts.pulses
     return Breakdown(
         vmm_read=counts.vmms * node.t_read_s / node.arrays_parallel,
         adc_dac=(
@@ -139,7 +155,7 @@ def latency(counts: Counts, node: Node) -> Breakdown:
             + counts.bytes_moved / node.bytes_per_s
         ),
         rng=counts.random_draws / node.digital_ops_per_s,
-        programming=counts.pulses * node.t_pulse_s / node.write_parallel,
+        programming=writes * node.t_pulse_s / node.write_parallel,
         verify=counts.verify_reads * (node.t_read_s + node.t_adc_s) / node.verify_parallel,
         unit="s",
     )
@@ -160,6 +176,63 @@ def gpu_reference(flops: float, bytes_moved: float, node: Node) -> tuple[Breakdo
         digital=max(flops / node.digital_ops_per_s, bytes_moved / node.bytes_per_s), unit="s"
     )
     return e, t
+
+
+def measured_reference(
+    joules_per_step: float, seconds_per_step: float, steps: int
+) -> tuple[Breakdown, Breakdown]:
+    """(energy, latency) of ``steps`` training steps on a GPU measured doing them: the
+    joules one step took (board power × wall time, e.g. ``nvidia-smi``'s power draw
+    integrated over the run, divided by the steps) and its wall time. Both land in
+    ``digital``. A measured step includes what a roofline (`gpu_reference`) leaves out:
+    kernel launches, synchronisation, idle power, which dominate a small network's step.
+    """
+    validate.number("joules_per_step", joules_per_step, low=0.0)
+    validate.number("seconds_per_step", seconds_per_step, low=0.0)
+    validate.integer("steps", steps, low=0)
+    return (
+        Breakdown(digital=joules_per_step * steps, unit="J"),
+        Breakdown(digital=seconds_per_step * steps, unit="s"),
+    )
+
+
+def fit_read_time(
+    low: Counts, high: Counts, node: Node, ratio: float, scope: str = "crossbar"
+) -> float:
+    """The integration time ``t_read_s`` at which the energy of ``high`` over that of
+    ``low`` (in ``scope``) equals ``ratio``, every other cost of ``node`` kept.
+
+    Cell reads cost ``v_read_v² · G · t_read_s``, so each scope's energy is ``a·t + b`` in
+    ``t = t_read_s``; the paper's 35.51× between Rwg 1/4000 and 1/40 (``high``, ``low``:
+    the same network's inference counts at the two conductance ranges) fixes ``t``. The
+    result fits the workload whose counts are given: another network has another share of
+    cells against converters and fits another ``t``.
+
+    Raises:
+        ValueError: no ``t_read_s`` > 0 gives ``ratio`` (e.g. ``high`` reads no larger a
+            conductance than ``low`` times ``ratio``).
+    """
+    validate.number("ratio", ratio, low=0.0, low_open=True)
+    validate.choice("scope", scope, tuple(SCOPES))
+    if node.kind != "analog":
+        raise ValueError(f"Invalid node: {node.name!r} is {node.kind}; allowed: an analog node")
+
+    def line(c: Counts) -> tuple[float, float]:  # (a, b) of a·t + b
+        t1 = node.t_read_s
+        e1 = energy(c, node).scope(scope)
+        e2 = energy(c, dataclasses.replace(node, t_read_s=2 * t1)).scope(scope)
+        return (e2 - e1) / t1, 2 * e1 - e2
+
+    (a_lo, b_lo), (a_hi, b_hi) = line(low), line(high)
+    denom = a_hi - ratio * a_lo
+    t = (ratio * b_lo - b_hi) / denom if denom != 0 else math.nan
+    if not (math.isfinite(t) and t > 0):
+        raise ValueError(
+            f"Invalid ratio: {ratio!r}; allowed: a ratio some t_read_s > 0 gives on node "
+            f"{node.name!r} (from the periphery alone: {b_hi / b_lo if b_lo else math.inf:.4g}, "
+            f"from the cells alone: {a_hi / a_lo if a_lo else math.inf:.4g})"
+        )
+    return t
 
 
 def scale_periphery(node: Node, factor: float) -> Node:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -10,15 +11,23 @@ from typing import Any
 from .. import validate
 
 __all__ = [
+    "BACKWARDS",
     "AnalogLayer",
     "Counts",
     "StepWrites",
     "inference_counts",
     "layer_blocks",
+    "row_write_gain",
+    "rows_written_estimate",
     "training_step_counts",
 ]
 
 _MAPPINGS = ("reference_column", "differential")
+#: Where a training step computes the input error δ·Wᵀ of the backward pass
+#: (`training_step_counts`): ``"digital"`` (every backward MAC digital, eapu's full-system
+#: model) or ``"crossbar"`` (a transposed VMM on the same arrays: the paper's Fig. 2b, where
+#: the memristors perform the VMMs and digital computing the rest).
+BACKWARDS = ("digital", "crossbar")
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,13 @@ class Counts:
     """Single-cell verify reads of the programming scheme."""
     verify_g_us: float = 0.0
     """Sum of the verified cells' conductances over all verify reads (µS)."""
+    rows_written: float = 0.0
+    """Array rows holding at least one cell that received a programming pulse (each step
+    counts its own)."""
+    row_pulses: float = 0.0
+    """Pulse rounds of the written rows: each written row counts as many as the most pulses
+    one of its cells took (``rows_written`` when every written cell takes one pulse). What
+    row-parallel programming spends time on (`Node.row_cells`)."""
     digital_macs: float = 0.0
     """Digital multiply-accumulates (backpropagation, weight gradients)."""
     digital_ops: float = 0.0
@@ -75,6 +91,8 @@ class Counts:
                 "pulse_g_us",
                 "verify_reads",
                 "verify_g_us",
+                "rows_written",
+                "row_pulses",
             )
         )
 
@@ -131,17 +149,80 @@ class StepWrites:
     """Programming pulses."""
     reads: float
     """Verify reads."""
+    rows: float = 0.0
+    """Array rows holding at least one written cell (`Counts.rows_written`)."""
+    row_pulses: float = 0.0
+    """Pulse rounds of the written rows (`Counts.row_pulses`)."""
+    rows_estimated: bool = False
+    """``rows`` and ``row_pulses`` are estimates (`rows_written_estimate`), not counted."""
 
     def __post_init__(self) -> None:
-        for f in ("written", "pulses", "reads"):
+        for f in ("written", "pulses", "reads", "rows", "row_pulses"):
             validate.number(f"StepWrites.{f}", getattr(self, f), low=0.0)
 
     @classmethod
-    def from_summary(cls, summary: Any) -> StepWrites:
+    def from_summary(cls, summary: Any, *, row_cells: int = 32) -> StepWrites:
         """Per-step means from a `eapu.ledger.LedgerSummary` (or anything with ``steps``,
-        ``written``, ``pulses`` and ``reads`` totals)."""
+        ``written``, ``pulses`` and ``reads`` totals).
+
+        The rows come from the summary's ``rows`` (and ``row_pulses``) where it counts them;
+        otherwise they are estimated from its ``rup`` and ``cells`` for rows of
+        ``row_cells`` cells (`rows_written_estimate`, ``rows_estimated`` set), and the
+        pulse rounds as rows times the mean pulses per written cell (``ncell``: exact when
+        every written cell takes one pulse, else a lower bound, since a row waits for its
+        slowest cell).
+        """
         steps = max(int(summary.steps), 1)
-        return cls(summary.written / steps, summary.pulses / steps, summary.reads / steps)
+        written, pulses = summary.written / steps, summary.pulses / steps
+        ncell = pulses / written if written > 0 else 0.0
+        counted = getattr(summary, "rows", None)
+        if counted is not None:
+            rows = counted / steps
+            rp = getattr(summary, "row_pulses", None)
+            row_pulses = rp / steps if rp is not None else rows * ncell
+            estimated = rp is None and ncell > 1
+        else:
+            rows = rows_written_estimate(summary.cells, summary.rup, row_cells)
+            row_pulses, estimated = rows * ncell, True
+        return cls(written, pulses, summary.reads / steps, rows, row_pulses, estimated)
+
+
+def row_write_gain(rup: float, row_cells: int) -> float:
+    """How much faster a write step is when one pulse serves a whole row than when every
+    cell of the array is written: ``1 / (1 − (1 − rup)^row_cells)``.
+
+    Writing every cell (a fast-programming BP step) keeps every row busy; with a fraction
+    ``rup`` of the cells written independently, a row of ``row_cells`` cells holds a written
+    cell with probability ``1 − (1 − rup)^row_cells``. Liu et al. (2025) report an update
+    latency 18.69× below FP on Flash; ``row_write_gain(0.86e-3, 64)`` = 18.67 (their Rup of
+    0.86 ‰; the row width 64 is eapu's reading of their Flash system, whose note is not in
+    the main text).
+
+    >>> round(row_write_gain(0.86e-3, 64), 2)
+    18.67
+    """
+    validate.number("rup", rup, low=0.0, high=1.0, low_open=True)
+    validate.integer("row_cells", row_cells, low=1)
+    return 1.0 / -math.expm1(row_cells * math.log1p(-rup)) if rup < 1 else 1.0
+
+
+def rows_written_estimate(cells: float, rup: float, row_cells: int) -> float:
+    """Expected rows holding a written cell when a fraction ``rup`` of ``cells`` cells, laid
+    out in full rows of ``row_cells``, is written independently:
+    ``cells / row_cells · (1 − (1 − rup)^row_cells)``.
+
+    An estimate: EaPU's Bernoulli writes are independent, but the cells an update must
+    write (|ΔW| ≥ ΔWth) cluster, and rows are rarely full; from a mean ``rup`` over steps
+    it is an upper bound of the mean over steps (the expression is concave in ``rup``).
+    """
+    validate.number("cells", cells, low=0.0)
+    validate.number("rup", rup, low=0.0, high=1.0)
+    validate.integer("row_cells", row_cells, low=1)
+    return (
+        cells / row_cells * -math.expm1(row_cells * math.log1p(-rup))
+        if rup < 1
+        else (cells / row_cells)
+    )
 
 
 def layer_blocks(
@@ -234,6 +315,30 @@ def inference_counts(
     )
 
 
+def _crossbar_backward(
+    layers: Sequence[AnalogLayer], array_rows: int, array_cols: int, mapping: str
+) -> dict[str, float]:
+    """Per sample: the input errors δ·Wᵀ as transposed VMMs on the layers' own arrays.
+
+    Per block and VMM the output errors drive the columns (one DAC each, and the reference
+    column driven with −Σⱼδⱼ, so that the rows sum Σⱼ δⱼ (Gᵢⱼ − G_ref,ᵢ)), every weight
+    and reference cell of the block is read, and each row is converted (one ADC) and
+    accumulated over the column blocks digitally (one op); Σⱼδⱼ is one digital op per block.
+    The first layer needs no input error and is skipped. eapu's model: the paper puts "the
+    most expensive VMM" on the memristors (Fig. 2b) without detailing the backward pass.
+    """
+    c = dict.fromkeys(("vmms", "cell_reads", "dac", "adc", "ops"), 0.0)
+    for layer in layers[1:]:
+        br, bc, per, ref = _geometry(layer, array_rows, array_cols, mapping)
+        n = layer.vmms_per_sample
+        c["vmms"] += n * br * bc
+        c["cell_reads"] += n * (per * layer.rows * layer.cols + ref * layer.rows * bc)
+        c["dac"] += n * br * (layer.cols + ref * bc)
+        c["adc"] += n * layer.rows * bc
+        c["ops"] += n * (layer.rows * bc + ref * br * bc)
+    return c
+
+
 def training_step_counts(
     layers: Sequence[AnalogLayer],
     writes: StepWrites | Any,
@@ -249,13 +354,18 @@ def training_step_counts(
     optimizer_bytes_per_weight: float = 24.0,
     random_draws: float | None = None,
     bytes_per_value: float = 4.0,
+    backward: str = "digital",
 ) -> Counts:
-    """Operations of one in-situ training step (the paper's Fig. 2b split).
+    """Operations of one in-situ training step.
 
-    Forward: ``batch_size`` times `inference_counts` on the crossbars. Backward, digital:
-    ``backward_macs_per_weight_use`` MACs per weight per VMM (input error and weight
-    gradient; the first layer's input error is counted too, a small overestimate), the
-    saved activations and errors read back (``bytes_per_value`` each). Optimizer, digital:
+    Forward: ``batch_size`` times `inference_counts` on the crossbars. Backward with
+    ``backward="digital"`` (eapu's full-system model): ``backward_macs_per_weight_use``
+    MACs per weight per VMM (input error and weight gradient; the first layer's input error
+    is counted too, a small overestimate). With ``backward="crossbar"`` (the paper's Fig. 2b:
+    the VMMs on the memristors, the rest digital): the input errors are transposed VMMs on
+    the same arrays (`_crossbar_backward`, the first layer skipped), and one MAC per weight
+    use fewer stays digital (the weight gradient x·δᵀ). Either way the saved activations
+    and errors are read back (``bytes_per_value`` each). Optimizer, digital:
     ``optimizer_ops_per_weight`` ops (Adam ~10, SGD ~2) and ``optimizer_bytes_per_weight``
     bytes (gradient and moments, read and written) per weight. EaPU: one random draw per
     weight unless ``random_draws`` says otherwise (only |ΔW| < ΔWth needs one, so that is
@@ -267,9 +377,18 @@ def training_step_counts(
         batch_size: samples per step.
         g_mean_us: mean conductance of the read cells (µS).
         g_write_us: mean conductance of the programmed cells (default ``g_mean_us``).
+        backward: ``"digital"`` or ``"crossbar"`` (`BACKWARDS`), see above.
+
+    The rows written (`Counts.rows_written`, ``row_pulses``) are those of ``writes``; from a
+    ledger summary without a row count they are estimated for rows of ``array_cols``
+    cells (`StepWrites.from_summary`).
     """
     validate.integer("batch_size", batch_size, low=1)
-    w = writes if isinstance(writes, StepWrites) else StepWrites.from_summary(writes)
+    validate.choice("backward", backward, BACKWARDS)
+    if isinstance(writes, StepWrites):
+        w = writes
+    else:
+        w = StepWrites.from_summary(writes, row_cells=array_cols)
     g_write_us = g_mean_us if g_write_us is None else g_write_us
     validate.number("g_write_us", g_write_us, low=0.0)
     for name, v in (
@@ -295,8 +414,29 @@ def training_step_counts(
     saved = sum(x.vmms_per_sample * (x.rows + x.cols) for x in layers)
     draws = float(weights) if random_draws is None else random_draws
     validate.number("random_draws", draws, low=0.0)
+    macs = backward_macs_per_weight_use
+    bwd = Counts()
+    if backward == "crossbar":
+        if macs < 1:
+            raise ValueError(
+                f"Invalid backward_macs_per_weight_use: {macs!r}; allowed with backward="
+                "'crossbar': >= 1 (one of them, the input error, moves onto the crossbar)"
+            )
+        macs -= 1
+        b = _crossbar_backward(layers, array_rows, array_cols, mapping)
+        bwd = (
+            Counts(
+                vmms=b["vmms"],
+                cell_reads=b["cell_reads"],
+                read_g_us=b["cell_reads"] * g_mean_us,
+                dac_conversions=b["dac"],
+                adc_conversions=b["adc"],
+                digital_ops=b["ops"],
+            )
+            * batch_size
+        )
     step = Counts(
-        digital_macs=batch_size * uses * backward_macs_per_weight_use,
+        digital_macs=batch_size * uses * macs,
         digital_ops=weights * optimizer_ops_per_weight,
         random_draws=draws,
         bytes_moved=batch_size * saved * bytes_per_value + weights * optimizer_bytes_per_weight,
@@ -304,5 +444,7 @@ def training_step_counts(
         pulse_g_us=w.pulses * g_write_us,
         verify_reads=w.reads,
         verify_g_us=w.reads * g_write_us,
+        rows_written=w.rows,
+        row_pulses=w.row_pulses,
     )
-    return fwd + step
+    return fwd + bwd + step

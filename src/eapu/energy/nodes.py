@@ -29,9 +29,11 @@ class Node:
     description: str = ""
     """One line on what the node is."""
     v_read_v: float = 0.0
-    """Read voltage across a cell during a VMM or verify read (V)."""
+    """Read voltage across a cell during a VMM or verify read (V): a cell read costs
+    ``v_read_v² · G · t_read_s``."""
     t_read_s: float = 0.0
-    """Duration of one read (integration window) (s)."""
+    """Integration time of one read: how long the read voltage is applied (s); it sets both
+    the cells' read energy and a VMM's duration."""
     v_write_v: float = 0.0
     """Amplitude of a programming pulse (V)."""
     i_write_a: float = 0.0
@@ -69,7 +71,14 @@ class Node:
     adcs_parallel: float = 1.0
     """ADC conversions at the same time."""
     write_parallel: float = 1.0
-    """Cells receiving a programming pulse at the same time."""
+    """Cells receiving a programming pulse at the same time (with ``row_cells`` > 0: rows)."""
+    row_cells: int = 0
+    """Cells of one array row that one programming pulse serves at once (row-parallel
+    programming: a NOR Flash row, 64 cells). With ``row_cells`` > 0 a write step takes one
+    pulse time per pulse round of every row holding a written cell (`Counts.row_pulses`),
+    ``write_parallel`` rows at a time, however many of its cells are written; 0: the cells
+    are programmed one by one, ``write_parallel`` at a time (``pulses · t_pulse_s /
+    write_parallel``)."""
     verify_parallel: float = 1.0
     """Cells verified at the same time."""
 
@@ -100,7 +109,9 @@ class Node:
             raise ValueError(f"Invalid {owner}description: {self.description!r}; allowed: a string")
         for f in _numeric_fields():
             value = getattr(self, f)
-            if f in self._PARALLEL:
+            if f == "row_cells":
+                validate.integer(f"{owner}{f}", value, low=0)
+            elif f in self._PARALLEL:
                 validate.number(f"{owner}{f}", value, low=1.0)
             else:
                 validate.number(f"{owner}{f}", value, low=0.0)

@@ -12,14 +12,16 @@ from ..data import ImageDataset, get_dataset
 from ..nn import crossbar_of
 from .kinds import Metrics, Samples, TaskKind, get_kind
 from .registry import TaskInfo
+from .subsets import balanced_indices, stratified_split
 
 __all__ = ["EVAL_KEY", "VALIDATION_FRACTION", "VALIDATION_SEED", "Experiment", "input_key"]
 
 #: Seeds the one fixed corruption of the test set.
 EVAL_KEY = 123_456_789
-#: With ``eval_split="validation"``, this fraction of the training images (chosen by a
-#: permutation seeded with `VALIDATION_SEED`, the same for every run, method and seed) is held
-#: out and evaluated on; the run trains on the rest and never sees the test set.
+#: With ``eval_split="validation"``, this fraction of the training images (the same fraction
+#: of every class, chosen by a permutation seeded with `VALIDATION_SEED`, the same for every
+#: run, method and seed: `eapu.experiments.subsets.stratified_split`) is held out and
+#: evaluated on; the run trains on the rest and never sees the test set.
 VALIDATION_FRACTION = 0.2
 VALIDATION_SEED = 0x5EA1
 
@@ -56,10 +58,17 @@ class Experiment:
             self.train, self.test = _hold_out(self.train)
         else:
             self.test = self._load("test", kw)
-        n = min(cfg["eval_samples"], len(self.test.images))
-        self.test_x = self.test.images[:n]
-        self.test_y = self.test.labels[:n]
+        # The evaluation images: ``eval_samples`` of them, as many of every class as it has
+        # (a data set sorted by class loses whole classes to a prefix), chosen once by a
+        # fixed seed: the same images for every evaluation, run, method and seed.
+        idx = balanced_indices(self.test.labels, cfg["eval_samples"])
+        self.test_x = self.test.images[idx]
+        self.test_y = self.test.labels[idx]
+        # the anomaly task's evaluation data (`kinds._anomaly_prepare`): the anomalous
+        # images and their labels, and the training images whose errors set the threshold
         self.anomalies: Tensor | None = None
+        self.anomaly_labels: Tensor | None = None
+        self.threshold_x: Tensor | None = None
         if self.kind.prepare is not None:
             self.kind.prepare(self)
 
@@ -149,8 +158,7 @@ def _hold_out(train: ImageDataset) -> tuple[ImageDataset, ImageDataset]:
             f"Invalid eval_split: 'validation' needs a training set of at least 2 images to "
             f"hold {VALIDATION_FRACTION:.0%} out, this one has {n}"
         )
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(VALIDATION_SEED))
-    val, rest = perm[:n_val], perm[n_val:]
+    val, rest = stratified_split(train.labels, VALIDATION_FRACTION, seed=VALIDATION_SEED)
 
     def part(idx: Tensor, name: str) -> ImageDataset:
         return ImageDataset(

@@ -16,9 +16,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .. import metrics
 from ..data import add_gaussian_noise, downscale_bicubic, upscale_bicubic
 from ..registry import Registry
 from .registry import TaskInfo
+from .subsets import balanced_indices
 
 if TYPE_CHECKING:
     from .experiment import Experiment
@@ -59,18 +61,20 @@ class TaskKind:
 
 
 def image_metrics(output: Tensor, target: Tensor) -> Metrics:
-    """Mean SSIM and PSNR over images (N×C×H×W in [0, 1]), by scikit-image."""
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+    """Mean SSIM and PSNR over images (N×C×H×W in [0, 1]; ``output`` clamped to [0, 1]).
 
-    out = output.detach().clamp(0, 1).cpu().double().numpy()
-    tgt = target.detach().cpu().double().numpy()
-    ssim, psnr = [], []
-    for o, t in zip(out, tgt, strict=True):
-        win = min(7, *t.shape[-2:])
-        win -= 1 - win % 2  # odd, at most 7 (scikit-image's default) and at most the image
-        ssim.append(structural_similarity(t, o, data_range=1.0, channel_axis=0, win_size=win))
-        psnr.append(peak_signal_noise_ratio(t, o, data_range=1.0))
-    return {"ssim": float(np.mean(ssim)), "psnr": float(np.mean(psnr))}
+    ``ssim`` is the standard SSIM (11×11 Gaussian window, σ = 1.5: Wang et al. 2004 and the
+    authors' evaluation code, `eapu.metrics.ssim`); ``ssim_uniform7`` beside it is
+    scikit-image's default 7×7 uniform window, what eapu reported as ``ssim`` before, so
+    that earlier figures can be compared. ``psnr`` in dB.
+    """
+    out = output.detach().clamp(0, 1)
+    tgt = target.detach()
+    return {
+        "ssim": metrics.ssim(out, tgt),
+        "ssim_uniform7": metrics.ssim(out, tgt, window="uniform7"),
+        "psnr": metrics.psnr(out, tgt),
+    }
 
 
 # ------------------------------------------------------------------------------- inputs
@@ -127,16 +131,17 @@ def _anomaly_evaluate(
     exp: Experiment, model: nn.Module, inp: Tensor, out: Tensor
 ) -> tuple[Metrics, Samples]:
     """Reconstruction error (MSE per image) as the anomaly score: ROC-AUC, and accuracy on
-    the balanced test set at the 95th percentile of the training images' errors."""
+    the balanced test set at the 95th percentile of the errors of 2048 training images (as
+    many of every class as it has, `balanced_indices`)."""
     from sklearn.metrics import roc_auc_score
 
     def errors(x: Tensor) -> Tensor:
         return (exp.forward(model, x) - x).pow(2).flatten(1).mean(1)
 
-    assert exp.anomalies is not None  # loaded by _anomaly_prepare
+    assert exp.anomalies is not None and exp.threshold_x is not None  # by _anomaly_prepare
     model.eval()
     normal, odd = errors(exp.test_x), errors(exp.anomalies)
-    threshold = torch.quantile(errors(exp.train.images[:2048]), 0.95)
+    threshold = torch.quantile(errors(exp.threshold_x), 0.95)
     model.train()
     score = torch.cat([normal, odd]).numpy()
     truth = np.r_[np.zeros(len(normal)), np.ones(len(odd))]
@@ -149,8 +154,14 @@ def _anomaly_evaluate(
     }, {}
 
 
+#: Training images whose reconstruction errors set the anomaly threshold.
+THRESHOLD_SAMPLES = 2048
+
+
 def _anomaly_prepare(exp: Experiment) -> None:
-    """The same number of anomalies as test images, at the same size."""
+    """The same number of anomalies as test images, at the same size, as many of every class
+    of the anomaly data set as it has (`balanced_indices`, fixed for every run); and the
+    training images that set the threshold, likewise balanced."""
     from ..data import ImageDataset, get_dataset
 
     n, h = len(exp.test_x), exp.test_x.shape[-1]
@@ -158,7 +169,21 @@ def _anomaly_prepare(exp: Experiment) -> None:
     size_kw = {"patch_size": h} if anomaly == "photos" else {"size": h}
     other = get_dataset(anomaly, data_dir=exp.cfg["data_dir"], split="test", **size_kw)
     assert isinstance(other, ImageDataset)
-    exp.anomalies = other.images[:n, : exp.test_x.shape[1]]
+    idx = balanced_indices(other.labels, n)
+    exp.anomalies = other.images[idx, : exp.test_x.shape[1]]
+    exp.anomaly_labels = other.labels[idx]
+    exp.threshold_x = exp.train.images[balanced_indices(exp.train.labels, THRESHOLD_SAMPLES)]
+
+
+def _image_prepare(exp: Experiment) -> None:
+    """Refuse images the SSIM window does not fit, before anything is trained."""
+    h, w = exp.test_x.shape[-2:]
+    if min(h, w) < metrics.WINDOW_SIZES["gaussian"]:
+        side = metrics.WINDOW_SIZES["gaussian"]
+        raise ValueError(
+            f"Invalid data: {exp.cfg['data']!r} has images of {h}×{w} pixels; allowed for "
+            f"task {exp.task.name!r}: at least {side}×{side} (the SSIM's Gaussian window)"
+        )
 
 
 def _classify_model_kw(exp: Experiment) -> dict[str, Any]:
@@ -191,6 +216,7 @@ for _k in (
         _mse,
         _denoise_evaluate,
         "ssim",
+        prepare=_image_prepare,
         description="Gaussian noise on the input, MSE, SSIM / PSNR against the clean image",
     ),
     TaskKind(
@@ -199,6 +225,7 @@ for _k in (
         _l1,
         _sr_evaluate,
         "ssim",
+        prepare=_image_prepare,
         description="bicubic downscaled input, L1, SSIM / PSNR against the original",
     ),
     TaskKind(

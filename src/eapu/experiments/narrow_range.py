@@ -23,8 +23,10 @@ as each Rwg needs, written as the device file ``device.toml`` in each run direct
 1T1R cell spans the 8000 µS that BP at 1/4000 needs with w_max = 1, which is why the
 paper's comparison is a simulation. The EaPU threshold is pinned to ``sd_us`` (ΔWth =
 sd_us · Rwg, the paper's). The periphery costs of the energy model are estimates; the
-result also lists the inference ratio as they vary and the periphery factor at which the
-ratio would equal the paper's.
+result also lists the inference ratio as they vary, the periphery factor and the read
+integration time (``t_read_s``, `eapu.energy.fit_read_time`) at which the crossbar-scope
+ratio would equal the paper's, and the ratio on the node ``180nm-fit``, whose ``t_read_s``
+was fitted so on the denoise autoencoder's runs (`FITTED`).
 """
 
 from __future__ import annotations
@@ -34,14 +36,21 @@ from pathlib import Path
 from typing import Any
 
 from ..devices import device_toml, get_device, save_device
-from ..energy import Counts, energy, get_node, periphery_sweep, scale_periphery
+from ..energy import (
+    Counts,
+    energy,
+    fit_read_time,
+    get_node,
+    periphery_sweep,
+    scale_periphery,
+)
 from ..files import read_json
 from ..tiles import operating_range
 from .config import RunConfig
 from .registry import get_task
 from .runner import run
 
-__all__ = ["PAPER", "narrow_range_comparison"]
+__all__ = ["FITTED", "PAPER", "narrow_range_comparison"]
 
 #: The paper's figures (Fig. 6a, Supplementary Note 2): inference energy at 180 nm.
 PAPER: dict[str, float] = {
@@ -50,6 +59,19 @@ PAPER: dict[str, float] = {
     "eapu_inference_uj": 19.71,
     "bp_inference_uj": 700.0,
     "ratio": 700.0 / 19.71,
+}
+#: What the node ``180nm-fit`` (``energy_nodes.toml``) was fitted to: its ``t_read_s`` gives
+#: the paper's ratio in the crossbar scope on the inference counts of the denoise
+#: autoencoder at these mean read conductances, those of ``eapu narrow-range --task
+#: denoise`` (seed 0, 1100 steps: EaPU at 1/40, BP at 1/4000, reference cells included).
+FITTED: dict[str, Any] = {
+    "node": "180nm-fit",
+    "task": "denoise",
+    "seed": 0,
+    "steps": 1100,
+    "eapu_g_mean_us": 44.33,
+    "bp_g_mean_us": 4158.0,
+    "scope": "crossbar",
 }
 _FLOOR_US = 5.0  # the taox_1t1r window's floor (devices.taox_1t1r)
 #: The two runs: directory name, method, rule.
@@ -141,7 +163,9 @@ def narrow_range_comparison(
     directory), the ratio BP / EaPU of inference energy (total and analog scope), the analog
     ratio as the periphery estimate is scaled by each of ``periphery_factors`` and by the
     factor at which it equals the paper's 35.51 (``periphery_factor_for_paper_ratio``, None if
-    no factor >= 0 does), and `PAPER`.
+    no factor >= 0 does), the integration time at which the crossbar-scope ratio does
+    (``t_read_s_for_paper_ratio``, None if none > 0 does), the crossbar-scope ratio on the
+    fitted node (``fitted_node``: `FITTED` and the ratio), and `PAPER`.
     """
     for name, v in (("eapu_rwg_per_us", eapu_rwg_per_us), ("bp_rwg_per_us", bp_rwg_per_us)):
         if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
@@ -189,6 +213,12 @@ def narrow_range_comparison(
     f_paper = (cells[1] - r_paper * cells[0]) / denom if denom != 0 else None
     if f_paper is not None and f_paper < 0:
         f_paper = None
+    try:
+        t_paper: float | None = fit_read_time(eapu_c, bp_c, n, r_paper, "crossbar")
+    except ValueError:
+        t_paper = None
+    fitted = get_node(FITTED["node"], nodes_file)
+    e_fit = [energy(c, fitted).scope("crossbar") for c in (eapu_c, bp_c)]
     factors = list(periphery_factors) + ([f_paper] if f_paper is not None else [])
     by_factor = [
         {
@@ -211,6 +241,12 @@ def narrow_range_comparison(
         "ratio_analog": e_bp["scope_analog"] / e_eapu["scope_analog"],
         "ratio_analog_by_periphery": by_factor,
         "periphery_factor_for_paper_ratio": f_paper,
+        "t_read_s_for_paper_ratio": t_paper,
+        "fitted_node": {
+            **FITTED,
+            "ratio_crossbar": e_fit[1] / e_fit[0],
+            "inference_crossbar_j": {"eapu": e_fit[0], "bp": e_fit[1]},
+        },
         "paper": dict(PAPER),
         "device": f"gaussian (SD {sd_us:g} µS) with a window from {_FLOOR_US:g} µS as wide as "
         "each Rwg needs",
