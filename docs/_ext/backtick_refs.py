@@ -12,6 +12,8 @@ parsed this extension rewrites, outside code:
   (the module's names and imports, the class's members) to a public eapu object becomes a
   link where that object is documented, and stays code elsewhere (names of arguments,
   expressions and other libraries' objects are left as they are);
+- a Sphinx role (``:func:`name` ``, ``:class:`~torch.Tensor` ``) is read as the name in
+  backticks (``~``: shown by its last component);
 - a doctest paragraph becomes a ``pycon`` code block;
 - in an ``Args:`` section, one entry for several parameters (``rows, cols: array size``)
   becomes one entry per parameter with the same text, so the parser still checks every
@@ -30,7 +32,8 @@ import griffe
 
 __all__ = ["BacktickRefs"]
 
-_SPAN = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
+_ROLE = r":(?:py:)?(?:func|class|data|meth|mod|attr|obj|exc):(?P<tilde>~?)"
+_SPAN = re.compile(rf"(?:{_ROLE})?(?<!`)`(?P<text>[^`\n]+)`(?!`)")
 _NAME = re.compile(r"^(?P<path>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)(?P<call>\(\))?$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _DOCTEST = re.compile(r"^(?P<indent>\s*)>>> ")
@@ -107,26 +110,29 @@ class BacktickRefs(griffe.Extension):
         return _SPAN.sub(lambda s: self._link(obj, s, collection), line)
 
     def _link(self, obj: griffe.Object, span: re.Match[str], collection: Any) -> str:
-        text = span[1]
+        text = span["text"]
         m = _NAME.match(text)
         if m is None:
             return span[0]
         path = m["path"]
+        if span["tilde"]:
+            text = path.rpartition(".")[2] + (m["call"] or "")
+        code = f"`{text}`"
         if path == _ROOT or path.startswith(_ROOT + "."):
             # A full path: it must exist and be documented, else the strict build fails.
             if _exists(collection, path) and not _is_public(path):
-                return span[0]
-            return f"[`{text}`][{path}]"
+                return code
+            return f"[{code}][{path}]"
         head, _, rest = path.partition(".")
         try:
             resolved = obj.resolve(head)
         except griffe.NameResolutionError:
-            return span[0]
+            return code
         target = f"{resolved}.{rest}" if rest else resolved
         if not target.startswith(_ROOT + ".") or not _is_public(target):
-            return span[0]
+            return code
         if not _exists(collection, target):
-            return span[0]
+            return code
         # Optional: linked where the object is documented, plain code where it is not.
         return f'<autoref identifier="{target}" optional><code>{text}</code></autoref>'
 
