@@ -1,4 +1,5 @@
-"""The scripts in examples/ run as documented and print what they promise (short runs)."""
+"""The scripts in examples/ run as documented and print what they promise (short runs), and
+the Python blocks of the documentation pages run as written."""
 
 from __future__ import annotations
 
@@ -9,23 +10,33 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from eapu.devices import get_device
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
+PAGES = sorted(p.name for p in (ROOT / "docs").glob("*.md") if "```python" in p.read_text())
+# Each page's Python blocks, one after the other in a fresh interpreter (a block may register
+# a scheme or a device, which must not leak into the other tests).
+RUN_BLOCKS = """
+import re, sys
+text = open(sys.argv[1], encoding="utf-8").read()
+for block in re.findall(r"```python\\n(.*?)```", text, flags=re.S):
+    exec(compile(block, sys.argv[1], "exec"), {})
+"""
 
 
-def run_example(name: str, *args: str | Path, cwd: Path) -> str:
-    """Run ``examples/<name>`` as a user would (a fresh interpreter), return its stdout."""
+def run_python(args: list[str], cwd: Path) -> str:
+    """Run ``python ARGS`` in a fresh interpreter on this checkout's eapu, return stdout."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
         "OMP_NUM_THREADS": "1",
     }
     proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / name), *map(str, args)],
+        [sys.executable, *args],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -34,6 +45,20 @@ def run_example(name: str, *args: str | Path, cwd: Path) -> str:
     )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
+
+
+def run_example(name: str, *args: str | Path, cwd: Path) -> str:
+    """Run ``examples/<name>`` as a user would, return its stdout."""
+    return run_python([str(EXAMPLES / name), *map(str, args)], cwd)
+
+
+def test_docs_pages_with_code_are_found() -> None:
+    assert {"getting-started.md", "devices.md"} <= set(PAGES)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_docs_page_python_blocks_run(page: str, tmp_path: Path) -> None:
+    run_python(["-c", RUN_BLOCKS, str(ROOT / "docs" / page)], tmp_path)
 
 
 def numbers(pattern: str, text: str) -> list[float]:
