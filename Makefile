@@ -24,8 +24,8 @@ docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict --quiet
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks examples
-	$(VENV)/bin/ruff format --check src tests benchmarks examples
+	$(VENV)/bin/ruff check src tests benchmarks examples docs/_ext
+	$(VENV)/bin/ruff format --check src tests benchmarks examples docs/_ext
 	$(VENV)/bin/mypy src
 
 bench: $(STAMP)

@@ -14,6 +14,7 @@ parsed this extension rewrites, outside code:
   expressions and other libraries' objects are left as they are);
 - a Sphinx role (``:func:`name` ``, ``:class:`~torch.Tensor` ``) is read as the name in
   backticks (``~``: shown by its last component);
+- an attribute without a docstring takes the Sphinx doc-comment above it (``#: text`` lines);
 - a doctest paragraph becomes a ``pycon`` code block;
 - in an ``Args:`` section, one entry for several parameters (``rows, cols: array size``)
   becomes one entry per parameter with the same text, so the parser still checks every
@@ -65,6 +66,8 @@ class BacktickRefs(griffe.Extension):
             return
         collection = loader.modules_collection
         for obj in _walk(pkg):
+            if obj.docstring is None and obj.is_attribute:
+                obj.docstring = _doc_comment(obj)
             if obj.docstring is not None:
                 obj.docstring.value = self._rewrite(obj, obj.docstring.value, collection)
 
@@ -135,6 +138,21 @@ class BacktickRefs(griffe.Extension):
             return code
         # Optional: linked where the object is documented, plain code where it is not.
         return f'<autoref identifier="{target}" optional><code>{text}</code></autoref>'
+
+
+def _doc_comment(attr: griffe.Object) -> griffe.Docstring | None:
+    """The ``#:`` comment lines right above an attribute's assignment, as its docstring."""
+    if attr.lineno is None:
+        return None
+    lines = attr.module.lines
+    text: list[str] = []
+    i = attr.lineno - 2  # the line above, 0-based
+    while i >= 0 and (m := re.match(r"^\s*#:\s?(.*)$", lines[i])):
+        text.insert(0, m[1])
+        i -= 1
+    if not text:
+        return None
+    return griffe.Docstring("\n".join(text), lineno=i + 2, parent=attr)
 
 
 def _walk(obj: griffe.Object) -> Any:
