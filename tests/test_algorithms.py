@@ -16,7 +16,6 @@ from eapu.algorithms import (
     TikiTakaV2,
     get_algorithm,
     list_algorithms,
-    symmetry_point,
 )
 from eapu.hwa import hwa_noise
 from eapu.ledger import FIELDS
@@ -370,7 +369,7 @@ def test_symmetry_point_of_taox_and_the_reference_subtraction() -> None:
     p = model[0].weight
     opt = TikiTakaV2(model.parameters(), lr=0.1)
     a = opt.fast_tile(p)
-    sp = symmetry_point(a)
+    sp = a.symmetry_point()
     # b* = (2.0 - 2.4) / (0.4·2.0 + 0.4·2.4) = -0.2273: G = 5 + (1 - 0.2273)·80 = 66.82 µS,
     # about -0.23 in weight units against a reference cell near 85 µS
     g_sp = 5.0 + (1 - 0.4 / 1.76) / 2 * 160.0
@@ -395,6 +394,27 @@ def test_symmetry_point_of_taox_and_the_reference_subtraction() -> None:
     )
 
 
+def test_symmetry_point_of_a_measured_device_is_where_its_steps_meet() -> None:
+    """A fitted device has no nonlinearity fields (they are 0): its symmetry point is found on
+    its tables, not re-derived from a soft bound it does not have (that gave the window's
+    centre, 85 µS, for taox_1t1r's tables; the true point is 66.8 µS)."""
+    from eapu.devices import MeasuredDevice, get_device, pulse
+
+    base = get_device("taox_1t1r", dtod_sd=0.0, c2c_sd=0.0)
+    measured = MeasuredDevice.from_device(base, points=65)
+    for dev in (base, measured):
+        model, _ = make(dev, "sign")
+        opt = TikiTakaV2(model.parameters(), lr=0.1)
+        a = opt.fast_tile(model[0].weight)
+        g_sp = a.state.g_us + (a.symmetry_point() - a.weight()).double() / a.rwg_per_us
+        assert torch.allclose(g_sp, torch.full_like(g_sp, 66.82), atol=0.05), dev.name
+        up = pulse(g_sp, torch.ones_like(g_sp), dev, a.params.to("cpu"), generator=_g())
+        down = pulse(g_sp, -torch.ones_like(g_sp), dev, a.params, generator=_g())
+        assert torch.allclose(up - g_sp, g_sp - down, atol=2e-3), dev.name
+        # Tiki-Taka reads A against it
+        assert torch.allclose(opt.reference(model[0].weight), a.symmetry_point(), atol=1e-6)
+
+
 def test_symmetry_points_at_the_window_edge_are_not_counted_beyond_it() -> None:
     # With device-to-device spread some cells' steps never meet: b* is clamped to the edge,
     # and the float32 round trip through weight units misses it by ~1e-5 µS.
@@ -405,7 +425,7 @@ def test_symmetry_points_at_the_window_edge_are_not_counted_beyond_it() -> None:
     lin = nn.Sequential(nn.Linear(400, 120))
     xb = convert(lin, device=get_device("taox_1t1r"), scheme="sign", seed=0)
     a = xb.add_tile("A", torch.zeros(120, 400))
-    sp = symmetry_point(a)
+    sp = a.symmetry_point()
     g_sp = a.state.g_us + (sp - a.weight()).double() / a.rwg_per_us
     assert int((g_sp <= xb.device_model.g_min_us + 1e-3).sum()) > 10  # clamped cells
     with warnings.catch_warnings():

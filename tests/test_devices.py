@@ -388,3 +388,29 @@ def test_device_file_round_trip_and_errors(tmp_path: Path) -> None:
         get_device(str(bad))
     with pytest.raises(ValueError, match="does not exist"):
         get_device(str(tmp_path / "missing.toml"))
+
+
+@pytest.mark.parametrize("name", ["taox_1t1r", "neurram", "pcm", "ideal"])
+@pytest.mark.parametrize("measured", [False, True])
+def test_symmetry_point_is_where_set_and_reset_steps_are_equal(name: str, measured: bool) -> None:
+    """On every preset and on its measured-table twin: inside the window one SET and one RESET
+    step are equal there; where they never meet the point is the edge the cell drifts to (or
+    the centre where the steps are equal everywhere)."""
+    from eapu.devices import MeasuredDevice, symmetry_point_us
+
+    dev = get_device(name)
+    if measured:
+        dev = MeasuredDevice.from_device(dev, points=65)
+    params = dev.sample((4000,), generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    g = symmetry_point_us(dev, params)
+    one, zero = torch.ones_like(g), torch.zeros_like(g)
+    up = dev.pulse_step_us(g, one, params, zero)
+    down = -dev.pulse_step_us(g, -one, params, zero)
+    inside = (g > dev.g_min_us + 1e-6) & (g < dev.g_max_us - 1e-6)
+    assert torch.allclose(up[inside], down[inside], rtol=1e-6, atol=1e-9)
+    edge_top = g >= dev.g_max_us - 1e-6
+    edge_bottom = g <= dev.g_min_us + 1e-6
+    assert bool((up[edge_top] >= down[edge_top]).all())  # SET stronger: drifts up
+    assert bool((up[edge_bottom] <= down[edge_bottom]).all())
+    if name == "ideal":  # constant, equal steps: no point, the centre by convention
+        assert torch.allclose(g, torch.full_like(g, (dev.g_min_us + dev.g_max_us) / 2))

@@ -246,10 +246,14 @@ class NotAnOptimizer:
 
 W = [nn.Parameter(torch.zeros(2, 2))]
 BAD: list[tuple[dict[str, Any], type[Exception], str]] = [
-    ({"sd_us": -1.0}, ValueError, r"Invalid sd_us: -1.0; allowed: a finite number >= 0"),
+    ({"sd_us": -1.0}, ValueError, r"Invalid sd_us: -1.0; allowed: None or a finite number >= 0"),
     ({"sd_us": float("nan")}, ValueError, r"Invalid sd_us: nan"),
     ({"sd_us": float("inf")}, ValueError, r"Invalid sd_us: inf"),
-    ({"rwg_per_us": 0.0}, ValueError, r"Invalid rwg_per_us: 0.0; allowed: a finite number > 0"),
+    (
+        {"rwg_per_us": 0.0},
+        ValueError,
+        r"Invalid rwg_per_us: 0.0; allowed: None or a finite number > 0",
+    ),
     ({"rwg_per_us": -0.1}, ValueError, r"Invalid rwg_per_us: -0.1"),
     ({"rwg_per_us": float("inf")}, ValueError, r"Invalid rwg_per_us: inf"),
     (

@@ -62,7 +62,7 @@ from .base import (
     register_algorithm,
 )
 from .mixed_precision import MixedPrecision
-from .tiki_taka import ChoppedTTv2, TikiTakaV2, symmetry_point
+from .tiki_taka import ChoppedTTv2, TikiTakaV2
 
 __all__ = [
     "ALGORITHMS",
@@ -79,5 +79,4 @@ __all__ = [
     "program_with",
     "pulse_train_on",
     "register_algorithm",
-    "symmetry_point",
 ]

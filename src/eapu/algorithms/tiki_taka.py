@@ -23,36 +23,12 @@ from .base import (
     register_algorithm,
 )
 
-__all__ = ["ChoppedTTv2", "TikiTakaV2", "symmetry_point"]
+__all__ = ["ChoppedTTv2", "TikiTakaV2"]
 
 _W, _R = FIELDS.index("written"), FIELDS.index("reads")
 _FAST_SCHEMES = ("pulsed",)
 _TRANSFER_UNITS = ("samples", "steps")
 _SLOT_VERSION = 2  # slot states without "version" hold H in weight units (eapu <= this issue)
-
-
-def symmetry_point(tile: Any) -> Tensor:
-    """Each weight of ``tile`` where its cells' SET and RESET steps are equal (weight units).
-
-    With the soft bounds of `eapu.devices.pulse` a cell's steps are
-    up = s_u·a_u·(1 - n_u·b) and down = s_d·a_d·(1 + n_d·b), b = 2x - 1 the position in the
-    window (a_u, a_d its device-to-device scales), equal at
-    b* = (s_u·a_u - s_d·a_d) / (s_u·a_u·n_u + s_d·a_d·n_d), clamped to [-1, 1]. Random pulses
-    of either sign drift a cell towards it. Where the steps never meet (no soft bound) the
-    window's centre is taken. On ``taox_1t1r`` (2.0 / 2.4 µS steps, soft bound 0.4) b* is
-    -0.23: 66.8 µS, about -0.23 in weight units.
-    """
-    dev = tile.crossbar.device_model
-    up = dev.step_up_us * tile.params.step_up_scale
-    down = dev.step_down_us * tile.params.step_down_scale
-    den = up * dev.nonlinearity_up + down * dev.nonlinearity_down
-    b = torch.where(den > 0, (up - down) / den.clamp(min=1e-30), torch.zeros_like(den))
-    g_sp = dev.g_min_us + (b.clamp(-1, 1) + 1) / 2 * dev.span_us
-    g = tile.state.g_us
-    move = (g_sp - g) * tile.rwg_per_us
-    if tile.crossbar.mapping == "differential":
-        return tile.weight() + (move[0] - move[1]).to(torch.float32)
-    return tile.weight() + move.to(torch.float32)
 
 
 def _ema(m: float, values: Tensor, momentum: float) -> float:
@@ -102,8 +78,9 @@ class TikiTakaV2(TileAlgorithm):
     2024); with ``n_reads_per_transfer > 1`` it is ``BufferedTransferCompound`` (Gokmen 2021).
     m_x, m_d are running averages of the largest |input| and |output error| of each sample
     of the layer (aihwkit's ``auto_scale``), ε_A and ε_C one SET pulse's step of A and C in
-    weight units, and A_sp the symmetry point of A's cells (`symmetry_point`; aihwkit's
-    ``subtract_symmetry_point`` of its ReRAM presets). The defaults are aihwkit 1.2.0's
+    weight units, and A_sp the symmetry point of A's cells
+    (`eapu.seam.AnalogTile.symmetry_point`; aihwkit's ``subtract_symmetry_point`` of its ReRAM
+    presets). The defaults are aihwkit 1.2.0's
     ``TTv2ReRamSBPreset`` / ``ChoppedTTv2ReRamSBPreset``: fast_lr 0.5 with auto-scaling and
     31 pulses per sample, one read per sample, transfer learning rate 1 scaled by the SGD
     learning rate, auto-granularity 1000, one pulse per transfer, buffer forgotten after a
@@ -361,7 +338,7 @@ class TikiTakaV2(TileAlgorithm):
             fast = tile.sibling(".A", torch.zeros(tile.shape))
             ref = torch.zeros(tile.shape)
             if self.subtract_symmetry_point:
-                ref = symmetry_point(fast)
+                ref = fast.symmetry_point()
                 fast.load(ref)  # A starts at its symmetry point: a read of 0 (a one-time load)
             line = line_index(tile)
             lines = int(line.max()) + 1

@@ -185,14 +185,42 @@ class Device:
 
     # --- the physics seam: a device kind overrides these two ------------------------------
 
+    def pulse_step_linear(
+        self, polarity: Tensor, params: CellParams
+    ) -> tuple[Tensor, Tensor, Tensor] | None:
+        """The soft bound, written once: one identical pulse moves a cell by
+        ``step·max(0, a + b·G)·max(0, 1 + c2c_sd·z)``; returns (step, a, b) per cell.
+
+        step = ±step_up/down_us·scale_cell (0 where ``polarity`` is 0), and a + b·G =
+        1 ∓ nl·(2x − 1) with x = (G − g_min)/(g_max − g_min): the SET step shrinks towards
+        g_max, the RESET step towards g_min. `pulse_step_us` evaluates it; `pulse_rounds` and
+        `symmetry_point_us` use the coefficients directly. A device kind whose step is not of
+        this form (`MeasuredDevice`) returns None (and overrides `pulse_step_us`).
+
+        Args:
+            polarity: +1 SET, -1 RESET, 0 none (any real dtype).
+            params: the cells' device-to-device draw.
+        """
+        up = polarity > 0
+        step = torch.where(
+            up,
+            self.step_up_us * params.step_up_scale,
+            -self.step_down_us * params.step_down_scale,
+        )
+        step = torch.where(polarity == 0, torch.zeros_like(step), step)
+        slope = torch.where(up, -self.nonlinearity_up, self.nonlinearity_down).to(step.dtype)
+        b = slope * (2 / self.span_us)
+        a = 1 + slope * (-2 * self.g_min_us / self.span_us - 1)
+        return step, a, b
+
     def pulse_step_us(
         self, g_us: Tensor, polarity: Tensor, params: CellParams, z: Tensor
     ) -> Tensor:
         """Signed conductance change of one identical pulse per cell, before the window clamp.
 
-        This is the soft-bound model: step = step·scale_cell·max(0, 1 ∓ nl·(2x - 1)) times
-        ``max(0, 1 + c2c_sd·z)``, so a step never changes sign. `pulse` calls it and adds
-        the clamp, the stuck cells and the cells without a pulse.
+        The base kind: `pulse_step_linear`'s soft bound times the cycle-to-cycle factor
+        ``max(0, 1 + c2c_sd·z)``, so a step never changes sign. `pulse` calls it and adds the
+        clamp, the stuck cells and the cells without a pulse.
 
         Args:
             g_us: present conductance (µS).
@@ -200,19 +228,11 @@ class Device:
             params: the cells' device-to-device draw.
             z: standard normal draw per cell (the cycle-to-cycle noise).
         """
-        x = (g_us - self.g_min_us) / self.span_us
-        bias = 2 * x - 1
-        up = self.step_up_us * params.step_up_scale * (1 - self.nonlinearity_up * bias).clamp(min=0)
-        down = (
-            self.step_down_us
-            * params.step_down_scale
-            * (1 + self.nonlinearity_down * bias).clamp(min=0)
-        )
-        noise = (1 + self.c2c_sd * z).clamp(min=0)
-        return (
-            torch.where(polarity > 0, up, torch.where(polarity < 0, -down, torch.zeros_like(up)))
-            * noise
-        )
+        lin = self.pulse_step_linear(polarity, params)
+        assert lin is not None  # the base kind's step is affine in G
+        step, a, b = lin
+        soft = torch.addcmul(a.to(g_us.dtype), g_us, b.to(g_us.dtype)).clamp(min=0)
+        return step.to(g_us.dtype) * soft * (1 + self.c2c_sd * z).clamp(min=0)
 
     def gate_curve_us(self, v_gate_v: Tensor, params: CellParams | None) -> Tensor:
         """Noiseless conductance a RESET + SET at gate voltage ``v_gate_v`` lands at (µS),

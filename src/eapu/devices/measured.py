@@ -188,6 +188,12 @@ class MeasuredDevice(Device):
             tables["gate_g_us"] = tuple(device.gate_curve_us(v, None).tolist())
         return cls(**{**keep, **tables})
 
+    def pulse_step_linear(
+        self, polarity: Tensor, params: CellParams
+    ) -> tuple[Tensor, Tensor, Tensor] | None:
+        """None: a measured step is a table over G, not the soft bound's affine form."""
+        return None
+
     def pulse_step_us(
         self, g_us: Tensor, polarity: Tensor, params: CellParams, z: Tensor
     ) -> Tensor:

@@ -118,30 +118,22 @@ def pulse_rounds(
     ``rounds[k]`` cells (so the cells come sorted by train length, longest first, and
     ``rounds`` is non-increasing). Returns the conductances after the last round.
 
-    For the base kind's step (`Device.pulse_step_us` not overridden) the step's per-cell
-    factors are computed once per train instead of once per pulse: the same draws in the
-    same order, the same result up to float rounding (tested against the generic loop), a
-    fraction of the tensor operations per round. Tiki-Taka's fast array takes trains of
-    hundreds of pulses, so this loop is most of its cost. Any other kind takes `pulse` round
-    by round.
+    Where the device's step is the soft bound (`Device.pulse_step_linear` gives its
+    coefficients) they are computed once per train instead of once per pulse: the same draws
+    in the same order, the same result up to float rounding (tested against the generic
+    loop), a fraction of the tensor operations per round. Tiki-Taka's fast array takes trains
+    of hundreds of pulses, so this loop is most of its cost. Any other kind takes `pulse`
+    round by round.
     """
     g = g_us.clone()
-    if type(device).pulse_step_us is not Device.pulse_step_us:
+    lin = device.pulse_step_linear(polarity, params)
+    if lin is None:
         for c in rounds:
             cells = params.select(slice(0, c))
             g[:c] = pulse(g[:c], polarity[:c], device, cells, generator=generator)
         return g
-    up = polarity > 0
-    base = torch.where(
-        up,
-        device.step_up_us * params.step_up_scale,
-        -device.step_down_us * params.step_down_scale,
-    )
-    step = torch.where(params.free, base, 0.0).to(g.dtype)  # a stuck cell does not move
-    slope = torch.where(up, -device.nonlinearity_up, device.nonlinearity_down).to(g.dtype)
-    # The soft bound 1 + slope·(2x - 1), x = (g - g_min) / span, as a + b·g per cell.
-    b = slope * (2 / device.span_us)
-    a = 1 + slope * (-2 * device.g_min_us / device.span_us - 1)
+    step, a, b = (t.to(g.dtype) for t in lin)
+    step = torch.where(params.free, step, 0.0)  # a stuck cell does not move
     for c in rounds:
         z = torch.randn(c, generator=generator, dtype=g.dtype, device=g.device)
         gc = g[:c]
@@ -251,14 +243,28 @@ def symmetry_point_us(device: Device, params: CellParams, *, iterations: int = 4
     amount (µS): random pulses of either sign drift a cell towards it (Tiki-Taka reads its
     fast array against it).
 
-    Found on the device's own noise-free step (`Device.pulse_step_us`, so every device kind,
-    measured tables included) by bisection in float64 over the window. Where SET is stronger
+    The soft bound (`Device.pulse_step_linear`) has it in closed form; any other kind's
+    noise-free step (`Device.pulse_step_us`, measured tables included) is bisected in float64
+    over the window. Where SET is stronger
     everywhere the point is the window's top, where RESET is, its bottom (the edge the cell
     drifts to); where the two steps are equal everywhere (no bound at all), its centre.
     """
     shape = params.shape
     one = torch.ones(shape, dtype=torch.float64, device=params.stuck.device)
     zero = torch.zeros_like(one)
+    centre = (device.g_min_us + device.g_max_us) / 2
+    set_lin, reset_lin = (
+        device.pulse_step_linear(one, params),
+        device.pulse_step_linear(-one, params),
+    )
+    if set_lin is not None and reset_lin is not None:
+        # s_u·(a_u + b_u·G) + s_d·(a_d + b_d·G) = 0 (s_d < 0): one root, clamped to the window
+        s_u, a_u, b_u = (t.double() for t in set_lin)
+        s_d, a_d, b_d = (t.double() for t in reset_lin)
+        den = s_u * b_u + s_d * b_d
+        root = -(s_u * a_u + s_d * a_d) / torch.where(den == 0, torch.ones_like(den), den)
+        g = root.clamp(device.g_min_us, device.g_max_us)
+        return torch.where(den == 0, torch.full_like(g, centre), g)
 
     def excess(g: Tensor) -> Tensor:  # SET step minus RESET step at g
         return device.pulse_step_us(g, one, params, zero) + device.pulse_step_us(
@@ -271,14 +277,13 @@ def symmetry_point_us(device: Device, params: CellParams, *, iterations: int = 4
     for _ in range(iterations):
         mid = (lo + hi) / 2
         f_mid = excess(mid)
-        up = (f_mid > 0) == (f_lo > 0)  # the sign change lies above mid
-        lo = torch.where(up, mid, lo)
-        f_lo = torch.where(up, f_mid, f_lo)
-        hi = torch.where(up, hi, mid)
+        above = (f_mid > 0) == (f_lo > 0)  # the sign change lies above mid
+        lo = torch.where(above, mid, lo)
+        f_lo = torch.where(above, f_mid, f_lo)
+        hi = torch.where(above, hi, mid)
     g = (lo + hi) / 2
     e_lo, e_hi = excess(torch.full_like(one, device.g_min_us)), f_hi
     g = torch.where((e_lo > 0) & (e_hi > 0), torch.full_like(g, device.g_max_us), g)
     g = torch.where((e_lo < 0) & (e_hi < 0), torch.full_like(g, device.g_min_us), g)
     flat = (e_lo - e_hi).abs() <= 1e-12 * (e_lo.abs() + e_hi.abs() + 1e-30)
-    centre = (device.g_min_us + device.g_max_us) / 2
     return torch.where(flat, torch.full_like(g, centre), g)

@@ -112,7 +112,7 @@ def taox_1t1r(**overrides: Any) -> Device:
     a 128-level gate DAC with a convex curve and d2d threshold/gain spread (the reasons
     memorial programming exists); SET landing c2c noise of 1.5 µS; read noise 0.1 µS.
     """
-    base = Device(
+    fields: dict[str, Any] = dict(
         name="taox_1t1r",
         g_min_us=5.0,
         g_max_us=165.0,
@@ -131,13 +131,12 @@ def taox_1t1r(**overrides: Any) -> Device:
         gate_dtod_sd_v=0.03,
         gate_gain_dtod_sd=0.05,
         gate_c2c_sd_us=1.5,
-        g_reset_us=5.0,
         program_tolerance_us=1.0,
         relaxation_sd_us=2.0,
         read_noise_sd_us=0.1,
         default_scheme="write_verify",
     )
-    return dataclasses.replace(base, **overrides)
+    return Device(**{**fields, **overrides})
 
 
 @register_device(source="textbook ideal cell; no source needed")
@@ -147,7 +146,7 @@ def ideal(**overrides: Any) -> Device:
     0-1000 µS, 0.1 µS pulse steps with 0.05 µS tolerance, 2**16 linear gate levels
     (0.015 µS apart).
     """
-    base = Device(
+    fields: dict[str, Any] = dict(
         name="ideal",
         g_min_us=0.0,
         g_max_us=1000.0,
@@ -158,12 +157,10 @@ def ideal(**overrides: Any) -> Device:
         v_gate_max_v=1.0,
         gate_v_th_v=0.0,
         gate_gamma=1.0,
-        gate_g_top_us=1000.0,
-        g_reset_us=0.0,
         program_tolerance_us=0.05,
         default_scheme="two_pulse",
     )
-    return dataclasses.replace(base, **overrides)
+    return Device(**{**fields, **overrides})
 
 
 @register_device(
@@ -179,8 +176,8 @@ def gaussian(sd_us: float = 2.0, **overrides: Any) -> Device:
     scheme by default.
     """
     validate.number("sd_us", sd_us, low=0.0)
-    base = ideal(name="gaussian", relaxation_sd_us=float(sd_us), default_scheme="gaussian")
-    return dataclasses.replace(base, **overrides)
+    fields = dict(name="gaussian", relaxation_sd_us=float(sd_us), default_scheme="gaussian")
+    return ideal(**{**fields, **overrides})
 
 
 @register_device(
@@ -195,7 +192,7 @@ def neurram(**overrides: Any) -> Device:
     Relaxation SD 1.8 µS with 0.5 µS tolerance and 0.1 µS read noise give SD(εcell) in the
     published 1.6-2.3 µS range; all other numbers are estimates.
     """
-    base = Device(
+    fields: dict[str, Any] = dict(
         name="neurram",
         g_min_us=1.0,
         g_max_us=41.0,
@@ -214,13 +211,12 @@ def neurram(**overrides: Any) -> Device:
         gate_dtod_sd_v=0.03,
         gate_gain_dtod_sd=0.05,
         gate_c2c_sd_us=0.8,
-        g_reset_us=1.0,
         program_tolerance_us=0.5,
         relaxation_sd_us=1.8,
         read_noise_sd_us=0.1,
         default_scheme="write_verify",
     )
-    return dataclasses.replace(base, **overrides)
+    return Device(**{**fields, **overrides})
 
 
 @register_device(
@@ -232,7 +228,7 @@ def neurram(**overrides: Any) -> Device:
 )
 def pcm(**overrides: Any) -> Device:
     """PCM-like cell: gradual SET, abrupt RESET, strong drift (nu 0.05), 0.1-25 µS window."""
-    base = Device(
+    fields: dict[str, Any] = dict(
         name="pcm",
         g_min_us=0.1,
         g_max_us=25.0,
@@ -251,11 +247,10 @@ def pcm(**overrides: Any) -> Device:
         gate_dtod_sd_v=0.02,
         gate_gain_dtod_sd=0.1,
         gate_c2c_sd_us=0.6,
-        g_reset_us=0.1,
         program_tolerance_us=0.5,
         relaxation_sd_us=1.0,
         read_noise_sd_us=0.1,
         drift_nu=PCM_DRIFT_NU,
         default_scheme="write_verify",
     )
-    return dataclasses.replace(base, **overrides)
+    return Device(**{**fields, **overrides})

@@ -18,13 +18,21 @@ from ..files import load_checkpoint
 from ..hwa import HWANoise, hwa_noise
 from ..models import get_model, model_info
 from ..nn import convert, load_legacy_state
-from ..optim import InSituOptimizer
+from ..optim import AdamEaPU, AdamNoise, InSituOptimizer, SGDEaPU, SGDNoise
 from ..tiles import Crossbar
 from .config import OPTIMIZERS
 from .experiment import Experiment
 from .registry import MethodInfo, get_method, get_task
 
 __all__ = ["Built", "build", "build_model", "load_model_state", "load_run", "place", "run_device"]
+
+#: The named optimizer of each (base optimizer, rule): what a run builds where one fits.
+NAMED: dict[tuple[type[torch.optim.Optimizer], str | None], type[InSituOptimizer]] = {
+    (torch.optim.Adam, "eapu"): AdamEaPU,
+    (torch.optim.SGD, "eapu"): SGDEaPU,
+    (torch.optim.Adam, "exact"): AdamNoise,
+    (torch.optim.SGD, "exact"): SGDNoise,
+}
 
 # The hardware-aware noise draws from its own stream.
 _HWA_SEED_OFFSET = 0x5EED
@@ -119,17 +127,22 @@ def build(cfg: dict[str, Any], exp: Experiment) -> Built:
     elif method.rule is None:
         opt = base(model.parameters(), lr=cfg["lr"], **base_kw)
     else:
-        opt = InSituOptimizer(
-            model.parameters(),
-            base,
-            rule=method.rule,
-            sd_us=cfg["sd_us"],
-            rwg_per_us=cfg["rwg_per_us"],
+        # the named optimizers where one fits, so that a user's loop with AdamEaPU (or SGDEaPU,
+        # AdamNoise, SGDNoise) gives what the run gives
+        cls = NAMED.get((base, method.rule))
+        options: dict[str, Any] = dict(
+            # at device level the tile brings its device's SD(εcell) and its crossbar's Rwg
+            sd_us=cfg["sd_us"] if method.level == "weight" else None,
+            rwg_per_us=cfg["rwg_per_us"] if method.level == "weight" else None,
             threshold_us=cfg["threshold_us"],
             seed=cfg["seed"],
             lr=cfg["lr"],
             **base_kw,
         )
+        if cls is not None:
+            opt = cls(model.parameters(), **options)
+        else:
+            opt = InSituOptimizer(model.parameters(), base, rule=method.rule, **options)
     steps = cfg["steps"]
     sched: Any = None
     if cfg["schedule"] == "step":

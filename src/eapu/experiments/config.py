@@ -29,9 +29,11 @@ __all__ = [
     "FLAGS",
     "LATER_FIELDS",
     "OPTIMIZERS",
+    "RECORD_KEY",
     "SCHEDULES",
     "Flag",
     "RunConfig",
+    "default_rwg",
     "flag_of",
     "get_flag",
     "upgrade",
@@ -58,9 +60,44 @@ EVAL_SPLITS = ("test", "validation")
 LATER_FIELDS: dict[str, Any] = {"eval_split": "test", "fast_lr": None}
 
 
+#: The record of what produced a run, kept in ``config.json`` beside the config.
+RECORD_KEY = "record"
+
+
 def upgrade(written: dict[str, Any]) -> dict[str, Any]:
-    """A ``config.json`` / checkpoint config as the present `RunConfig` writes it."""
-    return {**LATER_FIELDS, **written}
+    """A ``config.json`` / checkpoint config as the present `RunConfig` writes it (without
+    its `RECORD_KEY`): fields added later get the value older runs had, and a device-level
+    in-situ run's ``sd_us``, which older eapu recorded as 2.0 without using it, is None."""
+    cfg = {**LATER_FIELDS, **{k: v for k, v in written.items() if k != RECORD_KEY}}
+    if _sd_unused(cfg.get("method", "")) and cfg.get("sd_us") == 2.0:
+        cfg["sd_us"] = None
+    return cfg
+
+
+def _sd_unused(method: str) -> bool:
+    """Whether ``method`` writes through a device whose SD(εcell) is its own (no sd_us)."""
+    try:
+        m = get_method(method)
+    except ValueError:
+        return False
+    return m.level == "device" and m.in_situ
+
+
+def default_rwg(device: str) -> tuple[float, str]:
+    """The Rwg a run on ``device`` takes when none is given, and why: the paper's 1/80 where
+    the window holds its range (2·80 µS with a reference column), else the smallest Rwg whose
+    range the window holds (the whole window)."""
+    from ..devices import get_device
+    from ..optim import WEIGHT_LEVEL_RWG_PER_US
+
+    dev = get_device(device)
+    need = 2 / WEIGHT_LEVEL_RWG_PER_US  # µS, reference column, w_max 1
+    if dev.span_us >= need * (1 - 1e-9):
+        return WEIGHT_LEVEL_RWG_PER_US, "the paper's 1/80"
+    return 2 / dev.span_us, (
+        f"the largest conductance range device {dev.name!r} holds ({dev.span_us:g} µS: "
+        f"1/80 needs {need:g} µS)"
+    )
 
 
 @dataclass(frozen=True)
@@ -75,8 +112,8 @@ class RunConfig:
     batch_size: int | None = None
     lr: float | None = None
     eval_every: int | None = None
-    sd_us: float = 2.0
-    rwg_per_us: float = 1 / 80
+    sd_us: float | None = None
+    rwg_per_us: float | None = None
     threshold_us: float | None = None
     model: str | None = None
     data: str | None = None
@@ -101,8 +138,14 @@ class RunConfig:
                 validate.integer(name, getattr(self, name), low=1)
         if self.lr is not None:
             validate.number("lr", self.lr, low=0, low_open=True)
-        validate.number("sd_us", self.sd_us, low=0)
-        validate.number("rwg_per_us", self.rwg_per_us, low=0, low_open=True)
+        validate.number("sd_us", self.sd_us, low=0, allow_none=True)
+        validate.number("rwg_per_us", self.rwg_per_us, low=0, low_open=True, allow_none=True)
+        if self.sd_us is not None and _sd_unused(self.method):
+            raise ValueError(
+                f"Invalid sd_us: {self.sd_us:g} with method {self.method!r}; at device level "
+                "SD(εcell) is the device's own (characterised, and reported with the run); "
+                "set the EaPU threshold with threshold_us (µS)"
+            )
         if self.threshold_us is not None:
             validate.number("threshold_us", self.threshold_us, low=0)
         for name in ("device", "model", "data", "data_dir", "anomaly_data", "init_from"):
@@ -163,7 +206,8 @@ class RunConfig:
             from ..tiles import operating_range
 
             # the operating range follows Rwg: refuse one the device cannot hold, up front
-            operating_range(get_device(self.device), "reference_column", self.rwg_per_us)
+            rwg = self.rwg_per_us if self.rwg_per_us is not None else default_rwg(self.device)[0]
+            operating_range(get_device(self.device), "reference_column", rwg)
 
     def resolved(self) -> dict[str, Any]:
         """The config with the task's defaults filled in (what ``config.json`` records)."""
@@ -174,6 +218,17 @@ class RunConfig:
                 d[k] = getattr(t, k)
         if d["optimizer"] is None:
             d["optimizer"] = get_method(self.method).optimizer or DEFAULT_OPTIMIZER
+        if d["sd_us"] is None and not _sd_unused(self.method):
+            from ..optim import WEIGHT_LEVEL_SD_US
+
+            d["sd_us"] = WEIGHT_LEVEL_SD_US
+        if d["rwg_per_us"] is None:
+            if get_method(self.method).level == "device":
+                d["rwg_per_us"] = default_rwg(self.device)[0]
+            else:
+                from ..optim import WEIGHT_LEVEL_RWG_PER_US
+
+                d["rwg_per_us"] = WEIGHT_LEVEL_RWG_PER_US
         return d
 
 
@@ -259,8 +314,6 @@ class Flag:
         """The help text with the true default."""
         if self.default is None:
             said = self.default_help() if self.default_help is not None else "none"
-        elif self.field == "rwg_per_us":
-            said = "1/80"
         else:
             said = str(self.default)
         return f"{self.help} (default: {said})"
@@ -284,8 +337,20 @@ FLAGS: tuple[Flag, ...] = (
         "evaluate every N mini-batches",
         default_help=lambda: _task_default("eval_every"),
     ),
-    Flag("sd_us", "SD of εcell in µS (weight-level methods)"),
-    Flag("rwg_per_us", "Rwg in µS⁻¹", flag="--rwg"),
+    Flag(
+        "sd_us",
+        "SD of εcell in µS (weight-level methods and hwa; a device-level method has its "
+        "device's own, characterised)",
+        default_help=lambda: "2.0",
+    ),
+    Flag(
+        "rwg_per_us",
+        "Rwg in µS⁻¹",
+        flag="--rwg",
+        default_help=lambda: (
+            "1/80, or on a device whose window cannot hold 1/80's range the smallest Rwg it holds"
+        ),
+    ),
     Flag(
         "threshold_us",
         "EaPU threshold in µS",

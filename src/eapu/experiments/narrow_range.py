@@ -96,7 +96,6 @@ def _run(
         sd_us=sd_us,
         g_min_us=_FLOOR_US,
         g_max_us=_FLOOR_US + 2 / rwg,  # the reference column's 2·Gmax above the floor
-        g_reset_us=_FLOOR_US,
     )
     path = run_dir.resolve() / "device.toml"  # config.json names it: absolute, for any cwd
     if path.exists() and path.read_text() != device_toml(device):
@@ -113,9 +112,8 @@ def _run(
         device=str(path),
         seed=seed,
         steps=steps,
-        sd_us=sd_us,
         rwg_per_us=rwg,
-        threshold_us=sd_us,
+        threshold_us=sd_us,  # the device's SD(εcell) is sd_us: its threshold, pinned
         eval_samples=eval_samples,
     )
     run(cfg, run_dir)

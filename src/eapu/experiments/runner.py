@@ -11,8 +11,11 @@ finished. A run whose directory holds a checkpoint of the same config resumes fr
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
+import platform
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,15 +25,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .. import __version__, fused
 from ..algorithms import TileAlgorithm
 from ..files import atomic_write, read_json, write_json
 from ..files import load_checkpoint as read_checkpoint
 from ..nn import crossbar_of
 from ..optim import InSituOptimizer
 from ..rundir import COMPLETION_MARKER, hold, is_finished
-from .accounting import accounting, energy_figures
+from .accounting import accounting, energy_metrics
 from .build import Built, build, load_model_state, place
-from .config import RunConfig, upgrade
+from .config import RECORD_KEY, RunConfig, upgrade
 from .experiment import Experiment, input_key
 from .registry import get_method, get_task
 
@@ -39,6 +43,7 @@ __all__ = [
     "local_step",
     "resume",
     "run",
+    "run_record",
     "save_checkpoint",
     "train",
     "write_history",
@@ -49,6 +54,56 @@ __all__ = [
 StepFn = Callable[[int, Tensor, Tensor, Tensor], float]
 #: ``progress(step, steps, row)`` after every step.
 Progress = Callable[[int, int, dict[str, float]], None]
+
+
+def run_record(built: Built) -> dict[str, Any]:
+    """What produced a run, for ``config.json``, ``metrics.json`` and the report: eapu's
+    version and commit, torch's and Python's versions, which weight-level step ran (the fused
+    CPU kernel and the unfused path draw other numbers for the same seed), and the EaPU
+    threshold of every analog parameter with where it came from."""
+    opt = built.optimizer
+    record: dict[str, Any] = {
+        "eapu_version": __version__,
+        "eapu_commit": _commit(),
+        "torch_version": str(torch.__version__),
+        "python_version": platform.python_version(),
+        "step_path": "fused" if fused.available() else "unfused",
+    }
+    if isinstance(opt, InSituOptimizer):
+        ths = opt.thresholds()
+        record["thresholds"] = ths
+        kinds = {(round(t["threshold_us"], 12), t["source"]) for t in ths}
+        if len(kinds) == 1:
+            ((th_us, source),) = kinds
+            record["threshold_us"], record["threshold_source"] = th_us, source
+            record["sd_us_used"] = ths[0]["sd_us"]
+    xb = built.crossbar
+    if xb is not None:
+        record["rwg_per_us"] = xb.rwg_per_us
+        record["device_sd_us"] = xb.sd_us
+    return record
+
+
+@functools.lru_cache(maxsize=1)
+def _commit() -> str | None:
+    """The git commit of eapu's source, when it runs from a git checkout."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=here,
+        capture_output=True,
+        text=True,
+        timeout=5,
+    )
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def local_step(exp: Experiment, built: Built) -> StepFn:
@@ -138,7 +193,7 @@ def train(
     start, history, wall = resume(ck_path, cfg, built)
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "config.json", cfg)
+        write_json(out / "config.json", {**cfg, RECORD_KEY: run_record(built)})
         if built.crossbar is not None:
             text = built.crossbar.placement.render() + "\n"
             atomic_write(out / "placement.txt", text.encode())
@@ -210,17 +265,13 @@ def train(
     load = int(final.get("load_pulses", final.get("pulses", 0)))
     acc = accounting(model, xb, exp.test_x[:1].to(exp.device), cfg, summary, load)
     write_json(out / "energy.json", acc)
-    for node in ("180nm", "16nm"):
-        fig = energy_figures(acc, node)
-        if "training" in fig:
-            final[f"train_energy_uj_{node}"] = fig["training"]["total"] * 1e6
-            final[f"update_energy_uj_{node}"] = (
-                fig["training"]["programming"] + fig["training"]["verify"]
-            ) * 1e6
-        if "inference" in fig:
-            final[f"infer_energy_nj_{node}"] = fig["inference"]["total"] * 1e9
+    final.update(energy_metrics(acc))
     if "endurance" in acc:
         final["max_writes_per_cell"] = acc["endurance"]["max_writes"]
+    record = run_record(built)
+    for key in ("threshold_us", "threshold_source", "sd_us_used", "device_sd_us", "step_path"):
+        if key in record:  # what the run used, beside what it was asked (config.json)
+            final[key] = record[key]
     final.update(
         {
             "task": cfg["task"],
@@ -253,6 +304,14 @@ def resume(
         return 0, [], 0.0
     ck = read_checkpoint(path)
     theirs, ours = upgrade(ck["config"]), json.loads(json.dumps(cfg))
+    then = ck.get(RECORD_KEY, {}).get("step_path")
+    now = run_record(built)["step_path"]
+    if then is not None and then != now:
+        raise ValueError(
+            f"{path} was trained on the {then} step and this eapu would go on with the {now} "
+            "one, which draws other numbers for the same seed; resume it where it started "
+            "(EAPU_FUSED=0 turns the fused step off), or use another --out"
+        )
     if theirs != ours:
         diff = ", ".join(
             f"{k} {theirs.get(k)!r}, not {ours.get(k)!r}"
@@ -294,6 +353,7 @@ def save_checkpoint(
             "hwa": built.hwa.state_dict() if built.hwa is not None else {},
             "history": history,
             "wall_s": wall,
+            RECORD_KEY: run_record(built),
         },
         buf,
     )

@@ -31,11 +31,13 @@ from .base import (
     materialize,
     tile_of,
 )
-from .insitu import InSituOptimizer
+from .insitu import WEIGHT_LEVEL_RWG_PER_US, WEIGHT_LEVEL_SD_US, InSituOptimizer
 from .named import AdamEaPU, AdamNoise, NamedInSitu, SGDEaPU, SGDNoise
 
 __all__ = [
     "CLOSURE_BASES",
+    "WEIGHT_LEVEL_RWG_PER_US",
+    "WEIGHT_LEVEL_SD_US",
     "AdamEaPU",
     "AdamNoise",
     "InSituBase",

@@ -17,15 +17,21 @@ from ..ledger import FIELDS
 from ..rules import RuleInfo, get_rule, max_abs, max_abs_each, to_dense
 from .base import InSituBase, tile_of
 
-__all__ = ["InSituOptimizer"]
+__all__ = ["WEIGHT_LEVEL_RWG_PER_US", "WEIGHT_LEVEL_SD_US", "InSituOptimizer"]
 
 _NOISE_SEED_OFFSET = 0x9E3779B9  # the write noise and the rule draw from different streams
 
 
+#: SD(εcell) of a weight-level write when none is given (µS): the paper's simulations.
+WEIGHT_LEVEL_SD_US = 2.0
+#: Rwg of a weight-level write when none is given (µS⁻¹): the paper's 1/80.
+WEIGHT_LEVEL_RWG_PER_US = 1 / 80
+
+
 def _validate_insitu(group: dict[str, Any]) -> None:
     get_rule(group["rule"])  # raises with the available names
-    validate.number("sd_us", group["sd_us"], low=0)
-    validate.number("rwg_per_us", group["rwg_per_us"], low=0, low_open=True)
+    validate.number("sd_us", group["sd_us"], low=0, allow_none=True)
+    validate.number("rwg_per_us", group["rwg_per_us"], low=0, low_open=True, allow_none=True)
     validate.number("threshold", group["threshold"], low=0, allow_none=True)
     validate.number("threshold_us", group["threshold_us"], low=0, allow_none=True)
     if group["threshold"] is not None and group["threshold_us"] is not None:
@@ -69,8 +75,11 @@ class InSituOptimizer(InSituBase):
             (it gets the closure) ...).
         rule: ``"eapu"`` (formula 4) or ``"exact"`` (plain BP, every update written), or any
             registered rule (`eapu.rules.list_rules`).
-        sd_us: SD of the write noise εcell in µS (weight level; a tile brings its own).
-        rwg_per_us: Rwg = Wmax / Gmax in µS⁻¹ (weight level; a tile brings its own).
+        sd_us: SD of the write noise εcell in µS at weight level (default 2.0). A parameter
+            on a tile has its device's SD(εcell) instead (characterised): giving ``sd_us``
+            for it is refused; set its threshold with ``threshold_us`` or ``threshold``.
+        rwg_per_us: Rwg = Wmax / Gmax in µS⁻¹ at weight level (default 1/80). A tile has its
+            crossbar's Rwg: a different one given for it is refused.
         threshold: ΔWth in weight units; default SD εcell · Rwg.
         threshold_us: ΔWth in µS (the reference code's ``clip_value``); ΔWth = this · Rwg.
         analog: predicate choosing the analog parameters; default ``p.dim() > 1``. A group's
@@ -90,8 +99,8 @@ class InSituOptimizer(InSituBase):
         base: type[Optimizer] = torch.optim.Adam,
         *,
         rule: str = "eapu",
-        sd_us: float = 2.0,
-        rwg_per_us: float = 1 / 80,
+        sd_us: float | None = None,
+        rwg_per_us: float | None = None,
         threshold: float | None = None,
         threshold_us: float | None = None,
         analog: Callable[[Tensor], bool] | None = None,
@@ -118,25 +127,93 @@ class InSituOptimizer(InSituBase):
     def _own_keys(self) -> tuple[str, ...]:
         return self._KEYS
 
-    def _check_group(self, group: dict[str, Any]) -> None:
-        _validate_insitu(group)
-
     def is_analog(self, p: Tensor, group: dict[str, Any]) -> bool:
         """Whether ``p`` is written through the rule (an analog parameter)."""
         if tile_of(p) is not None:
             return True
         return bool(group["analog"]) if group["analog"] is not None else self._analog_pred(p)
 
+    def write_model(self, p: Tensor, group: dict[str, Any]) -> tuple[float, float, str]:
+        """(SD(εcell) in µS, Rwg in µS⁻¹, where the SD comes from) of parameter ``p``.
+
+        At weight level the group's ``sd_us`` and ``rwg_per_us`` (default 2.0 and 1/80); on a
+        tile its device's characterised SD(εcell) and its crossbar's Rwg. An ``sd_us``, or an
+        Rwg other than the crossbar's, given for a parameter on a tile is refused (the
+        optimizer cannot change the device; its threshold is set with ``threshold_us``).
+        """
+        tile = tile_of(p)
+        sd, rwg = group["sd_us"], group["rwg_per_us"]
+        if tile is None:
+            sd = WEIGHT_LEVEL_SD_US if sd is None else float(sd)
+            rwg = WEIGHT_LEVEL_RWG_PER_US if rwg is None else float(rwg)
+            return sd, rwg, "sd_us (weight level)"
+        if rwg is not None and not math.isclose(float(rwg), tile.rwg_per_us, rel_tol=1e-9):
+            raise ValueError(
+                f"Invalid rwg_per_us: {rwg:g}; the weight of analog layer {tile.name!r} sits on "
+                f"a crossbar mapped at Rwg {tile.rwg_per_us:g} µS⁻¹ (its conductance range), "
+                "which an optimizer cannot change; leave rwg_per_us out at device level (or "
+                "convert with rwg_per_us=...)"
+            )
+        if sd is not None:
+            raise ValueError(
+                f"Invalid sd_us: {sd:g}; analog layer {tile.name!r} is on a device whose "
+                f"SD(εcell) is its own ({tile.sd_us:.3g} µS, characterised); at device level "
+                "set the EaPU threshold with threshold_us (µS) or threshold (weight units)"
+            )
+        return tile.sd_us, tile.rwg_per_us, "the device's SD(εcell), characterised"
+
     def threshold_for(self, p: Tensor, group: dict[str, Any]) -> float:
         """ΔWth in weight units for parameter ``p`` (derived from the device by default)."""
-        tile = tile_of(p)
-        rwg = tile.rwg_per_us if tile is not None else group["rwg_per_us"]
+        sd, rwg, _ = self.write_model(p, group)
         if group["threshold"] is not None:
             return float(group["threshold"])
         if group["threshold_us"] is not None:
             return float(group["threshold_us"]) * rwg
-        sd = tile.sd_us if tile is not None else group["sd_us"]
-        return float(sd) * rwg
+        return sd * rwg
+
+    def thresholds(self) -> list[dict[str, Any]]:
+        """The threshold each analog parameter is written with, and where it comes from:
+        ``name``, ``threshold`` (weight units), ``threshold_us`` (µS), ``sd_us``,
+        ``rwg_per_us``, ``source``."""
+        out = []
+        for i, (p, group) in enumerate(
+            (p, g) for g in self.param_groups for p in g["params"] if self.is_analog(p, g)
+        ):
+            sd, rwg, source = self.write_model(p, group)
+            th = self.threshold_for(p, group)
+            if group["threshold"] is not None:
+                source = "threshold"
+            elif group["threshold_us"] is not None:
+                source = "threshold_us"
+            tile = tile_of(p)
+            name = tile.name if tile is not None else f"param{i}:{tuple(p.shape)}"
+            out.append(
+                dict(
+                    name=name,
+                    threshold=th,
+                    threshold_us=th / rwg,
+                    sd_us=sd,
+                    rwg_per_us=rwg,
+                    source=source,
+                )
+            )
+        return out
+
+    def __repr__(self) -> str:
+        lines = [super().__repr__()]
+        seen: dict[tuple[float, str], list[str]] = {}
+        for t in self.thresholds():
+            seen.setdefault((t["threshold_us"], t["source"]), []).append(t["name"])
+        for (th_us, source), names in seen.items():
+            some = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+            lines.append(f"threshold {th_us:.4g} µS ({source}): {some}")
+        return "\n".join(lines)
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        _validate_insitu(group)
+        for p in group["params"]:  # an sd_us or Rwg a tile cannot follow is refused now
+            if tile_of(p) is not None:
+                self.write_model(p, group)
 
     # ------------------------------------------------------------- randomness
     def _generator(self, device: torch.device, *, noise: bool = False) -> torch.Generator:
@@ -202,7 +279,8 @@ class InSituOptimizer(InSituBase):
                     continue
                 th = self.threshold_for(p, g)
                 if th > 0 and fused.supports(self.base, g, p):
-                    sd_w = g["sd_us"] * g["rwg_per_us"]
+                    sd_us, rwg, _ = self.write_model(p, g)
+                    sd_w = sd_us * rwg
                     items.append(fused.FusedItem(g, p, th, sd_w, index[id(p)]))
         if not items or not fused.available():  # (a CUDA-only model never builds the kernel)
             return {}
@@ -307,7 +385,8 @@ class InSituOptimizer(InSituBase):
         # passes) and its write noise Rwg · N(0, SD εcell); the others keep their old value.
         target = new if vals is None else old
         flat = target.view(-1) if p.is_contiguous() else target.contiguous().view(-1)
-        sd_w = group["sd_us"] * group["rwg_per_us"]
+        sd_us, rwg, _ = self.write_model(p, group)
+        sd_w = sd_us * rwg
         n = flat.numel() if idx is None else idx.numel()
         if vals is not None or sd_w > 0:
             # Noisy BP writes every cell: then no gathering (cells ascending: idx = arange).

@@ -47,11 +47,14 @@ class NamedInSitu(InSituOptimizer):
     Args:
         params: parameters or parameter groups (any in-situ option may be set per group).
         lr: the base optimizer's learning rate (default 1e-3).
-        sd_us: SD of εcell in µS at weight level (default 2.0; a tile brings its own).
-        rwg_per_us: Rwg = Wmax / Gmax in µS⁻¹ (default 1/80, the paper's).
+        sd_us: SD of εcell in µS at weight level (default 2.0). A weight on a tile has its
+            device's characterised SD(εcell); an ``sd_us`` given for it is refused.
+        rwg_per_us: Rwg = Wmax / Gmax in µS⁻¹ at weight level (default 1/80, the paper's);
+            a tile has its crossbar's.
         threshold: ΔWth in weight units (default: SD(εcell)·Rwg). The exact rule of the
             noisy-BP baselines writes every update whatever the threshold.
-        threshold_us: ΔWth in µS, ΔWth = threshold_us·Rwg (default None).
+        threshold_us: ΔWth in µS, ΔWth = threshold_us·Rwg (default None): how a device-level
+            threshold is set.
         analog: predicate choosing the analog parameters (default ``p.dim() > 1``).
         seed: seeds the rule and the write noise (default None: drawn from torch's global
             generator, so ``torch.manual_seed`` governs).
@@ -67,8 +70,8 @@ class NamedInSitu(InSituOptimizer):
         params: Iterable[Tensor] | Iterable[dict[str, Any]],
         lr: float = 1e-3,
         *,
-        sd_us: float = 2.0,
-        rwg_per_us: float = 1 / 80,
+        sd_us: float | None = None,
+        rwg_per_us: float | None = None,
         threshold: float | None = None,
         threshold_us: float | None = None,
         analog: Callable[[Tensor], bool] | None = None,
