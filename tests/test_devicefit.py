@@ -4,6 +4,7 @@ the published CSV form is read, and bad files say where they are bad."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from eapu.devices.fit import (
     fit_device,
     read_pulse_trains,
     simulate_pulse_trains,
+    write_pulse_trains,
 )
 from eapu.programming import characterize
 
@@ -116,8 +118,10 @@ def test_published_form_with_polarity_column_and_siemens(tmp_path: Path) -> None
 
 
 BAD = [
-    ("ramp1,ramp2\n1.0,2.0\n1.5\n", "row 3", None, "ragged row"),
-    ("ramp1,ramp2\n1.0,2.0\n1.5,nan\n", "row 3", "column 2 ('ramp2')", "conductance is nan"),
+    ("ramp1,ramp2\n1.0,2.0\n1.5\n", "", "column 2 ('ramp2')", "1 value(s); a ramp needs"),
+    ("ramp1,ramp2\n1.0,2.0\n1.5,nan\n", "", "column 2 ('ramp2')", "1 value(s); a ramp needs"),
+    ("a,b\n1.0,2.0\n1.5,\n2.0,3.0\n", "row 3", "column 2 ('b')", "an empty cell inside"),
+    ("a,b,c\n1.0,2.0\n1.5,2.5,3,4\n", "row 3", None, "4 fields, the header has 3"),
     ("ramp1,ramp2\n1.0,2.0\n-1.5,2.5\n", "row 3", "column 1 ('ramp1')", "negative conductance"),
     ("ramp1,ramp2\n1.0,2.0\n1.5,abc\n", "row 3", "column 2 ('ramp2')", "is not a number"),
     ("a,b\n10,20\n20,40\n30,35\n", "row 4", "column 2 ('b')", "non-monotone SET ramp"),
@@ -167,7 +171,7 @@ def test_cli_fit_then_device_path_everywhere(tmp_path: Path) -> None:
 
 def test_cli_bad_file_is_one_message_and_exit_2(tmp_path: Path) -> None:
     bad = tmp_path / "SET.csv"
-    bad.write_text("a,b\n1,2\n2\n")
+    bad.write_text("a,b\n1,2\n2,\n3,4\n")
     good = tmp_path / "RESET.csv"
     good.write_text("a,b\n9,9\n8,8\n")
     r = CliRunner().invoke(
@@ -175,7 +179,8 @@ def test_cli_bad_file_is_one_message_and_exit_2(tmp_path: Path) -> None:
         ["device", "fit", str(bad), str(good), "--units", "uS", "--out", str(tmp_path / "x.toml")],
     )
     assert r.exit_code == 2
-    assert "SET.csv: row 3: ragged row" in r.output and "Traceback" not in r.output
+    assert "SET.csv: row 3, column 2 ('b'): an empty cell inside" in r.output
+    assert "Traceback" not in r.output
     assert r.exception is None or isinstance(r.exception, SystemExit)
 
 
@@ -214,3 +219,53 @@ def test_device_report_end_to_end(tmp_path: Path) -> None:
     assert json.loads((out / "compare" / "eapu+mp" / "config.json").read_text())["device"] == str(
         out / "device.toml"
     )
+
+
+def test_ramps_of_different_lengths_are_read_and_fitted_like_the_ramps_they_hold(
+    tmp_path: Path,
+) -> None:
+    """The common published form: ramps of unequal length, trailing cells empty or nan. The
+    fit uses each ramp's pulses and no more: cutting the long ramps to the short ones' length
+    by hand gives the same tables."""
+    dev = get_device("taox_1t1r")
+    gen = torch.Generator().manual_seed(0)
+    sets = simulate_pulse_trains(dev, np.full(6, 10.0), np.ones(61, dtype=np.int64), generator=gen)
+    resets = simulate_pulse_trains(
+        dev, np.full(6, 150.0), -np.ones(61, dtype=np.int64), generator=gen
+    )
+    ragged = sets.g_us.copy()
+    ragged[41:, 3:] = np.nan  # ramps 4-6 stop after 40 pulses
+    path = tmp_path / "SET.csv"
+    lines = ["Pulse #,r1,r2,r3,r4,r5,r6"]  # an index column under a name of its own
+    for k, row in enumerate(ragged):
+        cells = ["" if math.isnan(v) else f"{v:.8g}" for v in row]
+        while cells and cells[-1] == "":  # trailing cells left out, not even commas
+            cells.pop()
+        lines.append(",".join([str(k), *cells]))
+    path.write_text("\n".join(lines) + "\n")
+    read = read_pulse_trains(path, units="uS", polarity="set")
+    assert read.columns == ("r1", "r2", "r3", "r4", "r5", "r6")
+    assert int(np.isfinite(read.g_us).sum()) == 3 * 61 + 3 * 41
+    reset_path = tmp_path / "RESET.csv"
+    write_pulse_trains(reset_path, resets)
+    fit = fit_device([read, read_pulse_trains(reset_path, units="uS", polarity="reset")], name="c")
+    x, d, _ = read.steps(1)
+    assert x.size == 3 * 60 + 3 * 40 and np.isfinite(d).all()
+    assert fit.device.set_step_us[0] > fit.device.set_step_us[-1] > 0  # the soft bound, fitted
+    assert 0.3 < fit.stats["ramp_end_sd_ratio"] < 3.0  # whole ramps reproduced, roughly
+
+
+def test_siemens_read_as_millisiemens_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "SET.csv"
+    path.write_text("a,b\n1.6e-4,1.7e-4\n2.0e-4,2.2e-4\n2.5e-4,2.6e-4\n")  # siemens
+    with pytest.raises(PulseDataError, match="look like siemens: pass units S"):
+        read_pulse_trains(path, units="mS", polarity="set")
+    assert read_pulse_trains(path, units="S", polarity="set").g_us.max() == pytest.approx(260)
+
+
+def test_a_window_narrower_than_the_tolerance_is_refused() -> None:
+    g = np.array([[0.10, 0.11], [0.15, 0.17], [0.20, 0.21]])
+    sets = PulseTrains(g, np.ones(3, dtype=np.int64), "s", ("a", "b"))
+    resets = PulseTrains(g[::-1].copy(), -np.ones(3, dtype=np.int64), "r", ("a", "b"))
+    with pytest.raises(ValueError, match="Invalid tolerance_us: 1 µS for a measured window"):
+        fit_device([sets, resets], name="tiny")

@@ -31,6 +31,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ __all__ = [
     "PulseTrains",
     "fit_device",
     "fit_figure",
+    "ramp_check",
     "read_pulse_trains",
     "simulate_pulse_trains",
     "write_example_trains",
@@ -63,8 +65,24 @@ UNITS = {"S": 1e6, "mS": 1e3, "uS": 1.0, "µS": 1.0}
 _MAX_SIEMENS = 1e-2
 #: Below this a whole file in µS is implausible (10 pS at most): the file is in siemens.
 _MIN_MAX_MICROSIEMENS = 1e-2
+#: Below this (µS) a whole file in mS is implausible: siemens read as mS (1000× too small).
+_MIN_MAX_MILLI_AS_US = 1.0
 
-_INDEX_COLUMNS = ("pulse", "pulses", "pulse_number", "index", "n", "#")
+#: Names of a leading pulse-index column, compared without case, spaces or punctuation
+#: (``Pulse #``, ``pulse_no``, ``Index`` ...).
+_INDEX_COLUMNS = (
+    "pulse",
+    "pulses",
+    "pulsenumber",
+    "pulseno",
+    "pulseindex",
+    "index",
+    "n",
+    "no",
+    "number",
+    "step",
+    "",
+)
 _POLARITY = {"set": 1, "+1": 1, "1": 1, "reset": -1, "-1": -1}
 
 
@@ -103,12 +121,18 @@ class PulseTrains:
 
     def steps(self, polarity: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(G before, signed ΔG times ``polarity``, ramp index) of every pulse of
-        ``polarity``, flattened."""
+        ``polarity``, flattened (a ramp that ended early contributes its pulses only)."""
         k = np.nonzero(self.polarity[1:] == polarity)[0] + 1
         before = self.g_us[k - 1]
         delta = (self.g_us[k] - before) * polarity
         ramp = np.broadcast_to(np.arange(self.ramps), before.shape)
-        return before.reshape(-1), delta.reshape(-1), ramp.reshape(-1)
+        ok = np.isfinite(before) & np.isfinite(delta)
+        return before[ok], delta[ok], ramp[ok]
+
+    def last(self) -> np.ndarray:
+        """Each ramp's last measured conductance (µS)."""
+        n = np.isfinite(self.g_us).sum(0) - 1
+        return self.g_us[n, np.arange(self.ramps)]
 
 
 def _number(text: str) -> float | None:
@@ -135,9 +159,13 @@ def read_pulse_trains(
         max_reverse: a ramp may step against its polarity (noise) by at most this fraction
             of its net change in one pulse; more is a non-monotone ramp.
 
+    Ramps may be of different lengths: a ramp that ends early leaves its later cells empty
+    (or ``nan``), the common published form; a gap inside a ramp is refused.
+
     Raises:
-        PulseDataError: ragged rows, a non-number, a negative or NaN conductance, values
-            implausible in ``units``, or a non-monotone ramp, naming file, row and column.
+        PulseDataError: a row longer than the header, a non-number, a negative conductance, a
+            gap in a ramp, values implausible in ``units``, or a non-monotone ramp, naming
+            file, row and column.
     """
     name = str(path)
     validate.choice("units", units, UNITS)
@@ -158,10 +186,11 @@ def read_pulse_trains(
         rows = rows[1:]
     width = len(header)
     for line, r in rows:
-        if len(r) != width:
+        if len(r) > width:
             raise PulseDataError(
-                name, line, None, f"ragged row: {len(r)} fields, the header has {width} columns"
+                name, line, None, f"{len(r)} fields, the header has {width} columns"
             )
+        r.extend([""] * (width - len(r)))  # a ramp that ended early: its cells are empty
     lower = [h.lower() for h in header]
     pol_col = lower.index("polarity") if "polarity" in lower else None
     if polarity is None and pol_col is None:
@@ -169,7 +198,8 @@ def read_pulse_trains(
             name, None, None, "no 'polarity' column: give the polarity of the whole file"
         )
     skip = {pol_col} if pol_col is not None else set()
-    if lower and lower[0] in _INDEX_COLUMNS:
+    has_header = header != [f"{j + 1}" for j in range(width)]
+    if has_header and re.sub(r"[^a-z]", "", lower[0]) in _INDEX_COLUMNS:
         skip.add(0)
     cols = [j for j in range(width) if j not in skip]
     if not cols:
@@ -193,15 +223,34 @@ def read_pulse_trains(
         else:
             pol[i] = 1 if polarity == "set" else -1
         for c, j in enumerate(cols):
-            v = _number(r[j].strip())
+            cell = r[j].strip()
+            v = math.nan if cell == "" else _number(cell)
             if v is None:
-                raise PulseDataError(name, line, col_name(j), f"{r[j]!r} is not a number")
-            if math.isnan(v) or math.isinf(v):
+                raise PulseDataError(
+                    name, line, col_name(j), f"{r[j]!r} is not a number{_index_hint(j, header)}"
+                )
+            if math.isinf(v):
                 raise PulseDataError(name, line, col_name(j), f"conductance is {v}")
             if v < 0:
                 raise PulseDataError(name, line, col_name(j), f"negative conductance {v:g}")
             values[i, c] = v
     lines = tuple(line for line, _ in rows)
+    for c, j in enumerate(cols):
+        have = np.isfinite(values[:, c])
+        n = int(have.sum())
+        if n < 2:
+            raise PulseDataError(name, None, col_name(j), f"{n} value(s); a ramp needs at least 2")
+        if not have[0] or not have[:n].all():
+            gap = int(np.argmin(have[:n])) if have[0] else 0
+            raise PulseDataError(
+                name,
+                lines[gap],
+                col_name(j),
+                "an empty cell inside the ramp (a ramp may end early, with empty cells after "
+                "its last value, but not skip a row)",
+            )
+    values = np.where(np.isfinite(values), values, np.nan)
+    peak = float(np.nanmax(values))
     if units == "S" and (values > _MAX_SIEMENS).any():
         i, c = (int(v) for v in np.argwhere(values > _MAX_SIEMENS)[0])
         raise PulseDataError(
@@ -211,8 +260,18 @@ def read_pulse_trains(
             f"{values[i, c]:g} S is implausible for one cell (> {_MAX_SIEMENS:g} S); "
             "the values look like µS: pass units uS",
         )
-    if units in ("uS", "µS") and values.max() < _MIN_MAX_MICROSIEMENS:
-        i, c = (int(v) for v in np.unravel_index(np.argmax(values), values.shape))
+    if units == "mS" and peak * UNITS["mS"] < _MIN_MAX_MILLI_AS_US:
+        i, c = (int(v) for v in np.unravel_index(np.nanargmax(values), values.shape))
+        raise PulseDataError(
+            name,
+            lines[i],
+            col_name(cols[c]),
+            f"the largest value is {values[i, c]:g} mS = {peak * UNITS['mS']:g} µS "
+            f"(< {_MIN_MAX_MILLI_AS_US:g} µS for the whole window); the values look like "
+            "siemens: pass units S",
+        )
+    if units in ("uS", "µS") and peak < _MIN_MAX_MICROSIEMENS:
+        i, c = (int(v) for v in np.unravel_index(np.nanargmax(values), values.shape))
         raise PulseDataError(
             name,
             lines[i],
@@ -224,6 +283,16 @@ def read_pulse_trains(
     pol[0] = pol[1]
     _check_monotone(g, pol, name, lines, [col_name(j) for j in cols], max_reverse)
     return PulseTrains(g, pol, name, tuple(header[j] for j in cols), lines)
+
+
+def _index_hint(j: int, header: list[str]) -> str:
+    """A hint when the first column is a pulse index under a name not recognised as one."""
+    if j == 0 and header[0] != "1":
+        return (
+            f" (column 1, {header[0]!r}, looks like a pulse index: name it 'pulse' or "
+            "'index', or drop it)"
+        )
+    return ""
 
 
 def _check_monotone(
@@ -242,28 +311,31 @@ def _check_monotone(
         while end + 1 < len(pol) and pol[end + 1] == pol[k]:
             end += 1
         p = int(pol[k])
-        seg = g[k - 1 : end + 1] * p  # rising for either polarity
-        net = seg[-1] - seg[0]
         word = "SET" if p > 0 else "RESET"
         for c in range(g.shape[1]):
-            if net[c] <= 0:
+            seg_c = g[k - 1 : end + 1, c] * p  # rising for either polarity
+            seg_c = seg_c[np.isfinite(seg_c)]  # a ramp that ended early: the rows it has
+            if seg_c.size < 2:
+                continue
+            net_c = seg_c[-1] - seg_c[0]
+            if net_c <= 0:
                 raise PulseDataError(
                     name,
                     lines[end],
                     cols[c],
                     f"the {word} ramp of rows {lines[k - 1]}-{lines[end]} "
-                    f"{'falls' if p > 0 else 'rises'} overall by {abs(net[c]):.4g} µS "
+                    f"{'falls' if p > 0 else 'rises'} overall by {abs(net_c):.4g} µS "
                     f"(a {word} ramp must {'rise' if p > 0 else 'fall'}; wrong polarity?)",
                 )
-            back = -np.diff(seg[:, c])
+            back = -np.diff(seg_c)
             worst = int(np.argmax(back))
-            if back[worst] > max_reverse * net[c]:
+            if back[worst] > max_reverse * net_c:
                 raise PulseDataError(
                     name,
                     lines[k + worst],
                     cols[c],
                     f"non-monotone {word} ramp: one pulse moves it back by {back[worst]:.4g} µS, "
-                    f"more than {max_reverse:g} of its net change {net[c]:.4g} µS",
+                    f"more than {max_reverse:g} of its net change {net_c:.4g} µS",
                 )
         k = end + 1
 
@@ -366,6 +438,7 @@ def fit_device(
     relaxation_sd_us: float = 0.0,
     read_noise_sd_us: float = 0.0,
     tolerance_us: float = 1.0,
+    seed: int = 0,
     **device_fields: Any,
 ) -> DeviceFit:
     """Fit a `MeasuredDevice` to pulse trains holding both SET and RESET pulses.
@@ -378,6 +451,7 @@ def fit_device(
             trains, measure it by programming and re-reading.
         read_noise_sd_us: SD of one read (µS); also removed from the fitted c2c spread.
         tolerance_us: the verify tolerance of write-verify and memorial programming (µS).
+        seed: seeds the simulated ramps that check the fit (`ramp_check`).
         **device_fields: any other `Device` field (e.g. ``gate_levels``, ``stuck_off_fraction``).
     """
     if not trains:
@@ -385,6 +459,15 @@ def fit_device(
     validate.integer("bins", bins, low=2)
     validate.number("relaxation_sd_us", relaxation_sd_us, low=0)
     validate.number("read_noise_sd_us", read_noise_sd_us, low=0)
+    lo = min(float(np.nanmin(t.g_us)) for t in trains)
+    hi = max(float(np.nanmax(t.g_us)) for t in trains)
+    if hi - lo < 4 * tolerance_us:
+        raise ValueError(
+            f"Invalid tolerance_us: {tolerance_us:g} µS for a measured window of {hi - lo:.3g} µS "
+            f"({lo:.3g}-{hi:.3g} µS): a write would find most targets already within tolerance "
+            "and never pulse. Check the units (data in siemens read as mS is 1000x too small) "
+            "or give a tolerance well below the window"
+        )
     sides = {}
     for p, word in ((1, "set"), (-1, "reset")):
         if not any((t.polarity[1:] == p).any() for t in trains):
@@ -393,8 +476,6 @@ def fit_device(
                 "a device needs both SET and RESET pulse trains"
             )
         sides[word] = _fit_side(trains, p, bins, float(read_noise_sd_us))
-    lo = min(float(t.g_us.min()) for t in trains)
-    hi = max(float(t.g_us.max()) for t in trains)
     dtod = math.sqrt((sides["set"]["dtod_var"] + sides["reset"]["dtod_var"]) / 2)
     fields: dict[str, Any] = {
         "name": name,
@@ -419,7 +500,39 @@ def fit_device(
         stats[f"{word}_g_range_us"] = list(s["g_range_us"])
     stats["relaxation_sd_us"] = "given (not in pulse trains)"
     stats["read_noise_sd_us"] = "given (removed from the c2c spread)"
+    stats.update(ramp_check(trains, device, seed=seed))
     return DeviceFit(device, stats)
+
+
+def ramp_check(trains: list[PulseTrains], device: Device, *, seed: int = 0) -> dict[str, Any]:
+    """How well ``device`` reproduces whole ramps, not only single pulses: the same pulses
+    from the same starting states (`simulate_pulse_trains`), then the SD over ramps of the
+    last conductance, measured and simulated, their ratio, and the fraction of ramps that
+    end at the window's edge. A step that depends on G alone (a lookup table of mean steps,
+    as every such model has) cannot carry a ramp-to-ramp memory, so its ramps may end
+    spread far wider (or narrower) than measured: a ratio far from 1 says so."""
+    gen = torch.Generator().manual_seed(seed)
+    measured, simulated = [], []
+    for t in trains:
+        sim = simulate_pulse_trains(device, t.g_us[0], t.polarity, generator=gen)
+        g = np.where(np.isfinite(t.g_us), sim.g_us, np.nan)
+        measured.append(t.last())
+        simulated.append(PulseTrains(g, t.polarity, sim.source, t.columns).last())
+    m, sim_last = np.concatenate(measured), np.concatenate(simulated)
+    edge = 1e-3 * device.span_us
+
+    def at_edge(x: np.ndarray) -> float:
+        return float(((x <= device.g_min_us + edge) | (x >= device.g_max_us - edge)).mean())
+
+    sd_m = float(m.std(ddof=1)) if m.size > 1 else 0.0
+    sd_s = float(sim_last.std(ddof=1)) if sim_last.size > 1 else 0.0
+    return {
+        "ramp_end_sd_us_measured": sd_m,
+        "ramp_end_sd_us_simulated": sd_s,
+        "ramp_end_sd_ratio": sd_s / sd_m if sd_m > 0 else math.inf if sd_s > 0 else 1.0,
+        "ramp_end_at_edge_measured": at_edge(m),
+        "ramp_end_at_edge_simulated": at_edge(sim_last),
+    }
 
 
 # --------------------------------------------------------------------------------------

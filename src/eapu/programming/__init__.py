@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from .characterize import Characterization, characterize
 from .core import (
+    MIN_BUDGET,
     SCHEMES,
     CellState,
     ProgramResult,
     SchemeInfo,
     check_budget,
     check_tolerance,
+    default_budget,
     finish_write,
+    full_swing_pulses,
     get_scheme,
     list_schemes,
     prepare_write,
@@ -33,6 +36,7 @@ from .schemes import (
 )
 
 __all__ = [
+    "MIN_BUDGET",
     "RESET_RAMP_STEP_SCALE",
     "SCHEMES",
     "CellState",
@@ -42,7 +46,9 @@ __all__ = [
     "characterize",
     "check_budget",
     "check_tolerance",
+    "default_budget",
     "finish_write",
+    "full_swing_pulses",
     "gaussian",
     "get_scheme",
     "list_schemes",

@@ -3,6 +3,7 @@ EaPU threshold at device level)."""
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,7 +12,7 @@ import torch
 
 from .. import validate
 from ..devices import Device, read, stuck_values
-from .core import CellState, get_scheme
+from .core import CellState, default_budget, get_scheme
 
 __all__ = ["Characterization", "characterize"]
 
@@ -40,6 +41,11 @@ class Characterization:
     """Fraction of free cells the scheme reported as failed."""
     stuck_fraction: float = field(default=0.0)
     """Fraction of cells that were stuck (excluded from the statistics above)."""
+    max_pulses: int | None = None
+    """The scheme's pulse budget per write (None: the scheme has none)."""
+    budget_limited: float = 0.0
+    """Fraction of free cells that failed having spent the whole budget: where this is not
+    small, SD(εcell) measures the budget, not the device (raise ``max_pulses``)."""
 
 
 def characterize(
@@ -83,6 +89,7 @@ def characterize(
     state = CellState(g_us=g0, gate=torch.full((n_cells,), -1, dtype=torch.int32))
     mask = torch.ones(n_cells, dtype=torch.bool)
     res = info.fn(state, target, mask, device, params, generator=gen, **options)
+    budget = _budget(info.fn, device, options)
     g_read = read(res.state.g_us, device, generator=gen)
     free = params.free
     err = (g_read - target)[free]
@@ -106,4 +113,20 @@ def characterize(
         reads_per_write=float(res.reads[free].double().mean()) if n_free else math.nan,
         fail_rate=float(res.failed[free].double().mean()) if n_free else math.nan,
         stuck_fraction=1.0 - n_free / n_cells,
+        max_pulses=budget,
+        budget_limited=(
+            float((res.failed & (res.pulses >= budget - 1))[free].double().mean())
+            if budget is not None and n_free
+            else 0.0
+        ),
     )
+
+
+def _budget(fn: Any, device: Device, options: dict[str, Any]) -> int | None:
+    """The pulse budget ``fn`` ran with: the option, else its default (None: the device's)."""
+    if "max_pulses" in options:
+        return int(options["max_pulses"])
+    param = inspect.signature(fn).parameters.get("max_pulses")
+    if param is None:
+        return None
+    return default_budget(device) if param.default is None else int(param.default)

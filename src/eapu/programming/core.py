@@ -4,6 +4,8 @@ checks, and the registry of schemes (`SCHEMES`, `register_scheme`, `get_scheme`)
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,13 +18,16 @@ from ..devices import CellParams, Device, initial_conductance, relax
 from ..registry import Registry
 
 __all__ = [
+    "MIN_BUDGET",
     "SCHEMES",
     "CellState",
     "ProgramResult",
     "SchemeInfo",
     "check_budget",
     "check_tolerance",
+    "default_budget",
     "finish_write",
+    "full_swing_pulses",
     "get_scheme",
     "list_schemes",
     "prepare_write",
@@ -123,9 +128,56 @@ def check_tolerance(tolerance_us: float | None, device: Device) -> float:
     return validate.number("tolerance_us", tol, low=0, low_open=True)
 
 
-def check_budget(max_pulses: int) -> int:
-    """A pulse budget option: an int >= 0 (`ValueError` otherwise)."""
+def check_budget(max_pulses: int | None, device: Device | None = None) -> int:
+    """A pulse budget option: an int >= 0 (`ValueError` otherwise); None, with ``device``,
+    its `default_budget`."""
+    if max_pulses is None and device is not None:
+        return default_budget(device)
     return validate.integer("max_pulses", max_pulses, low=0)
+
+
+@functools.lru_cache(maxsize=64)
+def full_swing_pulses(device: Device) -> int:
+    """Identical pulses a nominal cell (no spread, no noise) takes to cross 98 % of the window,
+    in its slower direction (SET from g_min, or RESET from g_max): what write-verify from an
+    arbitrary state to an arbitrary target needs at most."""
+    one = torch.ones(1, dtype=torch.float64)
+    cell = CellParams(
+        step_up_scale=one,
+        step_down_scale=one,
+        gate_v_th_v=one * device.gate_v_th_v,
+        gate_gain=one,
+        stuck=torch.zeros(1, dtype=torch.int8),
+    )
+    zero = torch.zeros(1, dtype=torch.float64)
+    worst = 0
+    for pol, start, stop in ((1.0, 0.0, 0.99), (-1.0, 1.0, 0.01)):
+        g = float(device.g_min_us + start * device.span_us)
+        end = device.g_min_us + stop * device.span_us
+        n = 0
+        while (g < end if pol > 0 else g > end) and n < _SWING_CAP:
+            step = float(
+                device.pulse_step_us(torch.tensor([g], dtype=torch.float64), one * pol, cell, zero)
+            )
+            if step == 0.0:  # the cell halts short of the far end: its swing is what it has
+                break
+            g = min(max(g + step, device.g_min_us), device.g_max_us)
+            n += 1
+        worst = max(worst, n)
+    return worst
+
+
+#: No device's default budget exceeds this many pulses per write.
+_SWING_CAP = 20_000
+#: The smallest default budget (the paper's controllers: tens of pulses per update).
+MIN_BUDGET = 100
+
+
+def default_budget(device: Device) -> int:
+    """The pulse budget of a write-verify write when none is given: 1.2 full swings of the
+    device (`full_swing_pulses`), and at least `MIN_BUDGET` (100 on the paper's cell, whose
+    swing is 83 pulses; a fitted device whose ramps take 170 pulses gets 204)."""
+    return max(MIN_BUDGET, math.ceil(1.2 * full_swing_pulses(device)))
 
 
 def zero_counts(like: Tensor) -> Tensor:

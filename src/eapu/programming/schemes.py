@@ -241,7 +241,7 @@ def write_verify(
     *,
     generator: torch.Generator,
     tolerance_us: float | None = None,
-    max_pulses: int = 100,
+    max_pulses: int | None = None,
 ) -> ProgramResult:
     """Write-verify with identical pulses: read, pulse towards the target, read; repeat
     while outside ``target ± tol`` and within ``max_pulses``; then relax.
@@ -256,11 +256,12 @@ def write_verify(
 
     Args:
         tolerance_us: verify tolerance (µS); default ``device.program_tolerance_us``.
-        max_pulses: pulse budget per cell (>= 0).
+        max_pulses: pulse budget per cell (>= 0); default the device's `default_budget`
+            (1.2 full swings, at least 100).
     """
     target = prepare_write(state, target_us, mask, device, params)
     tol = check_tolerance(tolerance_us, device)
-    budget = check_budget(max_pulses)
+    budget = check_budget(max_pulses, device)
     g = state.g_us
     pulses, reads = zero_counts(mask), zero_counts(mask)
     active = mask & (target != g)
