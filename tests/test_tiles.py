@@ -224,12 +224,18 @@ def test_bad_convert_options_raise() -> None:
         convert(nn.Sequential(nn.ReLU()))
 
 
-def test_tile_refuses_non_finite_updates_and_wrong_shapes() -> None:
+def test_tile_never_writes_non_finite_updates_and_refuses_wrong_shapes() -> None:
     m = autoencoder()
     xb = convert(m, device="taox_1t1r")
     t = xb.tiles[0]
-    with pytest.raises(ValueError, match="NaN or Inf"):
-        t.program(torch.full(t.shape, float("nan")))
+    g = t.conductances().clone()
+    dwn = torch.full(t.shape, 0.05)
+    dwn.view(-1)[:3] = torch.tensor([float("nan"), float("inf"), -float("inf")])
+    row = t.program(dwn)
+    t.weight()  # the write is done: its row is filled
+    assert int(row[FIELDS.index("skipped")]) == 3
+    assert torch.equal(t.conductances().view(-1)[:3], g.view(-1)[:3])  # those cells untouched
+    assert int(row[FIELDS.index("written")]) > 0
     with pytest.raises(ValueError, match=r"dwn has shape \(2,\)"):
         t.program(torch.zeros(2))
 

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from . import validate
 from .registry import Registry
+from .runtime import sync_free
 
 __all__ = [
     "RULES",
@@ -127,11 +128,19 @@ def eapu_sparse(
 def eapu(dw: Tensor, *, threshold: float, generator: torch.Generator | None = None) -> Tensor:
     """`eapu_sparse` as a dense tensor shaped like ``dw``: 0 where nothing is written.
 
-    A threshold of 0 returns ``dw`` itself.
+    A threshold of 0 returns ``dw`` itself. On the sync-free path (`eapu.runtime`) it draws
+    one uniform per cell instead of the candidates' gaps.
     """
     validate.number("threshold", threshold, low=0)
     if threshold == 0:
         return dw
+    if sync_free(dw):
+        # The GPU's form: one uniform per cell, fixed shapes (the candidates of the sparse
+        # form have a data-dependent count). The same distribution, other numbers.
+        a = dw.abs()
+        u = torch.rand(dw.shape, generator=generator, device=dw.device, dtype=dw.dtype)
+        lifted = torch.where(u * threshold < a, torch.sign(dw) * threshold, 0.0)
+        return torch.where(a >= threshold, dw, lifted)
     idx, vals = eapu_sparse(dw, threshold=threshold, generator=generator)
     return to_dense(idx, vals, dw)
 

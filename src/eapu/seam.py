@@ -10,8 +10,8 @@ result.
 
 A ledger row (`eapu.ledger.FIELDS`) is an int64 tensor on the tile's device: written cells,
 pulses, verify reads, failed cells, skipped cells, array rows written. It may be filled in
-lazily (a simulator batches the writes of one optimizer step): read it after the next
-`AnalogTile.weight`.
+lazily (a simulator batches the writes of one optimizer step): read it after
+`AnalogTile.flush` (any read of the cells flushes too).
 """
 
 from __future__ import annotations
@@ -85,6 +85,11 @@ class AnalogTile(Protocol):
 
     def program(self, dwn: Tensor, *, scheme: str | None = None) -> Tensor:
         """Write ΔWn (weight units; 0: the cell is not written); the ledger row."""
+        ...
+
+    def flush(self) -> None:
+        """Finish the writes waiting on this tile's hardware (a simulator batches the writes
+        of one step); the rows `program` returned are final after it."""
         ...
 
     def load(self, weight: Tensor) -> Tensor:

@@ -14,6 +14,7 @@ from torch.optim import Optimizer
 from ..ledger import FIELDS
 from ..optim import InSituBase, default_seed
 from ..registry import Registry
+from ..runtime import sync_free
 from ..seam import AnalogTile
 from ..tiles import matrix_shape
 
@@ -34,12 +35,19 @@ __all__ = [
 _S = FIELDS.index("skipped")
 
 
-def program_with(tile: AnalogTile, dw: Tensor, scheme: str) -> Tensor:
-    """Write ΔW (weight units; 0 = untouched) to ``tile`` with ``scheme``; the ledger row."""
-    return tile.program(dw, scheme=scheme).clone()
+def program_with(tile: AnalogTile, dw: Tensor, scheme: str, *, flush: bool = True) -> Tensor:
+    """Write ΔW (weight units; 0 = untouched) to ``tile`` with ``scheme``; the ledger row,
+    final when ``flush`` (else filled in when the tile's writes are flushed: the step's
+    writes then go to the scheme together)."""
+    row = tile.program(dw, scheme=scheme)
+    if flush:
+        tile.flush()
+    return row
 
 
-def pulse_train_on(tile: AnalogTile, n: Tensor, eps: float, scheme: str) -> Tensor:
+def pulse_train_on(
+    tile: AnalogTile, n: Tensor, eps: float, scheme: str, *, flush: bool = True
+) -> Tensor:
     """Move every cell by ``n`` (signed integer tensor) steps of ``eps`` weight units.
 
     With the ``sign`` scheme (one identical pulse per write) the n steps are n pulses of the
@@ -48,14 +56,15 @@ def pulse_train_on(tile: AnalogTile, n: Tensor, eps: float, scheme: str) -> Tens
     distinct cells pulsed.
     """
     n = n.detach()
-    if not bool(n.any()):
+    if not sync_free(n) and not bool(n.any()):  # (sync-free: an all-zero train writes nothing)
         return torch.zeros(len(FIELDS), dtype=torch.int64, device=n.device)
     if scheme != "sign":
-        return program_with(tile, n.to(torch.float32) * eps, scheme)
+        return program_with(tile, n.to(torch.float32) * eps, scheme, flush=flush)
     # pulse_train counts a change in nominal SET steps; a differential pair splits a change
     # between its two cells, so each of them takes n pulses.
     pair = tile.cells_per_weight
-    return program_with(tile, n.to(torch.float32) * (granularity(tile) * pair), "pulse_train")
+    dw = n.to(torch.float32) * (granularity(tile) * pair)
+    return program_with(tile, dw, "pulse_train", flush=flush)
 
 
 def analog_tile(p: Tensor) -> AnalogTile:
@@ -91,8 +100,11 @@ class TileAlgorithm(InSituBase):
     docstring for the contract.
 
     Subclasses implement ``_slot(p)`` (create or return the slot), ``_update(p, dw, group)``
-    (write ΔW, or None when ``p`` had no gradient; return the ledger row), ``_slot_state``
-    and ``_load_slot_state``, and may override ``_cells(p)``.
+    (write ΔW, or None when ``p`` had no gradient; return its ledger rows), ``_slot_state``
+    and ``_load_slot_state``, and may override ``_cells(p)``, `forward_weight` and
+    ``_after_updates`` (writes that follow every parameter's update, e.g. Tiki-Taka's
+    transfers). Rows may be filled in lazily: a step's writes to the crossbar wait in its
+    queue and run together when the parameters take their new values, after every update.
     """
 
     STATE_KEY = "algorithm"
@@ -109,6 +121,7 @@ class TileAlgorithm(InSituBase):
     ) -> None:
         seed = default_seed(seed)
         self.generator = torch.Generator().manual_seed(seed)
+        self._device_generators: dict[str, torch.Generator] = {}
         self._steps = 0
         self._slots: dict[int, dict[str, Any]] = {}  # id(param) -> algorithm state
         super().__init__(params, base, defaults=defaults, base_kwargs=base_kwargs, seed=seed)
@@ -117,6 +130,18 @@ class TileAlgorithm(InSituBase):
 
     def _own_keys(self) -> tuple[str, ...]:
         return self._OWN_KEYS
+
+    def generator_for(self, device: torch.device) -> torch.Generator:
+        """The optimizer's generator on ``device``: ``self.generator`` on the CPU, another
+        seeded from the same seed elsewhere (saved in ``state_dict`` too)."""
+        if device.type == "cpu":
+            return self.generator
+        key = str(device)
+        g = self._device_generators.get(key)
+        if g is None:
+            g = torch.Generator(device=device).manual_seed(self._seed)
+            self._device_generators[key] = g
+        return g
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
@@ -142,8 +167,12 @@ class TileAlgorithm(InSituBase):
     def _cells(self, p: Tensor) -> int:
         return int(analog_tile(p).cells)
 
-    def _update(self, p: Tensor, dw: Tensor | None, group: dict[str, Any]) -> Tensor:
+    def _update(self, p: Tensor, dw: Tensor | None, group: dict[str, Any]) -> list[Tensor]:
         raise NotImplementedError
+
+    def _after_updates(self, params: list[Tensor]) -> dict[int, list[Tensor]]:
+        """More ledger rows by parameter id, from writes after every ``_update`` (none)."""
+        return {}
 
     def _slot_state(self, slot: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
@@ -156,19 +185,23 @@ class TileAlgorithm(InSituBase):
         self, work: list[tuple[dict[str, Any], Tensor]], digital: list[Tensor], propose: Any
     ) -> dict[int, Any]:
         with_grad = [p for _, p in work] + digital
+        checked = not (with_grad and sync_free(with_grad[0]))  # host-checked, or masked work
         bad: dict[int, Tensor] = {}
         for p in with_grad:
             assert p.grad is not None
             mask = ~p.grad.isfinite()
-            if bool(mask.any()):  # such a cell keeps its value, counted as skipped if analog
+            if not checked or bool(mask.any()):  # such a cell keeps its value (skipped)
                 p.grad.masked_fill_(mask, 0)
                 bad[id(p)] = mask
         olds = {id(p): p.clone() for p in with_grad}
         propose()
         self._steps += 1
-        rows: dict[int, Any] = {}
-        for p in self.analog_parameters():
-            dw, skipped = None, 0
+        lists: dict[int, list[Tensor]] = {}
+        skipped_of: dict[int, Tensor | int] = {}
+        analog = self.analog_parameters()
+        for p in analog:
+            dw: Tensor | None = None
+            skipped: Tensor | int = 0
             if id(p) in olds:
                 old = olds[id(p)]
                 dw = p.sub(old)
@@ -176,16 +209,26 @@ class TileAlgorithm(InSituBase):
                 if id(p) in bad:
                     skip |= bad[id(p)]
                 dw.masked_fill_(skip, 0)
-                skipped = int(skip.sum())
+                skipped = skip.sum()
                 p.copy_(old)
-            row = self._update(p, dw, self._group_of(p))
-            row[_S] += skipped
+            lists[id(p)] = self._update(p, dw, self._group_of(p))
+            skipped_of[id(p)] = skipped
+        for key, more in self._after_updates(analog).items():
+            lists[key] = lists[key] + more
+        for p in analog:  # every parameter takes its cells' values: the queued writes run
+            analog_tile(p).publish(p, self.forward_weight(p))
+        rows: dict[int, Any] = {}
+        for p in analog:
+            row = torch.zeros(len(FIELDS), dtype=torch.int64, device=p.device)
+            for r in lists[id(p)]:
+                row += r.to(row.device)
+            row[_S] += skipped_of[id(p)]
             rows[id(p)] = row
         for p in digital:  # digital cells with a non-finite gradient or proposal stay put
             keep = ~p.isfinite()
             if id(p) in bad:
                 keep |= bad[id(p)]
-            if bool(keep.any()):
+            if not checked or bool(keep.any()):
                 torch.where(keep, olds[id(p)], p, out=p)
         return rows
 
@@ -194,6 +237,7 @@ class TileAlgorithm(InSituBase):
         return {
             "seed": self._seed,
             "generator": self.generator.get_state(),
+            "device_generators": {k: g.get_state() for k, g in self._device_generators.items()},
             "steps": self._steps,
             "ledger": self.ledger.state_dict(),
             "slots": [self._slot_state(self._slots[id(p)]) for p in self.analog_parameters()],
@@ -208,6 +252,8 @@ class TileAlgorithm(InSituBase):
             )
         self._seed = int(algo["seed"])
         self.generator.set_state(algo["generator"])
+        for key, st in algo.get("device_generators", {}).items():
+            self.generator_for(torch.device(key)).set_state(st)
         self._steps = int(algo["steps"])
         self.ledger.load_state_dict(algo["ledger"])
         for p, st in zip(analog, algo["slots"], strict=True):

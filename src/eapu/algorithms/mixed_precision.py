@@ -10,7 +10,6 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from .. import validate
-from ..ledger import FIELDS
 from .base import (
     TileAlgorithm,
     analog_tile,
@@ -97,19 +96,18 @@ class MixedPrecision(TileAlgorithm):
             }
         return slot
 
-    def _update(self, p: Tensor, dw: Tensor | None, group: dict[str, Any]) -> Tensor:
+    def _update(self, p: Tensor, dw: Tensor | None, group: dict[str, Any]) -> list[Tensor]:
         if dw is None:
-            return torch.zeros(len(FIELDS), dtype=torch.int64)
+            return []
         tile = analog_tile(p)
         chi = self._slot(p)["chi"]
         chi.add_(dw)
         eps = self.epsilon(p)
         n = torch.floor(chi.abs() / eps).clamp(max=group["max_pulses"])
         n = (n * torch.sign(chi)).to(torch.int64)
-        row = pulse_train_on(tile, n, eps, tile.scheme)
         chi.sub_(n.to(chi.dtype) * eps)
-        tile.publish(p)
-        return row
+        # queued: the step's writes to the crossbar run together
+        return [pulse_train_on(tile, n, eps, tile.scheme, flush=False)]
 
     def _slot_state(self, slot: dict[str, Any]) -> dict[str, Any]:
         return {"chi": slot["chi"].clone()}

@@ -31,21 +31,28 @@ _TRANSFER_UNITS = ("samples", "steps")
 _SLOT_VERSION = 2  # slot states without "version" hold H in weight units (eapu <= this issue)
 
 
-def _ema(m: float, values: Tensor, momentum: float) -> float:
+def _ema(m: Tensor, values: Tensor, momentum: float) -> Tensor:
     """aihwkit's auto-scale average, one update per sample: m ← (1-τ)·m + τ·v, τ = (1-momentum)/n.
 
     ``n`` is the number of samples given; the first value seeds an empty average (m <= 0);
-    non-positive values are skipped.
+    non-positive values are skipped. Tensors throughout (a 0-d ``m``): no host round trip.
     """
     tau = (1.0 - momentum) / max(values.numel(), 1)
-    v = values[values > 0].double()
-    if v.numel() == 0:
-        return m
-    if m <= 0:
-        m, v = float(v[0]), v[1:]
-    k = v.numel()
-    weights = tau * (1 - tau) ** torch.arange(k - 1, -1, -1, dtype=torch.float64)
-    return float((1 - tau) ** k * m + (weights * v).sum())
+    v = values.double()
+    pos = v > 0
+    after = pos.flip(0).cumsum(0).flip(0) - pos.long()  # positive values after each one
+    decay = (1 - tau) ** after.double()
+    total = pos.sum()
+    m = m.double()
+    kept = (1 - tau) ** total.double() * m + (tau * decay * v * pos).sum()
+    # An empty average starts at its first positive value, the later ones decay it.
+    first = torch.argmax(pos.long())
+    rest = pos & (torch.arange(v.numel(), device=v.device) > first)
+    seeded = (1 - tau) ** (total - 1).clamp(min=0).double() * v[first] + (
+        tau * decay * v * rest
+    ).sum()
+    out = torch.where(m > 0, kept, torch.where(total > 0, seeded, m))
+    return out.to(torch.float64)
 
 
 @register_algorithm(
@@ -286,10 +293,10 @@ class TikiTakaV2(TileAlgorithm):
                 return
             x = args[0].detach()
             n = x.shape[0] if x.dim() >= 3 else x.numel() // max(x.shape[-1], 1)
-            x_max = x.reshape(n, -1).abs().amax(1).float().cpu()
+            x_max = x.reshape(n, -1).abs().amax(1).float()
 
             def on_grad(g: Tensor) -> None:
-                d_max = g.detach().reshape(n, -1).abs().amax(1).float().cpu()
+                d_max = g.detach().reshape(n, -1).abs().amax(1).float()
                 self._seen.setdefault(key, []).append((n, x_max, d_max))
 
             out.register_hook(on_grad)
@@ -312,16 +319,17 @@ class TikiTakaV2(TileAlgorithm):
         """A's reference (weight units) subtracted from its reads: its symmetry point, or 0."""
         return self._slot(p)["ref"]  # type: ignore[no-any-return]
 
-    def fast_rate(self, p: Tensor) -> float:
-        """The factor ΔA = fast_rate · ΔW / lr of the next write onto A (fast_lr None: ΔA = ΔW)."""
+    def fast_rate(self, p: Tensor) -> Tensor | float:
+        """The factor ΔA = fast_rate · ΔW / lr of the next write onto A (fast_lr None: ΔA = ΔW);
+        a 0-d tensor when auto-scaled (from the layer's running averages)."""
         slot = self._slot(p)
         if self.fast_lr is None:
             return 1.0
         if not self.auto_scale:
             return self.fast_lr
         mxd = slot["m_x"] * slot["m_d"]
-        scale = self.desired_bl * granularity(slot["A"])
-        return self.fast_lr * scale / mxd if mxd > 0 else self.fast_lr * scale
+        scale = self.fast_lr * self.desired_bl * granularity(slot["A"])
+        return torch.where(mxd > 0, scale / torch.where(mxd > 0, mxd, 1.0), scale)
 
     def buffer_gain(self, p: Tensor, lr: float) -> float:
         """H gained per unit of A read (weight units): transfer_lr · lr / g_H."""
@@ -335,8 +343,9 @@ class TikiTakaV2(TileAlgorithm):
         slot = self._slots.get(id(p))
         if slot is None:
             tile = analog_tile(p)
-            fast = tile.sibling(".A", torch.zeros(tile.shape))
-            ref = torch.zeros(tile.shape)
+            on = p.device
+            fast = tile.sibling(".A", torch.zeros(tile.shape, device=on))
+            ref = torch.zeros(tile.shape, device=on)
             if self.subtract_symmetry_point:
                 ref = fast.symmetry_point()
                 fast.load(ref)  # A starts at its symmetry point: a read of 0 (a one-time load)
@@ -345,14 +354,14 @@ class TikiTakaV2(TileAlgorithm):
             slot = self._slots[id(p)] = {
                 "A": fast,
                 "ref": ref,
-                "line_of": line,
-                "H": torch.zeros(tile.shape, dtype=torch.float32),
-                "c": torch.ones(lines),
-                "reads": torch.zeros(lines, dtype=torch.int64),
+                "line_of": line.to(on),
+                "H": torch.zeros(tile.shape, dtype=torch.float32, device=on),
+                "c": torch.ones(lines, device=on),
+                "reads": torch.zeros(lines, dtype=torch.int64, device=on),
                 "next": 0,
                 "samples": 0,
-                "m_x": 0.0,
-                "m_d": 0.0,
+                "m_x": torch.zeros((), dtype=torch.float64, device=on),
+                "m_d": torch.zeros((), dtype=torch.float64, device=on),
             }
             tile.publish(p, self.forward_weight(p))
         return slot
@@ -396,72 +405,96 @@ class TikiTakaV2(TileAlgorithm):
         eps = granularity(fast)
         ratio = da.abs() / eps
         whole = torch.floor(ratio)
-        u = torch.rand(ratio.shape, generator=self.generator)
+        u = torch.rand(ratio.shape, generator=self.generator_for(ratio.device), device=ratio.device)
         n = (whole + (u < ratio - whole).to(whole.dtype)).clamp(max=cap)
-        return pulse_train_on(fast, (n * torch.sign(da)).to(torch.int64), eps, "sign")
+        trains = (n * torch.sign(da)).to(torch.int64)
+        return pulse_train_on(fast, trains, eps, "sign", flush=False)
 
-    def _transfer(self, p: Tensor, slot: dict[str, Any], n_reads: int, lr: float) -> Tensor:
-        """``n_reads`` line reads of A into H, and H's whole pulses into C, in read order."""
-        tile = analog_tile(p)
+    def _reads(
+        self, p: Tensor, slot: dict[str, Any], n_reads: int, lr: float
+    ) -> tuple[Tensor, list[Tensor]]:
+        """``n_reads`` line reads of A into H, in read order: the reads' ledger row and, per
+        round, the whole pulses H sends to C (written afterwards, `_after_updates`)."""
         fast: AnalogTile = slot["A"]
-        row = torch.zeros(len(FIELDS), dtype=torch.int64)
+        on = slot["H"].device
+        row = torch.zeros(len(FIELDS), dtype=torch.int64, device=on)
         lines = slot["c"].numel()
         start = slot["next"]
         slot["next"] = (start + n_reads) % lines
-        order = (start + torch.arange(n_reads)) % lines
+        order = (start + torch.arange(n_reads, device=on)) % lines
         gain = self.buffer_gain(p, lr)
         per_read = fast.cells_per_weight
         h = slot["H"]
+        trains = []
         # A is written once per step, so reads of distinct lines commute: one round per
         # repeated visit of a line (a step with more reads than lines visits some twice).
         for r in range((n_reads + lines - 1) // lines):
             idx = order[r * lines : (r + 1) * lines]
-            sel = torch.zeros(lines, dtype=torch.bool)
+            sel = torch.zeros(lines, dtype=torch.bool, device=on)
             sel[idx] = True
-            on = sel[slot["line_of"]]
+            read_lines = sel[slot["line_of"]]
             v = (fast.read() - slot["ref"]) * slot["c"][slot["line_of"]]
-            row[_R] += int(on.sum()) * per_read
-            h += torch.where(on, v * gain, 0.0)
+            row[_R] += read_lines.sum() * per_read
+            h += torch.where(read_lines, v * gain, 0.0)
             n = torch.trunc(h).clamp(-self.transfer_pulses, self.transfer_pulses)
-            n = torch.where(on & (h.abs() >= 1), n, 0.0)
-            if bool(n.any()):
-                row += pulse_train_on(tile, n.to(torch.int64), granularity(tile), tile.scheme)
-                moved = n != 0
-                if self.forget_buffer:
-                    h.copy_(torch.where(moved, h * self.momentum, h))
-                else:
-                    h.sub_((1 - self.momentum) * n)
+            n = torch.where(read_lines & (h.abs() >= 1), n, 0.0)
+            trains.append(n.to(torch.int64))
+            moved = n != 0
+            if self.forget_buffer:
+                h.copy_(torch.where(moved, h * self.momentum, h))
+            else:
+                h.sub_((1 - self.momentum) * n)
             slot["reads"][idx] += 1
             if self.chopper_every is not None:
                 flip = slot["reads"][idx] % self.chopper_every == 0
             elif self.chopper_probability > 0:  # one draw per read, in read order
-                flip = torch.rand(idx.numel(), generator=self.generator) < self.chopper_probability
+                draw = torch.rand(idx.numel(), generator=self.generator_for(on), device=on)
+                flip = draw < self.chopper_probability
             else:
                 continue
-            slot["c"][idx[flip]] *= -1
-        return row
+            slot["c"][idx] = torch.where(flip, -slot["c"][idx], slot["c"][idx])
+        return row, trains
 
-    def _update(self, p: Tensor, dw: Tensor | None, group: dict[str, Any]) -> Tensor:
+    def _update(self, p: Tensor, dw: Tensor | None, group: dict[str, Any]) -> list[Tensor]:
         slot = self._slot(p)
-        row = torch.zeros(len(FIELDS), dtype=torch.int64)
+        rows = []
         samples = self._observe(p, slot)
         if dw is not None:  # 1. the gradient goes onto A, chopped, at A's own rate
             lr = float(group["lr"])
             cvec = slot["c"][slot["line_of"]]
             rate = 1.0 if self.fast_lr is None else self.fast_rate(p) / lr
-            da = cvec * dw.detach().cpu().to(torch.float32) * rate
+            da = cvec * dw.detach().to(torch.float32) * rate
             cap = self.fast_max_pulses or self.desired_bl * max(
                 samples if self.transfer_unit == "samples" else 1, 1
             )
-            row += self._write_fast(slot["A"], da, cap)
-        # 2. transfers: count samples (or steps) and read the lines they are due
+            rows.append(self._write_fast(slot["A"], da, cap))
+        # 2. transfers are due after this many samples (or steps): read after every update
         before = slot["samples"]
         slot["samples"] = before + (samples if self.transfer_unit == "samples" else 1)
         due = slot["samples"] // self.transfer_every - before // self.transfer_every
-        if due > 0:
-            row += self._transfer(p, slot, due * self.n_reads_per_transfer, float(group["lr"]))
-        analog_tile(p).publish(p, self.forward_weight(p))
-        return row
+        slot["due"] = due * self.n_reads_per_transfer
+        return rows
+
+    def _after_updates(self, params: list[Tensor]) -> dict[int, list[Tensor]]:
+        """The transfers of the step: every parameter's reads of A first (A was written for
+        all of them: the reads run their writes at once), then every write onto C (queued:
+        they run together too). The reads depend on A only, never on C, so the order is the
+        same physics as reading and writing one parameter after the other."""
+        due = []
+        for p in params:
+            slot = self._slot(p)
+            n_reads = slot.pop("due", 0)
+            if n_reads > 0:
+                lr = float(self._group_of(p)["lr"])
+                due.append((p, self._reads(p, slot, n_reads, lr)))
+        out: dict[int, list[Tensor]] = {}
+        for p, (row, trains) in due:
+            tile = analog_tile(p)
+            writes = [
+                pulse_train_on(tile, n, granularity(tile), tile.scheme, flush=False) for n in trains
+            ]
+            out[id(p)] = [row, *writes]
+        return out
 
     def _slot_state(self, slot: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -472,8 +505,8 @@ class TikiTakaV2(TileAlgorithm):
             "reads": slot["reads"].clone(),
             "next": int(slot["next"]),
             "samples": int(slot["samples"]),
-            "m_x": float(slot["m_x"]),
-            "m_d": float(slot["m_d"]),
+            "m_x": slot["m_x"].clone(),
+            "m_d": slot["m_d"].clone(),
         }
 
     def _load_slot_state(self, slot: dict[str, Any], state: dict[str, Any]) -> None:
@@ -486,12 +519,15 @@ class TikiTakaV2(TileAlgorithm):
             slot["ref"].copy_(state["ref"])
             slot["H"].copy_(state["H"])
             slot["samples"] = int(state["samples"])
-            slot["m_x"], slot["m_d"] = float(state["m_x"]), float(state["m_d"])
+            on = slot["H"].device
+            slot["m_x"] = torch.as_tensor(state["m_x"], dtype=torch.float64).to(on)
+            slot["m_d"] = torch.as_tensor(state["m_d"], dtype=torch.float64).to(on)
         else:  # an older checkpoint: H in weight units against a threshold of ε_C, no reference
             slot["ref"].zero_()
             slot["H"].copy_(state["H"] / granularity(slot["A"]))
             slot["samples"] = 0
-            slot["m_x"] = slot["m_d"] = 0.0
+            slot["m_x"] = torch.zeros_like(slot["m_x"])
+            slot["m_d"] = torch.zeros_like(slot["m_d"])
 
 
 @register_algorithm("cttv2", "chopped Tiki-Taka v2 (Rasch et al. 2024)")

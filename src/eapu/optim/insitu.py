@@ -15,6 +15,7 @@ from torch.optim import Optimizer
 from .. import fused, validate
 from ..ledger import FIELDS
 from ..rules import RuleInfo, get_rule, max_abs, max_abs_each, to_dense
+from ..runtime import sync_free
 from .base import InSituBase, tile_of
 
 __all__ = ["WEIGHT_LEVEL_RWG_PER_US", "WEIGHT_LEVEL_SD_US", "InSituOptimizer"]
@@ -277,6 +278,8 @@ class InSituOptimizer(InSituBase):
             for p in g["params"]:
                 if p.grad is None or tile_of(p) is not None or id(p) not in index:
                     continue
+                if sync_free(p):  # the fused kernel is the CPU's, host-checked
+                    continue
                 th = self.threshold_for(p, g)
                 if th > 0 and fused.supports(self.base, g, p):
                     sd_us, rwg, _ = self.write_model(p, g)
@@ -291,6 +294,8 @@ class InSituOptimizer(InSituBase):
         self, work: list[tuple[dict[str, Any], Tensor]], digital: list[Tensor], propose: Any
     ) -> dict[int, Any]:
         with_grad = [p for _, p in work] + digital
+        if with_grad and sync_free(with_grad[0]):
+            return self._apply_sync_free(work, digital, propose)
         finite = not with_grad or fused.all_finite(
             [p.grad for p in with_grad if p.grad is not None]
         )
@@ -339,7 +344,71 @@ class InSituOptimizer(InSituBase):
         # One pass and one host sync give every max |ΔW| and every non-finite proposal.
         for plan, amax in zip(plans, max_abs_each([w.dw for w in plans]), strict=True):
             plan.amax = amax
-        return {id(w.p): self._write(w) for w in plans}
+        self._publish: list[tuple[Any, Tensor]] = []
+        rows = {id(w.p): self._write(w) for w in plans}
+        # The tiles' writes went to their crossbars' queues: every parameter then takes its
+        # cells' values (the first read runs the queued writes, all at once).
+        for tile, p in self._publish:
+            tile.publish(p)
+        return rows
+
+    def _apply_sync_free(
+        self, work: list[tuple[dict[str, Any], Tensor]], digital: list[Tensor], propose: Any
+    ) -> dict[int, Any]:
+        """The step without a host synchronisation (GPUs; `eapu.runtime`): whole-tensor
+        masked work, the rule's dense form, every count a tensor.
+
+        Non-finite gradient cells are zeroed before the base steps and then kept at their old
+        value (counted as skipped), as on the host-checked path; the base optimizer steps the
+        parameters themselves, and the analog ones are put back and written by the rule.
+        """
+        params = [p for _, p in work]
+        with_grad = params + digital
+        bad = [~p.grad.isfinite() for p in with_grad]  # type: ignore[union-attr]
+        for p, b in zip(with_grad, bad, strict=True):
+            p.grad.masked_fill_(b, 0)  # type: ignore[union-attr]
+        olds = [p.detach().clone() for p in with_grad]
+        propose()
+        rows: dict[int, Any] = {}
+        self._publish = []
+        for k, (group, p) in enumerate(work):
+            old = olds[k]
+            dw = p.detach() - old
+            skip = bad[k] | ~dw.isfinite()
+            dw = torch.where(skip, 0.0, dw)
+            th = self.threshold_for(p, group)
+            rule = get_rule(group["rule"])
+            dwn = (
+                dw
+                if rule.passthrough or th == 0
+                else rule.fn(dw, threshold=th, generator=self._generator(p.device))
+            )
+            p.copy_(old)
+            tile = tile_of(p)
+            if tile is not None:
+                row = tile.program(dwn)
+                row[FIELDS.index("skipped")] += skip.sum()
+                self._publish.append((tile, p))
+            else:
+                written = dwn != 0
+                sd_us, rwg, _ = self.write_model(p, group)
+                noise = torch.randn(
+                    p.shape,
+                    generator=self._generator(p.device, noise=True),
+                    device=p.device,
+                    dtype=p.dtype,
+                )
+                p.add_(torch.where(written, dwn + noise * (sd_us * rwg), 0.0))
+                n = written.sum()
+                zero = torch.zeros_like(n)
+                row = torch.stack([n, n, zero, zero, skip.sum(), zero])
+            rows[id(p)] = row
+        for tile, p in self._publish:
+            tile.publish(p)
+        for i, p in enumerate(digital):  # digital cells with a non-finite gradient stay put
+            keep = bad[len(params) + i] | ~p.isfinite()
+            torch.where(keep, olds[len(params) + i], p, out=p)
+        return rows
 
     def _write(self, plan: _Write) -> list[int] | Tensor:
         """Write one analog parameter; returns its ledger row.
@@ -377,8 +446,8 @@ class InSituOptimizer(InSituBase):
             else:
                 assert idx is not None
                 dwn = to_dense(idx, vals, p)
-            row = tile.program(dwn).clone()
-            tile.publish(p)
+            row = tile.program(dwn)  # filled in when the step's writes are flushed
+            self._publish.append((tile, p))
             row[FIELDS.index("skipped")] += nskip
             return row
         # Weight level: a written cell gets old + ΔWn (the proposal itself when every update

@@ -44,12 +44,12 @@ from ..devices import (
     CellParams,
     Device,
     gate_curve,
-    gate_set,
     land,
     pulse,
     pulse_rounds,
     read,
 )
+from ..runtime import round_done, sync_free
 from .core import (
     CellState,
     ProgramResult,
@@ -73,11 +73,11 @@ __all__ = [
 ]
 
 
-def _nominal_linear(device: Device, like: Tensor) -> tuple[float, float]:
-    """G at level 0 and the slope per level of the nominal curve taken as linear."""
-    ends = gate_curve(
-        torch.tensor([0, device.gate_levels - 1], device=like.device), device
-    ).tolist()
+@functools.lru_cache(maxsize=64)
+def _nominal_linear(device: Device) -> tuple[float, float]:
+    """G at level 0 and the slope per level of the nominal curve taken as linear (computed
+    once per device, on the CPU: a step never waits for it)."""
+    ends = gate_curve(torch.tensor([0, device.gate_levels - 1]), device).tolist()
     return ends[0], (ends[1] - ends[0]) / (device.gate_levels - 1)
 
 
@@ -184,6 +184,10 @@ def pulse_train(
     prepare_write(state, target_us, mask, device, params)
     dg = torch.where(mask, target_us.to(state.g_us.dtype) - state.g_us, 0.0)
     n = torch.round(dg.abs() / device.step_up_us).to(torch.int32)
+    if sync_free(n):
+        g_prog = _train_masked(state.g_us, torch.sign(dg), n, device, params, generator)
+        gate = torch.where(n > 0, torch.full_like(state.gate, -1), state.gate)
+        return finish_write(g_prog, gate, n, device, params, generator=generator)
     flat = n.reshape(-1)
     order = torch.argsort(flat, descending=True, stable=True)
     # Cells by decreasing n: the cells still pulsed in round k are a prefix of `order`.
@@ -198,6 +202,35 @@ def pulse_train(
     g_prog.view(-1)[busy] = g
     gate = torch.where(n > 0, torch.full_like(state.gate, -1), state.gate)
     return finish_write(g_prog, gate, n, device, params, generator=generator)
+
+
+def _train_masked(
+    g_us: Tensor,
+    polarity: Tensor,
+    n: Tensor,
+    device: Device,
+    params: CellParams,
+    generator: torch.Generator,
+) -> Tensor:
+    """`pulse_train`'s pulses on the sync-free path: round k pulses every cell with n > k,
+    over the whole tensor (a mask, no gathered subset); one synchronisation, for max n."""
+    g = g_us.clone()
+    rounds = int(n.max()) if n.numel() else 0
+    lin = device.pulse_step_linear(polarity, params)
+    if lin is not None:
+        step, a, b = (t.to(g.dtype) for t in lin)
+        step = torch.where(params.free, step, 0.0)
+    for k in range(rounds):
+        on = n > k
+        if lin is None:
+            g = pulse(g, polarity * on.to(g.dtype), device, params, generator=generator)
+            continue
+        z = torch.randn(g.shape, generator=generator, dtype=g.dtype, device=g.device)
+        soft = torch.addcmul(a, g, b).clamp_(min=0).mul_(step)
+        noise = torch.add(1, z, alpha=device.c2c_sd).clamp_(min=0)
+        moved = torch.addcmul(g, soft, noise).clamp_(device.g_min_us, device.g_max_us)
+        g = torch.where(on, moved, g)
+    return g
 
 
 @register_scheme(description="two-pulse: RESET + gated SET, linear response assumed")
@@ -219,12 +252,12 @@ def two_pulse(
     """
     target = prepare_write(state, target_us, mask, device, params)
     written = mask & (target != state.g_us)
-    g0, slope = _nominal_linear(device, target)
+    g0, slope = _nominal_linear(device)
     top = device.gate_levels - 1
     guess = torch.round((state.g_us - g0) / slope).clamp(0, top).to(torch.int64)
     present = torch.where(state.gate >= 0, state.gate.to(torch.int64), guess)
     new = (present + torch.round((target - state.g_us) / slope).to(torch.int64)).clamp(0, top)
-    landed = gate_set(new, device, params, generator=generator, dtype=state.g_us.dtype)
+    landed = land(new, device, params, generator=generator, dtype=state.g_us.dtype)
     g_prog = torch.where(written & params.free, landed, state.g_us)
     pulses = 2 * written.to(torch.int32)
     gate = torch.where(written, new.to(state.gate.dtype), state.gate)
@@ -275,7 +308,7 @@ def write_verify(
             low = active & (r < target - tol)
             high = active & (r > target + tol)
         active = low | high
-        if rnd == budget or not bool(active.any()):
+        if rnd == budget or round_done(active, rnd):
             break
         pol = low.to(g.dtype) - high.to(g.dtype)
         g = pulse(g, pol, device, params, generator=generator)
@@ -333,7 +366,7 @@ def memorial(
     gate = state.gate.to(torch.int64)
     pulses, reads = zero_counts(mask), zero_counts(mask)
     free = params.free
-    any_stuck = not bool(free.all())
+    any_stuck = sync_free(free) or not bool(free.all())  # (sync-free: always the stuck pass)
 
     def probe(levels: Tensor, sel: Tensor) -> Tensor:
         """RESET + SET the selected cells at ``levels``; returns their read values."""
@@ -363,14 +396,14 @@ def memorial(
 
     # Binary search for the cells of unknown position.
     search = todo & (gate < 0)
-    if bool(search.any()):
+    if not round_done(search, 0):
         lo = torch.zeros_like(gate)
         hi = torch.full_like(gate, top)
         best_level = torch.zeros_like(gate)
         best_err = torch.full_like(g, math.inf)
         best_read = g.clone()
         active = search.clone()
-        while bool(active.any()):
+        for probe_k in range(device.gate_levels.bit_length() + 1):  # log2 levels + 1 at most
             mid = (lo + hi) // 2
             r = probe(mid, active)
             err = r - target
@@ -386,6 +419,8 @@ def memorial(
             lo = torch.where(active & (err < 0), mid + 1, lo)
             hi = torch.where(active & (err >= 0), mid - 1, hi)
             active = active & ~ok & (lo <= hi) & (pulses <= budget - 2)
+            if round_done(active, probe_k):
+                break
         # Continue from the best probe (the controller remembers it).
         moved = search & todo
         gate = torch.where(moved, best_level, gate)
@@ -393,11 +428,11 @@ def memorial(
 
     # Step-to-step from the remembered level.
     active = todo & (pulses <= budget - 2)
-    if bool(active.any()):
+    if not round_done(active, 0):
         slope = _local_slope(gate.clamp(0, top), device, dtype)
         level = gate + torch.round((target - last_read) / slope).to(torch.int64)
         level = torch.where(active, level.clamp(0, top), gate)
-        while bool(active.any()):
+        for retry in range(budget):
             r = probe(level, active)
             gate = torch.where(active, level, gate)
             err = target - r
@@ -409,6 +444,8 @@ def memorial(
                 n = torch.trunc(err.abs() / slope).clamp(min=1)
                 move = (torch.sign(err) * n).to(torch.int64)
             level = torch.where(active, (level + move).clamp(0, top), level)
+            if round_done(active, retry):
+                break
 
     failed = mask & ((g - target).abs() > tol)
     gate_out = torch.where(pulses > 0, gate.to(state.gate.dtype), state.gate)
@@ -490,14 +527,16 @@ def write_verify_reset(
     # average by half a step, and BP would add that bias at every update.
     half_up = min(0.5 * step_scale * device.step_up_us, tol)
     half_down = min(0.5 * step_scale * device.step_down_us, tol)
+    rounds = 0
     while True:
         r = read(g, device, generator=generator)
         reads += active.to(torch.int32)
         low = active & (r < target - half_up)
         high = active & (r > target + half_down)
         active = (low | high) & (pulses < budget)
-        if not bool(active.any()):
+        if round_done(active, rounds):
             break
+        rounds += 1
         pol = torch.where(active, low.to(g.dtype) - high.to(g.dtype), torch.zeros_like(g))
         g = pulse(g, pol, device, fine, generator=generator)
         pulses += active.to(torch.int32)

@@ -8,6 +8,7 @@ import functools
 import hashlib
 import math
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -15,7 +16,9 @@ from torch import Tensor, nn
 
 from .. import validate
 from ..devices import CellParams, Device, get_device, read
+from ..ledger import FIELDS
 from ..programming import CellState, characterize, get_scheme
+from ..runtime import sync_free
 from .placement import MAPPINGS, Placement, matrix_shape, operating_range
 from .tile import Tile
 
@@ -25,6 +28,7 @@ __all__ = ["Crossbar", "characterized_sd"]
 _READ_SEED_OFFSET = 0x5EAD_0001
 _EVAL_SEED_OFFSET = 0x5EAD_0002
 _GENERATORS = ("generator", "read_generator", "eval_generator")
+_FAILED, _SKIPPED, _ROWS = (FIELDS.index(f) for f in ("failed", "skipped", "rows"))
 
 
 @functools.lru_cache(maxsize=64)
@@ -157,11 +161,16 @@ class Crossbar(nn.Module):
         self.register_buffer("tile_clipped", torch.zeros(0, dtype=torch.int64))
         # Derived from the placement (not saved): each weight's reference cell, each cell's
         # row segment (one layer's cells in one array row), for the ledger's rows written.
-        self._ref_index: Tensor
-        self._segment: Tensor
-        self.register_buffer("_ref_index", torch.zeros(0, dtype=torch.int64), persistent=False)
-        self.register_buffer("_segment", torch.zeros(0, dtype=torch.int64), persistent=False)
+        self.weight_ref_index: Tensor
+        self.cell_segment: Tensor
+        self.register_buffer(
+            "weight_ref_index", torch.zeros(0, dtype=torch.int64), persistent=False
+        )
+        self.register_buffer("cell_segment", torch.zeros(0, dtype=torch.int64), persistent=False)
         self.tiles: list[Tile] = []
+        self.segments = 0  # row segments of all tiles (the ledger's rows written)
+        self._pending: list[_Write] = []
+        self._pending_scheme: str | None = None
         self.ref_load_pulses = 0
 
     # ------------------------------------------------------------------- properties
@@ -183,6 +192,7 @@ class Crossbar(nn.Module):
     @property
     def clipped(self) -> int:
         """Cells asked (at load or update) for a conductance outside the device window."""
+        self.flush()
         return int(self.tile_clipped.sum())
 
     @property
@@ -221,6 +231,7 @@ class Crossbar(nn.Module):
     def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> Crossbar:
         """Follow ``model.to(device)``, keeping every buffer's dtype (a conductance stays
         float32 under ``model.half()``), and move the generators with the cells."""
+        self.flush()
         where = _target_device(fn, self.g_us)
         for name, buf in list(self._buffers.items()):
             if buf is not None and buf.device != where:
@@ -252,6 +263,7 @@ class Crossbar(nn.Module):
 
     def reference_conductances(self) -> Tensor:
         """The reference column's conductances (µS), in array order."""
+        self.flush()
         return self.ref_g_us
 
     def set_reference_conductances(self, g_us: Tensor) -> None:
@@ -262,6 +274,10 @@ class Crossbar(nn.Module):
         """The reference cells as the periphery reads them (with read noise)."""
         gen = self.eval_generator if evaluation else self.reading_generator
         return read(self.ref_g_us, self.device_model, generator=gen)
+
+    def _save_to_state_dict(self, destination: Any, prefix: str, keep_vars: bool) -> None:
+        self.flush()
+        super()._save_to_state_dict(destination, prefix, keep_vars)
 
     def get_extra_state(self) -> dict[str, Any]:
         return {
@@ -306,11 +322,10 @@ class Crossbar(nn.Module):
         )
 
     # -------------------------------------------------------------------- placing
-    def _program(
+    def _scheme(
         self, state: CellState, target: Tensor, mask: Tensor, params: CellParams, scheme: str
     ) -> Any:
-        fn = get_scheme(scheme).fn
-        return fn(
+        return get_scheme(scheme).fn(
             state,
             target,
             mask,
@@ -340,7 +355,7 @@ class Crossbar(nn.Module):
         params = dev.sample((n,), generator=self.generator, device=on)
         state = CellState.initial(dev, params)
         target = torch.full((n,), self.g_ref_us, device=on)
-        res = self._program(
+        res = self._scheme(
             state, target, torch.ones(n, dtype=torch.bool, device=on), params, self.load_scheme
         )
         # Array rows fill in placement order, so the new reference cells are appended.
@@ -349,8 +364,10 @@ class Crossbar(nn.Module):
             setattr(self, f"ref_{f}", torch.cat([getattr(self, f"ref_{f}"), t.reshape(-1)]))
         self.ref_load_pulses += int(res.pulses.sum())
 
-    def _grow_cells(self, params: CellParams, state: CellState) -> int:
-        """Append a tile's cells to the flat buffers; returns the tile's offset."""
+    def append_cells(self, params: CellParams, state: CellState) -> int:
+        """Append a new tile's cells to the flat buffers; returns the tile's offset (for
+        `Tile`, which places itself)."""
+        self.flush()
         offset = self.g_us.numel()
         self.g_us = torch.cat([self.g_us, state.g_us.reshape(-1).to(self.g_us.dtype)])
         self.gate = torch.cat([self.gate, state.gate.reshape(-1).to(self.gate.dtype)])
@@ -368,6 +385,153 @@ class Crossbar(nn.Module):
         )
         return offset
 
-    def _grow_index(self, ref_index: Tensor, segment: Tensor) -> None:
-        self._ref_index = torch.cat([self._ref_index, ref_index.reshape(-1)])
-        self._segment = torch.cat([self._segment, segment.reshape(-1)])
+    def append_layout(self, ref_index: Tensor, segment: Tensor) -> None:
+        """Append a new tile's reference index (per weight) and row segments (per cell)."""
+        self.weight_ref_index = torch.cat([self.weight_ref_index, ref_index.reshape(-1)])
+        self.cell_segment = torch.cat([self.cell_segment, segment.reshape(-1)])
+
+    # ------------------------------------------------------------------- writing
+    def enqueue(
+        self,
+        tile: Tile,
+        target: Tensor,
+        mask: Tensor,
+        scheme: str,
+        *,
+        skipped: Tensor | None = None,
+    ) -> Tensor:
+        """Queue a write of ``tile``: its masked cells to ``target`` (µS) with ``scheme``.
+
+        Returns the write's ledger row (int64, `eapu.ledger.FIELDS`), filled in by `flush`.
+        Writes of one scheme to distinct tiles wait together (an optimizer step's writes go
+        to the scheme at once); a write with another scheme, or to a tile already waiting,
+        flushes the queue first. ``skipped``: cells left out of the write (non-finite updates),
+        counted in the row.
+        """
+        if self._pending and (
+            scheme != self._pending_scheme or any(w.tile is tile for w in self._pending)
+        ):
+            self.flush()
+        row = torch.zeros(len(FIELDS), dtype=torch.int64, device=self.torch_device)
+        if skipped is not None:
+            row[_SKIPPED] = skipped.sum()
+        self._pending.append(_Write(tile, target.reshape(-1), mask.reshape(-1), row))
+        self._pending_scheme = scheme
+        return row
+
+    def flush_if_pending(self, tile: Tile) -> None:
+        """Flush the queue if ``tile`` is waiting in it."""
+        if any(w.tile is tile for w in self._pending):
+            self.flush()
+
+    def flush(self) -> None:
+        """Run the queued writes: one call of the scheme for all of them.
+
+        Host-checked (CPU): only the cells to write go to the scheme (EaPU writes a few
+        percent), gathered from every queued tile. Sync-free (`eapu.runtime.sync_free`):
+        the scheme gets the whole span of the queued tiles with a mask, so no shape depends
+        on the data. Either way the cells written, their pulses, verify reads, failures and
+        the row segments they touched are counted per write, as tensors.
+        """
+        if not self._pending:
+            return
+        writes, scheme = self._pending, self._pending_scheme
+        self._pending, self._pending_scheme = [], None
+        assert scheme is not None
+        if sync_free(self.g_us):
+            self._flush_masked(writes, scheme)
+        else:
+            self._flush_gathered(writes, scheme)
+
+    def beyond_window(self, target: Tensor) -> Tensor:
+        """Where a target conductance lies outside the device window. A weight at the edge
+        (e.g. a Tiki-Taka symmetry point clamped there) misses it by float32 rounding, some
+        1e-5 µS, after the round trip through weight units: a miss under 1e-6 of g_max is
+        not beyond."""
+        dev = self.device_model
+        tol = 1e-6 * dev.g_max_us
+        return (target < dev.g_min_us - tol) | (target > dev.g_max_us + tol)
+
+    def _flush_gathered(self, writes: list[_Write], scheme: str) -> None:
+        idx = [w.mask.nonzero().squeeze(1) for w in writes]
+        sizes = [int(i.numel()) for i in idx]
+        if not sum(sizes):
+            return
+        on = self.torch_device
+        gidx = torch.cat([i + w.tile.offset for i, w in zip(idx, writes, strict=True)])
+        wanted = torch.cat([w.target[i] for i, w in zip(idx, writes, strict=True)])
+        item = torch.repeat_interleave(
+            torch.arange(len(writes), device=on), torch.tensor(sizes, device=on)
+        )
+        tiles = torch.tensor([w.tile.index for w in writes], device=on)
+        # The device cannot hold these; its own physics stops at the window, so count them.
+        beyond = torch.zeros(len(writes), dtype=torch.int64, device=on)
+        beyond.index_add_(0, item, self.beyond_window(wanted).to(torch.int64))
+        self.tile_clipped.index_add_(0, tiles, beyond)
+        params = self.cell_params.select(gidx)
+        state = CellState(g_us=self.g_us[gidx], gate=self.gate[gidx])
+        ones = torch.ones_like(gidx, dtype=torch.bool)
+        res = self._scheme(state, wanted, ones, params, scheme)
+        self.g_us[gidx] = res.state.g_us.to(self.g_us.dtype)
+        self.gate[gidx] = res.state.gate.to(self.gate.dtype)
+        # "written" counts the cells that took at least one pulse: a verified scheme may find
+        # a requested cell already within tolerance and leave it alone.
+        pulsed = res.pulses > 0
+        self.writes[gidx] += pulsed.to(torch.int32)
+        counts = torch.stack([pulsed, res.pulses, res.reads, res.failed], 1).to(torch.int64)
+        per = torch.zeros(len(writes), 4, dtype=torch.int64, device=on)
+        per.index_add_(0, item, counts)
+        hit = torch.zeros(self.segments, dtype=torch.int32, device=on)
+        hit.index_add_(0, self.cell_segment[gidx], pulsed.to(torch.int32))
+        self._fill(writes, per, hit)
+
+    def _flush_masked(self, writes: list[_Write], scheme: str) -> None:
+        lo = min(w.tile.offset for w in writes)
+        hi = max(w.tile.offset + w.tile.size for w in writes)
+        g, gate = self.g_us[lo:hi], self.gate[lo:hi]
+        target = g.clone()
+        mask = torch.zeros_like(g, dtype=torch.bool)
+        for w in writes:
+            a, b = w.tile.offset - lo, w.tile.offset - lo + w.tile.size
+            target[a:b] = torch.where(w.mask, w.target.to(g.dtype), g[a:b])
+            mask[a:b] = w.mask
+        beyond = self.beyond_window(target) & mask
+        params = self.cell_params.select(slice(lo, hi))
+        res = self._scheme(CellState(g_us=g, gate=gate), target, mask, params, scheme)
+        g.copy_(res.state.g_us.to(g.dtype))
+        gate.copy_(res.state.gate.to(gate.dtype))
+        pulsed = res.pulses > 0
+        self.writes[lo:hi] += pulsed.to(torch.int32)
+        counts = torch.stack([pulsed, res.pulses, res.reads, res.failed, beyond], 1)
+        counts = counts.to(torch.int64)
+        per = torch.stack(
+            [counts[w.tile.offset - lo : w.tile.offset - lo + w.tile.size].sum(0) for w in writes]
+        )
+        tiles = torch.tensor([w.tile.index for w in writes], device=g.device)
+        self.tile_clipped.index_add_(0, tiles, per[:, 4])
+        hit = torch.zeros(self.segments, dtype=torch.int32, device=g.device)
+        hit.index_add_(0, self.cell_segment[lo:hi], pulsed.to(torch.int32))
+        self._fill(writes, per[:, :4], hit)
+
+    def _fill(self, writes: list[_Write], per: Tensor, hit: Tensor) -> None:
+        """Each write's row: its counts and the row segments of its tile that were hit."""
+        touched = (hit > 0).to(torch.int64).cumsum(0)
+        start = torch.tensor(
+            [w.tile.segment_offset for w in writes], device=hit.device, dtype=torch.int64
+        )
+        end = start + torch.tensor([w.tile.segments for w in writes], device=hit.device)
+        padded = torch.cat([touched.new_zeros(1), touched])
+        rows_hit = padded[end] - padded[start]
+        for k, w in enumerate(writes):
+            w.row[: _FAILED + 1] = per[k]
+            w.row[_ROWS] = rows_hit[k]
+
+
+@dataclass
+class _Write:
+    """A queued write: the tile, its flat target (µS) and mask, and the row to fill."""
+
+    tile: Tile
+    target: Tensor
+    mask: Tensor
+    row: Tensor

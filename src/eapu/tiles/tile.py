@@ -51,11 +51,16 @@ class Tile:
             self.cell_shape, generator=crossbar.generator, device=crossbar.torch_device
         )
         state = CellState.initial(dev, params)
-        self.offset = crossbar._grow_cells(params, state)
+        self.offset = crossbar.append_cells(params, state)
         self.size = math.prod(self.cell_shape)
-        self._weights_offset = crossbar._ref_index.numel()
+        self._weights_offset = crossbar.weight_ref_index.numel()
         ref_index, segment, self.segments = self._layout()
-        crossbar._grow_index(ref_index.to(crossbar.torch_device), segment.to(crossbar.torch_device))
+        self.segment_offset = crossbar.segments
+        segment = segment + self.segment_offset
+        crossbar.segments += self.segments
+        crossbar.append_layout(
+            ref_index.to(crossbar.torch_device), segment.to(crossbar.torch_device)
+        )
         self.ref_cells = (
             sum(b.new_ref_rows for b in blocks) if crossbar.mapping == "reference_column" else 0
         )
@@ -100,6 +105,7 @@ class Tile:
     def state(self) -> CellState:
         """The cells' conductances and gate levels (views of the crossbar's buffers)."""
         xb = self.crossbar
+        xb.flush()
         return CellState(
             g_us=self._flat(xb.g_us).view(self.cell_shape),
             gate=self._flat(xb.gate).view(self.cell_shape),
@@ -107,6 +113,7 @@ class Tile:
 
     @state.setter
     def state(self, state: CellState) -> None:
+        self.crossbar.flush()
         self._flat(self.crossbar.g_us).copy_(state.g_us.reshape(-1))
         self._flat(self.crossbar.gate).copy_(state.gate.reshape(-1))
 
@@ -120,13 +127,14 @@ class Tile:
     @property
     def writes(self) -> Tensor:
         """Writes per cell since the start (a view)."""
+        self.crossbar.flush()
         return self._flat(self.crossbar.writes).view(self.cell_shape)
 
     @property
     def ref_index(self) -> Tensor:
         """For each weight, the index of its row's reference cell (reference_column)."""
         n = math.prod(self.shape)
-        return self.crossbar._ref_index[self._weights_offset : self._weights_offset + n].view(
+        return self.crossbar.weight_ref_index[self._weights_offset : self._weights_offset + n].view(
             self.shape
         )
 
@@ -161,6 +169,7 @@ class Tile:
 
     @property
     def clipped(self) -> int:
+        self.crossbar.flush()
         return int(self.crossbar.tile_clipped[self.index])
 
     # --------------------------------------------------------------- values
@@ -190,6 +199,7 @@ class Tile:
     def set_conductances(self, g_us: Tensor) -> None:
         """Overwrite the cells' conductances (the simulator's drift; a real chip drifts by
         itself)."""
+        self.crossbar.flush()
         self._flat(self.crossbar.g_us).copy_(g_us.reshape(-1))
 
     def reference_conductances(self) -> Tensor:
@@ -235,7 +245,7 @@ class Tile:
     def _targets(self, w_or_dw: Tensor, absolute: bool) -> tuple[Tensor, Tensor]:
         """Target conductances and the mask of cells to write."""
         dg = w_or_dw.to(self.crossbar.g_us.dtype) / self.rwg_per_us
-        g = self.state.g_us
+        g = self._flat(self.crossbar.g_us).view(self.cell_shape)  # no flush: its own cells
         if self.crossbar.mapping == "differential":
             if absolute:
                 mid = self.crossbar.g_center_us
@@ -248,42 +258,8 @@ class Tile:
             return self._g_ref() + dg, torch.ones_like(g, dtype=torch.bool)
         return g + dg, dg != 0
 
-    def _beyond(self, target: Tensor) -> Tensor:
-        """Where a target conductance lies outside the device window. A weight at the edge
-        (e.g. a Tiki-Taka symmetry point clamped there) misses it by float32 rounding, some
-        1e-5 µS, after the round trip through weight units: a miss under 1e-6 of g_max is
-        not beyond."""
-        dev = self.crossbar.device_model
-        tol = 1e-6 * dev.g_max_us
-        return (target < dev.g_min_us - tol) | (target > dev.g_max_us + tol)
-
-    def _apply(self, target: Tensor, mask: Tensor, scheme: str) -> Tensor:
-        """Program the masked cells; only they are handed to the scheme (EaPU writes few)."""
-        xb = self.crossbar
-        idx = mask.reshape(-1).nonzero().squeeze(1)
-        row = torch.zeros(len(FIELDS), dtype=torch.int64, device=xb.torch_device)
-        if idx.numel() == 0:
-            return row
-        wanted = target.reshape(-1)[idx]
-        # The device cannot hold these; its own physics stops at the window, so count them.
-        xb.tile_clipped[self.index] += self._beyond(wanted).sum()
-        gidx = idx + self.offset
-        params = xb.cell_params.select(gidx)
-        state = CellState(g_us=xb.g_us[gidx], gate=xb.gate[gidx])
-        res = xb._program(state, wanted, torch.ones_like(idx, dtype=torch.bool), params, scheme)
-        xb.g_us[gidx] = res.state.g_us.to(xb.g_us.dtype)
-        xb.gate[gidx] = res.state.gate.to(xb.gate.dtype)
-        # "written" counts the cells that took at least one pulse: a verified scheme may find
-        # a requested cell already within tolerance and leave it alone.
-        pulsed = res.pulses > 0
-        xb.writes[gidx] += pulsed.to(torch.int32)
-        hit = torch.zeros(self.segments, dtype=torch.int32, device=idx.device)
-        hit.index_add_(0, self._flat(xb._segment)[idx], pulsed.to(torch.int32))
-        row[: _F + 1] = torch.stack(
-            [pulsed.sum(), res.pulses.sum(), res.reads.sum(), res.failed.sum()]
-        )
-        row[_ROWS] = (hit > 0).sum()
-        return row
+    def flush(self) -> None:
+        self.crossbar.flush()
 
     def load(self, weight: Tensor) -> Tensor:
         """Program absolute weights (initial or pre-trained) with the crossbar's load scheme.
@@ -293,9 +269,11 @@ class Tile:
         if tuple(weight.shape) != self.shape:
             raise ValueError(f"weight has shape {tuple(weight.shape)}, the tile holds {self.shape}")
         weight = weight.detach().to(self.crossbar.torch_device, torch.float32)
-        target, mask = self._targets(weight, absolute=True)
+        if not bool(weight.isfinite().all()):  # set-up time: a check may wait for the device
+            raise ValueError(f"Invalid weight: tile {self.name!r} got NaN or Inf to load")
         before = self.clipped
-        row = self._apply(target, mask, self.crossbar.load_scheme)
+        target, mask = self._targets(weight, absolute=True)
+        row = self.crossbar.enqueue(self, target, mask, self.crossbar.load_scheme)
         if self.clipped > before:
             xb = self.crossbar
             why = ""
@@ -303,7 +281,7 @@ class Tile:
             if xb.mapping == "reference_column" and ref is not None:
                 # A stuck reference cell offsets every weight read against it: its row's
                 # targets move by (stuck value - g_ref) and half of them leave the window.
-                out = self._beyond(target)
+                out = self.crossbar.beyond_window(target)
                 n_ref = int((out & ~ref.free[self.ref_index]).sum())
                 if n_ref:
                     why = (
@@ -321,15 +299,23 @@ class Tile:
 
     def program(self, dwn: Tensor, *, scheme: str | None = None) -> Tensor:
         """Write the update ΔWn (zero entries are not written) with the crossbar's update
-        scheme, or with ``scheme`` (e.g. the fast array of Tiki-Taka)."""
+        scheme, or with ``scheme`` (e.g. the fast array of Tiki-Taka).
+
+        The write joins the crossbar's queue: the writes of one optimizer step to several
+        tiles go to the scheme together (`Crossbar.flush`), and the ledger row returned is
+        filled in then (any read of the cells flushes first). A NaN or Inf entry is not
+        written; it is counted in the row's ``skipped``.
+        """
         if tuple(dwn.shape) != self.shape:
             raise ValueError(f"dwn has shape {tuple(dwn.shape)}, the tile holds {self.shape}")
-        if not torch.isfinite(dwn).all():
-            raise ValueError("dwn holds NaN or Inf; a non-finite update is never written")
         if scheme is not None:
             get_scheme(scheme)  # raises with the available names
-        target, mask = self._targets(dwn.detach().to(self.crossbar.torch_device), absolute=False)
-        return self._apply(target, mask, scheme or self.crossbar.scheme)
+        xb = self.crossbar
+        xb.flush_if_pending(self)  # its targets start from its present cells
+        dwn = dwn.detach().to(xb.torch_device)
+        finite = dwn.isfinite()  # a non-finite update is never written: skipped, counted
+        target, mask = self._targets(torch.where(finite, dwn, 0.0), absolute=False)
+        return xb.enqueue(self, target, mask, scheme or xb.scheme, skipped=~finite)
 
     # ----------------------------------------------------------------- state
     def state_tensors(self) -> dict[str, Tensor]:
