@@ -59,6 +59,8 @@ COMPLETION_MARKER = "metrics.json"
 LOCK_NAME = ".lock"
 #: Files only eapu writes at the top of its directories (runs, comparisons, sweeps).
 MARKERS = (LOCK_NAME, "compare.json", "sweep.json")
+#: How a device file eapu wrote begins (`eapu.devices.device_toml`).
+DEVICE_FILE_HEADER = b"# eapu device file"
 #: The longest directory name `name_part` gives.
 MAX_NAME_PART = 64
 
@@ -112,12 +114,22 @@ def _eapu_config(path: Path) -> bool:
     return isinstance(doc, dict) and {"task", "method", "device", "seed", "steps"} <= set(doc)
 
 
+def _starts(path: Path, head: bytes) -> bool:
+    try:
+        with path.open("rb") as f:
+            return f.read(len(head)) == head
+    except OSError:
+        return False
+
+
 def is_eapu_dir(path: str | Path, *, depth: int = 3) -> bool:
-    """Whether ``path`` is a directory eapu wrote: it holds one of `MARKERS` or an eapu
-    ``config.json``, or (a comparison or sweep interrupted before its own file) it holds
-    only directories, one of which is eapu's (looking ``depth`` levels down)."""
+    """Whether ``path`` is a directory eapu wrote: it holds one of `MARKERS`, an eapu
+    ``config.json`` or an eapu ``device.toml``, or (a comparison or sweep interrupted before
+    its own file) only directories, one of which is eapu's (looking ``depth`` levels down)."""
     d = Path(path)
     if any((d / m).exists() for m in MARKERS) or _eapu_config(d / "config.json"):
+        return True
+    if _starts(d / "device.toml", DEVICE_FILE_HEADER):  # a device report's, a narrow-range run's
         return True
     if depth <= 0 or not d.is_dir():
         return False
@@ -140,8 +152,7 @@ def claim(path: str | Path) -> Path:
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise ValueError(
-            f"{out} is an existing file, not a directory; give a new or empty directory "
-            "as --out"
+            f"{out} is an existing file, not a directory; give a new or empty directory as --out"
         )
     if out.is_dir() and next(out.iterdir(), None) is not None and not is_eapu_dir(out):
         raise ValueError(

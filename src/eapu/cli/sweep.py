@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
 from .. import validate
 from .app import app, console
-from .options import Config, Task, key_values, run_options, with_run_options
+from .options import Config, Task, given_by, key_values, run_options, with_run_options
 
 __all__ = ["check_grid", "sweep"]
 
@@ -66,15 +67,28 @@ def sweep(
     Finished points are skipped and interrupted ones resume, so the same command continues
     a sweep.
     """
+    from ..experiments import FLAGS
     from ..experiments import sweep as sw
 
     base = run_options(config, options)
+    if "seed" in base:
+        raise ValueError(
+            f"--seeds: seed is also set by {given_by('seed', options)}; a sweep's seeds are "
+            "--seeds, remove seed from the file"
+        )
+    sweepable = [f.field for f in FLAGS if f.field != "seed"]
     g: dict[str, Sequence[Any]] = {}
     for spec in grid or []:
-        key, values = key_values("--grid", spec)
+        key, values = key_values("--grid", spec, sweepable)
         if key in g:
             raise ValueError(
-                f"--grid {spec!r}: {key} is already swept; give all its values in one --grid"
+                f"--grid {validate.shown(spec)}: {key} is already swept; give all its values "
+                "in one --grid"
+            )
+        if key in base:
+            raise ValueError(
+                f"--grid {key}=...: {key} is also set by {given_by(key, options)}; sweep it or "
+                "set it, not both"
             )
         g[key] = values
     seed_list = validate.int_list("--seeds", seeds)
@@ -86,7 +100,7 @@ def sweep(
             print(line)
         return
     if collect_:
-        res = sw.collect(out, metrics=metric or None)
+        res = sw.collect(out, metrics=metric or None, task=task)
     else:
         res = sw.run_sweep(
             task,
@@ -102,5 +116,5 @@ def sweep(
     figs = ", ".join(map(str, res.figures)) or "-"
     console.print(f"{len(res.rows)} rows -> {res.csv_path}; figures: {figs}")
     if res.failed:
-        console.print(f"[red]{len(res.failed)} failed: {', '.join(res.failed)}[/red]")
+        console.print(Text(f"{len(res.failed)} failed: {', '.join(res.failed)}", style="red"))
         raise typer.Exit(1)

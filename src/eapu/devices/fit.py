@@ -44,6 +44,7 @@ from .measured import MeasuredDevice
 from .physics import pulse, read, stuck_values
 
 __all__ = [
+    "MAX_CSV_BYTES",
     "UNITS",
     "DeviceFit",
     "PulseDataError",
@@ -64,6 +65,9 @@ _MAX_SIEMENS = 1e-2
 #: Below this a whole file in µS is implausible (10 pS at most): the file is in siemens.
 _MIN_MAX_MICROSIEMENS = 1e-2
 
+#: The largest pulse-train CSV read: a measured device is some thousand ramps of some
+#: hundred pulses (a few MB); the bound keeps a wrong file from taking the memory.
+MAX_CSV_BYTES = 32 << 20
 _INDEX_COLUMNS = ("pulse", "pulses", "pulse_number", "index", "n", "#")
 _POLARITY = {"set": 1, "+1": 1, "1": 1, "reset": -1, "-1": -1}
 
@@ -143,10 +147,14 @@ def read_pulse_trains(
     validate.choice("units", units, UNITS)
     validate.choice("polarity", polarity, ("set", "reset", None))
     validate.fraction("max_reverse", max_reverse, low_open=True)
+    from ..files import read_text
+
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
+        text = read_text(path, max_bytes=MAX_CSV_BYTES, what="pulse-train file")
     except FileNotFoundError:
         raise PulseDataError(name, None, None, "no such file") from None
+    except OSError as e:
+        raise PulseDataError(name, None, None, e.strerror or str(e)) from None
     rows = [(i + 1, r) for i, r in enumerate(csv.reader(io.StringIO(text))) if any(r)]
     if not rows:
         raise PulseDataError(name, None, None, "the file is empty")

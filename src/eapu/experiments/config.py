@@ -32,6 +32,7 @@ __all__ = [
     "SCHEDULES",
     "Flag",
     "RunConfig",
+    "check_device",
     "flag_of",
     "get_flag",
     "upgrade",
@@ -163,7 +164,9 @@ class RunConfig:
             from ..tiles import operating_range
 
             # the operating range follows Rwg: refuse one the device cannot hold, up front
-            operating_range(get_device(self.device), "reference_column", self.rwg_per_us)
+            dev = get_device(self.device)
+            check_device(dev, self.device)
+            operating_range(dev, "reference_column", self.rwg_per_us)
 
     def resolved(self) -> dict[str, Any]:
         """The config with the task's defaults filled in (what ``config.json`` records)."""
@@ -175,6 +178,31 @@ class RunConfig:
         if d["optimizer"] is None:
             d["optimizer"] = get_method(self.method).optimizer or DEFAULT_OPTIMIZER
         return d
+
+
+def check_device(device: Any, name: str) -> None:
+    """Refuse what ``name`` gave if it is not a `eapu.devices.Device` (a broken plugin's
+    factory) or its ``default_scheme`` is no registered scheme (a device file's typo),
+    naming it, before a run or a characterisation uses it.
+
+    The scheme check lives here, not in `eapu.devices.load_device`: devices sit below the
+    schemes.
+    """
+    from ..devices import Device
+    from ..programming import list_schemes
+
+    where = f"device file {name!r}" if name.endswith(".toml") else f"device {name!r}"
+    if not isinstance(device, Device):
+        raise ValueError(
+            f"Invalid device: {where} gives {validate.shown(device)}, not a Device; fix or "
+            "uninstall the package that registers it"
+        )
+    schemes = list_schemes()
+    if device.default_scheme not in schemes:
+        raise ValueError(
+            f"Invalid device: {where} has default_scheme {validate.shown(device.default_scheme)}"
+            f", which is no registered scheme; allowed: {', '.join(schemes)}"
+        )
 
 
 def _has_fast_array(method: str) -> bool:
