@@ -111,13 +111,44 @@ def load_checkpoint(path: str | Path, map_location: Any = None) -> dict[str, Any
         ck = torch.load(path, weights_only=True, map_location=map_location)
     except pickle.UnpicklingError:
         why = "it holds objects other than tensors and plain data, which eapu never loads"
-    except (RuntimeError, EOFError, ValueError, OSError) as e:
-        why = f"truncated or corrupt: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
-    if why is None and not (isinstance(ck, dict) and "step" in ck and "model" in ck):
-        why = "it lacks the step and model entries an eapu checkpoint has"
+    except (PermissionError, IsADirectoryError):
+        raise
+    except (Exception, MemoryError) as e:  # a corrupt file fails in many ways inside torch
+        first = str(e).splitlines()[0][:200] if str(e) else ""
+        why = f"truncated or corrupt ({type(e).__name__}{': ' + first if first else ''})"
+    if why is None:
+        why = _checkpoint_problem(ck)
     if why is not None:
-        raise ValueError(f"{path} is not a valid eapu checkpoint: {why}")
+        raise ValueError(
+            f"{path} is not a valid eapu checkpoint: {why}; remove it (the run then starts "
+            "again) or restore it from a copy"
+        )
     return ck  # type: ignore[no-any-return]
+
+
+#: The entries of an eapu checkpoint and their types (what `runner.save_checkpoint` writes).
+_CHECKPOINT = {
+    "config": dict,
+    "step": int,
+    "model": dict,
+    "crossbar": dict,
+    "optimizer": dict,
+    "scheduler": dict,
+    "history": list,
+    "wall_s": (int, float),
+}
+
+
+def _checkpoint_problem(ck: Any) -> str | None:
+    """Why ``ck`` is not an eapu checkpoint's contents, or None."""
+    if not (isinstance(ck, dict) and "step" in ck and "model" in ck):
+        return "it lacks the step and model entries an eapu checkpoint has"
+    for key, kind in _CHECKPOINT.items():
+        if key in ck and (not isinstance(ck[key], kind) or isinstance(ck[key], bool)):
+            return f"its {key} is a {type(ck[key]).__name__}"
+    if ck["step"] < 0 or not all(isinstance(r, dict) for r in ck.get("history", [])):
+        return "its step or history is malformed"
+    return None
 
 
 def _size_limit(n: int) -> str:

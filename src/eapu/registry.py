@@ -44,6 +44,8 @@ from collections.abc import Callable, Iterator
 from importlib import metadata
 from typing import Any, Generic, TypeVar
 
+from .validate import shown
+
 __all__ = ["Registry"]
 
 T = TypeVar("T")
@@ -201,10 +203,10 @@ class Registry(Generic[T]):
         except (KeyError, TypeError):
             pass
         names = self.names()
-        close = difflib.get_close_matches(str(name), names, n=1)
+        close = difflib.get_close_matches(str(name)[:100], names, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise ValueError(
-            f"unknown {self.kind} {name!r}; {hint}available: {', '.join(names)}"
+            f"unknown {self.kind} {shown(name)}; {hint}available: {', '.join(names)}"
         ) from None
 
     def names(self, pattern: str = "*") -> list[str]:

@@ -143,9 +143,19 @@ class _Group(TyperGroup):
         except (*USER_ERRORS, OSError) as exc:
             sub = ctx.invoked_subcommand
             cmd = self.get_command(ctx, sub) if sub else None
+            words = [sub]
+            rest = list(given)
+            while cmd is not None and hasattr(cmd, "commands") and rest:  # eapu device fit
+                name = rest.pop(0)
+                words.append(name)
+                cmd = cmd.commands.get(name)
             text = user_message(exc, _flags(cmd, given))
             err.print(f"Error: {text}", markup=False, highlight=False)
-            err.print(f"Try 'eapu {sub} --help' for help.", markup=False, highlight=False)
+            err.print(
+                f"Try 'eapu {' '.join(map(str, words))} --help' for help.",
+                markup=False,
+                highlight=False,
+            )
             raise typer.Exit(2) from None
         except KeyboardInterrupt as exc:
             term = isinstance(exc, Terminated)

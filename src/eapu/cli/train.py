@@ -10,6 +10,7 @@ import typer
 from .. import validate
 from ..experiments import FLAGS, list_methods
 from ..files import read_json
+from ..rundir import name_part
 from .app import app, console, err_console
 from .options import Config, Json, Task, given_by, key_values, run_options, with_run_options
 from .tables import dump_json, markdown_table, metrics_table, progress_bar
@@ -106,6 +107,11 @@ def compare(
             raise ValueError(
                 f"--tune {key}=...: {key} is also set by {given_by(key, options)}; tune it "
                 "or set it, not both"
+            )
+        if len({name_part(v) for v in values}) != len(values):
+            raise ValueError(
+                f"--tune {key}={validate.shown(tune.partition('=')[2])}: a value is given "
+                "twice (1 and 1.0 are the same); list each once"
             )
         grid = {key: values}
         for m in names:

@@ -109,7 +109,7 @@ class RunConfig:
         for name in ("device", "model", "data", "data_dir", "anomaly_data", "init_from"):
             v = getattr(self, name)
             if v is not None and not isinstance(v, str):
-                raise ValueError(f"Invalid {name}: {v!r}; allowed: a string")
+                raise ValueError(f"Invalid {name}: {validate.shown(v)}; allowed: a string")
         # names resolve now, before anything is trained or written
         if self.model is not None:
             model_info(self.model)
@@ -191,7 +191,11 @@ def check_device(device: Any, name: str) -> None:
     from ..devices import Device
     from ..programming import list_schemes
 
-    where = f"device file {name!r}" if name.endswith(".toml") else f"device {name!r}"
+    where = (
+        f"device file {validate.shown(name)}"
+        if name.endswith(".toml")
+        else f"device {validate.shown(name)}"
+    )
     if not isinstance(device, Device):
         raise ValueError(
             f"Invalid device: {where} gives {validate.shown(device)}, not a Device; fix or "
