@@ -807,8 +807,11 @@ def _check_image(path: Path) -> None:
             with Image.open(path) as im:
                 w, h = im.size
                 frames = int(getattr(im, "n_frames", 1))
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        w, h, frames = MAX_IMAGE_PIXELS + 1, 1, 1
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ValueError(
+            f"{path} claims more pixels than the {MAX_IMAGE_PIXELS} an image may have (Pillow: "
+            f"{str(e)[:200]}); remove or shrink it"
+        ) from None
     except Exception as e:  # Pillow's errors for a file it cannot read are of many types
         raise ValueError(
             f"{path} cannot be read as an image ({type(e).__name__}: {str(e)[:200]}); "

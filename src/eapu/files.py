@@ -49,16 +49,28 @@ def atomic_write(path: str | Path, data: bytes) -> None:
     The file gets the mode a plain ``open(path, "w")`` would give it (0666 less the umask),
     so a group or a web server can read results as the user's umask allows. The temp file is
     named ``.NAME.<random>.tmp``; `eapu.rundir.clean_stale` removes those a killed writer left.
+
+    Raises:
+        OSError: the write failed (``ENOSPC``, ``EROFS``, ``EACCES``, ...); its ``filename`` is
+            ``path``, and ``path`` is as it was before.
     """
     path = Path(path)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+            raise
+    except OSError as e:  # a full disk, a read-only file system: name the file meant
+        if e.filename in (None, str(tmp)) and e.errno is not None:
+            raise OSError(e.errno, e.strerror or os.strerror(e.errno), str(path)) from None
         raise
 
 

@@ -150,7 +150,7 @@ class _Group(TyperGroup):
                 words.append(name)
                 cmd = cmd.commands.get(name)
             text = user_message(exc, _flags(cmd, given))
-            err.print(f"Error: {text}", markup=False, highlight=False)
+            err.print(f"Error: {text}", markup=False, highlight=False, soft_wrap=True)
             err.print(
                 f"Try 'eapu {' '.join(map(str, words))} --help' for help.",
                 markup=False,
@@ -164,6 +164,7 @@ class _Group(TyperGroup):
                 "directory keeps its last checkpoint, and the same command resumes it.",
                 markup=False,
                 highlight=False,
+                soft_wrap=True,
             )
             raise typer.Exit(143 if term else 130) from None
 
