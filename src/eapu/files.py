@@ -139,7 +139,7 @@ def load_checkpoint(path: str | Path, map_location: Any = None) -> dict[str, Any
 
 
 #: The entries of an eapu checkpoint and their types (what `runner.save_checkpoint` writes).
-_CHECKPOINT = {
+_CHECKPOINT: dict[str, type | tuple[type, ...]] = {
     "config": dict,
     "step": int,
     "model": dict,
