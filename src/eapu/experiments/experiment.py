@@ -56,17 +56,17 @@ class Experiment:
             self.train, self.test = _hold_out(self.train)
         else:
             self.test = self._load("test", kw)
-        if cfg["batch_size"] > len(self.train.images):  # it would bill a batch never run
-            raise ValueError(
-                f"Invalid batch_size: {cfg['batch_size']}; allowed: at most the "
-                f"{len(self.train.images)} training images of this run ({cfg['data']!r})"
-            )
         n = min(cfg["eval_samples"], len(self.test.images))
         self.test_x = self.test.images[:n]
         self.test_y = self.test.labels[:n]
         self.anomalies: Tensor | None = None
         if self.kind.prepare is not None:
             self.kind.prepare(self)
+        if cfg["batch_size"] > len(self.train.images):  # it would bill a batch never run
+            raise ValueError(
+                f"Invalid batch_size: {cfg['batch_size']}; allowed: at most the "
+                f"{len(self.train.images)} training images of this run ({cfg['data']!r})"
+            )
 
     def _load(self, split: str, kw: dict[str, Any]) -> ImageDataset:
         ds = get_dataset(self.cfg["data"], data_dir=self.cfg["data_dir"], split=split, **kw)
