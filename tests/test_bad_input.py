@@ -400,6 +400,13 @@ CLI_CASES: list[tuple[list[str], str]] = [
     (["device", "report", "{dev_scheme.toml}", "--out", "{root}/dr2"], "default_scheme"),
     (["device", "report", "taox_1t1r", "--out", "{foreign}"], "not empty"),
     (["characterize", "{dev_scheme.toml}"], "default_scheme"),
+    (["characterize", "taox_1t1r", "--cells", "100000000000"], "--cells"),
+    ([*R, "--seed", "99999999999999999999999"], "--seed"),
+    (
+        ["run", "classify", "--steps", "1", "--model", "preact_resnet18", "--width", "10000000"],
+        "out of memory",
+    ),
+    ([*C, "--tune", "lr=1,nan"], "--tune lr=nan"),
     # list, characterize
     (["list", "nothing"], "WHAT"),
     (["characterize", "unobtainium"], "DEVICE"),

@@ -111,6 +111,14 @@ def _flags(cmd: Any, args: Sequence[str]) -> dict[str, str]:
     return flags
 
 
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` says the machine ran out of memory (a size the user chose)."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc)
+    return "can't allocate memory" in text or "out of memory" in text.lower()
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise Terminated()
 
@@ -155,6 +163,18 @@ class _Group(TyperGroup):
                 f"Try 'eapu {' '.join(map(str, words))} --help' for help.",
                 markup=False,
                 highlight=False,
+            )
+            raise typer.Exit(2) from None
+        except (MemoryError, RuntimeError) as exc:
+            if not _out_of_memory(exc):
+                raise  # a bug: its traceback
+            first = (str(exc) or type(exc).__name__).replace("\n", " ")[:300]
+            err.print(
+                f"Error: out of memory ({first}); give smaller sizes (--batch-size, --width, "
+                "--eval-samples, --cells, ...) or use a machine with more memory",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
             )
             raise typer.Exit(2) from None
         except KeyboardInterrupt as exc:

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from .. import validate
 from ..files import read_json
+from .catalog import MAX_CELLS
 
 __all__ = ["device_app"]
 
@@ -135,7 +136,9 @@ def report(
     methods: Annotated[
         str, typer.Option(help="methods to compare")
     ] = "software,eapu+mp,mp,wu,tp,su",
-    cells: Annotated[int, typer.Option(help="cells per characterisation sweep")] = 4096,
+    cells: Annotated[
+        int, typer.Option(help="cells per characterisation sweep", min=2, max=MAX_CELLS)
+    ] = 4096,
     rwg: Annotated[float, typer.Option(help="Rwg (µS⁻¹)")] = 1 / 80,
     eval_every: Annotated[int | None, typer.Option(help="evaluate every N mini-batches")] = None,
 ) -> None:

@@ -108,18 +108,18 @@ def compare(
                 f"--tune {key}=...: {key} is also set by {given_by(key, options)}; tune it "
                 "or set it, not both"
             )
+        for m in names:
+            for v in values:
+                try:
+                    RunConfig(task=task, **{**opts, "method": m, key: v})
+                except (ValueError, TypeError) as e:
+                    raise ValueError(f"--tune {key}={validate.shown(v)}: {e}") from None
         if len({name_part(v) for v in values}) != len(values):
             raise ValueError(
                 f"--tune {key}={validate.shown(tune.partition('=')[2])}: a value is given "
                 "twice (1 and 1.0 are the same); list each once"
             )
         grid = {key: values}
-        for m in names:
-            for v in grid[key]:
-                try:
-                    RunConfig(task=task, **{**opts, "method": m, key: v})
-                except (ValueError, TypeError) as e:
-                    raise ValueError(f"--tune {key}={v}: {e}") from None
     runs_per_method = len(seed_list or [0]) + (len(grid[next(iter(grid))]) if grid else 0)
     total = (
         RunConfig(task=task, **{**opts, "method": names[0]}).resolved()["steps"] * runs_per_method

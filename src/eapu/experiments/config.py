@@ -28,6 +28,7 @@ __all__ = [
     "EVAL_SPLITS",
     "FLAGS",
     "LATER_FIELDS",
+    "MAX_SEED",
     "OPTIMIZERS",
     "SCHEDULES",
     "Flag",
@@ -49,6 +50,9 @@ DEFAULT_OPTIMIZER = "adam"
 #: Learning-rate schedules over the run: StepLR (÷10 at 50 % and 75 %, the paper's CIFAR-10
 #: recipe) and cosine annealing (its CIFAR-100 recipe).
 SCHEDULES = ("none", "step", "cosine")
+#: The largest seed: runs derive torch seeds from it (``seed * 1_000_003 + epoch``), which
+#: must stay below 2**64.
+MAX_SEED = 2**32 - 1
 #: Where the network runs.
 DEVICE_TYPES = ("cpu", "cuda")
 #: What a run evaluates on: the test set, or a validation split carved from the training
@@ -127,7 +131,7 @@ class RunConfig:
         if not self.device.endswith(".toml"):  # a device file is read when the run builds
             get_device_info(self.device)
         validate.integer("eval_samples", self.eval_samples, low=1)
-        validate.integer("seed", self.seed, low=0)
+        validate.integer("seed", self.seed, low=0, high=MAX_SEED)
         if self.optimizer is not None:
             validate.choice("optimizer", self.optimizer, OPTIMIZERS)
             fixed = get_method(self.method).optimizer
