@@ -43,7 +43,7 @@ def sweep(
             "--grid", help="KEY=V1,V2,... (repeatable): RunConfig fields, e.g. sd_us=1,2,4"
         ),
     ] = None,
-    seeds: Annotated[str, typer.Option(help="comma-separated seeds")] = "0",
+    seeds: Annotated[str | None, typer.Option(help="comma-separated seeds (default: 0)")] = None,
     workers: Annotated[
         int | None, typer.Option(help="processes (default: CPUs); 0 runs in this process")
     ] = None,
@@ -91,7 +91,7 @@ def sweep(
                 "set it, not both"
             )
         g[key] = values
-    seed_list = validate.int_list("--seeds", seeds)
+    seed_list = validate.int_list("--seeds", seeds if seeds is not None else "0")
     check_grid(task, base, g)
     out = out or Path("runs") / f"{task}-sweep"
     if print_:
@@ -99,7 +99,9 @@ def sweep(
         for line in sw.print_commands(task, base, g, out, seeds=seed_list):
             print(line)
         return
-    if collect_:
+    if collect_:  # the settings given (if any) must be the sweep's
+        given = {"base": base or None, "grid": g or None, "seeds": seeds and seed_list}
+        sw.check_manifest(out, task=task, **given)  # type: ignore[arg-type]
         res = sw.collect(out, metrics=metric or None, task=task)
     else:
         res = sw.run_sweep(

@@ -407,7 +407,8 @@ def check_manifest(
     path = Path(out_dir) / _MANIFEST
     if not path.exists():
         raise ValueError(
-            f"{Path(out_dir)} has no {_MANIFEST}; run_sweep or save_manifest writes it"
+            f"{Path(out_dir)} has no {_MANIFEST}: it is no sweep directory; give the --out "
+            "of a sweep (run_sweep or save_manifest writes it)"
         )
     m = read_json(path)
     shapes = {"task": str, "base": dict, "grid": dict, "seeds": list}
@@ -419,7 +420,11 @@ def check_manifest(
         )
     given = {"task": task, "base": base, "seeds": None if seeds is None else list(seeds)}
     given["grid"] = None if grid is None else {k: list(v) for k, v in grid.items()}
-    differ = [k for k, v in given.items() if v is not None and json.dumps(v) != json.dumps(m[k])]
+    differ = [
+        k
+        for k, v in given.items()
+        if v is not None and json.dumps(v, sort_keys=True) != json.dumps(m[k], sort_keys=True)
+    ]
     if differ:
         theirs = "; ".join(f"{k} {validate.shown(m[k])}" for k in differ)
         raise ValueError(
