@@ -196,9 +196,9 @@ def stats(
         )
     if device is not None and scheme is None:
         from ..devices import get_device
-        from ..experiments.config import check_device
+        from ..experiments.config import usable_device
 
-        check_device(get_device(device), device)
+        usable_device(get_device(device), device)
     paths = write_update_stats(run_dir, out, scheme=scheme, device=device, delta_us=delta_us)
     s = read_json(paths["json"])
     console.print(

@@ -85,12 +85,12 @@ def characterize(
 ) -> None:
     """Measure SD(εcell) of a device under a scheme by a write/read sweep over the window."""
     from ..devices import get_device
-    from ..experiments.config import check_device
+    from ..experiments.config import usable_device
     from ..programming import characterize as char
 
     dev = get_device(device)
     if scheme is None:  # the device's own: a device file may name one that does not exist
-        check_device(dev, device)
+        usable_device(dev, device)
     c = char(dev, scheme, n_cells=cells, seed=seed)
     t = Table(title=f"{c.device} / {c.scheme}: SD(εcell) = {c.sd_us:.3g} µS")
     t.add_column("target G (µS)", justify="right")

@@ -144,12 +144,12 @@ def report(
 ) -> None:
     """Characterise the device, derive EaPU's threshold, run the denoise comparison on it."""
     from ..devices import get_device
-    from ..experiments.config import check_device
+    from ..experiments.config import usable_device
     from ..experiments.device_report import device_report
     from ..rundir import claim
 
     dev = get_device(device)
-    check_device(dev, device)
+    usable_device(dev, device)
     seed_list = validate.int_list("--seeds", seeds) if seeds is not None else None
     opts: dict[str, Any] = {} if eval_every is None else {"eval_every": eval_every}
     method_list = validate.name_list("--methods", methods)

@@ -33,10 +33,10 @@ __all__ = [
     "SCHEDULES",
     "Flag",
     "RunConfig",
-    "check_device",
     "flag_of",
     "get_flag",
     "upgrade",
+    "usable_device",
 ]
 
 #: Base optimizers by name: the class and its fixed keywords (the learning rate is separate).
@@ -169,7 +169,7 @@ class RunConfig:
 
             # the operating range follows Rwg: refuse one the device cannot hold, up front
             dev = get_device(self.device)
-            check_device(dev, self.device)
+            usable_device(dev, self.device)
             operating_range(dev, "reference_column", self.rwg_per_us)
 
     def resolved(self) -> dict[str, Any]:
@@ -184,10 +184,10 @@ class RunConfig:
         return d
 
 
-def check_device(device: Any, name: str) -> None:
-    """Refuse what ``name`` gave if it is not a `eapu.devices.Device` (a broken plugin's
-    factory) or its ``default_scheme`` is no registered scheme (a device file's typo),
-    naming it, before a run or a characterisation uses it.
+def usable_device(device: Any, name: str) -> Any:
+    """``device`` (what ``name`` gave), checked before a run or a characterisation uses it:
+    refused, naming it, if it is not a `eapu.devices.Device` (a broken plugin's factory) or
+    its ``default_scheme`` is no registered scheme (a device file's typo).
 
     The scheme check lives here, not in `eapu.devices.load_device`: devices sit below the
     schemes.
@@ -211,6 +211,7 @@ def check_device(device: Any, name: str) -> None:
             f"Invalid device: {where} has default_scheme {validate.shown(device.default_scheme)}"
             f", which is no registered scheme; allowed: {', '.join(schemes)}"
         )
+    return device
 
 
 def _has_fast_array(method: str) -> bool:
