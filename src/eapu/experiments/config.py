@@ -163,14 +163,16 @@ class RunConfig:
                 )
         validate.choice("device_type", self.device_type, DEVICE_TYPES)
         validate.integer("width", self.width, low=1, allow_none=True)
+        if get_method(self.method).level == "device":  # a Device, of a registered scheme
+            from ..devices import get_device as device_of
+
+            usable_device(device_of(self.device), self.device)
         if get_method(self.method).level == "device":
             from ..devices import get_device
             from ..tiles import operating_range
 
             # the operating range follows Rwg: refuse one the device cannot hold, up front
-            dev = get_device(self.device)
-            usable_device(dev, self.device)
-            operating_range(dev, "reference_column", self.rwg_per_us)
+            operating_range(get_device(self.device), "reference_column", self.rwg_per_us)
 
     def resolved(self) -> dict[str, Any]:
         """The config with the task's defaults filled in (what ``config.json`` records)."""
