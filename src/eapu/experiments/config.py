@@ -164,9 +164,9 @@ class RunConfig:
         validate.choice("device_type", self.device_type, DEVICE_TYPES)
         validate.integer("width", self.width, low=1, allow_none=True)
         if get_method(self.method).level == "device":  # a Device, of a registered scheme
-            from ..devices import get_device as device_of
+            from ..devices import get_device
 
-            usable_device(device_of(self.device), self.device)
+            usable_device(get_device(self.device), self.device)
         if get_method(self.method).level == "device":
             from ..devices import get_device
             from ..tiles import operating_range
