@@ -65,9 +65,6 @@ _MAX_SIEMENS = 1e-2
 #: Below this a whole file in µS is implausible (10 pS at most): the file is in siemens.
 _MIN_MAX_MICROSIEMENS = 1e-2
 
-#: The largest pulse-train CSV read: a measured device is some thousand ramps of some
-#: hundred pulses (a few MB); the bound keeps a wrong file from taking the memory.
-MAX_CSV_BYTES = 32 << 20
 _INDEX_COLUMNS = ("pulse", "pulses", "pulse_number", "index", "n", "#")
 _POLARITY = {"set": 1, "+1": 1, "1": 1, "reset": -1, "-1": -1}
 
@@ -82,6 +79,11 @@ class PulseDataError(ValueError):
             x for x in (f"row {row}" if row else "", f"column {column}" if column else "") if x
         )
         super().__init__(f"{file}: {where + ': ' if where else ''}{problem}")
+
+
+#: The largest pulse-train CSV read: a measured device is some thousand ramps of some
+#: hundred pulses (a few MB); the bound keeps a wrong file from taking the memory.
+MAX_CSV_BYTES = 32 << 20
 
 
 @dataclass(frozen=True)
