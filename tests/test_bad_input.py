@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import shutil
 import struct
 from collections.abc import Callable
@@ -94,6 +95,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for f in ("train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"):
         (bomb / f).write_bytes(struct.pack(">HBB", 0, 0x08, 1) + struct.pack(">I", 60000))
     out["mnist_bomb"] = bomb
+    _safety_files(root, good, out)
     cifar = root / "cifar-10-batches-bin"
     cifar.mkdir()
     rec = bytes([201]) + bytes(3072)
@@ -101,6 +103,113 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         (cifar / f).write_bytes(rec * 2)
     out["cifar_bad_labels"] = root
     return out
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that claims ``width`` × ``height`` pixels and holds none (a bomb's header)."""
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+def _safety_files(root: Path, good: Path, out: dict[str, Path]) -> None:
+    """The files of the safety cases (issue #26): hostile sizes and nesting, foreign
+    directories, unfinished runs, broken sweeps, odd images and devices."""
+    import zipfile
+
+    from eapu.devices import get_device, save_device
+    from eapu.experiments.sweep import save_manifest
+
+    def text(name: str, data: bytes) -> None:
+        p = root / name
+        p.write_bytes(data)
+        out[name] = p
+
+    text("deep.toml", b"steps = " + b"[" * 3000 + b"]" * 3000 + b"\n")
+    text("dotted.toml", b".".join([b"a"] * 50_000) + b" = 1\n")  # 100 kB; gigabytes in tomllib
+    text("big.toml", b"# " + b"x" * (1 << 20) + b"\nsteps = 3\n")
+    text("long_value.toml", b'method = "' + b"m" * 100_000 + b'"\n')
+    text("lr.toml", b"lr = 0.01\n")
+    text("method.toml", b'method = "eapu"\n')
+    text("seed.toml", b"seed = 3\n")
+    text("deep_nodes.toml", b"[n]\nv_read_v = " + b"[" * 3000 + b"]" * 3000 + b"\n")
+    text("latin1_nodes.toml", "[n] # Gr\xfc\xdfe\n".encode("latin-1"))
+    text("latin1.csv", "ramp1,ramp2\n1,2\n3,4 # \xb5S\n".encode("latin-1"))
+    dev = root / "dev_scheme.toml"
+    save_device(get_device("ideal"), dev)
+    toml = re.sub(r'default_scheme = "\w+"', 'default_scheme = "wv"', dev.read_text())
+    assert '"wv"' in toml
+    dev.write_text(toml)
+    out["dev_scheme.toml"] = dev
+    text("dev_latin1.toml", "[device] # \xb5S\n".encode("latin-1"))
+    text("dev_deep.toml", b"[device]\nset_step_us = " + b"[" * 3000 + b"]" * 3000 + b"\n")
+    text("a_file", b"not a directory")
+    # a checkpoint whose pickle is corrupt so that torch raises a KeyError (a bad memo)
+    with zipfile.ZipFile(root / "memo.pt", "w") as z:
+        z.writestr("archive/data.pkl", b"\x80\x02h\x2e.")
+        z.writestr("archive/version", b"3\n")
+        z.writestr("archive/byteorder", b"little")
+    memo = root / "memo_ckpt"
+    shutil.copytree(good, memo)
+    shutil.copy(root / "memo.pt", memo / "checkpoint.pt")
+    (memo / "metrics.json").unlink()
+    out["memo_ckpt"] = memo
+    # another tool's directory, full of its own files
+    foreign = root / "foreign"
+    foreign.mkdir()
+    (foreign / "config.json").write_text('{"theme": "dark"}')
+    (foreign / "report.html").write_text("<p>mine</p>")
+    out["foreign"] = foreign
+    unfinished = root / "unfinished"  # killed before its completion marker
+    shutil.copytree(good, unfinished)
+    (unfinished / "metrics.json").unlink()
+    out["unfinished"] = unfinished
+    unf_compare = root / "unfinished_compare"  # a comparison killed before compare.json
+    shutil.copytree(good, unf_compare / "software")
+    (unf_compare / "software" / "metrics.json").unlink()
+    out["unfinished_compare"] = unf_compare
+    nan_run = root / "nan_run"
+    shutil.copytree(good, nan_run)
+    metrics = json.loads((nan_run / "metrics.json").read_text())
+    (nan_run / "metrics.json").write_text(json.dumps({**metrics, "ssim": float("nan")}))
+    out["nan_run"] = nan_run
+    # sweeps: finished (written by hand: nothing trains), corrupt, not a manifest
+    sw = root / "sweep"
+    base = {"method": "eapu", "steps": 1, "eval_samples": 8}
+    save_manifest("classify", base, {"sd_us": [1]}, sw)
+    point = sw / "sd_us=1" / "seed=0"
+    point.mkdir(parents=True)
+    cfg = RunConfig(task="classify", seed=0, sd_us=1, **base).resolved()
+    (point / "config.json").write_text(json.dumps(cfg))
+    (point / "metrics.json").write_text(json.dumps({"accuracy": 0.5, "loss": 1.0}))
+    out["sweep"] = sw
+    for name, data in (("sweep_corrupt", b'{"task": '), ("sweep_nomanifest", b'{"task": "x"}')):
+        d = root / name
+        d.mkdir()
+        (d / "sweep.json").write_bytes(data)
+        out[name] = d
+    sw_bad_point = root / "sweep_bad_point"
+    shutil.copytree(sw, sw_bad_point)
+    (sw_bad_point / "sd_us=1" / "seed=0" / "metrics.json").write_text("[1, 2]")
+    out["sweep_bad_point"] = sw_bad_point
+    # image folders: a bomb, an unreadable image, a class folder linked out of the tree
+    for name, data in (("bomb", _png_header(30_000, 30_000)), ("garbage", b"GIF89a nothing")):
+        for split in ("train", "test"):
+            d = root / f"img_{name}" / split / "cat"
+            d.mkdir(parents=True)
+            (d / "a.png").write_bytes(data)
+        out[f"img_{name}"] = root / f"img_{name}"
+    linked = root / "img_linked"
+    for split in ("train", "test"):
+        (linked / split).mkdir(parents=True)
+        (linked / split / "etc").symlink_to("/etc", target_is_directory=True)
+    out["img_linked"] = linked
 
 
 # ------------------------------------------------------------------------------ the table
@@ -244,6 +353,60 @@ CLI_CASES: list[tuple[list[str], str]] = [
     # eapu device
     (["device", "report", "taox_1t1r", "--out", "{root}/dr", "--seeds", "a"], "--seeds"),
     (["device", "report", "taox_1t1r", "--out", "{root}/dr", "--methods", "mp,mp"], "--methods"),
+    # safety (issue #26): bounded inputs, another tool's files, silently wrong results
+    ([*R, "--config", "{deep.toml}"], "deep.toml"),
+    ([*R, "--config", "{dotted.toml}"], "levels"),
+    ([*R, "--config", "{big.toml}"], "1 MiB"),
+    ([*R, "--config", "{long_value.toml}"], "--method"),
+    ([*R, "--device", "{dev_scheme.toml}"], "default_scheme"),
+    ([*R, "--device", "{dev_latin1.toml}"], "dev_latin1.toml"),
+    ([*R, "--device", "{dev_deep.toml}"], "levels"),
+    (["run", "classify", "--steps", "1", "--batch-size", "5000"], "--batch-size"),
+    ([*R, "--out", "{foreign}"], "not empty"),
+    ([*R, "--out", "{a_file}"], "existing file"),
+    ([*R, "--out", "{memo_ckpt}"], "checkpoint"),
+    ([*R, "--data", "imagefolder", "--data-dir", "{img_bomb}"], "a.png"),
+    ([*R, "--data", "imagefolder", "--data-dir", "{img_garbage}"], "a.png"),
+    ([*R, "--data", "imagefolder", "--data-dir", "{img_linked}"], "symbolic link"),
+    ([*C, "--methods", "software", "--out", "{foreign}"], "not empty"),
+    ([*C, "--tune", "=1,2"], "no key of the options"),
+    ([*C, "--tune", "foo=1,2"], "'foo' is not one of the options"),
+    ([*C, "--tune", "lr=1,1.0"], "--tune"),
+    ([*C, "--tune", "eval_split=test,validation"], "--tune"),
+    ([*C, "--tune", "lr=0.1,0.2", "--config", "{lr.toml}"], "--config"),
+    ([*C, "--tune", "lr=0.1,0.2", "--lr", "0.3"], "--lr"),
+    ([*C, "--config", "{method.toml}"], "--methods"),
+    ([*C, "--seeds", "0,1", "--config", "{seed.toml}"], "--config"),
+    ([*S, "--grid", "=1,2"], "no key of the options"),
+    ([*S, "--grid", "foo=1,2"], "'foo' is not one of the options"),
+    ([*S, "--grid", "sd_us=1,2", "--sd-us", "3"], "--sd-us"),
+    ([*S, "--grid", "sd_us=1,2", "--config", "{seed.toml}"], "--seeds"),
+    ([*S, "--out", "{foreign}"], "not empty"),
+    (["sweep", "classify", "--collect", "--out", "{sweep_corrupt}"], "sweep.json"),
+    (["sweep", "classify", "--collect", "--out", "{sweep_nomanifest}"], "sweep.json"),
+    (["sweep", "denoise", "--collect", "--out", "{sweep}"], "classify"),
+    (["sweep", "classify", "--collect", "--out", "{sweep}", "--metric", "nosuch"], "--metric"),
+    (["sweep", "classify", "--collect", "--out", "{sweep_bad_point}"], "metrics.json"),
+    (["report", "{unfinished}"], "same eapu run command"),
+    (["report", "{unfinished_compare}"], "same eapu compare command"),
+    (["retention", "{unfinished}"], "finish it first"),
+    (["retention", "{good}", "--seed", "-1"], "--seed"),
+    (["stats", "{unfinished}"], "finish it by"),
+    (["energy", "{good}", "--nodes", "{deep_nodes.toml}"], "levels"),
+    (["energy", "{good}", "--nodes", "{latin1_nodes.toml}"], "latin1_nodes.toml"),
+    (["device", "fit", "{latin1.csv}", "--units", "uS", "--out", "{root}/f.toml"], "latin1.csv"),
+    (["device", "example", "{root}/ex", "--ramps", "1000000"], "--ramps"),
+    (["device", "example", "{root}/ex", "--pulses", "0"], "--pulses"),
+    (["device", "report", "{dev_scheme.toml}", "--out", "{root}/dr2"], "default_scheme"),
+    (["device", "report", "taox_1t1r", "--out", "{foreign}"], "not empty"),
+    (["characterize", "{dev_scheme.toml}"], "default_scheme"),
+    (["characterize", "taox_1t1r", "--cells", "100000000000"], "--cells"),
+    ([*R, "--seed", "99999999999999999999999"], "--seed"),
+    (
+        ["run", "classify", "--steps", "1", "--model", "preact_resnet18", "--width", "10000000"],
+        "out of memory",
+    ),
+    ([*C, "--tune", "lr=1,nan"], "--tune lr=nan"),
     # list, characterize
     (["list", "nothing"], "WHAT"),
     (["characterize", "unobtainium"], "DEVICE"),
@@ -276,6 +439,7 @@ def test_cli_bad_input_is_one_clean_message_and_exit_2(
     assert names.lower() in text.lower(), text
     assert "weights_only=False" not in text
     assert len([ln for ln in text.splitlines() if ln.strip()]) <= 8, text
+    assert len(text) < 3000, text[:3000]  # a long value is echoed cut (validate.shown)
 
 
 # ------------------------------------------------------------------------------ the API

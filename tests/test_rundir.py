@@ -75,6 +75,7 @@ def test_a_run_killed_before_its_marker_resumes_and_finishes(tmp_path: Path) -> 
 
 
 def test_stale_temp_files_of_a_killed_writer_are_removed(tmp_path: Path) -> None:
+    (tmp_path / rundir.LOCK_NAME).touch()  # the killed writer's directory
     (tmp_path / ".checkpoint.pt.deadbeef.tmp").write_bytes(b"half")
     (tmp_path / "keep.txt").write_text("mine")
     with rundir.hold(tmp_path):

@@ -76,7 +76,9 @@ def test_compare_tunes_each_method_on_validation_and_reports_the_choice(tmp_path
     [
         ({"lr": [0.01]}, "at least two"),
         ({"lr": [0.01, 0.01]}, "each once"),
-        ({"seed": [0, 1]}, "not task, method or seed"),
+        ({"seed": [0, 1]}, "not task, method, seed or eval_split"),
+        ({"eval_split": ["test", "validation"]}, "not task, method, seed or eval_split"),
+        ({"lr": [1, 1.0]}, "1 and 1.0 are the same value"),
         ({"lr": [0.01, 0.1], "steps": [2, 4]}, "one RunConfig field"),
     ],
 )

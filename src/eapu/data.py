@@ -42,6 +42,7 @@ __all__ = [
     "FASHION_CLASSES",
     "FASHION_MNIST_DIR",
     "MAX_IDX_BYTES",
+    "MAX_IMAGE_PIXELS",
     "MNIST_SAMPLE",
     "PHOTOS_TEST",
     "PHOTOS_TRAIN",
@@ -787,12 +788,55 @@ def load_svhn(
 # --------------------------------------------------------------------------------------------
 
 _IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+#: The most pixels (width × height × frames) an image of a folder may have: Pillow's own
+#: decompression-bomb limit. A photo has far fewer; a few-kB file claiming more is a bomb
+#: that would take gigabytes to decode.
+MAX_IMAGE_PIXELS = 89_478_485
+
+
+def _check_image(path: Path) -> None:
+    """Refuse a file that is no image, or an image (or its frames) over `MAX_IMAGE_PIXELS`,
+    from its header only, before anything is decoded."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                frames = int(getattr(im, "n_frames", 1))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ValueError(
+            f"{path} claims more pixels than the {MAX_IMAGE_PIXELS} an image may have (Pillow: "
+            f"{str(e)[:200]}); remove or shrink it"
+        ) from None
+    except Exception as e:  # Pillow's errors for a file it cannot read are of many types
+        raise ValueError(
+            f"{path} cannot be read as an image ({type(e).__name__}: {str(e)[:200]}); "
+            "remove or replace it"
+        ) from None
+    if w * h * frames > MAX_IMAGE_PIXELS:
+        raise ValueError(
+            f"{path} claims {w}×{h} pixels × {frames} frame(s), more than the "
+            f"{MAX_IMAGE_PIXELS} an image may have (a decompression bomb, or no photo); "
+            "remove or shrink it"
+        )
 
 
 def _read_image(path: Path, channels: int, size: int) -> torch.Tensor:
     import skimage.io
 
-    img = np.asarray(skimage.io.imread(path))
+    _check_image(path)
+    try:
+        raw = skimage.io.imread(path)
+    except Exception as e:  # a truncated or corrupt file: the decoders' errors vary
+        raise ValueError(
+            f"{path} cannot be decoded as an image ({type(e).__name__}: {str(e)[:200]}); "
+            "remove or replace it"
+        ) from None
+    img = np.asarray(raw)
     if img.ndim == 4:  # animated GIF or multi-page TIFF: first frame
         img = img[0]
     if img.ndim == 3 and img.shape[0] in (1, 3, 4) and img.shape[-1] not in (1, 3, 4):
@@ -821,11 +865,21 @@ class ImageFolder(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     Items are ``(image, label)``: float32 C×size×size in [0, 1] and an int64 scalar. Classes
     are the sorted subfolder names.
 
+    Symbolic links that lead out of ``root`` (a class folder linked to ``/``, an image linked
+    to ``/etc/passwd``) are refused unless ``follow_links``: the folder reads only its own
+    tree. A link within the tree is followed.
+
     Args:
         root: the folder of class folders.
         size: output side in pixels (bilinear resize of the whole image, no crop).
         channels: 1 (grayscale) or 3 (RGB; grayscale images are replicated).
         max_per_class: keep only the first ``max_per_class`` images (sorted by name) per class.
+        follow_links: also follow symbolic links that lead out of ``root``.
+
+    Raises:
+        ValueError: a link leads out of ``root`` (and not ``follow_links``); the message
+            names it and its target.
+        FileNotFoundError: no images.
     """
 
     def __init__(
@@ -835,6 +889,7 @@ class ImageFolder(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         size: int = 224,
         channels: int = 3,
         max_per_class: int | None = None,
+        follow_links: bool = False,
     ) -> None:
         validate.integer("size", size, low=1, allow_none=True)
         validate.choice("channels", channels, (1, 3))
@@ -842,14 +897,25 @@ class ImageFolder(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self.root = Path(root)
         self.size = size
         self.channels = channels
+        tree = self.root.resolve()
+
+        def inside(p: Path) -> Path:
+            if not follow_links and p.is_symlink() and not _within(p, tree):
+                raise _outside(p, tree)
+            return p
+
         class_dirs = (
-            sorted(p for p in self.root.iterdir() if p.is_dir()) if self.root.is_dir() else []
+            sorted(inside(p) for p in self.root.iterdir() if p.is_dir())
+            if self.root.is_dir()
+            else []
         )
         samples: list[tuple[Path, int]] = []
         classes: list[str] = []
         for d in class_dirs:
             files = sorted(
-                p for p in d.iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_EXTENSIONS
+                inside(p)
+                for p in d.iterdir()
+                if p.is_file() and p.suffix.lower() in _IMAGE_EXTENSIONS
             )
             if max_per_class is not None:
                 files = files[:max_per_class]
@@ -879,6 +945,26 @@ class ImageFolder(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         return ImageDataset(images, labels, classes=self.classes, name="imagefolder")
 
 
+def _within(p: Path, tree: Path) -> bool:
+    """Whether ``p`` (a symbolic link) resolves into ``tree``."""
+    try:
+        return p.resolve().is_relative_to(tree)
+    except (OSError, RuntimeError):  # a loop
+        return False
+
+
+def _outside(p: Path, tree: Path) -> ValueError:
+    try:
+        target = str(p.resolve())
+    except (OSError, RuntimeError):
+        target = "itself (a loop)"
+    return ValueError(
+        f"{p} is a symbolic link to {target}, outside the data directory {tree}; eapu reads "
+        "only inside it: copy (or hard-link, cp -al) the files in, or give the directory "
+        "they are in as --data-dir"
+    )
+
+
 @register_dataset("imagefolder", "folder of class subfolders of images (ImageNet-100 style)")
 def load_imagefolder(
     *,
@@ -888,6 +974,7 @@ def load_imagefolder(
     channels: int = 3,
     max_per_class: int | None = None,
     in_memory: bool = False,
+    follow_links: bool = False,
 ) -> ImageFolder | ImageDataset:
     """Images from ``data_dir/<split>/<class>/*`` for transfer learning.
 
@@ -902,6 +989,8 @@ def load_imagefolder(
         max_per_class: keep only the first images of each class (small CPU runs).
         in_memory: decode everything now and return an :class:`ImageDataset`; otherwise a lazy
             :class:`ImageFolder`.
+        follow_links: follow symbolic links out of ``data_dir`` (refused by default; the
+            ``data_dir`` given may itself be a link).
     """
     validate.choice("split", split, _SPLITS)
     if data_dir is None:
@@ -913,7 +1002,12 @@ def load_imagefolder(
         raise FileNotFoundError(
             f"imagefolder {split} split not found: looked for {' or '.join(names)}/ in {root}"
         )
-    folder = ImageFolder(sub, size=size, channels=channels, max_per_class=max_per_class)
+    tree = root.resolve()
+    if not follow_links and sub.is_symlink() and not _within(sub, tree):
+        raise _outside(sub, tree)
+    folder = ImageFolder(
+        sub, size=size, channels=channels, max_per_class=max_per_class, follow_links=follow_links
+    )
     return folder.to_memory() if in_memory else folder
 
 

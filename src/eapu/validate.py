@@ -17,17 +17,22 @@ the argument, its value and what is allowed. ``name`` is the argument's real nam
 keyword or option): the command line rewrites ``Invalid <name>:`` into the flag that sets it
 (`eapu.cli.user_message`), so keep it a single identifier where a flag may set it.
 
+A value is echoed as its ``repr``, cut to `SHOWN_CHARS` characters (`shown`): a 20 MB
+string in a file is not printed whole.
+
 Bools are not numbers (``True`` is refused where a number or an integer is asked for). NaN
 is always refused; ±inf only with ``allow_inf=True``.
 """
 
 from __future__ import annotations
 
+import collections
 import math
 from collections.abc import Collection
 from typing import Any, Literal, TypeVar, overload
 
 __all__ = [
+    "SHOWN_CHARS",
     "choice",
     "float_list",
     "fraction",
@@ -36,9 +41,29 @@ __all__ = [
     "is_number",
     "name_list",
     "number",
+    "shown",
 ]
 
 T = TypeVar("T")
+
+#: The most characters of a value an error message echoes.
+SHOWN_CHARS = 200
+
+
+def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
+    """``repr(value)`` as an error message echoes it: at most ``limit`` characters (of a
+    string, of any other value's ``repr``), the cut said with the full length.
+
+    >>> shown("x" * 1000)[-25:]
+    "xxx'... (1000 characters)"
+    """
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}... ({len(value)} characters)"
+    return _cut(repr(value), limit)
+
+
+def _cut(text: str, limit: int = SHOWN_CHARS) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def is_number(value: Any, *, finite: bool = True) -> bool:
@@ -72,7 +97,7 @@ def _inside(
 
 def _fail(name: str, value: Any, allowed: str, allow_none: bool) -> ValueError:
     return ValueError(
-        f"Invalid {name}: {value!r}; allowed: {'None or ' if allow_none else ''}{allowed}"
+        f"Invalid {name}: {shown(value)}; allowed: {'None or ' if allow_none else ''}{allowed}"
     )
 
 
@@ -223,10 +248,13 @@ def name_list(flag: str, text: str) -> list[str]:
     """
     items = [x.strip() for x in text.split(",")]
     if not text.strip() or any(not x for x in items):
-        raise ValueError(f"{flag} {text!r}: expected a comma-separated list, e.g. a,b")
-    dup = sorted({x for x in items if items.count(x) > 1})
+        raise ValueError(f"{flag} {shown(text)}: expected a comma-separated list, e.g. a,b")
+    counts = collections.Counter(items)
+    dup = sorted(x for x, k in counts.items() if k > 1)
     if dup:
-        raise ValueError(f"{flag} {text!r}: {', '.join(dup)} given twice; list each once")
+        raise ValueError(
+            f"{flag} {shown(text)}: {_cut(', '.join(dup))} given twice; list each once"
+        )
     return items
 
 
@@ -236,7 +264,8 @@ def int_list(flag: str, text: str) -> list[int]:
     bad = [x for x in items if not x.isdigit()]
     if bad:
         raise ValueError(
-            f"{flag} {text!r}: {', '.join(bad)} is not an integer >= 0; e.g. {flag} 0,1,2"
+            f"{flag} {shown(text)}: {_cut(', '.join(bad))} is not an integer >= 0; "
+            f"e.g. {flag} 0,1,2"
         )
     return [int(x) for x in items]
 
@@ -250,6 +279,6 @@ def float_list(flag: str, text: str) -> list[float]:
         except ValueError:
             v = -1.0
         if not 0 <= v < math.inf:
-            raise ValueError(f"{flag} {text!r}: {x} is not a finite number >= 0")
+            raise ValueError(f"{flag} {shown(text)}: {shown(x)} is not a finite number >= 0")
         out.append(v)
     return out

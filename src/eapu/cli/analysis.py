@@ -71,7 +71,10 @@ def energy(
         rows = periphery_sweep(counts, get_node(node, nodes), factors)
         title = "inference per sample (J) as the periphery estimate varies"
         console.print(rows_table(rows, title))
-    console.print(f"figure: {plot_energy(fig, run_dir / f'energy-{node}.png')}")
+    from ..rundir import name_part
+
+    # a node of the user's --nodes file is named by them: never a path out of the run
+    console.print(f"figure: {plot_energy(fig, run_dir / f'energy-{name_part(node)}.png')}")
 
 
 @app.command("narrow-range")
@@ -181,12 +184,23 @@ def stats(
     ] = None,
 ) -> None:
     """Per-layer written fraction, Rup over training, and Nup = Ncell(step-to-step) × Rup."""
-    import json
-
     from ..experiments.stats import write_update_stats
+    from ..files import read_json
+    from ..rundir import is_finished
 
+    where = run_dir if run_dir.is_dir() else run_dir.parent
+    if (where / "config.json").exists() and not is_finished(where):
+        raise ValueError(
+            f"{where} is an unfinished run (no metrics.json yet): its statistics would stop "
+            "at its last checkpoint; finish it by running the same eapu run command again"
+        )
+    if device is not None and scheme is None:
+        from ..devices import get_device
+        from ..experiments.config import usable_device
+
+        usable_device(get_device(device), device)
     paths = write_update_stats(run_dir, out, scheme=scheme, device=device, delta_us=delta_us)
-    s = json.loads(paths["json"].read_text())
+    s = read_json(paths["json"])
     console.print(
         f"Rup {s['rup_mean'] * 1e3:.3g} ‰ (max {s['rup_max'] * 1e3:.3g} ‰); Nup measured "
         f"{s['nup_measured']:.3g}; {s['scheme']}: Ncell {s['ncell_step']:.3g} step-to-step "

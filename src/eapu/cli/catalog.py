@@ -12,7 +12,11 @@ from .app import app, console
 from .options import Json, SchemeName, registry_or_file
 from .tables import dump_json
 
-__all__ = ["characterize", "list_", "registries"]
+__all__ = ["MAX_CELLS", "characterize", "list_", "registries"]
+
+#: The most cells a characterisation sweep takes (a few hundred MB of tensors; 4096 is
+#: plenty for an SD to 2 %).
+MAX_CELLS = 1 << 22
 
 
 def registries() -> dict[str, Any]:
@@ -76,14 +80,18 @@ def characterize(
         SchemeName | None,
         typer.Option(help="programming scheme (default: the device's verified one)"),
     ] = None,
-    cells: Annotated[int, typer.Option(help="cells in the sweep", min=2)] = 4096,
+    cells: Annotated[int, typer.Option(help="cells in the sweep", min=2, max=MAX_CELLS)] = 4096,
     seed: Annotated[int, typer.Option(min=0)] = 0,
 ) -> None:
     """Measure SD(εcell) of a device under a scheme by a write/read sweep over the window."""
     from ..devices import get_device
+    from ..experiments.config import usable_device
     from ..programming import characterize as char
 
-    c = char(get_device(device), scheme, n_cells=cells, seed=seed)
+    dev = get_device(device)
+    if scheme is None:  # the device's own: a device file may name one that does not exist
+        usable_device(dev, device)
+    c = char(dev, scheme, n_cells=cells, seed=seed)
     t = Table(title=f"{c.device} / {c.scheme}: SD(εcell) = {c.sd_us:.3g} µS")
     t.add_column("target G (µS)", justify="right")
     t.add_column("SD εcell (µS)", justify="right")

@@ -11,7 +11,6 @@ A bad file or value is one message on stderr and exit status 2.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,6 +20,8 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import validate
+from ..files import read_json
+from .catalog import MAX_CELLS
 
 __all__ = ["device_app"]
 
@@ -29,7 +30,10 @@ device_app = typer.Typer(
     no_args_is_help=True,
     help="Your own device: fit it to measured pulse trains, and predict EaPU on it.",
 )
-console = Console(width=None if sys.stdout.isatty() else 200)
+console = Console(width=None if sys.stdout.isatty() else 200, markup=False)  # names as text
+#: The most pulses (ramps × (pulses + 1)) `example` writes per file: about 11 MB of CSV,
+#: which `eapu device fit` reads back within its bound.
+MAX_EXAMPLE_VALUES = 1_000_000
 
 
 @device_app.command("fit")
@@ -107,9 +111,19 @@ def example(
     seed: Annotated[int, typer.Option(help="seed of the simulated measurement")] = 0,
 ) -> None:
     """Write pulse trains of a known device (µS, published form) to try the fit on."""
+    from ..devices import get_device
     from ..devices.fit import write_example_trains
 
-    paths = write_example_trains(folder, device, ramps=ramps, pulses=pulses, seed=seed)
+    validate.integer("ramps", ramps, low=1, high=MAX_EXAMPLE_VALUES // 2)
+    validate.integer("pulses", pulses, low=1, high=MAX_EXAMPLE_VALUES // 2 - 1)
+    if ramps * (pulses + 1) > MAX_EXAMPLE_VALUES:
+        raise ValueError(
+            f"Invalid ramps: {ramps} ramps of {pulses} pulses are {ramps * (pulses + 1)} values "
+            f"per file; allowed: ramps × (pulses + 1) <= {MAX_EXAMPLE_VALUES} (about 11 MB)"
+        )
+    validate.integer("seed", seed, low=0)
+    dev = get_device(device)
+    paths = write_example_trains(folder, dev, ramps=ramps, pulses=pulses, seed=seed)
     console.print(f"{ramps} ramps × {pulses} pulses of {device}: {paths[0]}, {paths[1]} (µS)")
 
 
@@ -122,28 +136,35 @@ def report(
     methods: Annotated[
         str, typer.Option(help="methods to compare")
     ] = "software,eapu+mp,mp,wu,tp,su",
-    cells: Annotated[int, typer.Option(help="cells per characterisation sweep")] = 4096,
+    cells: Annotated[
+        int, typer.Option(help="cells per characterisation sweep", min=2, max=MAX_CELLS)
+    ] = 4096,
     rwg: Annotated[float, typer.Option(help="Rwg (µS⁻¹)")] = 1 / 80,
     eval_every: Annotated[int | None, typer.Option(help="evaluate every N mini-batches")] = None,
 ) -> None:
     """Characterise the device, derive EaPU's threshold, run the denoise comparison on it."""
     from ..devices import get_device
+    from ..experiments.config import usable_device
     from ..experiments.device_report import device_report
+    from ..rundir import claim
 
     dev = get_device(device)
+    usable_device(dev, device)
     seed_list = validate.int_list("--seeds", seeds) if seeds is not None else None
     opts: dict[str, Any] = {} if eval_every is None else {"eval_every": eval_every}
+    method_list = validate.name_list("--methods", methods)
+    claim(out)  # a new or empty directory, or an earlier report's: never another tool's
     path = device_report(
         device,
         out,
-        methods=validate.name_list("--methods", methods),
+        methods=method_list,
         steps=steps,
         seeds=seed_list,
         n_cells=cells,
         rwg_per_us=rwg,
         **opts,
     )
-    doc = json.loads((out / "device_report.json").read_text())
+    doc = read_json(out / "device_report.json")
     for line in doc["verdict"]:
         console.print(line)
     console.print(f"{dev.name}: report {path}")

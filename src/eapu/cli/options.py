@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import tomllib
 import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,6 +14,7 @@ import typer
 
 from .. import validate
 from ..experiments import FLAGS, Flag, list_tasks
+from ..files import read_toml
 from ..programming import list_schemes
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "Task",
     "choice",
     "flag_option",
+    "given_by",
     "key_values",
     "merge_options",
     "parse_value",
@@ -40,11 +41,9 @@ def merge_options(config: Path | None, **flags: Any) -> dict[str, Any]:
     opts: dict[str, Any] = {}
     if config is not None:
         try:
-            with open(config, "rb") as f:
-                opts.update(tomllib.load(f))
-        except (OSError, ValueError) as e:  # TOML and UTF-8 errors are ValueErrors
-            why = e.strerror if isinstance(e, OSError) else e
-            raise ValueError(f"--config {config}: {why}") from None
+            opts.update(read_toml(config, what="--config file"))
+        except OSError as e:
+            raise ValueError(f"--config {config}: {e.strerror or e}") from None
         allowed = {f.field for f in FLAGS}
         unknown = sorted(set(opts) - allowed)
         if unknown:
@@ -154,11 +153,27 @@ def parse_value(text: str) -> Any:
     return text
 
 
-def key_values(flag: str, spec: str) -> tuple[str, list[Any]]:
+def key_values(flag: str, spec: str, allowed: Sequence[str] | None = None) -> tuple[str, list[Any]]:
     """``KEY=V1,V2,...`` of option ``flag`` as (key, parsed values); ``rwg`` means
-    ``rwg_per_us``. A spec without ``=`` or without values is refused, naming the flag."""
-    key, _, vals = spec.partition("=")
+    ``rwg_per_us``. A spec without ``=``, without a key or values, or (``allowed`` given)
+    with a key not in ``allowed`` is refused, naming the flag and the keys it takes."""
+    key, eq, vals = spec.partition("=")
     key = "rwg_per_us" if key.strip() == "rwg" else key.strip()
-    if not vals:
-        raise ValueError(f"{flag} {spec!r}: expected KEY=V1,V2,..., e.g. lr=1e-3,1e-2")
+    if not eq or not vals.strip():
+        raise ValueError(
+            f"{flag} {validate.shown(spec)}: expected KEY=V1,V2,..., e.g. lr=1e-3,1e-2"
+        )
+    if not key or (allowed is not None and key not in allowed):
+        what = "no key" if not key else f"{validate.shown(key)} is not one"
+        keys = ", ".join(allowed) if allowed is not None else "an option's name"
+        raise ValueError(
+            f"{flag} {validate.shown(spec)}: {what} of the options it varies; allowed: {keys}"
+        )
     return key, [parse_value(v) for v in validate.name_list(f"{flag} {key}=", vals)]
+
+
+def given_by(field: str, flags: dict[str, Any]) -> str:
+    """Where a run option came from, for messages: its flag (``--lr``) if ``flags`` has it,
+    else the ``--config`` file."""
+    flag = next((f.name for f in FLAGS if f.field == field), "--" + field)
+    return flag if flags.get(field) is not None else f"{field} in the --config file"

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
 from .. import validate
 from .app import app, console
-from .options import Config, Task, key_values, run_options, with_run_options
+from .options import Config, Task, given_by, key_values, run_options, with_run_options
 
 __all__ = ["check_grid", "sweep"]
 
@@ -42,7 +43,7 @@ def sweep(
             "--grid", help="KEY=V1,V2,... (repeatable): RunConfig fields, e.g. sd_us=1,2,4"
         ),
     ] = None,
-    seeds: Annotated[str, typer.Option(help="comma-separated seeds")] = "0",
+    seeds: Annotated[str | None, typer.Option(help="comma-separated seeds (default: 0)")] = None,
     workers: Annotated[
         int | None, typer.Option(help="processes (default: CPUs); 0 runs in this process")
     ] = None,
@@ -66,18 +67,31 @@ def sweep(
     Finished points are skipped and interrupted ones resume, so the same command continues
     a sweep.
     """
+    from ..experiments import FLAGS
     from ..experiments import sweep as sw
 
     base = run_options(config, options)
+    if "seed" in base:
+        raise ValueError(
+            f"--seeds: seed is also set by {given_by('seed', options)}; a sweep's seeds are "
+            "--seeds, remove seed from the file"
+        )
+    sweepable = [f.field for f in FLAGS if f.field != "seed"]
     g: dict[str, Sequence[Any]] = {}
     for spec in grid or []:
-        key, values = key_values("--grid", spec)
+        key, values = key_values("--grid", spec, sweepable)
         if key in g:
             raise ValueError(
-                f"--grid {spec!r}: {key} is already swept; give all its values in one --grid"
+                f"--grid {validate.shown(spec)}: {key} is already swept; give all its values "
+                "in one --grid"
+            )
+        if key in base:
+            raise ValueError(
+                f"--grid {key}=...: {key} is also set by {given_by(key, options)}; sweep it or "
+                "set it, not both"
             )
         g[key] = values
-    seed_list = validate.int_list("--seeds", seeds)
+    seed_list = validate.int_list("--seeds", seeds if seeds is not None else "0")
     check_grid(task, base, g)
     out = out or Path("runs") / f"{task}-sweep"
     if print_:
@@ -85,8 +99,10 @@ def sweep(
         for line in sw.print_commands(task, base, g, out, seeds=seed_list):
             print(line)
         return
-    if collect_:
-        res = sw.collect(out, metrics=metric or None)
+    if collect_:  # the settings given (if any) must be the sweep's
+        given = {"base": base or None, "grid": g or None, "seeds": seeds and seed_list}
+        sw.check_manifest(out, task=task, **given)  # type: ignore[arg-type]
+        res = sw.collect(out, metrics=metric or None, task=task)
     else:
         res = sw.run_sweep(
             task,
@@ -102,5 +118,5 @@ def sweep(
     figs = ", ".join(map(str, res.figures)) or "-"
     console.print(f"{len(res.rows)} rows -> {res.csv_path}; figures: {figs}")
     if res.failed:
-        console.print(f"[red]{len(res.failed)} failed: {', '.join(res.failed)}[/red]")
+        console.print(Text(f"{len(res.failed)} failed: {', '.join(res.failed)}", style="red"))
         raise typer.Exit(1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from rich.console import Console
@@ -25,11 +26,12 @@ __all__ = [
 
 
 def progress_bar(where: Console | None = None) -> Progress:
+    """The bar of a training command (its texts are shown as they are, not as markup)."""
     return Progress(
-        TextColumn("{task.description:<10}"),
+        TextColumn("{task.description:<10}", markup=False),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TextColumn("{task.fields[info]}"),
+        TextColumn("{task.completed}/{task.total}", markup=False),
+        TextColumn("{task.fields[info]}", markup=False),
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
@@ -96,5 +98,22 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 
 def dump_json(obj: Any) -> None:
-    """Machine-readable output: JSON on stdout, nothing else there."""
-    print(json.dumps(obj, indent=2, default=str))
+    """Machine-readable output: JSON on stdout, nothing else there.
+
+    Valid JSON: a NaN or an infinity (a metric that diverged) is ``null``, as JSON has no
+    such numbers (Python's ``NaN`` would break every other reader).
+    """
+    print(json.dumps(_finite(obj), indent=2, default=str, allow_nan=False))
+
+
+def _finite(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by None (lists, tuples, dicts walked)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if hasattr(obj, "item") and getattr(obj, "ndim", None) == 0:  # numpy / torch scalars
+        return _finite(obj.item())
+    return obj

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from .. import validate
-from ..experiments import list_methods
+from ..experiments import FLAGS, list_methods
+from ..files import read_json
+from ..rundir import name_part
 from .app import app, console, err_console
-from .options import Config, Json, Task, key_values, run_options, with_run_options
+from .options import Config, Json, Task, given_by, key_values, run_options, with_run_options
 from .tables import dump_json, markdown_table, metrics_table, progress_bar
 
 __all__ = ["DEVICE_METHODS", "compare", "report", "run"]
@@ -86,21 +87,39 @@ def compare(
                 f"unknown method {m!r}; available: {', '.join(known)}", param_hint="--methods"
             )
     opts = run_options(config, options)
+    if "method" in opts:
+        raise ValueError(
+            f"--config {config}: sets method, but compare runs the methods of --methods; "
+            "remove method from the file"
+        )
     seed_list = validate.int_list("--seeds", seeds) if seeds is not None else None
     if seed_list is not None and "seed" in opts:
-        raise ValueError("--seed: give --seeds or --seed, not both")
+        raise ValueError(
+            f"--seeds: seed is also set by {given_by('seed', options)}; give one of them"
+        )
     for m in names:  # every method's config is valid before anything trains
         RunConfig(task=task, **{**opts, "method": m})
     grid: dict[str, list[Any]] | None = None
     if tune is not None:
-        key, values = key_values("--tune", tune)
-        grid = {key: values}
+        tunable = [f.field for f in FLAGS if f.field not in ("method", "seed", "eval_split")]
+        key, values = key_values("--tune", tune, tunable)
+        if key in opts:
+            raise ValueError(
+                f"--tune {key}=...: {key} is also set by {given_by(key, options)}; tune it "
+                "or set it, not both"
+            )
         for m in names:
-            for v in grid[key]:
+            for v in values:
                 try:
                     RunConfig(task=task, **{**opts, "method": m, key: v})
                 except (ValueError, TypeError) as e:
-                    raise ValueError(f"--tune {key}={v}: {e}") from None
+                    raise ValueError(f"--tune {key}={validate.shown(v)}: {e}") from None
+        if len({name_part(v) for v in values}) != len(values):
+            raise ValueError(
+                f"--tune {key}={validate.shown(tune.partition('=')[2])}: a value is given "
+                "twice (1 and 1.0 are the same); list each once"
+            )
+        grid = {key: values}
     runs_per_method = len(seed_list or [0]) + (len(grid[next(iter(grid))]) if grid else 0)
     total = (
         RunConfig(task=task, **{**opts, "method": names[0]}).resolved()["steps"] * runs_per_method
@@ -133,22 +152,33 @@ def report(
 ) -> None:
     """Write the figures and the HTML page of a run or comparison directory."""
     from ..report import write_compare_report, write_run_report
+    from ..rundir import is_eapu_dir
 
     if (run_dir / "compare.json").exists():
         page = write_compare_report(run_dir)
-        doc = json.loads((run_dir / "compare.json").read_text())
+        doc = read_json(run_dir / "compare.json")
         if json_:
             dump_json({"report": str(page), **doc})
             return
         console.print(f"report: {page}")
         if markdown:
-            print(markdown_table(doc["rows"]))
+            print(markdown_table(doc.get("rows", [])))
     elif (run_dir / "metrics.json").exists():
         page = write_run_report(run_dir)
         if json_:
-            metrics = json.loads((run_dir / "metrics.json").read_text())
+            metrics = read_json(run_dir / "metrics.json")
             dump_json({"report": str(page), "metrics": metrics})
             return
         console.print(f"report: {page}")
+    elif (run_dir / "checkpoint.pt").exists() or (run_dir / "config.json").exists():
+        raise ValueError(
+            f"{run_dir} is an unfinished run (no metrics.json yet); finish it by running the "
+            "same eapu run command again, then report it"
+        )
+    elif run_dir.is_dir() and is_eapu_dir(run_dir):
+        raise ValueError(
+            f"{run_dir} is an unfinished comparison (no compare.json yet); finish it by "
+            "running the same eapu compare command again, then report it"
+        )
     else:
         raise typer.BadParameter(f"{run_dir} holds neither compare.json nor metrics.json")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -72,14 +71,15 @@ def save_device(
 
 def load_device(path: str | Path) -> Device:
     """Read a device file (see `device_toml`); errors name the file and the field."""
+    from ..files import read_toml
+
     path = Path(path)
     try:
-        with path.open("rb") as f:
-            doc = tomllib.load(f)
+        doc = read_toml(path, what="device file")
     except FileNotFoundError:
         raise ValueError(f"device file {str(path)!r} does not exist") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"device file {str(path)!r} is not valid TOML: {e}") from None
+    except OSError as e:
+        raise ValueError(f"device file {str(path)!r}: {e.strerror or e}") from None
     table = doc.get("device")
     if not isinstance(table, dict):
         raise ValueError(f"device file {str(path)!r} has no [device] table")

@@ -45,6 +45,7 @@ from .measured import MeasuredDevice
 from .physics import pulse, read, stuck_values
 
 __all__ = [
+    "MAX_CSV_BYTES",
     "UNITS",
     "DeviceFit",
     "PulseDataError",
@@ -96,6 +97,11 @@ class PulseDataError(ValueError):
             x for x in (f"row {row}" if row else "", f"column {column}" if column else "") if x
         )
         super().__init__(f"{file}: {where + ': ' if where else ''}{problem}")
+
+
+#: The largest pulse-train CSV read: a measured device is some thousand ramps of some
+#: hundred pulses (a few MB); the bound keeps a wrong file from taking the memory.
+MAX_CSV_BYTES = 32 << 20
 
 
 @dataclass(frozen=True)
@@ -171,10 +177,14 @@ def read_pulse_trains(
     validate.choice("units", units, UNITS)
     validate.choice("polarity", polarity, ("set", "reset", None))
     validate.fraction("max_reverse", max_reverse, low_open=True)
+    from ..files import read_text
+
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
+        text = read_text(path, max_bytes=MAX_CSV_BYTES, what="pulse-train file")
     except FileNotFoundError:
         raise PulseDataError(name, None, None, "no such file") from None
+    except OSError as e:
+        raise PulseDataError(name, None, None, e.strerror or str(e)) from None
     rows = [(i + 1, r) for i, r in enumerate(csv.reader(io.StringIO(text))) if any(r)]
     if not rows:
         raise PulseDataError(name, None, None, "the file is empty")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import validate
+from ..files import read_toml
 
 __all__ = ["PERIPHERY_FIELDS", "Node", "get_node", "load_nodes"]
 
@@ -192,7 +193,7 @@ def load_nodes(path: str | Path | None = None, *, merge: bool = True) -> dict[st
         table = {k: dict(v) for k, v in shipped.items()}
     if path is not None:
         p = Path(path)
-        user = _toml_loads(p.read_text("utf-8"), str(p))
+        user = read_toml(p, what="node file")
         _check_table(user, str(p))
         for name, entries in user.items():
             table.setdefault(name, {}).update(entries)

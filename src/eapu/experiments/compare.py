@@ -11,7 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import validate
 from ..files import write_json
+from ..rundir import hold, is_finished, name_part
 from .build import load_run
 from .config import RunConfig
 from .kinds import get_kind
@@ -42,7 +44,8 @@ def compare(
 
     ``tune`` (one `RunConfig` field and its candidate values, e.g. ``{"lr": [1e-3, 1e-2]}``)
     gives every method the same search: each candidate trains once (the first seed) into
-    ``out_dir/tune/<method>/<field>=<value>`` with ``eval_split="validation"``, so the choice
+    ``out_dir/tune/<method>/<field>=<value>`` (the value as `eapu.rundir.name_part` names it,
+    so that no value writes outside ``out_dir``) with ``eval_split="validation"``, so the choice
     never sees the test set; the method's best value by the task's main metric on that
     validation split is then run and reported as usual. A row records ``tuned_<field>``,
     ``tune_budget`` (the candidates tried) and ``tune_scores`` (validation metric by value).
@@ -57,9 +60,22 @@ def compare(
             "seed option beside it"
         )
     key, values = _check_tune(tune, options)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     metric = get_kind(get_task(task).kind).metric
+    with hold(out_dir) as out:  # one writer of the comparison (its runs have their own)
+        return _compare(task, methods, out, seeds, key, values, metric, progress, options)
+
+
+def _compare(
+    task: str,
+    methods: list[str],
+    out: Path,
+    seeds: list[int] | None,
+    key: str | None,
+    values: list[Any],
+    metric: str,
+    progress: Callable[[str, int, int, dict[str, float]], None] | None,
+    options: dict[str, Any],
+) -> list[dict[str, Any]]:
     rows = []
 
     def cb_for(m: str) -> Any:
@@ -77,7 +93,8 @@ def compare(
                     **{**options, "seed": (seeds or [options.get("seed", 0)])[0], key: v},
                     eval_split="validation",
                 )
-                res = run(cfg, out / "tune" / m / f"{key}={v}", progress=cb_for(m))
+                run_dir = out / "tune" / m / f"{key}={name_part(v)}"
+                res = run(cfg, run_dir, progress=cb_for(m))
                 scores[v] = float(res[metric])
             best = max(values, key=lambda v: (math.isfinite(scores[v]), scores[v]))
             chosen = {key: best}
@@ -107,16 +124,25 @@ def _check_tune(
     """The tuned field and its candidates (each once, at least two), or (None, [])."""
     if tune is None:
         return None, []
-    fields = {f.name for f in dataclasses.fields(RunConfig)} - {"task", "method", "seed"}
-    if len(tune) != 1 or next(iter(tune)) not in fields:
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    fields -= {"task", "method", "seed", "eval_split"}
+    if not isinstance(tune, dict) or len(tune) != 1 or next(iter(tune)) not in fields:
         raise ValueError(
-            f"Invalid tune: {tune!r}; allowed: one RunConfig field (not task, method or seed) "
-            "and its candidate values, e.g. lr=1e-3,1e-2"
+            f"Invalid tune: {validate.shown(tune)}; allowed: one RunConfig field (not task, "
+            "method, seed or eval_split) and its candidate values, e.g. lr=1e-3,1e-2"
         )
     key, values = next(iter(tune.items()))
     values = list(values)
-    if len(values) < 2 or len(set(map(str, values))) != len(values):
-        raise ValueError(f"Invalid tune: {key}={values!r}; allowed: at least two values, each once")
+    try:
+        names = [name_part(v) for v in values]
+    except ValueError as e:
+        raise ValueError(f"Invalid tune: {key}: {e}") from None
+    if len(values) < 2 or len(set(names)) != len(values):
+        # 1 and 1.0 are one candidate (and one directory): trained once, not twice
+        raise ValueError(
+            f"Invalid tune: {key}={validate.shown(values)}; allowed: at least two values, "
+            "each once (1 and 1.0 are the same value)"
+        )
     if key in options:
         raise ValueError(f"Invalid tune: {key} is tuned; do not also set it")
     return key, values
@@ -147,11 +173,17 @@ def retention(
     with compensation (mean offset for RRAM, global drift compensation for PCM)."""
     from ..retention import HOUR_S, PcmDrift, RramDrift, apply_drift
 
+    validate.integer("seed", seed, low=0)
+    if drift not in ("rram", "pcm"):
+        raise ValueError(f"Invalid drift: {drift!r}; allowed: rram, pcm")
+    if (Path(run_dir) / "checkpoint.pt").exists() and not is_finished(run_dir):
+        raise ValueError(
+            f"{run_dir} is an unfinished run (no metrics.json): its checkpoint is not the "
+            "trained network; finish it first (run the same `eapu run` command again)"
+        )
     model, xb, exp, cfg = load_run(run_dir)
     if xb is None:
         raise ValueError(f"{run_dir} is a {cfg['method']} run: retention needs a device-level run")
-    if drift not in ("rram", "pcm"):
-        raise ValueError(f"Invalid drift: {drift!r}; allowed: rram, pcm")
     dmodel = RramDrift() if drift == "rram" else PcmDrift()
     comps = ["none", "mean_offset" if drift == "rram" else "gdc"]
     rows = []

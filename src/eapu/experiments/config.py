@@ -28,6 +28,7 @@ __all__ = [
     "EVAL_SPLITS",
     "FLAGS",
     "LATER_FIELDS",
+    "MAX_SEED",
     "OPTIMIZERS",
     "RECORD_KEY",
     "SCHEDULES",
@@ -37,6 +38,7 @@ __all__ = [
     "flag_of",
     "get_flag",
     "upgrade",
+    "usable_device",
 ]
 
 #: Base optimizers by name: the class and its fixed keywords (the learning rate is separate).
@@ -50,6 +52,9 @@ DEFAULT_OPTIMIZER = "adam"
 #: Learning-rate schedules over the run: StepLR (÷10 at 50 % and 75 %, the paper's CIFAR-10
 #: recipe) and cosine annealing (its CIFAR-100 recipe).
 SCHEDULES = ("none", "step", "cosine")
+#: The largest seed: runs derive torch seeds from it (``seed * 1_000_003 + epoch``), which
+#: must stay below 2**64.
+MAX_SEED = 2**32 - 1
 #: Where the network runs.
 DEVICE_TYPES = ("cpu", "cuda")
 #: What a run evaluates on: the test set, or a validation split carved from the training
@@ -151,7 +156,7 @@ class RunConfig:
         for name in ("device", "model", "data", "data_dir", "anomaly_data", "init_from"):
             v = getattr(self, name)
             if v is not None and not isinstance(v, str):
-                raise ValueError(f"Invalid {name}: {v!r}; allowed: a string")
+                raise ValueError(f"Invalid {name}: {validate.shown(v)}; allowed: a string")
         # names resolve now, before anything is trained or written
         if self.model is not None:
             model_info(self.model)
@@ -169,7 +174,7 @@ class RunConfig:
         if not self.device.endswith(".toml"):  # a device file is read when the run builds
             get_device_info(self.device)
         validate.integer("eval_samples", self.eval_samples, low=1)
-        validate.integer("seed", self.seed, low=0)
+        validate.integer("seed", self.seed, low=0, high=MAX_SEED)
         if self.optimizer is not None:
             validate.choice("optimizer", self.optimizer, OPTIMIZERS)
             fixed = get_method(self.method).optimizer
@@ -201,6 +206,10 @@ class RunConfig:
                 )
         validate.choice("device_type", self.device_type, DEVICE_TYPES)
         validate.integer("width", self.width, low=1, allow_none=True)
+        if get_method(self.method).level == "device":  # a Device, of a registered scheme
+            from ..devices import get_device
+
+            usable_device(get_device(self.device), self.device)
         if get_method(self.method).level == "device":
             from ..devices import get_device
             from ..tiles import operating_range
@@ -230,6 +239,36 @@ class RunConfig:
 
                 d["rwg_per_us"] = WEIGHT_LEVEL_RWG_PER_US
         return d
+
+
+def usable_device(device: Any, name: str) -> Any:
+    """``device`` (what ``name`` gave), checked before a run or a characterisation uses it:
+    refused, naming it, if it is not a `eapu.devices.Device` (a broken plugin's factory) or
+    its ``default_scheme`` is no registered scheme (a device file's typo).
+
+    The scheme check lives here, not in `eapu.devices.load_device`: devices sit below the
+    schemes.
+    """
+    from ..devices import Device
+    from ..programming import list_schemes
+
+    where = (
+        f"device file {validate.shown(name)}"
+        if name.endswith(".toml")
+        else f"device {validate.shown(name)}"
+    )
+    if not isinstance(device, Device):
+        raise ValueError(
+            f"Invalid device: {where} gives {validate.shown(device)}, not a Device; fix or "
+            "uninstall the package that registers it"
+        )
+    schemes = list_schemes()
+    if device.default_scheme not in schemes:
+        raise ValueError(
+            f"Invalid device: {where} has default_scheme {validate.shown(device.default_scheme)}"
+            f", which is no registered scheme; allowed: {', '.join(schemes)}"
+        )
+    return device
 
 
 def _has_fast_array(method: str) -> bool:

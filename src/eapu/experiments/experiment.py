@@ -71,6 +71,11 @@ class Experiment:
         self.threshold_x: Tensor | None = None
         if self.kind.prepare is not None:
             self.kind.prepare(self)
+        if cfg["batch_size"] > len(self.train.images):  # it would bill a batch never run
+            raise ValueError(
+                f"Invalid batch_size: {cfg['batch_size']}; allowed: at most the "
+                f"{len(self.train.images)} training images of this run ({cfg['data']!r})"
+            )
 
     def _load(self, split: str, kw: dict[str, Any]) -> ImageDataset:
         ds = get_dataset(self.cfg["data"], data_dir=self.cfg["data_dir"], split=split, **kw)

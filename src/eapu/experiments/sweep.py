@@ -22,6 +22,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import csv
 import dataclasses
+import hashlib
 import io
 import itertools
 import json
@@ -29,6 +30,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import shlex
+import signal
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -37,9 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import validate
-from ..files import atomic_write
+from ..files import atomic_write, read_json
 from ..report.sweep import plot_sweep
-from ..rundir import COMPLETION_MARKER, name_part
+from ..rundir import COMPLETION_MARKER, claim, name_part
 from .config import FLAGS, RunConfig, flag_of, upgrade
 from .kinds import get_kind
 from .registry import get_task
@@ -47,6 +49,8 @@ from .registry import get_task
 __all__ = [
     "SweepPoint",
     "SweepResult",
+    "check_manifest",
+    "check_metrics",
     "collect",
     "default_metrics",
     "expand_grid",
@@ -59,6 +63,8 @@ __all__ = [
 
 _CSV = "sweep.csv"
 _MANIFEST = "sweep.json"
+#: The longest point directory name; a longer one is cut and given a hash (`point_name`).
+_MAX_POINT_NAME = 200
 
 
 def _grid_keys() -> list[str]:
@@ -98,8 +104,14 @@ def expand_grid(base: dict[str, Any], grid: dict[str, Sequence[Any]]) -> list[di
 
 
 def point_name(values: dict[str, Any]) -> str:
-    """Directory name of one grid point, e.g. ``sd_us=2_threshold_us=1`` (``base`` if empty)."""
-    return "_".join(f"{k}={name_part(v)}" for k, v in values.items()) or "base"
+    """Directory name of one grid point, e.g. ``sd_us=2_threshold_us=1`` (``base`` if empty).
+
+    Each value is named by `eapu.rundir.name_part`; a name over 200 characters is cut and
+    given a hash of the whole (file systems allow 255)."""
+    name = "_".join(f"{k}={name_part(v)}" for k, v in values.items()) or "base"
+    if len(name) <= _MAX_POINT_NAME:
+        return name
+    return f"{name[: _MAX_POINT_NAME - 9]}~{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
 # ------------------------------------------------------------------------------------ plans
@@ -132,6 +144,11 @@ def plan(
     """Every run of the sweep, validated (a bad point raises before anything trains)."""
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be a non-empty list of distinct integers, got {seeds!r}")
+    if "seed" in base:
+        raise ValueError(
+            f"Invalid seeds: base sets seed={validate.shown(base['seed'])}; a sweep's seeds "
+            "are its own axis (seeds=...), not a base value"
+        )
     out = Path(out_dir)
     points, names = [], set()
     for settings in expand_grid(base, grid):
@@ -157,8 +174,7 @@ def save_manifest(
     seeds: Sequence[int] = (0,),
 ) -> Path:
     """Write ``sweep.json`` (task, base, grid, seeds), what `collect` reads back."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim(out_dir)
     obj = {
         "task": task,
         "base": base,
@@ -176,6 +192,9 @@ def _init_worker() -> None:
 
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
+    # Ctrl-C reaches the whole process group: the parent stops the sweep (and its workers);
+    # a worker printing its own KeyboardInterrupt traceback would only bury that one line.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A worker ends with its parent: a killed sweep must not leave a second writer training.
     parent = multiprocessing.parent_process()
     if parent is not None:
@@ -200,7 +219,10 @@ def _finished(point: SweepPoint, task: str) -> dict[str, Any] | None:
     metrics = point.run_dir / COMPLETION_MARKER
     if not metrics.exists():
         return None
-    written = upgrade(json.loads((point.run_dir / "config.json").read_text()))
+    config = read_json(point.run_dir / "config.json")
+    if not isinstance(config, dict):
+        raise ValueError(f"{point.run_dir / 'config.json'} is not a run's config; re-create it")
+    written = upgrade(config)
     want = json.loads(json.dumps(point.config(task).resolved()))
     if written != want:
         diff = sorted(k for k in set(want) | set(written) if want.get(k) != written.get(k))
@@ -208,7 +230,13 @@ def _finished(point: SweepPoint, task: str) -> dict[str, Any] | None:
             f"{point.run_dir} holds a finished run of another config (differs in "
             f"{diff}); use another sweep directory"
         )
-    return json.loads(metrics.read_text())  # type: ignore[no-any-return]
+    got = read_json(metrics)
+    if not isinstance(got, dict):
+        raise ValueError(
+            f"{metrics} is not a run's metrics (a JSON object); remove it and rerun the sweep "
+            "to finish that point again"
+        )
+    return got
 
 
 @dataclass
@@ -310,11 +338,14 @@ def run_sweep(
                     else:
                         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
                         finish(futures[fut], None, tb)
-            except BaseException:
+            except BaseException:  # Ctrl-C, SIGTERM: stop the points now, not when they end
+                for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                    proc.terminate()  # atomic files and the kernel's locks keep them resumable
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
     result.rows = _rows(points, done)
     _write_csv(out / _CSV, result.rows)
+    check_metrics(result.rows, metrics)
     result.figures = plot_sweep(
         result.rows, list(grid), out, metrics=metrics or default_metrics(result.rows, task)
     )
@@ -331,14 +362,18 @@ def collect(
     out_dir: str | Path,
     *,
     metrics: Sequence[str] | None = None,
+    task: str | None = None,
 ) -> SweepResult:
     """Gather the finished runs of the sweep in ``out_dir`` (from its ``sweep.json``) into
-    ``sweep.csv`` and the figures, e.g. after running `print_commands` on a cluster."""
+    ``sweep.csv`` and the figures, e.g. after running `print_commands` on a cluster.
+
+    Args:
+        out_dir: the sweep directory.
+        metrics: the columns to plot (each must be a column of some finished run).
+        task: if given, the task the sweep must be of (a sweep of another is refused).
+    """
     out = Path(out_dir)
-    manifest = out / _MANIFEST
-    if not manifest.exists():
-        raise ValueError(f"{out} has no {_MANIFEST}; run_sweep or save_manifest writes it")
-    m = json.loads(manifest.read_text())
+    m = check_manifest(out, task=task)
     points = plan(m["task"], m["base"], m["grid"], out, seeds=m["seeds"])
     done: dict[str, dict[str, Any]] = {}
     for p in points:
@@ -347,10 +382,69 @@ def collect(
             done[f"{p.name}/seed={p.seed}"] = got
     rows = _rows(points, done)
     _write_csv(out / _CSV, rows)
+    check_metrics(rows, metrics)
     figures = plot_sweep(
         rows, list(m["grid"]), out, metrics=metrics or default_metrics(rows, m["task"])
     )
     return SweepResult(rows=rows, csv_path=out / _CSV, figures=figures, skipped=list(done))
+
+
+def check_manifest(
+    out_dir: str | Path,
+    *,
+    task: str | None = None,
+    base: dict[str, Any] | None = None,
+    grid: dict[str, Sequence[Any]] | None = None,
+    seeds: Sequence[int] | None = None,
+) -> dict[str, Any]:
+    """The ``sweep.json`` of ``out_dir``, checked: an object with the task, base, grid and
+    seeds, and (each one given) the same task, base, grid and seeds as the caller's.
+
+    Raises:
+        ValueError: there is none, it is not valid (the message names it and says to
+            re-create it with ``eapu sweep``), or it is a sweep of other settings.
+    """
+    path = Path(out_dir) / _MANIFEST
+    if not path.exists():
+        raise ValueError(
+            f"{Path(out_dir)} has no {_MANIFEST}: it is no sweep directory; give the --out "
+            "of a sweep (run_sweep or save_manifest writes it)"
+        )
+    m = read_json(path)
+    shapes = {"task": str, "base": dict, "grid": dict, "seeds": list}
+    bad = [k for k, t in shapes.items() if not isinstance(m, dict) or not isinstance(m.get(k), t)]
+    if bad:
+        raise ValueError(
+            f"{path} is not a sweep manifest (it lacks a valid {', '.join(bad)}); re-create it "
+            "with the eapu sweep command that made it (add --print-commands to train nothing)"
+        )
+    given = {"task": task, "base": base, "seeds": None if seeds is None else list(seeds)}
+    given["grid"] = None if grid is None else {k: list(v) for k, v in grid.items()}
+    differ = [
+        k
+        for k, v in given.items()
+        if v is not None and json.dumps(v, sort_keys=True) != json.dumps(m[k], sort_keys=True)
+    ]
+    if differ:
+        theirs = "; ".join(f"{k} {validate.shown(m[k])}" for k in differ)
+        raise ValueError(
+            f"{Path(out_dir)} holds a sweep of other settings ({theirs}); give its own "
+            "settings, or another --out for a new sweep"
+        )
+    return m  # type: ignore[no-any-return]
+
+
+def check_metrics(rows: list[dict[str, Any]], metrics: Sequence[str] | None) -> None:
+    """Refuse a metric to plot that no finished run has (nothing is known before one has)."""
+    if not metrics or not rows:
+        return
+    have = sorted({k for r in rows for k, v in r.items() if validate.is_number(v, finite=False)})
+    unknown = [m for m in metrics if m not in have]
+    if unknown:
+        raise ValueError(
+            f"Invalid metric: {validate.shown(unknown[0])} is no column of the finished runs; "
+            f"allowed: {', '.join(have)}"
+        )
 
 
 # -------------------------------------------------------------------------------------- CSV
