@@ -22,7 +22,7 @@ Beside the timing, a byte model (float32, no weight decay): the bytes per parame
 fused Adam / SGD reads and writes, those a fused EaPU step must move at least (the gradient
 and the state streamed, the weight read and written only where EaPU writes, counted per cell
 and per 64-byte line: a line holding a written cell is read and written back whole), and
-those the kernel moves (it streams whole blocks of weights in a chunk that follows one of 16
+those the kernel moves (it streams whole blocks of weights in a chunk that follows one of 4
 or more written cells of 1024); each as a ratio to torch's, the floor a memory-bound step
 could reach, and as GB/s at the measured median step (the model's bytes over the time: an
 effective rate, not a measured memory traffic). ``q`` is the fraction of analog weights
@@ -107,7 +107,7 @@ def naive_adam_eapu(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, th=0.025, sd=
 
 
 LINE = 16  # float32 weights per 64-byte cache line
-CHUNK, DENSE_MIN = 1024, 16  # the kernel streams whole blocks after a chunk of >= 16 written
+CHUNK, DENSE_MIN = 1024, 4  # the kernel streams whole blocks after a chunk of >= 4 written
 
 
 def byte_model(q: float, base: str) -> list[tuple[str, float, float]]:

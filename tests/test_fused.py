@@ -134,6 +134,25 @@ def test_write_noise_is_normal_with_the_promised_sd(dtype: torch.dtype) -> None:
     assert torch.unique(err).numel() > 0.99 * n  # (float32 rounding makes a few equal)
 
 
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("sd_us", [0.0, 2.0])
+def test_a_chunk_is_written_alike_after_a_dense_or_a_sparse_one(dtype, sd_us) -> None:
+    # The kernel writes a 1024-cell chunk in place or cell by cell, as the chunk before it
+    # wrote many cells or few: the cells of the second chunk must come out the same.
+    g = torch.Generator().manual_seed(4)
+    second = (torch.rand(1024, generator=g, dtype=dtype) - 0.5) * 0.01  # ~10 % written
+    out = []
+    for first in (torch.full((1024,), -0.5, dtype=dtype), torch.zeros(1024, dtype=dtype)):
+        w = nn.Parameter(torch.zeros(2, 1024, dtype=dtype))
+        opt = SGDEaPU([w], lr=1.0, threshold=0.025, sd_us=sd_us, rwg_per_us=1 / 80, seed=1)
+        w.grad = -torch.stack([first, second])
+        opt.step()
+        out.append(w.detach()[1].clone())
+    assert torch.equal(out[0], out[1])
+    assert 0 < torch.count_nonzero(out[0]) < 300
+
+
 def lenet(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return nn.Sequential(

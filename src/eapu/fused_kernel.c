@@ -264,7 +264,7 @@ static inline int compact(const unsigned char *restrict flag, int n, int base,
 #define BLOCK 256
 /* A chunk that follows one of at least this many written cells (of CHUNK) is written in
  * place by the decision loop; the others cell by cell. See DEFINE_RANGE. */
-#define DENSE_MIN 16
+#define DENSE_MIN 4
 
 /* The base's update of cell k of a block, leaving ΔW in dd[k] (NaN where the gradient is not
  * finite: the cell is skipped, its gradient counting as 0 in the state) and its uniform in
@@ -323,20 +323,25 @@ static inline int compact(const unsigned char *restrict flag, int n, int base,
  *
  * A chunk is written one of two ways, chosen from the previous chunk's count (the density of
  * a tensor's writes changes slowly); a cell gets the same value either way.
- * Sparse (the previous chunk had fewer than DENSE_MIN written cells): the weights are read
- * and stored only where written. Each block's written cells are listed as soon as it is
- * decided and their cache lines fetched for writing; at the chunk's end each gets
+ * Sparse (the previous chunk had fewer than DENSE_MIN written cells): a weight is read and
+ * stored only where it is written. Each block's written cells are listed as soon as it is
+ * decided and their cache lines fetched for writing (the chunk's page touched at the start
+ * of the chunk before, so that its TLB miss is not taken by those fetches: without it the
+ * sparse chunks of an SGD step at 0.3 % ran 10 % slower); at the chunk's end each gets
  * w + ΔWn + sd·N(0, 1), ΔWn and the noise rounded one after the other.
  * Dense: the decision loop stores w + ΔWn over the whole block (the unwritten cells
- * unchanged), the noise is added at the chunk's end. At the 4 % of cells an Adam step of the
- * benchmark writes, half of the 64-byte lines hold a written cell, and listing and fetching
- * them cost more than streaming every weight: measured on Zen 5 here, an Adam step 10-15 %
- * slower written cell by cell; an SGD step at 0.5 % (one line in thirteen) faster.
- * Measured slower (Zen 4 and Zen 5): the decision in the update loop, a conditional (masked)
- * store of the weight, the lines fetched by a separate per-line pass or written one chunk
- * later (the weights' stream then runs backwards and the hardware prefetcher loses it), the
- * choice made per block, blocks of 32-128 cells, software prefetch of the streams, chunks of
- * 2048 or more cells (the noise's writes then miss L1). */
+ * unchanged: every weight read and stored), the noise is added at the chunk's end.
+ * Measured on Zen 5 here, kernel alone, 1 thread, ResNet-18's weights: with nothing written
+ * the sparse way takes 0.6-0.8 of the dense way (the weights are not touched); at about
+ * 3 cells written per chunk (0.3 %) the two are level; at 0.65 % dense is 5 % faster and at
+ * the 4 % of an Adam step of the benchmark (half of the 64-byte lines hold a written cell)
+ * 20-30 % faster: a line fetched for a scattered cell costs more than its share of a stream.
+ * Measured slower: the decision in the update loop, a conditional (masked) store of the
+ * weight, the lines found by a separate per-line pass, or written one chunk later (the
+ * weights' accesses then run backwards and the hardware prefetcher loses them), the choice
+ * made per block, blocks of 32-128 cells, software prefetch of the streams (Zen 5); on Zen 4
+ * before: one loop for everything, masked stores, software prefetch, int32 flags, a bit-scan
+ * compaction, chunks of 2048 or more cells (the noise's writes then miss L1). */
 #define DEFINE_RANGE(T)                                                                          \
     static void range_##T(eapu_job *j, int64_t lo, int64_t hi, int64_t *written,                 \
                           int64_t *skipped) {                                                    \
@@ -368,6 +373,8 @@ static inline int compact(const unsigned char *restrict flag, int n, int base,
             const uint32_t uk2 = (uint32_t)(key >> 32);                                          \
             T *restrict pc = p + c0;                                                             \
             int cw = 0;                                                                          \
+            if (!dense && c0 + CHUNK < hi) /* the next chunk's page: its TLB entry, early */     \
+                __builtin_prefetch(pc + CHUNK, 1, 3);                                            \
             for (int b0 = 0; b0 < nc; b0 += BLOCK) {                                             \
                 const int n = nc - b0 < BLOCK ? nc - b0 : BLOCK;                                 \
                 const int64_t i0 = c0 + b0;                                                      \
