@@ -9,8 +9,8 @@ w + ΔWn + Rwg·N(0, SD εcell); an unchosen cell keeps its value. The weights a
 where ΔW needs them (weight decay, AdamW's decoupled decay included: it is part of ΔW and
 goes through the rule as on the unfused path) or where a cell is written; where few cells
 are written (under 4 of a 1024-cell chunk) only those cells' weights are read and stored,
-elsewhere the kernel streams whole blocks of weights, which measured faster there. Its randomness is
-counter-based: a float32 cell i decides with the uniform ``hash32(i * (k2 | 1) + k1)``
+elsewhere the kernel streams whole blocks of weights, which measured faster there. Its
+randomness is counter-based: a float32 cell i decides with the uniform ``hash32(i * (k2 | 1) + k1)``
 (Wellons' lowbias32 of an odd-stride counter; a float64 cell with SplitMix64's output
 function of (key, i)). The write noise comes in Box-Muller pairs (R cos θ and R sin θ, two
 independent normals) for the written cells of a chunk of 1024 cells in their order, each
