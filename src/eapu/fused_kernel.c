@@ -262,8 +262,10 @@ static inline int compact(const unsigned char *restrict flag, int n, int base,
 #define NAN_double ((double)NAN)
 
 #define BLOCK 256
-/* A chunk that follows one of at least this many written cells (of CHUNK) is written in
- * place by the decision loop; the others cell by cell. See DEFINE_RANGE. */
+/* Written cells per chunk (of CHUNK) above which a chunk is written in place by the
+ * decision loop, below which cell by cell: a moving mean over the last chunks decides, with
+ * hysteresis (in place from DENSE_MIN + 1, cell by cell again under DENSE_MIN - 1). See
+ * DEFINE_RANGE. */
 #define DENSE_MIN 4
 
 /* The base's update of cell k of a block, leaving ΔW in dd[k] (NaN where the gradient is not
@@ -321,13 +323,16 @@ static inline int compact(const unsigned char *restrict flag, int n, int base,
  * in u[], a second the decision (flags in flag[]); the written cells get w + ΔWn and then,
  * listed in order (their rank in the chunk keys the write noise), + sd·N(0, 1).
  *
- * A chunk is written one of two ways, chosen from the previous chunk's count (the density of
- * a tensor's writes changes slowly); a cell gets the same value either way.
- * Sparse (the previous chunk had fewer than DENSE_MIN written cells): a weight is read and
- * stored only where it is written. Each block's written cells are listed as soon as it is
- * decided and their cache lines fetched for writing (the chunk's page touched at the start
- * of the chunk before, so that its TLB miss is not taken by those fetches: without it the
- * sparse chunks of an SGD step at 0.3 % ran 10 % slower); at the chunk's end each gets
+ * A chunk is written one of two ways, chosen from the counts of the chunks before it (a
+ * moving mean over about 8, with hysteresis: the density of a tensor's writes changes
+ * slowly, and a way that flips from chunk to chunk was slower than either, each switch to
+ * the weights' stream restarting the hardware prefetcher); a cell gets the same value
+ * either way.
+ * Sparse (under about DENSE_MIN written cells per chunk): a weight is read and stored only
+ * where it is written. Each block's written cells are listed as soon as it is decided and
+ * their cache lines fetched for writing (the chunk's page touched at the start of the chunk
+ * before, so that its TLB miss is not taken by those fetches: without it the sparse chunks
+ * of an SGD step at 0.3 % ran 10 % slower); at the chunk's end each gets
  * w + ΔWn + sd·N(0, 1), ΔWn and the noise rounded one after the other.
  * Dense: the decision loop stores w + ΔWn over the whole block (the unwritten cells
  * unchanged: every weight read and stored), the noise is added at the chunk's end.
@@ -366,14 +371,14 @@ static inline int compact(const unsigned char *restrict flag, int n, int base,
         uint16_t idx[CHUNK + 32];                                                                \
         T z0[CHUNK / 2 + 16], z1[CHUNK / 2 + 16];                                                \
         int64_t nw = 0, ns = 0;                                                                  \
-        int dense = 0;                                                                           \
+        int dense = 0, avg8 = 0; /* avg8: 8 x the written cells per chunk, a moving mean */      \
         for (int64_t c0 = lo; c0 < hi; c0 += CHUNK) {                                            \
             const int nc = (int)(hi - c0 < CHUNK ? hi - c0 : CHUNK);                             \
             const uint32_t uk1 = (uint32_t)key + (uint32_t)((uint64_t)c0 >> 32) * 0x9E3779B9u;   \
             const uint32_t uk2 = (uint32_t)(key >> 32);                                          \
             T *restrict pc = p + c0;                                                             \
             int cw = 0;                                                                          \
-            if (!dense && c0 + CHUNK < hi) /* the next chunk's page: its TLB entry, early */     \
+            if (c0 + CHUNK < hi) /* the next chunk's weights' page: its TLB entry, early */     \
                 __builtin_prefetch(pc + CHUNK, 1, 3);                                            \
             for (int b0 = 0; b0 < nc; b0 += BLOCK) {                                             \
                 const int n = nc - b0 < BLOCK ? nc - b0 : BLOCK;                                 \
@@ -444,7 +449,8 @@ static inline int compact(const unsigned char *restrict flag, int n, int base,
                     for (int r = 0; r < cw; r++) pc[idx[r]] += DWN(d[idx[r]]);                   \
                 }                                                                                \
             }                                                                                    \
-            dense = cw >= DENSE_MIN;                                                             \
+            avg8 += cw - avg8 / 8;                                                               \
+            dense = avg8 >= 8 * (dense ? DENSE_MIN - 1 : DENSE_MIN + 1); /* (with hysteresis) */    \
         }                                                                                        \
         *written += nw;                                                                          \
         *skipped += ns;                                                                          \
