@@ -28,6 +28,10 @@ could reach, and as GB/s at the measured median step (the model's bytes over the
 effective rate, not a measured memory traffic). ``q`` is the fraction of analog weights
 written per step, from the optimizer's ledger.
 
+``--baseline-kernel FILE`` adds AdamEaPU and SGDEaPU rows stepped by another source of the
+kernel (an older ``fused_kernel.c``), built with the same compiler and flags and swapped in
+for those rows' steps: before and after in the same rounds.
+
 ``--clock cpu`` times with the process's CPU time instead of the wall clock: on one thread,
 what the scheduler gave the step (less noisy on a shared machine, blind to time lost to
 other processes' use of the memory bus); on more threads it adds up the threads' times.
@@ -76,6 +80,10 @@ ROWS = [
     ("SGDEaPU unfused", "torch SGD fused"),
 ]
 NAIVE = ("naive AdamEaPU", "torch Adam fused")
+BASELINE = [
+    ("AdamEaPU, baseline kernel", "torch Adam fused"),
+    ("SGDEaPU, baseline kernel", "torch SGD fused"),
+]
 
 
 def naive_adam_eapu(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, th=0.025, sd=0.025):
@@ -173,9 +181,27 @@ def _mib(tensors: object) -> float:
     return total / 2**20
 
 
-def _make(name: str, params: list[Any]) -> tuple[Callable[[], Any], object]:
+def _baseline_kernel(source: str) -> Any:
+    """Another source of the fused kernel, built as `eapu.fused` builds its own (same compiler
+    and flags) into a temporary directory and loaded: the rows that step with it swap it in
+    for their steps, so an old and a new kernel are timed in the same rounds."""
+    import tempfile
+
+    from eapu import fused
+
+    cc = fused._compiler()
+    if cc is None:
+        raise SystemExit("--baseline-kernel: no C compiler")
+    out = os.path.join(tempfile.mkdtemp(prefix="eapu-baseline-"), "kernel.so")
+    cmd = [cc, *fused._FLAGS, fused._OPENMP, "-o", out, source, "-lm"]
+    subprocess.run(cmd, check=True, capture_output=True)
+    return fused._load(out)
+
+
+def _make(name: str, params: list[Any], baseline: Any = None) -> tuple[Callable[[], Any], object]:
     import torch
 
+    from eapu import fused
     from eapu.optim import AdamEaPU, AdamNoise, SGDEaPU
 
     kw = {"sd_us": 2.0, "rwg_per_us": 1 / 80}
@@ -207,11 +233,27 @@ def _make(name: str, params: list[Any]) -> tuple[Callable[[], Any], object]:
                 os.environ.pop("EAPU_FUSED")
 
         return step, opt
+    if name.endswith("baseline kernel"):
+
+        def step() -> None:
+            own, fused._lib = fused._lib, baseline
+            try:
+                opt.step()
+            finally:
+                fused._lib = own
+
+        return step, opt
     return opt.step, opt
 
 
 def worker(
-    layout: str, threads: int, rounds: int, steps: int, naive: bool, clock: str
+    layout: str,
+    threads: int,
+    rounds: int,
+    steps: int,
+    naive: bool,
+    clock: str,
+    baseline_source: str | None = None,
 ) -> dict[str, Any]:
     import torch
 
@@ -221,6 +263,10 @@ def worker(
     torch.set_num_threads(threads)
     have_fused = fused.available()
     names = [r for r, _ in ROWS] + ([NAIVE[0]] if naive else [])
+    baseline = None
+    if baseline_source and have_fused:
+        baseline = _baseline_kernel(baseline_source)
+        names += [r for r, _ in BASELINE]
     g = torch.Generator().manual_seed(0)
     w0 = [torch.randn(s, generator=g) * 0.05 for s in LAYOUTS[layout]]
     grads = [torch.randn(s, generator=g) * 1e-2 for s in LAYOUTS[layout]]
@@ -229,7 +275,7 @@ def worker(
         params = [torch.nn.Parameter(w.clone()) for w in w0]
         for p, gr in zip(params, grads, strict=True):
             p.grad = gr
-        steppers[name], owners[name] = _make(name, params)
+        steppers[name], owners[name] = _make(name, params, baseline)
         for _ in range(3):  # warm-up: state allocated, pages touched
             steppers[name]()
     times: dict[str, list[float]] = {name: [] for name in names}
@@ -268,13 +314,22 @@ def main() -> None:
         default="wall",
         help="wall clock, or the process's CPU time (see above)",
     )
+    ap.add_argument(
+        "--baseline-kernel",
+        metavar="FILE",
+        help="another fused_kernel.c (an older one, say): AdamEaPU and SGDEaPU rows with it",
+    )
     ap.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
-        res = worker(a.worker[0], int(a.worker[1]), a.rounds, a.steps, a.naive, a.clock)
+        res = worker(
+            a.worker[0], int(a.worker[1]), a.rounds, a.steps, a.naive, a.clock, a.baseline_kernel
+        )
         print(json.dumps(res))
         return
     rows = [*ROWS, NAIVE] if a.naive else ROWS
+    if a.baseline_kernel:
+        rows = [*rows, *BASELINE]
     print(
         f"optimizer.step(): median over {a.rounds} interleaved rounds of the median of "
         f"{a.steps} steps; ratio = median over rounds of the round's ratio (min-max); "
@@ -284,6 +339,8 @@ def main() -> None:
         for threads in a.threads:
             cmd = [sys.executable, __file__, "--rounds", str(a.rounds), "--steps", str(a.steps)]
             cmd += ["--clock", a.clock]
+            if a.baseline_kernel:
+                cmd += ["--baseline-kernel", os.path.abspath(a.baseline_kernel)]
             cmd += ["--naive"] * a.naive + ["--worker", layout, str(threads)]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             res = json.loads(out)
@@ -298,15 +355,17 @@ def main() -> None:
                 f"{fused_note}"
             )
             print(
-                f"{'optimizer':<18} {'ms/step':>8} {'(min-max)':>15} {'ratio':>6} "
+                f"{'optimizer':<26} {'ms/step':>8} {'(min-max)':>15} {'ratio':>6} "
                 f"{'(min-max)':>13} {'to':<17} {'state MiB':>9} {'kept MiB':>8}"
             )
             t = res["times"]
             for name, ref in rows:
+                if name not in t:  # (baseline rows without a kernel)
+                    continue
                 ms = statistics.median(t[name])
                 ratios = [x / y for x, y in zip(t[name], t[ref], strict=True)]
                 print(
-                    f"{name:<18} {ms:>8.1f} {f'({min(t[name]):.1f}-{max(t[name]):.1f})':>15} "
+                    f"{name:<26} {ms:>8.1f} {f'({min(t[name]):.1f}-{max(t[name]):.1f})':>15} "
                     f"{statistics.median(ratios):>6.2f} "
                     f"{f'({min(ratios):.2f}-{max(ratios):.2f})':>13} {ref:<17} "
                     f"{res['state_mib'][name]:>9.0f} {res['kept_mib'][name]:>8.0f}"
