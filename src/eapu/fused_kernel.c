@@ -383,7 +383,7 @@ static inline int compact(const unsigned char *restrict flag, int n, int base,
             for (int b0 = 0; b0 < nc; b0 += BLOCK) {                                             \
                 const int n = nc - b0 < BLOCK ? nc - b0 : BLOCK;                                 \
                 const int64_t i0 = c0 + b0;                                                      \
-                T *restrict pp = p + i0;                                                         \
+                T *restrict pp = pc + b0; /* (based on pc, which writes the same cells) */      \
                 const T *restrict gg = g + i0;                                                   \
                 T *restrict dd = d + b0;                                                         \
                 unsigned char *restrict fl = flag + b0;                                          \
