@@ -426,6 +426,7 @@ def test_a_verified_cache_loads_without_building(built: Path, cache: Path, monke
     assert works()
 
 
+@needs_kernel
 @pytest.mark.parametrize("mode", [0o770, 0o702, 0o777], ids=oct)
 def test_a_cache_directory_others_can_write_is_refused(mode: int, cache: Path) -> None:
     cache.mkdir()
@@ -439,6 +440,7 @@ def test_a_cache_directory_others_can_write_is_refused(mode: int, cache: Path) -
     assert opt.ledger.summary().steps == 2
 
 
+@needs_kernel
 def test_a_cache_directory_of_someone_else_is_refused(cache: Path, monkeypatch) -> None:
     cache.mkdir(mode=0o700)
     monkeypatch.setattr(os, "getuid", lambda: cache.stat().st_uid + 1)
@@ -496,6 +498,7 @@ def test_a_planted_library_is_rebuilt_never_loaded(
     assert marker.exists()
 
 
+@needs_kernel
 @pytest.mark.parametrize("what", ["library", "digest"])
 @pytest.mark.parametrize("mode", [0o720, 0o702], ids=oct)
 def test_a_library_or_digest_others_can_write_is_refused(
@@ -517,6 +520,7 @@ def test_a_library_or_digest_others_can_write_is_refused(
     assert not marker.exists()
 
 
+@needs_kernel
 def test_a_symlinked_library_is_refused(cache: Path, tmp_path: Path, monkeypatch) -> None:
     lib, marker = planted(tmp_path)
     cache.mkdir(mode=0o700)
