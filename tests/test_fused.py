@@ -3,9 +3,16 @@ optimizers' updates, reproducibility and resume, and the fallback to the unfused
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
 import io
 import math
+import os
+import shutil
+import stat
+import subprocess
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -125,6 +132,25 @@ def test_write_noise_is_normal_with_the_promised_sd(dtype: torch.dtype) -> None:
     for a, b in ((z0, z1), (z0**2, z1**2), (err[:-1], err[1:])):
         assert abs(torch.corrcoef(torch.stack([a, b]))[0, 1].item()) < 5 / math.sqrt(a.numel())
     assert torch.unique(err).numel() > 0.99 * n  # (float32 rounding makes a few equal)
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("sd_us", [0.0, 2.0])
+def test_a_chunk_is_written_alike_after_a_dense_or_a_sparse_one(dtype, sd_us) -> None:
+    # The kernel writes a 1024-cell chunk in place or cell by cell, as the chunk before it
+    # wrote many cells or few: the cells of the second chunk must come out the same.
+    g = torch.Generator().manual_seed(4)
+    second = (torch.rand(1024, generator=g, dtype=dtype) - 0.5) * 0.01  # ~10 % written
+    out = []
+    for first in (torch.full((1024,), -0.5, dtype=dtype), torch.zeros(1024, dtype=dtype)):
+        w = nn.Parameter(torch.zeros(2, 1024, dtype=dtype))
+        opt = SGDEaPU([w], lr=1.0, threshold=0.025, sd_us=sd_us, rwg_per_us=1 / 80, seed=1)
+        w.grad = -torch.stack([first, second])
+        opt.step()
+        out.append(w.detach()[1].clone())
+    assert torch.equal(out[0], out[1])
+    assert 0 < torch.count_nonzero(out[0]) < 300
 
 
 def lenet(seed: int = 0) -> nn.Module:
@@ -313,3 +339,196 @@ def test_module_example_runs() -> None:
     import doctest
 
     assert doctest.testmod(fused, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0
+
+
+# The kernel's cache on a shared machine: nothing anyone else could have written is loaded.
+
+PLANTED = """
+#include <stdio.h>
+__attribute__((constructor)) static void planted(void) {
+    FILE *f = fopen(MARKER, "w");
+    if (f) fclose(f);
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    """The kernel built once into a cache of its own, under a umask that lets the group
+    write: the library's path."""
+    if fused._compiler() is None:
+        pytest.skip("no C compiler here")
+    cache = tmp_path_factory.mktemp("built") / "cache"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EAPU_FUSED", "1")
+        mp.setenv("EAPU_CACHE", str(cache))
+        mp.setattr(fused, "_lib", None)
+        mp.setattr(fused, "_failed", False)
+        umask = os.umask(0o002)
+        try:
+            assert fused.available()
+            assert fused.build_seconds() > 0
+            path = fused.kernel_path()
+        finally:
+            os.umask(umask)
+    assert path is not None
+    return path
+
+
+@pytest.fixture
+def cache(monkeypatch, tmp_path) -> Path:
+    """A cache directory of the test's own (not created yet), the kernel not loaded."""
+    monkeypatch.setenv("EAPU_FUSED", "1")
+    monkeypatch.setenv("EAPU_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(fused, "_lib", None)
+    monkeypatch.setattr(fused, "_failed", False)
+    monkeypatch.setattr(fused, "_build_s", None)
+    return tmp_path / "cache"
+
+
+def planted(tmp_path: Path) -> tuple[Path, Path]:
+    """A valid shared library whose constructor creates a marker file when it is loaded:
+    (the library, the marker's path)."""
+    cc = fused._compiler()
+    assert cc is not None
+    src, lib, marker = tmp_path / "planted.c", tmp_path / "planted.so", tmp_path / "loaded"
+    src.write_text(PLANTED)
+    subprocess.run(
+        [cc, "-shared", "-fPIC", f'-DMARKER="{marker}"', "-o", str(lib), str(src)], check=True
+    )
+    return lib, marker
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def works() -> bool:
+    """The loaded kernel computes formula (4) as the same-key reference does."""
+    dw = (torch.rand(2000, generator=torch.Generator().manual_seed(3)) - 0.5) * 0.08
+    return torch.equal(fused.eapu_counter(dw, threshold=0.025, key=5), reference(dw, 0.025, 5))
+
+
+def test_a_build_leaves_a_private_cache_with_the_librarys_digest(built: Path) -> None:
+    # (built under umask 002: the modes are set, not left to the umask)
+    assert stat.S_IMODE(built.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(built.stat().st_mode) == 0o700
+    digest = built.with_name(built.name + ".sha256")
+    assert stat.S_IMODE(digest.stat().st_mode) == 0o600
+    assert digest.read_text() == f"{sha256(built)}  {built.name}\n"  # (sha256sum -c reads it)
+    assert sorted(p.name for p in built.parent.iterdir()) == [built.name, digest.name]
+
+
+def test_a_verified_cache_loads_without_building(built: Path, cache: Path, monkeypatch) -> None:
+    shutil.copytree(built.parent, cache)
+    monkeypatch.setattr(fused, "_compile", lambda *a: pytest.fail("rebuilt a verified cache"))
+    assert fused.available() and fused.build_seconds() == 0
+    assert works()
+
+
+@needs_kernel
+@pytest.mark.parametrize("mode", [0o770, 0o702, 0o777], ids=oct)
+def test_a_cache_directory_others_can_write_is_refused(mode: int, cache: Path) -> None:
+    cache.mkdir()
+    os.chmod(cache, mode)
+    with pytest.warns(RuntimeWarning, match=rf"directory {cache} is writable by .*; make it"):
+        assert not fused.available()
+    assert list(cache.iterdir()) == []  # nothing built there
+    m = lenet()
+    opt = AdamEaPU(m.parameters(), lr=1e-2)
+    train(m, opt, range(2))  # the unfused path, without another warning
+    assert opt.ledger.summary().steps == 2
+
+
+@needs_kernel
+def test_a_cache_directory_of_someone_else_is_refused(cache: Path, monkeypatch) -> None:
+    cache.mkdir(mode=0o700)
+    monkeypatch.setattr(os, "getuid", lambda: cache.stat().st_uid + 1)
+    with pytest.warns(RuntimeWarning, match=rf"directory {cache} is owned by uid \d+, not by"):
+        assert not fused.available()
+
+
+def test_a_cache_under_a_directory_others_can_write_is_refused(
+    built: Path, monkeypatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(fused, "_lib", None)
+    monkeypatch.setattr(fused, "_failed", False)
+    for sticky, ok in ((0o777, False), (0o1777, True)):  # sticky (as /tmp): names are kept
+        shared = tmp_path / f"shared{sticky:o}"
+        shared.mkdir()
+        os.chmod(shared, sticky)
+        shutil.copytree(built.parent, shared / "cache")
+        monkeypatch.setenv("EAPU_CACHE", str(shared / "cache"))
+        if ok:
+            assert fused.available() and fused.build_seconds() == 0
+        else:
+            with pytest.warns(RuntimeWarning, match=rf"the directory {shared} above it is"):
+                assert not fused.available()
+            monkeypatch.setattr(fused, "_failed", False)
+
+
+@pytest.mark.parametrize("digest", ["none", "another file's", "garbage"])
+def test_a_planted_library_is_rebuilt_never_loaded(
+    digest: str, built: Path, cache: Path, monkeypatch, tmp_path: Path
+) -> None:
+    lib, marker = planted(tmp_path)
+    cache.mkdir(mode=0o700)
+    path = fused.kernel_path()
+    assert path is not None and path.parent == cache
+    shutil.copy2(lib, path)
+    record = path.with_name(path.name + ".sha256")
+    if digest != "none":
+        text = f"{sha256(built)}  {path.name}\n" if digest == "another file's" else "x\n"
+        fd = os.open(record, os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+    compiled = []
+
+    def compile_copy(cc: str, flags: list[str], out: str) -> None:  # (a build, fast)
+        compiled.append(out)
+        shutil.copy2(built, out)
+
+    monkeypatch.setattr(fused, "_compile", compile_copy)
+    assert fused.available() and works()
+    assert len(compiled) == 1 and not Path(compiled[0]).parent.exists()  # its temp dir gone
+    assert not marker.exists()
+    assert sha256(path) == sha256(built) != sha256(lib)
+    assert record.read_text() == f"{sha256(built)}  {path.name}\n"
+    ctypes.CDLL(str(lib))  # the marker does show a load
+    assert marker.exists()
+
+
+@needs_kernel
+@pytest.mark.parametrize("what", ["library", "digest"])
+@pytest.mark.parametrize("mode", [0o720, 0o702], ids=oct)
+def test_a_library_or_digest_others_can_write_is_refused(
+    what: str, mode: int, cache: Path, monkeypatch, tmp_path: Path
+) -> None:
+    lib, marker = planted(tmp_path)
+    cache.mkdir(mode=0o700)
+    path = fused.kernel_path()
+    assert path is not None
+    shutil.copy2(lib, path)
+    record = path.with_name(path.name + ".sha256")
+    record.write_text(f"{sha256(lib)}  {path.name}\n")  # what an intruder would write
+    os.chmod(record, 0o600)
+    os.chmod(path if what == "library" else record, mode)
+    monkeypatch.setattr(fused, "_compile", lambda *a: pytest.fail("built over it"))
+    target = path if what == "library" else record
+    with pytest.warns(RuntimeWarning, match=rf"{what} {target} is writable by .*; remove it"):
+        assert not fused.available()
+    assert not marker.exists()
+
+
+@needs_kernel
+def test_a_symlinked_library_is_refused(cache: Path, tmp_path: Path, monkeypatch) -> None:
+    lib, marker = planted(tmp_path)
+    cache.mkdir(mode=0o700)
+    path = fused.kernel_path()
+    assert path is not None
+    path.symlink_to(lib)
+    path.with_name(path.name + ".sha256").write_text(f"{sha256(lib)}  {path.name}\n")
+    monkeypatch.setattr(fused, "_compile", lambda *a: pytest.fail("built over it"))
+    with pytest.warns(RuntimeWarning, match=rf"library {path} is a symbolic link"):
+        assert not fused.available()
+    assert not marker.exists()

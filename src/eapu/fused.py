@@ -5,8 +5,12 @@ On the unfused path a step makes several passes over each weight tensor (the bas
 update into a copy, ΔW, max |ΔW|, the draws, the write). Fused, each cell is read and written
 once: the kernel (``fused_kernel.c``, plain C, no torch headers) computes ΔW from the
 gradient and the optimizer's state, decides with formula (4), and writes a chosen cell as
-w + ΔWn + Rwg·N(0, SD εcell); an unchosen cell is not touched. Its randomness is
-counter-based: a float32 cell i decides with the uniform ``hash32(i * (k2 | 1) + k1)``
+w + ΔWn + Rwg·N(0, SD εcell); an unchosen cell keeps its value. The weights are read only
+where ΔW needs them (weight decay, AdamW's decoupled decay included: it is part of ΔW and
+goes through the rule as on the unfused path) or where a cell is written; where few cells
+are written (under 4 of a 1024-cell chunk) only those cells' weights are read and stored,
+elsewhere the kernel streams whole blocks of weights, which measured faster there. Its
+randomness is counter-based: a float32 cell i decides with the uniform ``hash32(i * (k2 | 1) + k1)``
 (Wellons' lowbias32 of an odd-stride counter; a float64 cell with SplitMix64's output
 function of (key, i)). The write noise comes in Box-Muller pairs (R cos θ and R sin θ, two
 independent normals) for the written cells of a chunk of 1024 cells in their order, each
@@ -26,6 +30,18 @@ and the CPU, with ``-fopenmp`` (without it, and a warning, where the compiler ha
 the step then runs on one thread). Without a compiler (or if the build fails) a warning is
 given once and the optimizers take the unfused path. ``EAPU_FUSED=0`` turns the fused path off.
 
+Loading a library runs its code, so the cache must be the user's alone: the directory is
+created 0700, and it, the library and the file beside it that records the library's SHA-256
+at its build (``fused_kernel-*.so.sha256``, ``sha256sum`` format) must be owned by the user
+and not writable by group or others, nor may a directory above the cache be (unless it is
+root's or the user's, and sticky where others can write it, as ``/tmp``). Otherwise one
+warning names the path and what to do, and the optimizers take the unfused path, as where
+there is no compiler. A library whose SHA-256 is not the recorded one (or has none) is
+rebuilt, never loaded. A build goes to a private temporary directory, is loaded from there
+and then renamed into place (0700, its digest 0600), so what is loaded is what was built.
+A file the user wrote into the cache with a matching digest is trusted: the checks are
+against other users, not against the user's own processes.
+
 >>> import torch
 >>> from eapu.fused import eapu_counter
 >>> eapu_counter(torch.tensor([0.5, -0.02, 0.0]), threshold=0.025, key=8)
@@ -35,10 +51,12 @@ tensor([ 0.5000, -0.0250,  0.0000])
 from __future__ import annotations
 
 import ctypes
+import errno
 import hashlib
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -162,41 +180,162 @@ def _compile(cc: str, flags: list[str], out: str) -> str | None:
     return None if res.returncode == 0 else res.stderr.strip()[-2000:]
 
 
+class _UnsafeCache(RuntimeError):
+    """The kernel's cache (its directory, the library or its digest) could be written by
+    someone else: nothing in it is loaded."""
+
+
+def _check_private(path: Path, st: os.stat_result, what: str) -> None:
+    """Raise `_UnsafeCache` unless ``path`` (``st`` its stat) is the user's and not writable
+    by group or others (on a system with user ids)."""
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    fix = (
+        f"make it yours alone (chmod go-w {path}) or set EAPU_CACHE to a directory only you "
+        "can write"
+        if what == "directory"
+        else f"remove it (rm {path}) and it is rebuilt"
+    )
+    if uid is not None and st.st_uid != uid:
+        raise _UnsafeCache(
+            f"refusing the kernel cache: {what} {path} is owned by uid {st.st_uid}, not by "
+            f"you (uid {uid}); {fix}"
+        )
+    if uid is not None and st.st_mode & 0o022:
+        who = (
+            "group and others"
+            if st.st_mode & 0o022 == 0o022
+            else ("group" if st.st_mode & 0o020 else "others")
+        )
+        raise _UnsafeCache(
+            f"refusing the kernel cache: {what} {path} is writable by {who} (mode "
+            f"{stat.S_IMODE(st.st_mode):#o}); {fix}"
+        )
+
+
+def _private_dir(path: Path) -> None:
+    """The cache directory, created 0700 where missing; refused unless it is private and
+    every directory above it (as named and as resolved) is root's or the user's and not
+    writable by group or others unless sticky (``/tmp``): otherwise someone could rename
+    the cache away and put another in its place between its check and the load."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = os.stat(path)  # (through a symlink: the directory it names is what counts)
+    if not stat.S_ISDIR(st.st_mode):
+        raise _UnsafeCache(f"refusing the kernel cache: {path} is not a directory")
+    _check_private(path, st, "directory")
+    if not hasattr(os, "getuid"):
+        return
+    uid = os.getuid()
+    above = set(Path(os.path.abspath(path)).parents) | set(Path(os.path.realpath(path)).parents)
+    for d in sorted(above):
+        sd = os.stat(d)
+        shared = sd.st_mode & 0o022 and not sd.st_mode & stat.S_ISVTX
+        if sd.st_uid not in (0, uid) or shared:
+            why = (
+                f"is owned by uid {sd.st_uid}"
+                if sd.st_uid not in (0, uid)
+                else f"is writable by others (mode {stat.S_IMODE(sd.st_mode):#o})"
+            )
+            raise _UnsafeCache(
+                f"refusing the kernel cache {path}: the directory {d} above it {why}, so the "
+                "cache could be replaced under it; set EAPU_CACHE to a directory in a tree "
+                "only you (and root) can write"
+            )
+
+
+def _read_private(path: Path, what: str) -> bytes | None:
+    """The bytes of a cache file, None where it is missing; refused unless it is a regular
+    file (not a symlink) of the user's that group and others cannot write."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        why = "is a symbolic link" if e.errno == errno.ELOOP else f"cannot be read ({e.strerror})"
+        raise _UnsafeCache(
+            f"refusing the kernel cache: {what} {path} {why}; remove it (rm {path}) and it is "
+            "rebuilt"
+        ) from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise _UnsafeCache(f"refusing the kernel cache: {what} {path} is not a file")
+        _check_private(path, st, what)
+        return f.read()
+
+
+def _digest_path(path: Path) -> Path:
+    """Where the SHA-256 of the library at ``path`` is recorded (``sha256sum`` format)."""
+    return path.with_name(path.name + ".sha256")
+
+
+def _verified(path: Path) -> bool:
+    """Whether the cached library at ``path`` is there and its SHA-256 is the one recorded
+    when it was built (False: build it again). Refuses (`_UnsafeCache`) a library or digest
+    that someone else could have written."""
+    lib = _read_private(path, "library")
+    recorded = _read_private(_digest_path(path), "digest")
+    if lib is None or recorded is None:
+        return False
+    words = recorded.split()
+    return bool(words) and words[0].decode("ascii", "replace") == hashlib.sha256(lib).hexdigest()
+
+
+def _load(path: str) -> Any:
+    lib = ctypes.CDLL(path)
+    lib.eapu_fused_step.argtypes = [ctypes.POINTER(_Job), ctypes.c_int, ctypes.c_int]
+    lib.eapu_fused_step.restype = ctypes.c_int
+    lib.eapu_all_finite.restype = ctypes.c_int
+    lib.eapu_openmp.restype = ctypes.c_int
+    return lib
+
+
 def _build() -> Any:
+    """The kernel, loaded from the cache where its library is verified, else built.
+
+    The cache directory (created 0700) must be the user's and not writable by group or
+    others, and so must the library and the file recording its SHA-256; otherwise
+    `_UnsafeCache` is raised and nothing is loaded. A library whose SHA-256 is not the one
+    recorded at its build (or has none) is built again, never loaded. A build happens in a
+    private temporary directory in the cache; the library (0700) is hashed, loaded from
+    there and then renamed into place after its digest (0600), so what is loaded is what
+    was built, and a concurrent first use never sees half a file.
+    """
     global _build_s
     cc = _compiler()
     path = kernel_path()
     if cc is None or path is None:
         raise RuntimeError("no C compiler found (tried $CC, cc, gcc, clang)")
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        t0 = time.perf_counter()
-        # Built under a temporary name, then renamed: concurrent first uses never load half a file.
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
-        os.close(fd)
-        try:
-            if _compile(cc, [*_FLAGS, _OPENMP], tmp) is not None:
-                err = _compile(cc, _FLAGS, tmp)
-                if err is not None:
-                    raise RuntimeError(f"{cc} failed: {err}")
-                warnings.warn(
-                    f"eapu: {cc} cannot build with {_OPENMP}; the fused EaPU step runs on one "
-                    "thread",
-                    RuntimeWarning,
-                    stacklevel=4,
-                )
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        _build_s = time.perf_counter() - t0
-    else:
+    _private_dir(path.parent)
+    if _verified(path):
         _build_s = 0.0
-    lib = ctypes.CDLL(str(path))
-    lib.eapu_fused_step.argtypes = [ctypes.POINTER(_Job), ctypes.c_int, ctypes.c_int]
-    lib.eapu_fused_step.restype = ctypes.c_int
-    lib.eapu_all_finite.restype = ctypes.c_int
-    lib.eapu_openmp.restype = ctypes.c_int
+        # The directory is private, so only the user could swap the file since it was hashed.
+        return _load(str(path))
+    t0 = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=path.parent))  # 0700
+    try:
+        out = str(tmp / path.name)
+        if _compile(cc, [*_FLAGS, _OPENMP], out) is not None:
+            err = _compile(cc, _FLAGS, out)
+            if err is not None:
+                raise RuntimeError(f"{cc} failed: {err}")
+            warnings.warn(
+                f"eapu: {cc} cannot build with {_OPENMP}; the fused EaPU step runs on one thread",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+        os.chmod(out, 0o700)  # (the linker leaves the mode to the umask)
+        with open(out, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        lib = _load(out)
+        digest_tmp = tmp / "digest"
+        fd = os.open(digest_tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{digest}  {path.name}\n")
+        os.replace(digest_tmp, _digest_path(path))
+        os.replace(out, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    _build_s = time.perf_counter() - t0
     return lib
 
 

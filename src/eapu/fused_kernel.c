@@ -11,9 +11,15 @@
  *
  * Per cell, after the base's update of its state gives ΔW:
  *   |ΔW| >= th: ΔWn = ΔW;  else ΔWn = sign(ΔW)·th if u·th < |ΔW| (u uniform on [0, 1)), else 0
- *   a cell with ΔWn != 0 becomes w + ΔWn + sd·N(0, 1); the others are not touched.
+ *   a cell with ΔWn != 0 becomes w + ΔWn + sd·N(0, 1); the others keep their value.
  * A cell whose gradient or ΔW is not finite is skipped (its gradient counts as 0 in the
  * optimizer's state, as on the unfused path) and counted.
+ *
+ * The weights are read only where ΔW depends on them (weight decay; AdamW's decoupled decay
+ * is part of ΔW, as on the unfused path, so it too reaches only the written cells) and where
+ * a cell is written; where few cells are written they are stored only there (DEFINE_RANGE).
+ * Without weight decay a weight that is not finite therefore no longer makes its cell's
+ * state NaN (as in torch's Adam); finite weights get the values they got before.
  */
 #include <math.h>
 #include <tgmath.h> /* sqrt, fabs, copysign in the element type */
@@ -160,10 +166,12 @@ static inline void normal_pairs_float(uint64_t key, int64_t c0, int np, float *r
                                       float *restrict z1) {
     const uint32_t k1 = (uint32_t)key + (uint32_t)((uint64_t)c0 >> 32) * 0x9E3779B9u;
     const uint32_t k2 = (uint32_t)(key >> 32), base = (uint32_t)c0;
-    /* Whole groups of 8 (z0 and z1 have room): a short loop's remainder would run scalar; 8
-     * rather than 16 wastes fewer lanes on a chunk's ~20 pairs, at the same speed per lane. */
-    for (int r0 = 0; r0 < np; r0 += 8)
-        for (int r = r0; r < r0 + 8; r++) {
+    /* Whole groups of 16, one 512-bit vector (z0 and z1 have room): a short loop's remainder
+     * would run scalar. On Zen 5 (full-width AVX-512) 16 lanes took about 5 % less of an Adam
+     * step than groups of 8 (which waste fewer lanes on a chunk's ~20 pairs, and were as fast
+     * per lane on Zen 4). The double version's 8 lanes fill the same vector. */
+    for (int r0 = 0; r0 < np; r0 += 16)
+        for (int r = r0; r < r0 + 16; r++) {
             const uint32_t x = hash32((base + (uint32_t)r) * (k2 | 1u) + k1);
             const uint32_t y = hash32(x + 0x9E3779B9u);
             const float u1 = ((float)(int32_t)(x >> 8) + 1.0f) * 0x1p-24f; /* (0, 1] */
@@ -208,13 +216,17 @@ static inline void normal_pairs_double(uint64_t key, int64_t c0, int np, double 
 #define UNIFORM_double(k) \
     ((double)(int64_t)(mix64(dbase + (uint64_t)(k) * GOLDEN) >> 11) * 0x1p-53)
 
-/* The positions k < n with flag[k] != 0, ascending, into idx; returns how many. */
-static inline int compact(const unsigned char *restrict flag, int n, uint16_t *restrict idx) {
+/* base + k for the positions k < n with flag[k] != 0, ascending, into idx (which has room
+ * for 32 more); returns how many. base + n <= 65536. */
+static inline int compact(const unsigned char *restrict flag, int n, int base,
+                          uint16_t *restrict idx) {
     int c = 0, k = 0;
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
     defined(__AVX512VBMI2__)
-    __m512i pos = _mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17,
-                                   16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    __m512i pos = _mm512_add_epi16(
+        _mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14,
+                         13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+        _mm512_set1_epi16((short)base));
     const __m512i step = _mm512_set1_epi16(32);
     for (; k + 32 <= n; k += 32) {
         __mmask32 mk = _mm256_test_epi8_mask(_mm256_loadu_si256((const __m256i *)(flag + k)),
@@ -224,7 +236,9 @@ static inline int compact(const unsigned char *restrict flag, int n, uint16_t *r
         pos = _mm512_add_epi16(pos, step);
     }
 #elif defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
-    __m512i pos = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    __m512i pos = _mm512_add_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(base));
     const __m512i step = _mm512_set1_epi32(16);
     for (; k + 16 <= n; k += 16) {
         __mmask16 mk = _mm_test_epi8_mask(_mm_loadu_si128((const __m128i *)(flag + k)),
@@ -236,7 +250,7 @@ static inline int compact(const unsigned char *restrict flag, int n, uint16_t *r
     }
 #endif
     for (; k < n; k++) {
-        idx[c] = (uint16_t)k;
+        idx[c] = (uint16_t)(base + k);
         c += flag[k];
     }
     return c;
@@ -248,13 +262,90 @@ static inline int compact(const unsigned char *restrict flag, int n, uint16_t *r
 #define NAN_double ((double)NAN)
 
 #define BLOCK 256
+/* Written cells per chunk (of CHUNK) above which a chunk is written in place by the
+ * decision loop, below which cell by cell: a moving mean over the last chunks decides, with
+ * hysteresis (in place from DENSE_MIN + 1, cell by cell again under DENSE_MIN - 1). See
+ * DEFINE_RANGE. */
+#define DENSE_MIN 4
+
+/* The base's update of cell k of a block, leaving ΔW in dd[k] (NaN where the gradient is not
+ * finite: the cell is skipped, its gradient counting as 0 in the state) and its uniform in
+ * u[k]. L2 and WD are the terms that read the old weight (`+ wd * pp[k]`, AdamW's decoupled
+ * `- lrwd * pp[k]`, part of ΔW as on the unfused path), empty where the weight decay is 0:
+ * the loop then does not read the weights. */
+#define ADAM_LOOP(T, L2, WD)                                                                     \
+    for (int k = 0; k < n; k++) {                                                                \
+        const int bad = !(fabs(gg[k]) <= MAX_##T);                                               \
+        const T gk = (bad ? (T)0 : gg[k]) L2;                                                    \
+        const T mk = mm[k] + w1 * (gk - mm[k]);                                                  \
+        const T vk = b2 * vv[k] + w2 * gk * gk;                                                  \
+        mm[k] = mk;                                                                              \
+        vv[k] = vk;                                                                              \
+        const T dw = -step_size * (mk / (sqrt(vk) * inv_bc2s + eps)) WD;                         \
+        dd[k] = bad ? NAN_##T : dw;                                                              \
+        u[k] = UNIFORM_##T(k);                                                                   \
+    }
+#define MOMENTUM_LOOP(T, L2)                                                                     \
+    for (int k = 0; k < n; k++) {                                                                \
+        const int bad = !(fabs(gg[k]) <= MAX_##T);                                               \
+        const T gk = (bad ? (T)0 : gg[k]) L2;                                                    \
+        const T b = mom * mm[k] + damp * gk;                                                     \
+        mm[k] = b;                                                                               \
+        const T dw = -lr * (cg * gk + cb * b);                                                   \
+        dd[k] = bad ? NAN_##T : dw;                                                              \
+        u[k] = UNIFORM_##T(k);                                                                   \
+    }
+#define SGD_LOOP(T, L2)                                                                          \
+    for (int k = 0; k < n; k++) {                                                                \
+        const int bad = !(fabs(gg[k]) <= MAX_##T);                                               \
+        const T dw = -lr * ((bad ? (T)0 : gg[k]) L2);                                            \
+        dd[k] = bad ? NAN_##T : dw;                                                              \
+        u[k] = UNIFORM_##T(k);                                                                   \
+    }
+/* The decision of cell k: w (written), ok (ΔW finite); STORE is what a block written in
+ * place does with ΔWn (`pp[k] = w ? pp[k] + dwn : pp[k];`), empty for the others. */
+#define DECIDE_LOOP(T, STORE)                                                                    \
+    for (int k = 0; k < n; k++) {                                                                \
+        const T a = fabs(dd[k]);                                                                 \
+        const int ok = a <= MAX_##T;                                                             \
+        const int w = ok & (a > u[k] * th);                                                      \
+        const T dwn = a >= th ? dd[k] : copysign(th, dd[k]);                                     \
+        (void)dwn;                                                                               \
+        STORE                                                                                    \
+        fl[k] = (unsigned char)w;                                                                \
+        c += w;                                                                                  \
+        bad_cells += !ok;                                                                        \
+    }
 
 /* Cells lo..hi-1 of a tensor (lo a multiple of CHUNK), chunk by chunk, and in a chunk block
- * by block: one loop does the base's update (the only loop that touches memory beyond L1)
- * and leaves ΔW in d[] and the uniforms in u[], a second the decision and the write of ΔWn
- * (flags in flag[]); at the chunk's end the written cells get their write noise. Measured
- * on Zen 4 and slower: one loop for all of it (GCC makes the conditional write a masked
- * store behind a branch), masked stores, software prefetch, int32 flags, a bit-scan
+ * by block: one loop does the base's update (it streams the gradient and the state, and the
+ * weights only where the weight decay puts them in ΔW) and leaves ΔW in d[] and the uniforms
+ * in u[], a second the decision (flags in flag[]); the written cells get w + ΔWn and then,
+ * listed in order (their rank in the chunk keys the write noise), + sd·N(0, 1).
+ *
+ * A chunk is written one of two ways, chosen from the counts of the chunks before it (a
+ * moving mean over about 8, with hysteresis: the density of a tensor's writes changes
+ * slowly, and a way that flips from chunk to chunk was slower than either, each switch to
+ * the weights' stream restarting the hardware prefetcher); a cell gets the same value
+ * either way.
+ * Sparse (under about DENSE_MIN written cells per chunk): a weight is read and stored only
+ * where it is written. Each block's written cells are listed as soon as it is decided and
+ * their cache lines fetched for writing (the chunk's page touched at the start of the chunk
+ * before, so that its TLB miss is not taken by those fetches: without it the sparse chunks
+ * of an SGD step at 0.3 % ran 10 % slower); at the chunk's end each gets
+ * w + ΔWn + sd·N(0, 1), ΔWn and the noise rounded one after the other.
+ * Dense: the decision loop stores w + ΔWn over the whole block (the unwritten cells
+ * unchanged: every weight read and stored), the noise is added at the chunk's end.
+ * Measured on Zen 5 here, kernel alone, 1 thread, ResNet-18's weights: with nothing written
+ * the sparse way takes 0.6-0.8 of the dense way (the weights are not touched); at about
+ * 3 cells written per chunk (0.3 %) the two are level; at 0.65 % dense is 5 % faster and at
+ * the 4 % of an Adam step of the benchmark (half of the 64-byte lines hold a written cell)
+ * 20-30 % faster: a line fetched for a scattered cell costs more than its share of a stream.
+ * Measured slower: the decision in the update loop, a conditional (masked) store of the
+ * weight, the lines found by a separate per-line pass, or written one chunk later (the
+ * weights' accesses then run backwards and the hardware prefetcher loses them), the choice
+ * made per block, blocks of 32-128 cells, software prefetch of the streams (Zen 5); on Zen 4
+ * before: one loop for everything, masked stores, software prefetch, int32 flags, a bit-scan
  * compaction, chunks of 2048 or more cells (the noise's writes then miss L1). */
 #define DEFINE_RANGE(T)                                                                          \
     static void range_##T(eapu_job *j, int64_t lo, int64_t hi, int64_t *written,                 \
@@ -267,6 +358,7 @@ static inline int compact(const unsigned char *restrict flag, int n, uint16_t *r
         const T wd = (T)j->weight_decay;                                                         \
         const T wd_l2 = j->kind == KIND_ADAMW ? (T)0 : wd;                                       \
         const T lrwd = j->kind == KIND_ADAMW ? (T)(j->lr * j->weight_decay) : (T)0;              \
+        const int read_p = wd != 0; /* ΔW depends on the old weight */                           \
         const T step_size = (T)(j->lr / j->bias_correction1);                                    \
         const T inv_bc2s = (T)(1.0 / j->bias_correction2_sqrt);                                  \
         const T lr = (T)j->lr, mom = j->first ? (T)0 : (T)j->momentum;                          \
@@ -274,86 +366,97 @@ static inline int compact(const unsigned char *restrict flag, int n, uint16_t *r
         const T cg = j->nesterov ? (T)1 : (T)0, cb = j->nesterov ? (T)j->momentum : (T)1;        \
         const T sd = (T)j->noise_sd;                                                             \
         const uint64_t key = j->rule_key;                                                        \
-        T d[BLOCK], u[BLOCK];                                                                    \
+        T d[CHUNK], u[BLOCK];                                                                    \
         unsigned char flag[CHUNK];                                                               \
         uint16_t idx[CHUNK + 32];                                                                \
         T z0[CHUNK / 2 + 16], z1[CHUNK / 2 + 16];                                                \
         int64_t nw = 0, ns = 0;                                                                  \
+        int dense = 0, avg8 = 0; /* avg8: 8 x the written cells per chunk, a moving mean */      \
         for (int64_t c0 = lo; c0 < hi; c0 += CHUNK) {                                            \
             const int nc = (int)(hi - c0 < CHUNK ? hi - c0 : CHUNK);                             \
             const uint32_t uk1 = (uint32_t)key + (uint32_t)((uint64_t)c0 >> 32) * 0x9E3779B9u;   \
             const uint32_t uk2 = (uint32_t)(key >> 32);                                          \
+            T *restrict pc = p + c0;                                                             \
             int cw = 0;                                                                          \
+            if (c0 + CHUNK < hi) /* the next chunk's weights' page: its TLB entry, early */     \
+                __builtin_prefetch(pc + CHUNK, 1, 3);                                            \
             for (int b0 = 0; b0 < nc; b0 += BLOCK) {                                             \
                 const int n = nc - b0 < BLOCK ? nc - b0 : BLOCK;                                 \
                 const int64_t i0 = c0 + b0;                                                      \
-                T *restrict pp = p + i0;                                                         \
+                T *restrict pp = pc + b0; /* (based on pc, which writes the same cells) */      \
                 const T *restrict gg = g + i0;                                                   \
+                T *restrict dd = d + b0;                                                         \
                 unsigned char *restrict fl = flag + b0;                                          \
                 const uint32_t ubase = (uint32_t)i0;                                             \
                 const uint64_t dbase = key + (uint64_t)(i0 + 1) * GOLDEN;                        \
                 (void)uk1, (void)uk2, (void)ubase, (void)dbase;                                  \
                 if (j->kind != KIND_SGD) {                                                       \
                     T *restrict mm = m + i0, *restrict vv = v + i0;                              \
-                    for (int k = 0; k < n; k++) {                                                \
-                        const int bad = !(fabs(gg[k]) <= MAX_##T);                               \
-                        const T gk = (bad ? (T)0 : gg[k]) + wd_l2 * pp[k];                       \
-                        const T mk = mm[k] + w1 * (gk - mm[k]);                                  \
-                        const T vk = b2 * vv[k] + w2 * gk * gk;                                  \
-                        mm[k] = mk;                                                              \
-                        vv[k] = vk;                                                              \
-                        const T dw = -step_size * (mk / (sqrt(vk) * inv_bc2s + eps)) - lrwd * pp[k]; \
-                        d[k] = bad ? NAN_##T : dw;                                               \
-                        u[k] = UNIFORM_##T(k);                                                   \
-                    }                                                                            \
+                    if (read_p)                                                                  \
+                        ADAM_LOOP(T, + wd_l2 * pp[k], - lrwd * pp[k])                            \
+                    else                                                                         \
+                        ADAM_LOOP(T, , )                                                         \
                 } else if (m) {                                                                  \
                     T *restrict mm = m + i0;                                                     \
-                    for (int k = 0; k < n; k++) {                                                \
-                        const int bad = !(fabs(gg[k]) <= MAX_##T);                               \
-                        const T gk = (bad ? (T)0 : gg[k]) + wd * pp[k];                          \
-                        const T b = mom * mm[k] + damp * gk;                                     \
-                        mm[k] = b;                                                               \
-                        const T dw = -lr * (cg * gk + cb * b);                                   \
-                        d[k] = bad ? NAN_##T : dw;                                               \
-                        u[k] = UNIFORM_##T(k);                                                   \
-                    }                                                                            \
+                    if (read_p)                                                                  \
+                        MOMENTUM_LOOP(T, + wd * pp[k])                                           \
+                    else                                                                         \
+                        MOMENTUM_LOOP(T, )                                                       \
+                } else if (read_p) {                                                             \
+                    SGD_LOOP(T, + wd * pp[k])                                                    \
                 } else {                                                                         \
-                    for (int k = 0; k < n; k++) {                                                \
-                        const int bad = !(fabs(gg[k]) <= MAX_##T);                               \
-                        const T dw = -lr * ((bad ? (T)0 : gg[k]) + wd * pp[k]);                  \
-                        d[k] = bad ? NAN_##T : dw;                                               \
-                        u[k] = UNIFORM_##T(k);                                                   \
-                    }                                                                            \
+                    SGD_LOOP(T, )                                                                \
                 }                                                                                \
                 int c = 0, bad_cells = 0;                                                        \
-                for (int k = 0; k < n; k++) {                                                    \
-                    const T a = fabs(d[k]);                                                      \
-                    const int ok = a <= MAX_##T;                                                 \
-                    const int w = ok & (a > u[k] * th);                                          \
-                    const T dwn = a >= th ? d[k] : copysign(th, d[k]);                           \
-                    pp[k] = w ? pp[k] + dwn : pp[k];                                             \
-                    fl[k] = (unsigned char)w;                                                    \
-                    c += w;                                                                      \
-                    bad_cells += !ok;                                                            \
+                if (dense) {                                                                     \
+                    DECIDE_LOOP(T, pp[k] = w ? pp[k] + dwn : pp[k];)                             \
+                } else {                                                                         \
+                    DECIDE_LOOP(T, )                                                             \
+                    if (c) { /* listed now, their lines fetched for the chunk's end */           \
+                        compact(fl, n, b0, idx + cw);                                            \
+                        for (int r = cw; r < cw + c; r++) __builtin_prefetch(pc + idx[r], 1, 3); \
+                    }                                                                            \
                 }                                                                                \
                 cw += c;                                                                         \
                 ns += bad_cells;                                                                 \
             }                                                                                    \
             nw += cw;                                                                            \
-            if (cw && sd > 0) {                                                                  \
-                T *restrict pp = p + c0;                                                         \
-                const int c = compact(flag, nc, idx);                                         \
-                normal_pairs_##T(j->noise_key, c0, (c + 1) / 2, z0, z1);                         \
-                for (int r = 0; r + 1 < c; r += 2) {                                             \
-                    pp[idx[r]] += sd * z0[r / 2];                                                \
-                    pp[idx[r + 1]] += sd * z1[r / 2];                                            \
+            if (cw && dense) {                                                                   \
+                if (sd > 0) {                                                                    \
+                    const int c = compact(flag, nc, 0, idx);                                     \
+                    normal_pairs_##T(j->noise_key, c0, (c + 1) / 2, z0, z1);                     \
+                    for (int r = 0; r + 1 < c; r += 2) {                                         \
+                        pc[idx[r]] += sd * z0[r / 2];                                            \
+                        pc[idx[r + 1]] += sd * z1[r / 2];                                        \
+                    }                                                                            \
+                    if (c & 1) pc[idx[c - 1]] += sd * z0[c / 2];                                 \
                 }                                                                                \
-                if (c & 1) pp[idx[c - 1]] += sd * z0[c / 2];                                     \
+            } else if (cw) {                                                                     \
+                if (sd > 0) {                                                                    \
+                    normal_pairs_##T(j->noise_key, c0, (cw + 1) / 2, z0, z1);                    \
+                    for (int r = 0; r + 1 < cw; r += 2) {                                        \
+                        const int k = idx[r], l = idx[r + 1];                                    \
+                        const T x = pc[k] + DWN(d[k]), y = pc[l] + DWN(d[l]);                    \
+                        pc[k] = x + sd * z0[r / 2];                                              \
+                        pc[l] = y + sd * z1[r / 2];                                              \
+                    }                                                                            \
+                    if (cw & 1) {                                                                \
+                        const int k = idx[cw - 1];                                               \
+                        const T x = pc[k] + DWN(d[k]);                                           \
+                        pc[k] = x + sd * z0[cw / 2];                                             \
+                    }                                                                            \
+                } else {                                                                         \
+                    for (int r = 0; r < cw; r++) pc[idx[r]] += DWN(d[idx[r]]);                   \
+                }                                                                                \
             }                                                                                    \
+            avg8 += cw - avg8 / 8;                                                               \
+            dense = avg8 >= 8 * (dense ? DENSE_MIN - 1 : DENSE_MIN + 1); /* (with hysteresis) */    \
         }                                                                                        \
         *written += nw;                                                                          \
         *skipped += ns;                                                                          \
     }
+/* ΔWn of a written cell from its ΔW (formula 4). */
+#define DWN(x) (fabs(x) >= th ? (x) : copysign(th, (x)))
 
 DEFINE_RANGE(float)
 DEFINE_RANGE(double)
