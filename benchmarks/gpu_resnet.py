@@ -14,7 +14,7 @@ an epoch (390 steps) extrapolated, images/s, peak GPU memory
 (``torch.cuda.max_memory_allocated`` over its own steps), and ratios to torch's Adam in its
 default implementation (on CUDA: foreach) and to its fused Adam, taken per round (median).
 On CUDA AdamEaPU steps its base with torch's fused Adam and then the EaPU rule's tensor
-passes (eapu.fused's one-pass kernel is CPU-only): the "× fused" column of the optimizer
+passes (eapu.optim.fused's one-pass kernel is CPU-only): the "× fused" column of the optimizer
 step is what the EaPU write costs on top of torch's fastest Adam. Without CUDA the script
 says so and exits with status 2 unless ``--device cpu`` is given (a CPU check of the logic).
 """

@@ -12,7 +12,7 @@ spell of the machine hits both), with its min-max over rounds in brackets.
 
 The rows: torch's Adam and SGD (momentum 0.9) in their default implementation (on CPU the
 for-loop) and fused; AdamEaPU and SGDEaPU as users get them (the fused EaPU step of
-`eapu.fused` where a C compiler is at hand); the same on the unfused path (``EAPU_FUSED=0``:
+`eapu.optim.fused` where a C compiler is at hand); the same on the unfused path (``EAPU_FUSED=0``:
 torch's fused base, then the rule's passes); AdamNoise (noisy BP: every cell written, dense
 noise); and a plain per-tensor port of the paper's algorithm (``--naive``). ΔWth = 2 µS ·
 1/80, Adam lr 1e-3: about 4 % of the weights are written per step. ``state MiB`` is what
@@ -182,12 +182,12 @@ def _mib(tensors: object) -> float:
 
 
 def _baseline_kernel(source: str) -> Any:
-    """Another source of the fused kernel, built as `eapu.fused` builds its own (same compiler
+    """Another source of the fused kernel, built as `eapu.optim.fused` builds its own (same compiler
     and flags) into a temporary directory and loaded: the rows that step with it swap it in
     for their steps, so an old and a new kernel are timed in the same rounds."""
     import tempfile
 
-    from eapu import fused
+    from eapu.optim import fused
 
     cc = fused._compiler()
     if cc is None:
@@ -201,8 +201,7 @@ def _baseline_kernel(source: str) -> Any:
 def _make(name: str, params: list[Any], baseline: Any = None) -> tuple[Callable[[], Any], object]:
     import torch
 
-    from eapu import fused
-    from eapu.optim import AdamEaPU, AdamNoise, SGDEaPU
+    from eapu.optim import AdamEaPU, AdamNoise, SGDEaPU, fused
 
     kw = {"sd_us": 2.0, "rwg_per_us": 1 / 80}
     opt: Any
@@ -257,7 +256,7 @@ def worker(
 ) -> dict[str, Any]:
     import torch
 
-    from eapu import fused
+    from eapu.optim import fused
 
     now = time.process_time if clock == "cpu" else time.perf_counter
     torch.set_num_threads(threads)

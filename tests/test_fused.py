@@ -1,4 +1,4 @@
-"""The fused EaPU step (eapu.fused): same-key reference, the rule's statistics, the base
+"""The fused EaPU step (eapu.optim.fused): same-key reference, the rule's statistics, the base
 optimizers' updates, reproducibility and resume, and the fallback to the unfused path."""
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ import pytest
 import torch
 from torch import nn
 
-from eapu import fused
-from eapu.optim import AdamEaPU, InSituOptimizer, SGDEaPU
+from eapu.optim import AdamEaPU, InSituOptimizer, SGDEaPU, fused
 
 needs_kernel = pytest.mark.skipif(not fused.available(), reason="no C compiler here")
 

@@ -22,7 +22,6 @@ FLOORS: dict[str, int] = {
     "rundir": 1,
     "rules": 2,
     "ledger": 2,
-    "fused": 2,
     "data": 2,
     "metrics": 2,
     "models": 2,

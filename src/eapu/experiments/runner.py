@@ -25,12 +25,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .. import __version__, fused
+from .. import __version__
 from ..algorithms import TileAlgorithm
 from ..files import atomic_write, read_json, write_json
 from ..files import load_checkpoint as read_checkpoint
 from ..nn import crossbar_of
-from ..optim import InSituOptimizer
+from ..optim import InSituOptimizer, fused
 from ..rundir import COMPLETION_MARKER, hold, is_finished
 from .accounting import accounting, energy_metrics
 from .build import Built, build, load_model_state, place

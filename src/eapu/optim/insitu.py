@@ -12,10 +12,11 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from .. import fused, validate
+from .. import validate
 from ..ledger import FIELDS
 from ..rules import RuleInfo, get_rule, max_abs, max_abs_each, to_dense
 from ..runtime import sync_free
+from . import fused
 from .base import InSituBase, tile_of
 
 __all__ = ["WEIGHT_LEVEL_RWG_PER_US", "WEIGHT_LEVEL_SD_US", "InSituOptimizer"]
@@ -268,7 +269,7 @@ class InSituOptimizer(InSituBase):
         return views
 
     def _step_fused(self, analog: list[Tensor]) -> dict[int, list[int]]:
-        """Step the analog parameters that `eapu.fused` supports in one pass each; returns
+        """Step the analog parameters that `eapu.optim.fused` supports in one pass each; returns
         their ledger rows by ``id``. Where the fused path cannot be used, nothing."""
         index = {id(p): i for i, p in enumerate(analog)}
         items = []

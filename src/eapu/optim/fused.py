@@ -43,7 +43,7 @@ A file the user wrote into the cache with a matching digest is trusted: the chec
 against other users, not against the user's own processes.
 
 >>> import torch
->>> from eapu.fused import eapu_counter
+>>> from eapu.optim.fused import eapu_counter
 >>> eapu_counter(torch.tensor([0.5, -0.02, 0.0]), threshold=0.025, key=8)
 tensor([ 0.5000, -0.0250,  0.0000])
 """
@@ -72,7 +72,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from . import validate
+from .. import validate
 
 __all__ = [
     "FusedItem",
@@ -486,7 +486,7 @@ def eapu_counter(dw: Tensor, *, threshold: float, key: int) -> Tensor:
         )
     lib = _kernel()
     if lib is None:
-        raise RuntimeError("the fused kernel is unavailable; check eapu.fused.available()")
+        raise RuntimeError("the fused kernel is unavailable; check eapu.optim.fused.available()")
     out = torch.zeros_like(dw, memory_format=torch.contiguous_format)
     grad = dw.neg().contiguous()
     job = _Job(param=out.data_ptr(), grad=grad.data_ptr(), numel=dw.numel(), kind=2)
@@ -531,7 +531,7 @@ def step(
     """
     lib = _kernel()
     if lib is None:
-        raise RuntimeError("the fused kernel is unavailable; check eapu.fused.available()")
+        raise RuntimeError("the fused kernel is unavailable; check eapu.optim.fused.available()")
     # One draw per step; the kernel derives each tensor's keys from it and its index, the
     # noise's hashed apart from the rule's (so the decisions do not depend on the noise).
     step_key = _draw_key(generator)
