@@ -29,8 +29,10 @@ def energy(
 ) -> None:
     """Energy and latency of a run on a technology node, by category and scope.
 
-    Scopes: total, analog (cells, DAC/ADC, programming), programming only; the GPU
-    reference beside them. --periphery varies the periphery estimate.
+    Scopes: total (the whole system, digital backprop and optimizer included), crossbar
+    (what the paper's Fig. 2b puts on the crossbar: forward and backward VMMs, DAC/ADC,
+    programming and verify), programming only; the GPU reference beside them. --periphery
+    varies the periphery estimate.
     """
     from ..energy import CATEGORIES
     from ..experiments import energy_figures
@@ -48,6 +50,7 @@ def energy(
         for key, unit, scale in (
             ("inference", "inference µJ/sample", 1e6),
             ("training", "training mJ/run", 1e3),
+            ("training_crossbar", "training, crossbar scope mJ/run", 1e3),
             ("gpu_training", "GPU training mJ/run", 1e3),
             ("inference_latency", "inference µs/sample", 1e6),
             ("training_latency", "training s/run", 1.0),
@@ -59,9 +62,11 @@ def energy(
     t.add_column("category")
     for _, unit, _ in cols:
         t.add_column(unit, justify="right")
-    for c in (*CATEGORIES, "total", "scope_analog", "scope_programming"):
+    for c in (*CATEGORIES, "total", "scope_crossbar", "scope_programming"):
         t.add_row(c, *[f"{fig[key][c] * scale:.3g}" for key, _, scale in cols if c in fig[key]])
     console.print(t)
+    if "rows" in fig and fig["rows"].get("note"):
+        console.print(f"rows written: {fig['rows']['note']}", markup=False)
     if factors is not None:
         from ..energy import Counts, get_node, periphery_sweep
 

@@ -82,6 +82,14 @@ def characterize(
     ] = None,
     cells: Annotated[int, typer.Option(help="cells in the sweep", min=2, max=MAX_CELLS)] = 4096,
     seed: Annotated[int, typer.Option(min=0)] = 0,
+    max_pulses: Annotated[
+        int | None,
+        typer.Option(
+            help="pulse budget per write of a verified scheme (default: the scheme's; "
+            "write-verify's follows the device: 1.2 full swings, at least 100)",
+            min=1,
+        ),
+    ] = None,
 ) -> None:
     """Measure SD(εcell) of a device under a scheme by a write/read sweep over the window."""
     from ..devices import get_device
@@ -91,7 +99,8 @@ def characterize(
     dev = get_device(device)
     if scheme is None:  # the device's own: a device file may name one that does not exist
         usable_device(dev, device)
-    c = char(dev, scheme, n_cells=cells, seed=seed)
+    options = {} if max_pulses is None else {"max_pulses": max_pulses}
+    c = char(dev, scheme, n_cells=cells, seed=seed, **options)
     t = Table(title=f"{c.device} / {c.scheme}: SD(εcell) = {c.sd_us:.3g} µS")
     t.add_column("target G (µS)", justify="right")
     t.add_column("SD εcell (µS)", justify="right")
@@ -102,3 +111,12 @@ def characterize(
         f"mean εcell {c.mean_us:.3g} µS, pulses per write {c.pulses_per_write:.3g}, "
         f"verify reads per write {c.reads_per_write:.3g}, fail rate {c.fail_rate:.3g}"
     )
+    if c.max_pulses is not None:
+        console.print(f"budget: {c.max_pulses} pulses per write", markup=False)
+    if c.budget_limited > 0.01:
+        console.print(
+            f"warning: {c.budget_limited:.1%} of the writes failed having spent the whole "
+            f"{c.max_pulses}-pulse budget: SD(εcell) reflects the budget, not the device; "
+            "give a larger --max-pulses",
+            markup=False,
+        )

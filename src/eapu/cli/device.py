@@ -99,7 +99,24 @@ def fit(
             f"{result.stats[f'{side}_dtod_sd']:.3g}",
         )
     console.print(t)
-    console.print(f"device file: {out}\nfigure: {png}")
+    st = result.stats
+    console.print(
+        f"whole ramps: the last conductance spreads {st['ramp_end_sd_us_measured']:.3g} µS "
+        f"(SD) measured, {st['ramp_end_sd_us_simulated']:.3g} µS simulated "
+        f"({st['ramp_end_sd_ratio']:.2g}x); ramps ending at the window's edge: "
+        f"{st['ramp_end_at_edge_measured']:.0%} measured, "
+        f"{st['ramp_end_at_edge_simulated']:.0%} simulated",
+        markup=False,
+    )
+    if not 0.5 <= st["ramp_end_sd_ratio"] <= 2.0:
+        console.print(
+            "warning: the fitted device does not reproduce how whole ramps spread: its step "
+            "depends on G alone (as every lookup-table model's), so a ramp carries no memory "
+            "of its cell beyond the device-to-device scale; read pulse counts and SD(εcell) "
+            "from it with that in mind",
+            markup=False,
+        )
+    console.print(f"device file: {out}\nfigure: {png}", markup=False)
 
 
 @device_app.command("example")

@@ -50,6 +50,7 @@ COLUMNS = [
     "nup",
     "ncell",
     "pulses",
+    "threshold_us",
     "update_energy_uj_180nm",
     "wall_s",
 ]

@@ -46,7 +46,26 @@ def run(
             progress=lambda s, n, r: prog.update(bar, completed=s, info=f"loss {r['loss']:.4g}"),
         )
     console.print(metrics_table([{"method": cfg.method, **metrics}], f"{task} ({cfg.device})"))
+    for line in used_lines(cfg, metrics):
+        console.print(line)
     console.print(f"report: {write_run_report(out)}")
+
+
+def used_lines(cfg: Any, metrics: dict[str, Any]) -> list[str]:
+    """What the run used where the config left it to the run: the threshold (and where its
+    SD came from), an Rwg chosen for the device, the weight-level step path."""
+    from ..experiments import default_rwg
+
+    lines = []
+    if "threshold_us" in metrics:
+        lines.append(
+            f"threshold: {metrics['threshold_us']:.4g} µS ({metrics.get('threshold_source', '')})"
+        )
+    resolved = cfg.resolved()
+    if cfg.rwg_per_us is None and resolved["rwg_per_us"] != 1 / 80:
+        _, why = default_rwg(cfg.device)
+        lines.append(f"rwg_per_us: {resolved['rwg_per_us']:.4g} µS⁻¹, {why}")
+    return lines
 
 
 @app.command()
