@@ -218,7 +218,7 @@ def test_every_command_of_the_cli_works_on_a_run(tmp_path: Path) -> None:
     assert r.exit_code == 0 and "verify" in r.output, r.output
     assert (run_dir / "energy-16nm.png").exists()
     r = runner.invoke(app, ["energy", str(run_dir), "--periphery", "0,1"])
-    assert r.exit_code == 0 and "scope_analog" in r.output and "cell_share" in r.output, r.output
+    assert r.exit_code == 0 and "scope_crossbar" in r.output and "cell_share" in r.output, r.output
     r = runner.invoke(app, ["energy", str(run_dir), "--periphery", "-1"])
     assert r.exit_code == 2 and "--periphery" in r.output, r.output
     r = runner.invoke(app, ["retention", str(run_dir), "--hours", "0,60"])
