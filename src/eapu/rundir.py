@@ -35,8 +35,9 @@ import math
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from filelock import FileLock, Timeout
 
@@ -44,6 +45,7 @@ __all__ = [
     "COMPLETION_MARKER",
     "LOCK_NAME",
     "MAX_NAME_PART",
+    "RunDir",
     "RunDirBusy",
     "claim",
     "clean_stale",
@@ -164,9 +166,89 @@ def claim(path: str | Path) -> Path:
     return out
 
 
+@dataclass(frozen=True)
+class RunDir:
+    """A run (or comparison) directory and the one place its files' names are written.
+
+    >>> RunDir("runs/dae").metrics.as_posix()
+    'runs/dae/metrics.json'
+    """
+
+    path: Path
+
+    #: The files of a run directory; ``metrics.json`` is the completion marker, written last.
+    FILES: ClassVar[dict[str, str]] = {
+        "config": "config.json",
+        "metrics": COMPLETION_MARKER,
+        "history": "history.csv",
+        "energy": "energy.json",
+        "checkpoint": "checkpoint.pt",
+        "samples": "samples.npz",
+        "placement": "placement.txt",
+        "compare": "compare.json",
+        "report": "report.html",
+    }
+
+    def __init__(self, path: str | Path) -> None:
+        object.__setattr__(self, "path", Path(path))
+
+    def _file(self, key: str) -> Path:
+        return self.path / self.FILES[key]
+
+    @property
+    def config(self) -> Path:
+        """``config.json``: the resolved config and the record of what produced the run."""
+        return self._file("config")
+
+    @property
+    def metrics(self) -> Path:
+        """``metrics.json``: the final metrics; written last, its presence means finished."""
+        return self._file("metrics")
+
+    @property
+    def history(self) -> Path:
+        """``history.csv``: one row per step, the evaluated ones with their metrics."""
+        return self._file("history")
+
+    @property
+    def energy(self) -> Path:
+        """``energy.json``: the operation counts of the run."""
+        return self._file("energy")
+
+    @property
+    def checkpoint(self) -> Path:
+        """``checkpoint.pt``: everything to resume (loads with ``weights_only=True``)."""
+        return self._file("checkpoint")
+
+    @property
+    def samples(self) -> Path:
+        """``samples.npz``: inputs, outputs and targets of a few test images."""
+        return self._file("samples")
+
+    @property
+    def placement(self) -> Path:
+        """``placement.txt``: the crossbar's map."""
+        return self._file("placement")
+
+    @property
+    def compare(self) -> Path:
+        """``compare.json``: a comparison directory's rows."""
+        return self._file("compare")
+
+    @property
+    def report(self) -> Path:
+        """``report.html``: the self-contained page."""
+        return self._file("report")
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run finished (its completion marker exists)."""
+        return self.metrics.exists()
+
+
 def is_finished(run_dir: str | Path) -> bool:
     """Whether the run in ``run_dir`` finished (its completion marker exists)."""
-    return (Path(run_dir) / COMPLETION_MARKER).exists()
+    return RunDir(run_dir).finished
 
 
 _CLEAN = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]*")

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from .. import validate
 from ..formatting import format_value
+from ..rundir import RunDir
 from .app import app, console
 from .tables import rows_table
 
@@ -39,7 +40,7 @@ def energy(
     from ..files import read_json
     from ..report import plot_energy
 
-    path = run_dir / "energy.json"
+    path = RunDir(run_dir).energy
     if not path.exists():
         raise typer.BadParameter(f"{path} does not exist; run the task first")
     factors = validate.float_list("--periphery", periphery) if periphery is not None else None
@@ -194,7 +195,7 @@ def stats(
     from ..rundir import is_finished
 
     where = run_dir if run_dir.is_dir() else run_dir.parent
-    if (where / "config.json").exists() and not is_finished(where):
+    if (RunDir(where).config).exists() and not is_finished(where):
         raise ValueError(
             f"{where} is an unfinished run (no metrics.json yet): its statistics would stop "
             "at its last checkpoint; finish it by running the same eapu run command again"

@@ -10,7 +10,7 @@ import typer
 from .. import validate
 from ..experiments import FLAGS, list_methods
 from ..files import read_json
-from ..rundir import name_part
+from ..rundir import RunDir, name_part
 from .app import app, console, err_console
 from .options import Config, Json, Task, given_by, key_values, run_options, with_run_options
 from .tables import dump_json, markdown_table, metrics_table, progress_bar
@@ -173,23 +173,23 @@ def report(
     from ..report import write_compare_report, write_run_report
     from ..rundir import is_eapu_dir
 
-    if (run_dir / "compare.json").exists():
+    if (RunDir(run_dir).compare).exists():
         page = write_compare_report(run_dir)
-        doc = read_json(run_dir / "compare.json")
+        doc = read_json(RunDir(run_dir).compare)
         if json_:
             dump_json({"report": str(page), **doc})
             return
         console.print(f"report: {page}")
         if markdown:
             print(markdown_table(doc.get("rows", [])))
-    elif (run_dir / "metrics.json").exists():
+    elif (RunDir(run_dir).metrics).exists():
         page = write_run_report(run_dir)
         if json_:
-            metrics = read_json(run_dir / "metrics.json")
+            metrics = read_json(RunDir(run_dir).metrics)
             dump_json({"report": str(page), "metrics": metrics})
             return
         console.print(f"report: {page}")
-    elif (run_dir / "checkpoint.pt").exists() or (run_dir / "config.json").exists():
+    elif (RunDir(run_dir).checkpoint).exists() or (RunDir(run_dir).config).exists():
         raise ValueError(
             f"{run_dir} is an unfinished run (no metrics.json yet); finish it by running the "
             "same eapu run command again, then report it"

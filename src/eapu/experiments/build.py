@@ -19,6 +19,7 @@ from ..hwa import HWANoise, hwa_noise
 from ..models import get_model, model_info
 from ..nn import convert, load_legacy_state
 from ..optim import AdamEaPU, AdamNoise, InSituOptimizer, SGDEaPU, SGDNoise
+from ..rundir import RunDir
 from ..tiles import Crossbar
 from .config import OPTIMIZERS
 from .experiment import Experiment
@@ -101,7 +102,7 @@ def build(cfg: dict[str, Any], exp: Experiment) -> Built:
         path = Path(cfg["init_from"])
         if not path.exists():
             raise ValueError(f"Invalid init_from: {path} does not exist; give a run directory")
-        ck = load_checkpoint(path / "checkpoint.pt" if path.is_dir() else path)
+        ck = load_checkpoint(RunDir(path).checkpoint if path.is_dir() else path)
         try:
             model.load_state_dict(
                 {k: v for k, v in ck["model"].items() if not k.endswith("_extra_state")}
@@ -158,7 +159,7 @@ def build(cfg: dict[str, Any], exp: Experiment) -> Built:
 
 def load_run(run_dir: str | Path) -> tuple[nn.Module, Crossbar | None, Experiment, dict[str, Any]]:
     """Rebuild a finished run's network (and crossbar) from its checkpoint."""
-    ck_path = Path(run_dir) / "checkpoint.pt"
+    ck_path = RunDir(run_dir).checkpoint
     if not ck_path.exists():
         raise FileNotFoundError(f"no checkpoint.pt in {run_dir}; run the task first")
     ck = load_checkpoint(ck_path)

@@ -13,7 +13,7 @@ import torch
 
 from .. import validate
 from ..files import write_json
-from ..rundir import hold, is_finished, name_part
+from ..rundir import RunDir, hold, is_finished, name_part
 from .build import load_run
 from .config import RunConfig
 from .kinds import get_kind
@@ -114,7 +114,7 @@ def _compare(
         doc["seeds"] = list(seeds)
     if key is not None:
         doc["tune"] = {"field": key, "values": values, "metric": metric, "split": "validation"}
-    write_json(out / "compare.json", doc)
+    write_json(RunDir(out).compare, doc)
     return rows
 
 
@@ -176,7 +176,7 @@ def retention(
     validate.integer("seed", seed, low=0)
     if drift not in ("rram", "pcm"):
         raise ValueError(f"Invalid drift: {drift!r}; allowed: rram, pcm")
-    if (Path(run_dir) / "checkpoint.pt").exists() and not is_finished(run_dir):
+    if (RunDir(run_dir).checkpoint).exists() and not is_finished(run_dir):
         raise ValueError(
             f"{run_dir} is an unfinished run (no metrics.json): its checkpoint is not the "
             "trained network; finish it first (run the same `eapu run` command again)"

@@ -23,6 +23,7 @@ from ..files import atomic_write, write_json
 from ..formatting import format_value
 from ..programming import characterize, list_schemes
 from ..report import html_image, html_page, html_table, write_compare_report
+from ..rundir import RunDir
 
 __all__ = ["BP_METHODS", "DEFAULT_METHODS", "device_report"]
 
@@ -208,6 +209,6 @@ def device_report(
             "`eapu device fit --relaxation-sd-us`.</p>",
         )
     page = html_page(f"Device report: {dev.name}", f"denoise on {dev.name}", body)
-    path = out / "report.html"
+    path = RunDir(out).report
     atomic_write(path, page.encode("utf-8"))
     return path

@@ -45,6 +45,7 @@ from ..energy import (
     scale_periphery,
 )
 from ..files import read_json
+from ..rundir import RunDir
 from ..tiles import operating_range
 from .config import RunConfig
 from .registry import get_task
@@ -117,8 +118,8 @@ def _run(
         eval_samples=eval_samples,
     )
     run(cfg, run_dir)
-    metrics = read_json(run_dir / "metrics.json")
-    acc = read_json(run_dir / "energy.json")
+    metrics = read_json(RunDir(run_dir).metrics)
+    acc = read_json(RunDir(run_dir).energy)
     return {
         "rule": rule,
         "rwg_per_us": rwg,

@@ -31,7 +31,7 @@ from ..files import atomic_write, read_json, write_json
 from ..files import load_checkpoint as read_checkpoint
 from ..nn import crossbar_of
 from ..optim import InSituOptimizer, fused
-from ..rundir import COMPLETION_MARKER, hold, is_finished
+from ..rundir import RunDir, hold
 from .accounting import accounting, energy_metrics
 from .build import Built, build, load_model_state, place
 from .config import RECORD_KEY, RunConfig, upgrade
@@ -40,12 +40,17 @@ from .registry import get_method, get_task
 
 __all__ = [
     "StepFn",
+    "account",
+    "finish",
+    "finished_metrics",
     "local_step",
+    "program_trained",
     "resume",
     "run",
     "run_record",
     "save_checkpoint",
     "train",
+    "write_counts",
     "write_history",
 ]
 
@@ -134,7 +139,7 @@ def run(
     """
     with hold(out_dir) as out:
         cfg = config.resolved()
-        done = finished_metrics(out, cfg)
+        done = finished_metrics(out, cfg, strict=False)
         if done is not None:  # nothing to train or write: the directory is final
             return done
         torch.manual_seed(cfg["seed"])  # layers initialised outside get_model's seed, if any
@@ -145,16 +150,41 @@ def run(
     return final
 
 
-def finished_metrics(out_dir: str | Path, cfg: dict[str, Any]) -> dict[str, Any] | None:
+def finished_metrics(
+    out_dir: str | Path, cfg: dict[str, Any], *, strict: bool = True
+) -> dict[str, Any] | None:
     """The recorded metrics of a finished run of this very (resolved) config in ``out_dir``;
-    None if it has not finished or was written by another config (which `resume` refuses)."""
-    out = Path(out_dir)
-    if not is_finished(out) or not (out / "config.json").is_file():
+    None if it has not finished (or, not ``strict``, was written by another config: `run`
+    then lets `resume` refuse it, naming the checkpoint and the values).
+
+    Raises:
+        ValueError: the directory holds a finished run of another config (naming the fields
+            that differ), or files that are not a run's.
+    """
+    rd = RunDir(out_dir)
+    if not rd.finished:
         return None
-    if upgrade(read_json(out / "config.json")) != json.loads(json.dumps(cfg)):
-        return None
-    metrics = read_json(out / COMPLETION_MARKER)
-    return metrics if isinstance(metrics, dict) else None
+    config = read_json(rd.config) if rd.config.is_file() else None
+    if not isinstance(config, dict):
+        if not strict:
+            return None
+        raise ValueError(f"{rd.config} is not a run's config; remove {rd.path} to train it again")
+    written, want = upgrade(config), json.loads(json.dumps(cfg))
+    if written != want:
+        if not strict:
+            return None
+        diff = sorted(k for k in set(want) | set(written) if want.get(k) != written.get(k))
+        raise ValueError(
+            f"{rd.path} holds a finished run of another config (differs in {diff}); use "
+            f"another directory, or remove {rd.path} to train it again"
+        )
+    metrics = read_json(rd.metrics)
+    if not isinstance(metrics, dict):
+        raise ValueError(
+            f"{rd.metrics} is not a run's metrics (a JSON object); remove it and run again to "
+            "finish the run"
+        )
+    return metrics
 
 
 def train(
@@ -188,15 +218,15 @@ def train(
     """
     method = get_method(cfg["method"])
     out = Path(out_dir)
-    ck_path = out / "checkpoint.pt"
-    model, opt, sched = built.model, built.optimizer, built.scheduler
+    ck_path = RunDir(out).checkpoint
+    model, sched = built.model, built.scheduler
     start, history, wall = resume(ck_path, cfg, built)
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "config.json", {**cfg, RECORD_KEY: run_record(built)})
+        write_json(RunDir(out).config, {**cfg, RECORD_KEY: run_record(built)})
         if built.crossbar is not None:
             text = built.crossbar.placement.render() + "\n"
-            atomic_write(out / "placement.txt", text.encode())
+            atomic_write(RunDir(out).placement, text.encode())
 
     t0 = time.perf_counter() - wall
     steps, every = cfg["steps"], cfg["eval_every"]
@@ -223,26 +253,61 @@ def train(
         return None
 
     final: dict[str, Any] = {k: v for k, v in history[-1].items() if k != "step"}
-    xb = built.crossbar
-    if method.programmed_once:  # ex-situ, hwa: program the trained weights once, evaluate
-        if built.hwa is not None:
-            built.hwa.remove()
-        xb = place(model, cfg, method)
-        metrics, samples = exp.evaluate(model)
+    if method.programmed_once:  # ex-situ, hwa: the trained weights go onto a crossbar now
+        metrics, samples = program_trained(cfg, exp, built)
         final.update(metrics)
-        final.update(
-            {
-                "pulses": sum(int(t.load_record[1]) for t in xb.tiles),
-                "cells": xb.cells,
-                "rup": 0.0,
-                "nup": 0.0,
-                "ncell": 0.0,
-            }
-        )
+    final.update(write_counts(built, history))
+    final.update(account(RunDir(out), cfg, exp, built, final))
+    record = run_record(built)
+    for key in ("threshold_us", "threshold_source", "sd_us_used", "device_sd_us", "step_path"):
+        if key in record:  # what the run used, beside what it was asked (config.json)
+            final[key] = record[key]
+    final.update(
+        {
+            "task": cfg["task"],
+            "method": cfg["method"],
+            "steps": steps,
+            **(extra or {}),
+            "wall_s": time.perf_counter() - t0,
+        }
+    )
+    finish(RunDir(out), cfg, built, history, samples, final)
+    return final
+
+
+def program_trained(
+    cfg: dict[str, Any], exp: Experiment, built: Built
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """After a run trained in software (ex-situ, hwa): program its weights once onto the
+    run's crossbar (``built.crossbar`` becomes it) and evaluate there; (metrics, samples)."""
+    method = get_method(cfg["method"])
+    if built.hwa is not None:
+        built.hwa.remove()
+    xb = place(built.model, cfg, method)
+    built.crossbar = xb
+    metrics, samples = exp.evaluate(built.model)
+    metrics.update(
+        {
+            "pulses": sum(int(t.load_record[1]) for t in xb.tiles),
+            "cells": xb.cells,
+            "rup": 0.0,
+            "nup": 0.0,
+            "ncell": 0.0,
+        }
+    )
+    return metrics, samples
+
+
+def write_counts(built: Built, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the in-situ optimizer wrote (its ledger's totals and the paper's Rup, Nup,
+    Ncell; Rup and Nup per step into ``history``), the pulses that loaded the weights and the
+    targets beyond the device window (reported, never silently clipped)."""
+    out: dict[str, Any] = {}
+    opt = built.optimizer
     ledger = opt.ledger if isinstance(opt, (InSituOptimizer, TileAlgorithm)) else None
-    summary = ledger.summary() if ledger is not None else None
-    if ledger is not None and summary is not None:
-        final.update(
+    if ledger is not None:
+        summary = ledger.summary()
+        out.update(
             {
                 "rup": summary.rup,
                 "nup": summary.nup,
@@ -257,39 +322,49 @@ def train(
         rup, nup = ledger.rup().tolist(), ledger.nup().tolist()
         for row, r, n in zip(history[1:], rup, nup, strict=True):
             row["rup"], row["nup"] = r, n
-    if xb is not None and method.in_situ:
-        final["load_pulses"] = sum(int(t.load_record[1]) for t in xb.tiles)
-    xb = crossbar_of(model)
-    if xb is not None:  # targets beyond the device window: reported, never silently clipped
-        final["clipped"] = xb.clipped
+    xb = crossbar_of(built.model)
+    if xb is not None:
+        if ledger is not None:  # trained in situ: the load is its own count
+            out["load_pulses"] = sum(int(t.load_record[1]) for t in xb.tiles)
+        out["clipped"] = xb.clipped
+    return out
+
+
+def account(
+    rd: RunDir, cfg: dict[str, Any], exp: Experiment, built: Built, final: dict[str, Any]
+) -> dict[str, Any]:
+    """Write ``energy.json`` (the run's operation counts) and return its energy figures for
+    ``metrics.json`` (``final``: the metrics so far, for the load's pulses)."""
+    opt = built.optimizer
+    ledger = opt.ledger if isinstance(opt, (InSituOptimizer, TileAlgorithm)) else None
+    summary = ledger.summary() if ledger is not None else None
+    xb = crossbar_of(built.model)
     load = int(final.get("load_pulses", final.get("pulses", 0)))
-    acc = accounting(model, xb, exp.test_x[:1].to(exp.device), cfg, summary, load)
-    write_json(out / "energy.json", acc)
-    final.update(energy_metrics(acc))
+    acc = accounting(built.model, xb, exp.test_x[:1].to(exp.device), cfg, summary, load)
+    write_json(rd.energy, acc)
+    out = energy_metrics(acc)
     if "endurance" in acc:
-        final["max_writes_per_cell"] = acc["endurance"]["max_writes"]
-    record = run_record(built)
-    for key in ("threshold_us", "threshold_source", "sd_us_used", "device_sd_us", "step_path"):
-        if key in record:  # what the run used, beside what it was asked (config.json)
-            final[key] = record[key]
-    final.update(
-        {
-            "task": cfg["task"],
-            "method": cfg["method"],
-            "steps": steps,
-            **(extra or {}),
-            "wall_s": time.perf_counter() - t0,
-        }
-    )
-    write_history(out / "history.csv", history)
+        out["max_writes_per_cell"] = acc["endurance"]["max_writes"]
+    return out
+
+
+def finish(
+    rd: RunDir,
+    cfg: dict[str, Any],
+    built: Built,
+    history: list[dict[str, Any]],
+    samples: dict[str, np.ndarray],
+    final: dict[str, Any],
+) -> None:
+    """Write the finished run: history, samples, the final checkpoint and, last, the
+    completion marker ``metrics.json``."""
+    write_history(rd.history, history)
     if samples:
         buf = io.BytesIO()
         np.savez(buf, **samples)  # type: ignore[arg-type]
-        atomic_write(out / "samples.npz", buf.getvalue())
-    built = Built(model, xb, opt, sched, built.hwa)
-    save_checkpoint(ck_path, cfg, built, steps, history, final["wall_s"])
-    write_json(out / COMPLETION_MARKER, final)  # last: the directory is finished
-    return final
+        atomic_write(rd.samples, buf.getvalue())
+    save_checkpoint(rd.checkpoint, cfg, built, cfg["steps"], history, final["wall_s"])
+    write_json(rd.metrics, final)  # last: the directory is finished
 
 
 # ------------------------------------------------------------------------------ checkpoints

@@ -38,6 +38,7 @@ from .. import validate
 from ..files import atomic_write, load_checkpoint, write_json
 from ..ledger import FIELDS, Ledger
 from ..report.stats import plot_update_stats
+from ..rundir import RunDir
 
 __all__ = [
     "StepCost",
@@ -131,7 +132,7 @@ def load_update_stats(source: Any, *, model: nn.Module | None = None) -> UpdateS
         return UpdateStats(list(source.names), list(source.cells), source.table())
     path = Path(source)
     if path.is_dir():
-        path = path / "checkpoint.pt"
+        path = RunDir(path).checkpoint
     if not path.exists():
         raise ValueError(
             f"{path} does not exist; give a run directory, a checkpoint.pt, an "
@@ -274,8 +275,8 @@ def write_update_stats(
     if not hasattr(source, "ledger") and not isinstance(source, Ledger):
         p = Path(source)
         run_dir = p if p.is_dir() else p.parent
-        if (run_dir / "config.json").exists():
-            cfg = json.loads((run_dir / "config.json").read_text())
+        if (RunDir(run_dir).config).exists():
+            cfg = json.loads((RunDir(run_dir).config).read_text())
         out_dir = out_dir if out_dir is not None else run_dir
     if out_dir is None:
         raise ValueError("out_dir is required when the source is an optimizer or a ledger")

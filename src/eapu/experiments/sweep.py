@@ -41,8 +41,8 @@ from typing import Any
 from .. import validate
 from ..files import atomic_write, read_json
 from ..report.sweep import plot_sweep
-from ..rundir import COMPLETION_MARKER, claim, name_part
-from .config import FLAGS, RunConfig, flag_of, upgrade
+from ..rundir import claim, name_part
+from .config import FLAGS, RunConfig, flag_of
 from .kinds import get_kind
 from .registry import get_task
 
@@ -216,27 +216,9 @@ def _run_point(task: str, seed: int, settings: dict[str, Any], run_dir: str) -> 
 
 def _finished(point: SweepPoint, task: str) -> dict[str, Any] | None:
     """The metrics of a finished run of this very config; None if it has not finished."""
-    metrics = point.run_dir / COMPLETION_MARKER
-    if not metrics.exists():
-        return None
-    config = read_json(point.run_dir / "config.json")
-    if not isinstance(config, dict):
-        raise ValueError(f"{point.run_dir / 'config.json'} is not a run's config; re-create it")
-    written = upgrade(config)
-    want = json.loads(json.dumps(point.config(task).resolved()))
-    if written != want:
-        diff = sorted(k for k in set(want) | set(written) if want.get(k) != written.get(k))
-        raise ValueError(
-            f"{point.run_dir} holds a finished run of another config (differs in "
-            f"{diff}); use another sweep directory"
-        )
-    got = read_json(metrics)
-    if not isinstance(got, dict):
-        raise ValueError(
-            f"{metrics} is not a run's metrics (a JSON object); remove it and rerun the sweep "
-            "to finish that point again"
-        )
-    return got
+    from .runner import finished_metrics
+
+    return finished_metrics(point.run_dir, point.config(task).resolved())
 
 
 @dataclass

@@ -7,6 +7,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..files import atomic_write
+from ..rundir import RunDir
 from .figures import plot_compare, plot_history, plot_samples
 from .html import html_cell, html_image, html_page, html_table
 from .runs import History, ordered_keys, read_history, read_json_dict, read_samples
@@ -30,12 +31,12 @@ def write_run_report(run_dir: str | Path) -> Path:
     d = Path(run_dir)
     if not d.is_dir():
         raise FileNotFoundError(f"no run directory at {d}")
-    config = read_json_dict(d / "config.json")
-    metrics = read_json_dict(d / "metrics.json")
+    config = read_json_dict(RunDir(d).config)
+    metrics = read_json_dict(RunDir(d).metrics)
     hist_path, samples_path, placement_path = (
-        d / "history.csv",
-        d / "samples.npz",
-        d / "placement.txt",
+        RunDir(d).history,
+        RunDir(d).samples,
+        RunDir(d).placement,
     )
     if config is None and metrics is None and not hist_path.is_file():
         raise FileNotFoundError(f"{d} holds none of config.json, metrics.json, history.csv")
@@ -67,7 +68,7 @@ def write_run_report(run_dir: str | Path) -> Path:
     if config is not None:
         body += ["<h2>Configuration</h2>", html_table(config, exact=True)]
 
-    out = d / "report.html"
+    out = RunDir(d).report
     atomic_write(out, html_page(title, sub or str(d), body).encode("utf-8"))
     return out
 
@@ -79,7 +80,7 @@ def _method_dir(root: Path, method: str) -> Path | None:
     try:
         if p.is_dir() and p.resolve().parent == root.resolve():
             seeds = sorted(p.glob("seed=*"))
-            return seeds[0] if seeds and not (p / "metrics.json").exists() else p
+            return seeds[0] if seeds and not (RunDir(p).metrics).exists() else p
     except OSError:
         return None
     return None
@@ -99,7 +100,7 @@ def write_compare_report(compare_dir: str | Path) -> Path:
         ValueError: ``compare.json`` (or a method's file) is malformed; the message names it.
     """
     d = Path(compare_dir)
-    spec_path = d / "compare.json"
+    spec_path = RunDir(d).compare
     if not spec_path.is_file():
         raise FileNotFoundError(f"no compare.json in {d}")
     spec = read_json_dict(spec_path)
@@ -123,9 +124,9 @@ def write_compare_report(compare_dir: str | Path) -> Path:
         if md is None:
             links.append(f'<li>{html.escape(m)}: <span class="note">no run directory</span></li>')
             continue
-        if (md / "history.csv").is_file():
-            histories[m] = read_history(md / "history.csv")
-        report = md / "report.html"
+        if (RunDir(md).history).is_file():
+            histories[m] = read_history(RunDir(md).history)
+        report = RunDir(md).report
         if not report.is_file():
             try:
                 write_run_report(md)
@@ -158,6 +159,6 @@ def write_compare_report(compare_dir: str | Path) -> Path:
         png = plot_compare(rows, histories, d / "compare.png", title=str(task) if task else None)
         body += ["<h2>Figures</h2>", html_image(png, "comparison of methods")]
     body += ["<h2>Runs</h2>", f"<ul>{''.join(links)}</ul>"]
-    out = d / "report.html"
+    out = RunDir(d).report
     atomic_write(out, html_page(title, sub, body).encode("utf-8"))
     return out
