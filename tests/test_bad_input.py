@@ -186,7 +186,7 @@ def _safety_files(root: Path, good: Path, out: dict[str, Path]) -> None:
     point = sw / "sd_us=1" / "seed=0"
     point.mkdir(parents=True)
     cfg = RunConfig(task="classify", seed=0, sd_us=1, **base).resolved()
-    (point / "config.json").write_text(json.dumps(cfg))
+    (point / "config.json").write_text(json.dumps(cfg.as_dict()))
     (point / "metrics.json").write_text(json.dumps({"accuracy": 0.5, "loss": 1.0}))
     out["sweep"] = sw
     for name, data in (("sweep_corrupt", b'{"task": '), ("sweep_nomanifest", b'{"task": "x"}')):

@@ -77,9 +77,9 @@ def test_every_run_config_field_but_the_task_has_one_flag() -> None:
 
 def test_tiki_taka_runs_on_plain_sgd_and_says_so_in_its_config() -> None:
     # Adam's step is not a gradient: A's auto-scaled rate would saturate A (issue 11).
-    assert RunConfig(task="classify", method="ttv2").resolved()["optimizer"] == "sgd"
-    assert RunConfig(task="classify", method="cttv2", optimizer="sgd").resolved()["optimizer"]
-    assert RunConfig(task="classify", method="eapu+mp").resolved()["optimizer"] == "adam"
+    assert RunConfig(task="classify", method="ttv2").resolved().optimizer == "sgd"
+    assert RunConfig(task="classify", method="cttv2", optimizer="sgd").resolved().optimizer
+    assert RunConfig(task="classify", method="eapu+mp").resolved().optimizer == "adam"
     with pytest.raises(ValueError, match=r"Invalid optimizer: 'momentum' for method 'ttv2'"):
         RunConfig(task="classify", method="ttv2", optimizer="momentum")
 
@@ -94,7 +94,7 @@ def test_fast_lr_sets_tiki_takas_rate_onto_a(tmp_path) -> None:
         ck = torch.load(tmp_path / str(fast_lr) / "checkpoint.pt", weights_only=True)
         assert ck["config"]["fast_lr"] == fast_lr
     assert 0 < pulses[0.05] < pulses[0.5] / 3
-    assert RunConfig(task="classify", method="cttv2").resolved()["fast_lr"] is None  # 0.5
+    assert RunConfig(task="classify", method="cttv2").resolved().fast_lr is None  # 0.5
     with pytest.raises(ValueError, match=r"Invalid fast_lr: method 'eapu\+mp' has no fast array"):
         RunConfig(task="classify", method="eapu+mp", fast_lr=0.1)
 

@@ -179,7 +179,7 @@ def test_a_researchers_loop_gives_what_eapu_run_gives(tmp_path: Path) -> None:
     def fresh() -> tuple[nn.Module, AdamEaPU]:
         model = get_model("denoise_ae", seed=0)
         convert(model, device="taox_1t1r", scheme="memorial", seed=0)
-        return model, AdamEaPU(model.parameters(), lr=resolved["lr"], seed=0)
+        return model, AdamEaPU(model.parameters(), lr=resolved.lr, seed=0)
 
     def evaluate(model: nn.Module) -> float:
         model.eval()  # the crossbar's evaluation stream: training reads are untouched

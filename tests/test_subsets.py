@@ -75,7 +75,7 @@ def _experiment(**kw: Any) -> Experiment:
     """The task's Experiment with its default data, or a skip when that data is not here."""
     cfg = RunConfig(**kw).resolved()
     try:
-        return Experiment(cfg, get_task(cfg["task"]))
+        return Experiment(cfg, get_task(cfg.task))
     except (ValueError, FileNotFoundError) as e:
         if "not found" in str(e):
             pytest.skip(f"data set not installed: {e}")

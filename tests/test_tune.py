@@ -24,7 +24,7 @@ def _rows(x: torch.Tensor) -> set[bytes]:
 def test_the_validation_split_is_held_out_of_training_and_is_not_the_test_set() -> None:
     cfg = RunConfig(task="denoise", **TINY).resolved()
     plain = Experiment(cfg, get_task("denoise"))
-    val = Experiment({**cfg, "eval_split": "validation"}, get_task("denoise"))
+    val = Experiment(cfg.replace(eval_split="validation"), get_task("denoise"))
     n = len(plain.train.images)
     assert len(val.test.images) == round(n * VALIDATION_FRACTION)
     assert len(val.train.images) + len(val.test.images) == n
@@ -32,7 +32,7 @@ def test_the_validation_split_is_held_out_of_training_and_is_not_the_test_set() 
     assert not train & held  # trains on none of what it is scored on
     assert held <= _rows(plain.train.images) and not held & test  # never the test set
     # the same split for every seed and method, so candidates are compared on equal terms
-    other = Experiment({**cfg, "eval_split": "validation", "seed": 7}, get_task("denoise"))
+    other = Experiment(cfg.replace(eval_split="validation", seed=7), get_task("denoise"))
     assert torch.equal(other.test.images, val.test.images)
 
 

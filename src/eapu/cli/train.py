@@ -39,7 +39,7 @@ def run(
     cfg = RunConfig(task=task, **opts)
     out = out or Path("runs") / f"{task}-{cfg.method}"
     with progress_bar() as prog:
-        bar = prog.add_task(cfg.method, total=cfg.resolved()["steps"], info="")
+        bar = prog.add_task(cfg.method, total=cfg.resolved().steps, info="")
         metrics = run_task(
             cfg,
             out,
@@ -62,9 +62,9 @@ def used_lines(cfg: Any, metrics: dict[str, Any]) -> list[str]:
             f"threshold: {metrics['threshold_us']:.4g} µS ({metrics.get('threshold_source', '')})"
         )
     resolved = cfg.resolved()
-    if cfg.rwg_per_us is None and resolved["rwg_per_us"] != 1 / 80:
+    if cfg.rwg_per_us is None and resolved.rwg_per_us != 1 / 80:
         _, why = default_rwg(cfg.device)
-        lines.append(f"rwg_per_us: {resolved['rwg_per_us']:.4g} µS⁻¹, {why}")
+        lines.append(f"rwg_per_us: {resolved.rwg_per_us:.4g} µS⁻¹, {why}")
     return lines
 
 
@@ -140,9 +140,7 @@ def compare(
             )
         grid = {key: values}
     runs_per_method = len(seed_list or [0]) + (len(grid[next(iter(grid))]) if grid else 0)
-    total = (
-        RunConfig(task=task, **{**opts, "method": names[0]}).resolved()["steps"] * runs_per_method
-    )
+    total = RunConfig(task=task, **{**opts, "method": names[0]}).resolved().steps * runs_per_method
     out = out or Path("runs") / f"{task}-compare"
     done: dict[str, int] = {}
 

@@ -28,6 +28,7 @@ from ..energy import (
 from ..ledger import LedgerSummary
 from ..rules import get_rule
 from ..tiles import Crossbar, matrix_shape
+from .config import ResolvedConfig
 from .registry import get_method
 
 __all__ = ["ENERGY_METRIC_NODES", "accounting", "analog_layers", "energy_figures", "energy_metrics"]
@@ -74,7 +75,7 @@ def accounting(
     model: nn.Module,
     xb: Crossbar | None,
     sample: Tensor,
-    cfg: dict[str, Any],
+    cfg: ResolvedConfig,
     summary: LedgerSummary | None,
     load_pulses: int,
 ) -> dict[str, Any]:
@@ -99,8 +100,8 @@ def accounting(
     layers = analog_layers(model, sample)
     macs = sum(x.rows * x.cols * x.vmms_per_sample for x in layers)
     out: dict[str, Any] = {
-        "steps": cfg["steps"],
-        "batch_size": cfg["batch_size"],
+        "steps": cfg.steps,
+        "batch_size": cfg.batch_size,
         "macs_per_sample": macs,
         "layers": [dataclasses.asdict(x) for x in layers],
     }
@@ -123,13 +124,13 @@ def accounting(
         if summary is not None
         else StepWrites(0.0, 0.0, 0.0)
     )
-    rule = get_method(cfg["method"]).rule
+    rule = get_method(cfg.method).rule
     draws = rule is not None and not get_rule(rule).passthrough  # a random number per cell
     steps: dict[str, Counts] = {
         backward: training_step_counts(
             layers,
             writes,
-            batch_size=cfg["batch_size"],
+            batch_size=cfg.batch_size,
             g_mean_us=g_mean,
             random_draws=None if draws else 0.0,
             backward=backward,
@@ -156,7 +157,7 @@ def accounting(
             ),
         }
     out["load_pulses"] = load_pulses
-    e = endurance_report([t.write_counts() for t in xb.tiles], max(cfg["steps"], 1))
+    e = endurance_report([t.write_counts() for t in xb.tiles], max(cfg.steps, 1))
     out["endurance"] = {
         "max_writes": e.max_writes,
         "mean_writes": e.mean_writes,

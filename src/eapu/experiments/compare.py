@@ -183,7 +183,7 @@ def retention(
         )
     model, xb, exp, cfg = load_run(run_dir)
     if xb is None:
-        raise ValueError(f"{run_dir} is a {cfg['method']} run: retention needs a device-level run")
+        raise ValueError(f"{run_dir} is a {cfg.method} run: retention needs a device-level run")
     dmodel = RramDrift() if drift == "rram" else PcmDrift()
     comps = ["none", "mean_offset" if drift == "rram" else "gdc"]
     rows = []

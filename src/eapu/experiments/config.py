@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ __all__ = [
     "RECORD_KEY",
     "SCHEDULES",
     "Flag",
+    "ResolvedConfig",
     "RunConfig",
     "default_rwg",
     "flag_of",
@@ -218,7 +220,7 @@ class RunConfig:
             rwg = self.rwg_per_us if self.rwg_per_us is not None else default_rwg(self.device)[0]
             operating_range(get_device(self.device), "reference_column", rwg)
 
-    def resolved(self) -> dict[str, Any]:
+    def resolved(self) -> ResolvedConfig:
         """The config with the task's defaults filled in (what ``config.json`` records)."""
         t = get_task(self.task)
         d = dataclasses.asdict(self)
@@ -238,7 +240,58 @@ class RunConfig:
                 from ..optim import WEIGHT_LEVEL_RWG_PER_US
 
                 d["rwg_per_us"] = WEIGHT_LEVEL_RWG_PER_US
-        return d
+        return ResolvedConfig(**d)
+
+
+@dataclass(frozen=True)
+class ResolvedConfig:
+    """A `RunConfig` with every default filled in: what a run uses, and ``config.json``
+    records (`as_dict`). Built by `RunConfig.resolved`; `from_dict` reads a recorded one."""
+
+    task: str
+    method: str
+    device: str
+    seed: int
+    steps: int
+    batch_size: int
+    lr: float
+    eval_every: int
+    sd_us: float | None
+    """SD(εcell) of a weight-level write (µS); None at device level (the device's own)."""
+    rwg_per_us: float
+    threshold_us: float | None
+    model: str
+    data: str
+    data_dir: str | None
+    eval_samples: int
+    optimizer: str
+    schedule: str
+    width: int | None
+    stuck_off: float
+    stuck_on: float
+    anomaly_data: str | None
+    device_type: str
+    init_from: str | None
+    eval_split: str
+    fast_lr: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields as plain JSON data (``config.json``)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def replace(self, **changes: Any) -> ResolvedConfig:
+        """A copy with ``changes`` (e.g. another ``eval_split`` or ``seed``)."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, written: dict[str, Any]) -> ResolvedConfig:
+        """A recorded config (`upgrade` first: older runs lack later fields)."""
+        cfg = upgrade(written)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(cfg) - known)
+        if unknown:
+            raise ValueError(f"Invalid config: unknown fields {unknown}; allowed: {sorted(known)}")
+        return cls(**cfg)
 
 
 def usable_device(device: Any, name: str) -> Any:

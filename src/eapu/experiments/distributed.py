@@ -222,7 +222,7 @@ def train_ddp(
 
     info = info or setup()
     cfg = config.resolved()
-    method = get_method(cfg["method"])
+    method = get_method(cfg.method)
     if method.level == "device" and info.device.type != "cpu":
         raise ValueError(
             f"method {method.name!r} simulates crossbars on the CPU; run it with the gloo backend"
@@ -234,16 +234,16 @@ def train_ddp(
             f"method {method.name!r} ({method.algorithm}) is not supported by "
             "train_ddp; use eapu run"
         )
-    if cfg["batch_size"] % info.world_size:
+    if cfg.batch_size % info.world_size:
         raise ValueError(
-            f"batch_size {cfg['batch_size']} is not divisible by the {info.world_size} ranks"
+            f"batch_size {cfg.batch_size} is not divisible by the {info.world_size} ranks"
         )
     # Rank 0 is the directory's one writer; the others only read its checkpoint, after
     # rank 0 holds the lock (so a busy directory stops every rank before any trains).
     with hold(out_dir) if info.is_main else contextlib.nullcontext(Path(out_dir)) as out:
         dist.barrier()
-        torch.manual_seed(cfg["seed"])
-        exp = Experiment(cfg, get_task(cfg["task"]), device=info.device)
+        torch.manual_seed(cfg.seed)
+        exp = Experiment(cfg, get_task(cfg.task), device=info.device)
         built = build(cfg, exp)
         ddp = wrap(built.model, info)  # first: a resumed optimizer state lands on the device
         step_fn = ddp_step(exp, ddp, built.optimizer, info, check_sync_every=check_sync_every)

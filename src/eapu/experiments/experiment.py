@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from ..data import ImageDataset, get_dataset
 from ..nn import crossbar_of
+from .config import ResolvedConfig
 from .kinds import Metrics, Samples, TaskKind, get_kind
 from .registry import TaskInfo
 from .subsets import balanced_indices, stratified_split
@@ -41,27 +42,27 @@ class Experiment:
     """
 
     def __init__(
-        self, cfg: dict[str, Any], task: TaskInfo, *, device: torch.device | None = None
+        self, cfg: ResolvedConfig, task: TaskInfo, *, device: torch.device | None = None
     ) -> None:
         self.cfg, self.task = cfg, task
         self.kind: TaskKind = get_kind(task.kind)
         if device is None:
-            if cfg["device_type"] == "cuda" and not torch.cuda.is_available():
+            if cfg.device_type == "cuda" and not torch.cuda.is_available():
                 raise ValueError("Invalid device_type: 'cuda'; CUDA is not available here")
-            device = torch.device(cfg["device_type"])
+            device = torch.device(cfg.device_type)
         self.device = device
-        kw = dict(task.data_kw) if cfg["data"] == task.data else {}
-        if cfg["data"] == "imagefolder":  # tasks index tensors: load the folder into memory
+        kw = dict(task.data_kw) if cfg.data == task.data else {}
+        if cfg.data == "imagefolder":  # tasks index tensors: load the folder into memory
             kw["in_memory"] = True
         self.train = self._load("train", kw)
-        if cfg.get("eval_split", "test") == "validation":
+        if cfg.eval_split == "validation":
             self.train, self.test = _hold_out(self.train)
         else:
             self.test = self._load("test", kw)
         # The evaluation images: ``eval_samples`` of them, as many of every class as it has
         # (a data set sorted by class loses whole classes to a prefix), chosen once by a
         # fixed seed: the same images for every evaluation, run, method and seed.
-        idx = balanced_indices(self.test.labels, cfg["eval_samples"])
+        idx = balanced_indices(self.test.labels, cfg.eval_samples)
         self.test_x = self.test.images[idx]
         self.test_y = self.test.labels[idx]
         # the anomaly task's evaluation data (`kinds._anomaly_prepare`): the anomalous
@@ -71,27 +72,27 @@ class Experiment:
         self.threshold_x: Tensor | None = None
         if self.kind.prepare is not None:
             self.kind.prepare(self)
-        if cfg["batch_size"] > len(self.train.images):  # it would bill a batch never run
+        if cfg.batch_size > len(self.train.images):  # it would bill a batch never run
             raise ValueError(
-                f"Invalid batch_size: {cfg['batch_size']}; allowed: at most the "
-                f"{len(self.train.images)} training images of this run ({cfg['data']!r})"
+                f"Invalid batch_size: {cfg.batch_size}; allowed: at most the "
+                f"{len(self.train.images)} training images of this run ({cfg.data!r})"
             )
 
     def _load(self, split: str, kw: dict[str, Any]) -> ImageDataset:
-        ds = get_dataset(self.cfg["data"], data_dir=self.cfg["data_dir"], split=split, **kw)
+        ds = get_dataset(self.cfg.data, data_dir=self.cfg.data_dir, split=split, **kw)
         if not isinstance(ds, ImageDataset):
             raise ValueError(
-                f"Invalid data: {self.cfg['data']!r} gives a {type(ds).__name__}; "
+                f"Invalid data: {self.cfg.data!r} gives a {type(ds).__name__}; "
                 "tasks need an ImageDataset"
             )
         return ds
 
     def batch(self, step: int) -> tuple[Tensor, Tensor]:
         """The mini-batch of ``step``: epochs are seeded permutations, so resume is exact."""
-        n, bs = len(self.train.images), self.cfg["batch_size"]
+        n, bs = len(self.train.images), self.cfg.batch_size
         per_epoch = max(n // bs, 1)
         epoch, k = divmod(step, per_epoch)
-        g = torch.Generator().manual_seed(self.cfg["seed"] * 1_000_003 + epoch)
+        g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
         idx = torch.randperm(n, generator=g)[k * bs : (k + 1) * bs]
         return self.train.images[idx].to(self.device), self.train.labels[idx].to(self.device)
 
@@ -121,8 +122,8 @@ class Experiment:
             model.train(was)
         if got != tuple(want):
             raise ValueError(
-                f"Invalid model: {self.cfg['model']!r} does not fit task {self.task.name!r} "
-                f"on {self.cfg['data']!r}: input {tuple(inp.shape)} gives {got}, the task "
+                f"Invalid model: {self.cfg.model!r} does not fit task {self.task.name!r} "
+                f"on {self.cfg.data!r}: input {tuple(inp.shape)} gives {got}, the task "
                 f"needs {tuple(want)} (its default model is {self.task.model!r})"
             )
 

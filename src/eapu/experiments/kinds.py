@@ -165,9 +165,10 @@ def _anomaly_prepare(exp: Experiment) -> None:
     from ..data import ImageDataset, get_dataset
 
     n, h = len(exp.test_x), exp.test_x.shape[-1]
-    anomaly = exp.cfg["anomaly_data"]
+    anomaly = exp.cfg.anomaly_data
+    assert anomaly is not None  # the anomaly task has a default
     size_kw = {"patch_size": h} if anomaly == "photos" else {"size": h}
-    other = get_dataset(anomaly, data_dir=exp.cfg["data_dir"], split="test", **size_kw)
+    other = get_dataset(anomaly, data_dir=exp.cfg.data_dir, split="test", **size_kw)
     assert isinstance(other, ImageDataset)
     idx = balanced_indices(other.labels, n)
     exp.anomalies = other.images[idx, : exp.test_x.shape[1]]
@@ -181,7 +182,7 @@ def _image_prepare(exp: Experiment) -> None:
     if min(h, w) < metrics.WINDOW_SIZES["gaussian"]:
         side = metrics.WINDOW_SIZES["gaussian"]
         raise ValueError(
-            f"Invalid data: {exp.cfg['data']!r} has images of {h}×{w} pixels; allowed for "
+            f"Invalid data: {exp.cfg.data!r} has images of {h}×{w} pixels; allowed for "
             f"task {exp.task.name!r}: at least {side}×{side} (the SSIM's Gaussian window)"
         )
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import functools
 import io
-import json
 import platform
 import subprocess
 import time
@@ -34,7 +33,7 @@ from ..optim import InSituOptimizer, fused
 from ..rundir import RunDir, hold
 from .accounting import accounting, energy_metrics
 from .build import Built, build, load_model_state, place
-from .config import RECORD_KEY, RunConfig, upgrade
+from .config import RECORD_KEY, ResolvedConfig, RunConfig, upgrade
 from .experiment import Experiment, input_key
 from .registry import get_method, get_task
 
@@ -142,8 +141,8 @@ def run(
         done = finished_metrics(out, cfg, strict=False)
         if done is not None:  # nothing to train or write: the directory is final
             return done
-        torch.manual_seed(cfg["seed"])  # layers initialised outside get_model's seed, if any
-        exp = Experiment(cfg, get_task(cfg["task"]))
+        torch.manual_seed(cfg.seed)  # layers initialised outside get_model's seed, if any
+        exp = Experiment(cfg, get_task(cfg.task))
         built = build(cfg, exp)
         final = train(cfg, out, exp, built, local_step(exp, built), progress=progress)
     assert final is not None
@@ -151,7 +150,7 @@ def run(
 
 
 def finished_metrics(
-    out_dir: str | Path, cfg: dict[str, Any], *, strict: bool = True
+    out_dir: str | Path, cfg: ResolvedConfig, *, strict: bool = True
 ) -> dict[str, Any] | None:
     """The recorded metrics of a finished run of this very (resolved) config in ``out_dir``;
     None if it has not finished (or, not ``strict``, was written by another config: `run`
@@ -169,7 +168,7 @@ def finished_metrics(
         if not strict:
             return None
         raise ValueError(f"{rd.config} is not a run's config; remove {rd.path} to train it again")
-    written, want = upgrade(config), json.loads(json.dumps(cfg))
+    written, want = upgrade(config), cfg.as_dict()
     if written != want:
         if not strict:
             return None
@@ -188,7 +187,7 @@ def finished_metrics(
 
 
 def train(
-    cfg: dict[str, Any],
+    cfg: ResolvedConfig,
     out_dir: str | Path,
     exp: Experiment,
     built: Built,
@@ -216,26 +215,26 @@ def train(
     Returns:
         The final metrics on the main process, None on the others.
     """
-    method = get_method(cfg["method"])
+    method = get_method(cfg.method)
     out = Path(out_dir)
     ck_path = RunDir(out).checkpoint
     model, sched = built.model, built.scheduler
     start, history, wall = resume(ck_path, cfg, built)
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
-        write_json(RunDir(out).config, {**cfg, RECORD_KEY: run_record(built)})
+        write_json(RunDir(out).config, {**cfg.as_dict(), RECORD_KEY: run_record(built)})
         if built.crossbar is not None:
             text = built.crossbar.placement.render() + "\n"
             atomic_write(RunDir(out).placement, text.encode())
 
     t0 = time.perf_counter() - wall
-    steps, every = cfg["steps"], cfg["eval_every"]
+    steps, every = cfg.steps, cfg.eval_every
     samples: dict[str, np.ndarray] = {}
     if start == 0 and is_main:  # the untrained network (as programmed): where curves start
         history.append({"step": 0, **exp.evaluate(model)[0]})
     for step in range(start, steps):
         x, y = exp.batch(step)
-        inp = exp.inputs(x, key=input_key(cfg["seed"], step))
+        inp = exp.inputs(x, key=input_key(cfg.seed, step))
         loss = step_fn(step, x, y, inp)
         if sched is not None:
             sched.step()
@@ -264,8 +263,8 @@ def train(
             final[key] = record[key]
     final.update(
         {
-            "task": cfg["task"],
-            "method": cfg["method"],
+            "task": cfg.task,
+            "method": cfg.method,
             "steps": steps,
             **(extra or {}),
             "wall_s": time.perf_counter() - t0,
@@ -276,11 +275,11 @@ def train(
 
 
 def program_trained(
-    cfg: dict[str, Any], exp: Experiment, built: Built
+    cfg: ResolvedConfig, exp: Experiment, built: Built
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """After a run trained in software (ex-situ, hwa): program its weights once onto the
     run's crossbar (``built.crossbar`` becomes it) and evaluate there; (metrics, samples)."""
-    method = get_method(cfg["method"])
+    method = get_method(cfg.method)
     if built.hwa is not None:
         built.hwa.remove()
     xb = place(built.model, cfg, method)
@@ -331,7 +330,7 @@ def write_counts(built: Built, history: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def account(
-    rd: RunDir, cfg: dict[str, Any], exp: Experiment, built: Built, final: dict[str, Any]
+    rd: RunDir, cfg: ResolvedConfig, exp: Experiment, built: Built, final: dict[str, Any]
 ) -> dict[str, Any]:
     """Write ``energy.json`` (the run's operation counts) and return its energy figures for
     ``metrics.json`` (``final``: the metrics so far, for the load's pulses)."""
@@ -350,7 +349,7 @@ def account(
 
 def finish(
     rd: RunDir,
-    cfg: dict[str, Any],
+    cfg: ResolvedConfig,
     built: Built,
     history: list[dict[str, Any]],
     samples: dict[str, np.ndarray],
@@ -363,13 +362,13 @@ def finish(
         buf = io.BytesIO()
         np.savez(buf, **samples)  # type: ignore[arg-type]
         atomic_write(rd.samples, buf.getvalue())
-    save_checkpoint(rd.checkpoint, cfg, built, cfg["steps"], history, final["wall_s"])
+    save_checkpoint(rd.checkpoint, cfg, built, cfg.steps, history, final["wall_s"])
     write_json(rd.metrics, final)  # last: the directory is finished
 
 
 # ------------------------------------------------------------------------------ checkpoints
 def resume(
-    path: Path, cfg: dict[str, Any], built: Built
+    path: Path, cfg: ResolvedConfig, built: Built
 ) -> tuple[int, list[dict[str, Any]], float]:
     """Load a run's checkpoint into its objects; (step, history, wall seconds) to go on from.
 
@@ -378,7 +377,7 @@ def resume(
     if not path.exists():
         return 0, [], 0.0
     ck = read_checkpoint(path)
-    theirs, ours = upgrade(ck["config"]), json.loads(json.dumps(cfg))
+    theirs, ours = upgrade(ck["config"]), cfg.as_dict()
     then = ck.get(RECORD_KEY, {}).get("step_path")
     now = run_record(built)["step_path"]
     if then is not None and then != now:
@@ -408,7 +407,7 @@ def resume(
 
 def save_checkpoint(
     path: Path,
-    cfg: dict[str, Any],
+    cfg: ResolvedConfig,
     built: Built,
     step: int,
     history: list[dict[str, Any]],
@@ -419,7 +418,7 @@ def save_checkpoint(
     buf = io.BytesIO()
     torch.save(
         {
-            "config": json.loads(json.dumps(cfg)),
+            "config": cfg.as_dict(),
             "step": step,
             "model": built.model.state_dict(),
             "crossbar": {},  # the crossbar's state is the model's (eapu.nn.convert)
