@@ -269,3 +269,23 @@ def test_a_window_narrower_than_the_tolerance_is_refused() -> None:
     resets = PulseTrains(g[::-1].copy(), -np.ones(3, dtype=np.int64), "r", ("a", "b"))
     with pytest.raises(ValueError, match="Invalid tolerance_us: 1 µS for a measured window"):
         fit_device([sets, resets], name="tiny")
+
+
+def test_a_narrow_fitted_window_takes_the_largest_rwg_it_holds(tmp_path: Path) -> None:
+    """1/80 needs 160 µS with a reference column; a 50 µS cell gets Rwg 2/50 (its whole
+    window), said in the run's output; an Rwg it cannot hold is refused before anything is
+    characterised, and no partial report directory is left."""
+    from eapu.experiments import RunConfig, default_rwg
+    from eapu.experiments.device_report import device_report
+
+    dev = MeasuredDevice.from_device(get_device("taox_1t1r", g_min_us=10.0, g_max_us=60.0))
+    path = tmp_path / "narrow.toml"
+    save_device(dev, path)
+    rwg, why = default_rwg(str(path))
+    assert rwg == pytest.approx(2 / 50) and "largest conductance range" in why
+    assert RunConfig(task="denoise", device=str(path)).resolved().rwg_per_us == rwg
+    assert RunConfig(task="denoise", device="taox_1t1r").resolved().rwg_per_us == 1 / 80
+    out = tmp_path / "report"
+    with pytest.raises(ValueError, match="Invalid rwg_per_us"):
+        device_report(dev, out, rwg_per_us=1 / 80)
+    assert not out.exists()

@@ -156,7 +156,13 @@ def report(
     cells: Annotated[
         int, typer.Option(help="cells per characterisation sweep", min=2, max=MAX_CELLS)
     ] = 4096,
-    rwg: Annotated[float, typer.Option(help="Rwg (µS⁻¹)")] = 1 / 80,
+    rwg: Annotated[
+        float | None,
+        typer.Option(
+            help="Rwg (µS⁻¹; default 1/80, or the largest range the device holds where "
+            "1/80's does not fit)"
+        ),
+    ] = None,
     eval_every: Annotated[int | None, typer.Option(help="evaluate every N mini-batches")] = None,
 ) -> None:
     """Characterise the device, derive EaPU's threshold, run the denoise comparison on it."""

@@ -90,14 +90,15 @@ def _sd_unused(method: str) -> bool:
     return m.level == "device" and m.in_situ
 
 
-def default_rwg(device: str) -> tuple[float, str]:
-    """The Rwg a run on ``device`` takes when none is given, and why: the paper's 1/80 where
+def default_rwg(device: Any) -> tuple[float, str]:
+    """The Rwg a run on ``device`` (a `eapu.devices.Device`, a name or a device file) takes
+    when none is given, and why: the paper's 1/80 where
     the window holds its range (2·80 µS with a reference column), else the smallest Rwg whose
     range the window holds (the whole window)."""
     from ..devices import get_device
     from ..optim import WEIGHT_LEVEL_RWG_PER_US
 
-    dev = get_device(device)
+    dev = get_device(device) if isinstance(device, str) else device
     need = 2 / WEIGHT_LEVEL_RWG_PER_US  # µS, reference column, w_max 1
     if dev.span_us >= need * (1 - 1e-9):
         return WEIGHT_LEVEL_RWG_PER_US, "the paper's 1/80"

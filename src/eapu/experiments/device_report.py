@@ -24,6 +24,8 @@ from ..formatting import format_value
 from ..programming import characterize, list_schemes
 from ..report import html_image, html_page, html_table, write_compare_report
 from ..rundir import RunDir
+from ..tiles import operating_range
+from .config import default_rwg
 
 __all__ = ["BP_METHODS", "DEFAULT_METHODS", "device_report"]
 
@@ -106,7 +108,7 @@ def device_report(
     steps: int | None = None,
     seeds: list[int] | None = None,
     n_cells: int = 4096,
-    rwg_per_us: float = 1 / 80,
+    rwg_per_us: float | None = None,
     progress: Callable[[str, int, int, dict[str, float]], None] | None = None,
     **options: Any,
 ) -> Path:
@@ -122,7 +124,9 @@ def device_report(
         steps: mini-batches per run (default: the task's 1100).
         seeds: several seeds give mean ± SD (default: one run, seed 0).
         n_cells: cells of each characterisation sweep.
-        rwg_per_us: Rwg (µS⁻¹) of the runs and of the threshold.
+        rwg_per_us: Rwg (µS⁻¹) of the runs and of the threshold; default the paper's 1/80,
+            or the largest conductance range the device holds where 1/80's does not fit
+            (`eapu.experiments.default_rwg`). Checked before anything is characterised.
         progress: passed to `eapu.experiments.compare`.
         **options: other `eapu.experiments.RunConfig` fields (e.g. ``eval_every``).
     """
@@ -130,8 +134,13 @@ def device_report(
 
     dev = get_device(device) if isinstance(device, str) else device
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     dev_file = out / "device.toml"
+    rwg_note = "given"
+    if rwg_per_us is None:
+        rwg_per_us, rwg_note = default_rwg(dev)
+    # The runs' Rwg must fit the window: refused now, not after every characterisation.
+    operating_range(dev, "reference_column", rwg_per_us)
+    out.mkdir(parents=True, exist_ok=True)
     save_device(dev, dev_file)
     chars = [characterize(dev, s, n_cells=n_cells) for s in list_schemes()]
     sd = next(c.sd_us for c in chars if c.scheme == THRESHOLD_SCHEME)
@@ -139,6 +148,7 @@ def device_report(
         "scheme": THRESHOLD_SCHEME,
         "sd_us": sd,
         "rwg_per_us": rwg_per_us,
+        "rwg_source": rwg_note,
         "threshold": sd * rwg_per_us,
     }
     if steps is not None:
