@@ -15,6 +15,8 @@ from eapu.models import count_weights, get_model, list_models
 TINY: dict[str, tuple[dict[str, Any], tuple[int, ...], tuple[int, ...]]] = {
     "denoise_ae": ({}, (2, 1, 28, 28), (2, 1, 28, 28)),
     "srnet2": ({}, (2, 1, 16, 16), (2, 1, 32, 32)),
+    "srnet2_authors": ({}, (2, 1, 16, 16), (2, 1, 32, 32)),
+    "denoise_ae_authors": ({}, (2, 1, 28, 28), (2, 1, 28, 28)),
     "srnet4": ({}, (2, 1, 8, 8), (2, 1, 32, 32)),
     "lenet5": ({}, (2, 1, 28, 28), (2, 10)),
     "fc": ({}, (2, 1, 8, 8), (2, 10)),
@@ -229,3 +231,16 @@ def test_small_cnn_learns_digits_quickly() -> None:
     with torch.no_grad():
         acc = (net(test.images).argmax(1) == test.labels).float().mean().item()
     assert acc > 0.9
+
+
+def test_the_authors_variants_are_labelled_and_differ_only_where_said() -> None:
+    """sigmoid output and Kaiming-normal weights (the authors' SR code), the same layers."""
+    a, b = get_model("srnet2", seed=0), get_model("srnet2_authors", seed=0)
+    assert [p.shape for p in a.parameters()] == [p.shape for p in b.parameters()]
+    assert b.out_activation == "sigmoid" and a.out_activation == "none"
+    out = b(torch.randn(4, 1, 8, 8))
+    assert bool(((out > 0) & (out < 1)).all())
+    fan_in = 1 * 5 * 5
+    w = get_model("srnet2_authors", seed=0, channels=(400, 4)).conv1.weight
+    assert abs(float(w.std()) - (2 / fan_in) ** 0.5) < 0.03  # Kaiming normal: sqrt(2 / fan_in)
+    assert "model/srresnet.py" in (models.model_info("srnet2_authors").factory.__doc__ or "")

@@ -31,6 +31,7 @@ from .registry import Registry
 
 __all__ = [
     "FC",
+    "INITS",
     "MODELS",
     "DenoiseAE",
     "LeNet5",
@@ -44,6 +45,7 @@ __all__ = [
     "SwinTransformer",
     "count_weights",
     "get_model",
+    "init_weights",
     "list_models",
     "model_info",
     "register_model",
@@ -139,6 +141,27 @@ def count_weights(model: nn.Module) -> int:
 _OUT_ACTIVATIONS = ("sigmoid", "clamp", "none")
 
 
+#: Weight initialisations: torch's default, or the authors' (LJinchang/Experiment_EaPU,
+#: model/srresnet.py ``_initialize_weights``: Kaiming-normal weights, zero biases, BN 1/0).
+INITS = ("torch", "kaiming_normal")
+
+
+def init_weights(model: nn.Module, kind: str) -> nn.Module:
+    """Re-initialise ``model``'s convolutions, linear layers and norms as ``kind`` says
+    (`INITS`); ``"torch"`` leaves torch's default initialisation. Returns ``model``."""
+    validate.choice("init", kind, INITS)
+    if kind == "kaiming_normal":
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight)
+                if m.bias is not None:
+                    nn.init.constant_(m.bias, 0)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+    return model
+
+
 def _out_activation(x: torch.Tensor, kind: str) -> torch.Tensor:
     if kind == "sigmoid":
         return torch.sigmoid(x)
@@ -171,6 +194,7 @@ class DenoiseAE(nn.Module):
         stride: 2 (compressing, the paper's count) or 1.
         bias: digital biases on the three layers.
         out_activation: ``"sigmoid"``, ``"clamp"`` (to [0, 1]) or ``"none"``.
+        init: ``"torch"`` (default) or ``"kaiming_normal"`` (`init_weights`).
     """
 
     def __init__(
@@ -181,6 +205,7 @@ class DenoiseAE(nn.Module):
         stride: int = 2,
         bias: bool = False,
         out_activation: str = "clamp",
+        init: str = "torch",
     ) -> None:
         super().__init__()
         validate.integer("in_channels", in_channels, low=1)
@@ -194,6 +219,7 @@ class DenoiseAE(nn.Module):
             hidden, hidden, 3, stride=stride, padding=pad, output_padding=stride - 1, bias=bias
         )
         self.decoder2 = nn.Conv2d(hidden, in_channels, 3, padding=1, bias=bias)
+        init_weights(self, init)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The code (3×13×13 for a 28×28 image at stride 2)."""
@@ -237,6 +263,8 @@ class SRNet(nn.Module):
         kernels: kernel sizes of the two convolutions (odd; "same" padding).
         up_kernel: transposed-convolution kernel; default 2·scale (2·scale+1 for odd scale).
         bias: digital biases.
+        out_activation: ``"none"`` (default, linear), ``"sigmoid"`` or ``"clamp"``.
+        init: ``"torch"`` (default) or ``"kaiming_normal"`` (`init_weights`).
     """
 
     def __init__(
@@ -248,9 +276,13 @@ class SRNet(nn.Module):
         up_kernel: int | None = None,
         *,
         bias: bool = True,
+        out_activation: str = "none",
+        init: str = "torch",
     ) -> None:
         super().__init__()
         validate.integer("scale", scale, low=2)
+        validate.choice("out_activation", out_activation, _OUT_ACTIVATIONS)
+        self.out_activation = out_activation
         validate.integer("in_channels", in_channels, low=1)
         if len(channels) != 2 or any(not isinstance(c, int) or c < 1 for c in channels):
             raise ValueError(f"Invalid channels: {channels!r}; expected two positive ints")
@@ -271,9 +303,11 @@ class SRNet(nn.Module):
         self.up = nn.ConvTranspose2d(
             c2, in_channels, up_kernel, stride=scale, padding=(up_kernel - scale) // 2, bias=bias
         )
+        init_weights(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.up(F.relu(self.conv2(F.relu(self.conv1(x)))))
+        y = self.up(F.relu(self.conv2(F.relu(self.conv1(x)))))
+        return _out_activation(y, self.out_activation)
 
 
 @register_model
@@ -286,6 +320,20 @@ def denoise_ae(**kw: Any) -> DenoiseAE:
 def srnet2(**kw: Any) -> SRNet:
     """SRNet×2: conv 5×5 1->5, conv 3×3 5->4, convT 4×4/2 4->1, 369 weights (paper Fig. 4)."""
     return SRNet(scale=2, **kw)
+
+
+@register_model
+def srnet2_authors(**kw: Any) -> SRNet:
+    """SRNet×2 with the authors' choices: sigmoid output, Kaiming-normal initialisation
+    (LJinchang/Experiment_EaPU, model/srresnet.py: the paper does not state them)."""
+    return SRNet(scale=2, **{"out_activation": "sigmoid", "init": "kaiming_normal", **kw})
+
+
+@register_model
+def denoise_ae_authors(**kw: Any) -> DenoiseAE:
+    """The autoencoder with the authors' SR choices: sigmoid output, Kaiming-normal
+    initialisation (LJinchang/Experiment_EaPU, model/srresnet.py; the paper states neither)."""
+    return DenoiseAE(**{"out_activation": "sigmoid", "init": "kaiming_normal", **kw})
 
 
 @register_model
