@@ -24,9 +24,10 @@ differ from the torch path's (same distribution, other draws). The kernel and it
 described in ``_triton_kernel.py``.
 
 It serves float32 and float64 tensors in the plain (contiguous) layout on CUDA where triton
-is installed (``pip install eapu[gpu]``); ``EAPU_TRITON=0`` turns it off. Under triton's
-interpreter (``TRITON_INTERPRET=1`` set before the first use) it runs on CPU tensors
-instead, and on no others: that is how it is tested without a GPU. Everything else takes
+is installed (torch's CUDA wheels bring it); ``EAPU_TRITON=0`` turns it off. Under triton's
+interpreter (``TRITON_INTERPRET=1`` set before Python starts: triton reads it when it is
+imported) it runs on CPU tensors instead, and on no others: that is how it is tested
+without a GPU (``make test-gpu``). Everything else takes
 the torch path, which stays the reference. If the kernel cannot be built (no working
 toolchain), one warning is given and the torch path is used from then on.
 
@@ -81,6 +82,7 @@ _module: Any = None  # eapu.optim._triton_kernel, once imported
 _reason: str | None = None  # why it cannot be had (import or build failure)
 _failed = False  # the kernel failed to build or launch: the torch path from then on
 _programs: dict[tuple[Any, ...], Tensor] = {}  # program -> tensor maps, by layout
+_ready: set[tuple[str, torch.dtype, int]] = set()  # (device, dtype, block) that ran
 _MAX_LAYOUTS = 16
 
 
@@ -92,14 +94,31 @@ def _kernel_module() -> Any:
     with _lock:
         if _module is None and _reason is None:
             try:
-                from . import _triton_kernel
-
-                _module = _triton_kernel
-            except ImportError as e:
-                _reason = f"triton is not importable ({e}); pip install 'eapu[gpu]'"
+                from . import _triton_kernel as mod
             except Exception as e:  # a broken triton install: the torch path still works
                 _reason = f"triton failed to load ({type(e).__name__}: {e})"
+            else:
+                if mod.IMPORT_ERROR is not None:
+                    _reason = f"triton is not importable ({mod.IMPORT_ERROR}); pip install triton"
+                else:
+                    _module = mod
     return _module
+
+
+def _reset() -> None:
+    """Forget the kernel and a failure, so that the next use imports and tries it anew
+    (tests)."""
+    global _module, _reason, _failed
+    import sys
+
+    from .. import optim
+
+    with _lock:
+        sys.modules.pop(f"{__package__}._triton_kernel", None)
+        optim.__dict__.pop("_triton_kernel", None)
+        _module, _reason, _failed = None, None, False
+        _programs.clear()
+        _ready.clear()
 
 
 def available() -> bool:
@@ -211,6 +230,19 @@ def _launch(items: Sequence[WriteItem], key: Tensor, block: int) -> Tensor:
     return counts
 
 
+def _check(device: torch.device, dtype: torch.dtype, block: int) -> None:
+    """Build and run the kernel once on a scratch cell (first use of a device, dtype and
+    block), so that a kernel that cannot be had fails before any key is drawn or any
+    parameter touched."""
+    key = (str(device), dtype, block)
+    if key in _ready:
+        return
+    cell = torch.zeros(1, dtype=dtype, device=device)
+    scratch = WriteItem(cell, cell.clone(), None, 1.0, 0.0, 0)
+    _launch([scratch], torch.zeros(1, dtype=torch.int64, device=device), block)
+    _ready.add(key)
+
+
 def write(
     items: Sequence[WriteItem],
     *,
@@ -220,9 +252,10 @@ def write(
     """Write ``items`` (each passed `supports`): one launch per device and dtype.
 
     Returns each item's ledger row (an int64 tensor on its device: written, pulses = written,
-    0, 0, skipped, 0), or None for an item the kernel could not write (it failed to build:
-    one warning, and `available` is False from then on); such an item is left as it was,
-    for the torch path to write.
+    0, 0, skipped, 0), or None for an item the kernel could not write (it failed to build or
+    run, which is tried on a scratch cell first: one warning, and `available` is False from
+    then on); such an item is left as it was, and nothing was drawn from its generator, for
+    the torch path to write.
 
     Args:
         items: the tensors to write (`WriteItem`).
@@ -245,12 +278,10 @@ def write(
     groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
     for k, it in enumerate(items):
         groups.setdefault((it.param.device, it.param.dtype), []).append(k)
-    for (device, _), ks in groups.items():
-        gen = generator if isinstance(generator, torch.Generator) else generator(device)
-        key = torch.randint(0, 2**62, (1,), generator=gen, device=device, dtype=torch.int64)
+    for (device, dtype), ks in groups.items():
         try:
-            counts = _launch([items[k] for k in ks], key, block)
-        except Exception as e:  # the kernel did not build or launch: nothing was written
+            _check(device, dtype, block)
+        except Exception as e:  # the kernel does not build or run here: nothing was written
             _failed = True
             _reason = f"the Triton kernel failed ({type(e).__name__}: {e})"
             warnings.warn(
@@ -259,6 +290,9 @@ def write(
                 stacklevel=2,
             )
             return out
+        gen = generator if isinstance(generator, torch.Generator) else generator(device)
+        key = torch.randint(0, 2**62, (1,), generator=gen, device=device, dtype=torch.int64)
+        counts = _launch([items[k] for k in ks], key, block)
         for j, k in enumerate(ks):
             out[k] = counts[j]
             # Autograd sees the parameter changed, as after an in-place torch operation.
