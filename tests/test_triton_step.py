@@ -88,9 +88,9 @@ def proposal(shape: tuple[int, ...], dtype: torch.dtype, seed: int = 1) -> tuple
 # ------------------------------------------------------------ without the kernel
 @pytest.mark.skipif(HAS_TRITON, reason="triton is installed here")
 def test_without_triton_the_module_imports_and_says_why() -> None:
-    from eapu.optim import _triton_kernel
+    from eapu.optim import triton_kernel
 
-    assert _triton_kernel.eapu_write is None and _triton_kernel.IMPORT_ERROR is not None
+    assert triton_kernel.eapu_write is None and triton_kernel.IMPORT_ERROR is not None
     assert not triton_step.available() and not triton_step.interpreted()
     assert "triton is not importable" in (triton_step.unavailable_reason() or "")
     p = torch.zeros(4)

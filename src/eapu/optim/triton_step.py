@@ -21,7 +21,7 @@ exactly, and does not depend on the block size or on how the programs are schedu
 decisions use the CPU kernel's uniforms (`eapu.optim.fused.counter_uniform` is their
 reference); the normals are Box-Muller's, one per cell (`counter_normal`). The numbers
 differ from the torch path's (same distribution, other draws). The kernel and its hash are
-described in ``_triton_kernel.py``.
+described in ``triton_kernel.py``.
 
 It serves float32 and float64 tensors in the plain (contiguous) layout on CUDA where triton
 is installed (torch's CUDA wheels bring it); ``EAPU_TRITON=0`` turns it off. Under triton's
@@ -78,7 +78,7 @@ _MASK = (1 << 64) - 1
 _DTYPES = (torch.float32, torch.float64)
 
 _lock = threading.Lock()
-_module: Any = None  # eapu.optim._triton_kernel, once imported
+_module: Any = None  # eapu.optim.triton_kernel, once imported
 _reason: str | None = None  # why it cannot be had (import or build failure)
 _failed = False  # the kernel failed to build or launch: the torch path from then on
 _programs: dict[tuple[Any, ...], Tensor] = {}  # program -> tensor maps, by layout
@@ -94,7 +94,7 @@ def _kernel_module() -> Any:
     with _lock:
         if _module is None and _reason is None:
             try:
-                from . import _triton_kernel as mod
+                from . import triton_kernel as mod
             except Exception as e:  # a broken triton install: the torch path still works
                 _reason = f"triton failed to load ({type(e).__name__}: {e})"
             else:
@@ -114,8 +114,8 @@ def _reset() -> None:
     from .. import optim
 
     with _lock:
-        sys.modules.pop(f"{__package__}._triton_kernel", None)
-        optim.__dict__.pop("_triton_kernel", None)
+        sys.modules.pop(f"{__package__}.triton_kernel", None)
+        optim.__dict__.pop("triton_kernel", None)
         _module, _reason, _failed = None, None, False
         _programs.clear()
         _ready.clear()
@@ -337,7 +337,7 @@ def _mix64_t(z: Tensor) -> Tensor:
 def counter_normal(key: int, n: int, dtype: torch.dtype = torch.float32) -> Tensor:
     """The kernel's standard normals for cells ``0..n-1`` under (noise) ``key``, in torch:
     Box-Muller's sqrt(-2 ln u1)·cos(π(2·u2 - 1)), computed in ``dtype`` (float32 or
-    float64), from two uniforms per cell (``_triton_kernel.py`` says which)."""
+    float64), from two uniforms per cell (``triton_kernel.py`` says which)."""
     if dtype not in _DTYPES:
         raise ValueError(f"Invalid dtype: {dtype}; allowed: torch.float32 or torch.float64")
     key &= _MASK
