@@ -26,7 +26,7 @@ mix64(key + (i + 1)·golden): the CPU kernel's (`eapu.optim.fused.counter_unifor
 The normal of cell i is Box-Muller's sqrt(-2 ln u1)·cos(π(2·u2 - 1)) (the argument kept in
 [-π, π), where the GPU's fast cosine is accurate) from two uniforms under the noise key:
 float32 x = lowbias32 of the cell's counter as above and y = lowbias32(x + 0x9E3779B9)
-(u1 = (x >> 8 + 1)·2^-24 in (0, 1], so |z| < 5.8; u2 = (y >> 8)·2^-24), float64 z0 =
+(u1 = ((x >> 8) + 1)·2^-24 in (0, 1], so |z| < 5.8; u2 = (y >> 8)·2^-24), float64 z0 =
 mix64(key + (i + 1)·golden) and mix64(z0 + golden), 53 bits each.
 
 Triton's interpreter (``TRITON_INTERPRET=1``) must be chosen before triton is imported (its
