@@ -16,7 +16,7 @@ from .. import validate
 from ..ledger import FIELDS
 from ..rules import RuleInfo, get_rule, max_abs, max_abs_each, to_dense
 from ..runtime import sync_free
-from . import fused
+from . import fused, triton_step
 from .base import InSituBase, tile_of
 
 __all__ = ["WEIGHT_LEVEL_RWG_PER_US", "WEIGHT_LEVEL_SD_US", "InSituOptimizer"]
@@ -370,9 +370,11 @@ class InSituOptimizer(InSituBase):
             p.grad.masked_fill_(b, 0)  # type: ignore[union-attr]
         olds = [p.detach().clone() for p in with_grad]
         propose()
-        rows: dict[int, Any] = {}
+        rows: dict[int, Any] = self._write_triton(work, olds, bad)
         self._publish = []
         for k, (group, p) in enumerate(work):
+            if id(p) in rows:  # written by the Triton kernel
+                continue
             old = olds[k]
             dw = p.detach() - old
             skip = bad[k] | ~dw.isfinite()
@@ -410,6 +412,26 @@ class InSituOptimizer(InSituBase):
             keep = bad[len(params) + i] | ~p.isfinite()
             torch.where(keep, olds[len(params) + i], p, out=p)
         return rows
+
+    def _write_triton(
+        self, work: list[tuple[dict[str, Any], Tensor]], olds: list[Tensor], bad: list[Tensor]
+    ) -> dict[int, Tensor]:
+        """On the sync-free path, write the weight-level EaPU parameters of ``work`` (their
+        base's proposal in place, ``olds`` and ``bad`` by position) that
+        `eapu.optim.triton_step` supports, in one kernel launch; returns their ledger rows by
+        ``id``. The others (and all where triton is unavailable): nothing."""
+        if not triton_step.available():
+            return {}
+        items = []
+        for k, (group, p) in enumerate(work):
+            if group["rule"] != "eapu" or tile_of(p) is not None:
+                continue
+            th = self.threshold_for(p, group)
+            if th > 0 and triton_step.supports(p, olds[k], bad[k]):
+                sd_us, rwg, _ = self.write_model(p, group)
+                items.append(triton_step.WriteItem(p, olds[k], bad[k], th, sd_us * rwg, k))
+        rows = triton_step.write(items, generator=self._generator)
+        return {id(it.param): r for it, r in zip(items, rows, strict=True) if r is not None}
 
     def _write(self, plan: _Write) -> list[int] | Tensor:
         """Write one analog parameter; returns its ledger row.
