@@ -15,9 +15,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/eapu compare denoise --steps 300 --out runs/demo
 
-# The documentation is built strictly first: a broken reference fails the tests.
+# The documentation is built strictly first: a broken reference fails the tests. Then the
+# suite, then the GPU's Triton kernel under triton's interpreter (its own environment).
 test: docs
 	$(PY) -m pytest -q
+	$(MAKE) --no-print-directory test-gpu
 
 # The GPU's Triton kernel (tests/test_triton_step.py) on the CPU under triton's interpreter, in
 # a virtual environment of its own (triton is about 1 GB installed), with the triton release
