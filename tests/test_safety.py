@@ -489,3 +489,21 @@ def test_a_registry_guards_what_a_plugin_factory_returns(
     with pytest.raises(ValueError, match=r"thing plugin 'fails' .* failed: KeyError"):
         things.get("fails")()
     assert torch.is_tensor(torch.zeros(1))  # nothing global was touched
+
+
+@pytest.mark.parametrize(
+    ("registry", "kind"),
+    [
+        ("eapu.devices:DEVICES", "Device"),
+        ("eapu.models:MODELS", "Module"),
+        ("eapu.data:DATASETS", "Dataset"),
+    ],
+)
+def test_the_real_registries_say_what_a_plugin_must_return(registry: str, kind: str) -> None:
+    """A plugin device, model or data set factory of the wrong type is refused by name, in
+    the registry, before a run builds it (it used to fail later with a traceback)."""
+    import importlib
+
+    module, name = registry.split(":")
+    reg = getattr(importlib.import_module(module), name)
+    assert reg.returns is not None and reg.returns.__name__ == kind

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset, TensorDataset
 
 from . import validate
+from .files import read_text
 from .registry import Registry
 
 __all__ = [
@@ -173,7 +174,10 @@ def _dataset_from_entry_point(name: str, loader: Any) -> DatasetInfo:
 
 #: Every data set; installed packages add theirs under the ``eapu.datasets`` entry points.
 DATASETS: Registry[DatasetInfo] = Registry(
-    "dataset", entry_point_group="eapu.datasets", from_entry_point=_dataset_from_entry_point
+    "dataset",
+    entry_point_group="eapu.datasets",
+    from_entry_point=_dataset_from_entry_point,
+    returns=Dataset,
 )
 
 
@@ -675,7 +679,8 @@ def _read_records(path: Path, label_bytes: int) -> tuple[np.ndarray, np.ndarray]
 def _read_names(path: Path) -> list[str]:
     if not path.is_file():
         return []
-    return [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+    text = read_text(path, max_bytes=1 << 20, what="class-names file")
+    return [ln.strip() for ln in text.splitlines() if ln.strip()]
 
 
 def _cifar_dataset(

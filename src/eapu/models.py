@@ -79,7 +79,10 @@ def _model_from_entry_point(name: str, factory: Any) -> ModelInfo:
 
 #: Every network; installed packages add theirs under the ``eapu.models`` entry points.
 MODELS: Registry[ModelInfo] = Registry(
-    "model", entry_point_group="eapu.models", from_entry_point=_model_from_entry_point
+    "model",
+    entry_point_group="eapu.models",
+    from_entry_point=_model_from_entry_point,
+    returns=nn.Module,
 )
 _F = TypeVar("_F", bound=Callable[..., nn.Module])
 

@@ -47,7 +47,10 @@ def _device_from_entry_point(name: str, factory: Any) -> DeviceInfo:
 
 #: Every device preset; installed packages add theirs under the ``eapu.devices`` entry points.
 DEVICES: Registry[DeviceInfo] = Registry(
-    "device", entry_point_group="eapu.devices", from_entry_point=_device_from_entry_point
+    "device",
+    entry_point_group="eapu.devices",
+    from_entry_point=_device_from_entry_point,
+    returns=Device,
 )
 
 
