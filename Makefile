@@ -39,7 +39,7 @@ test-gpu: $(GPU_STAMP)
 
 # docs/ and the docstrings -> site/ (open site/index.html); strict: any warning fails.
 docs: $(STAMP)
-	$(VENV)/bin/mkdocs build --strict --quiet
+	$(VENV)/bin/mkdocs build --strict
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks examples docs/_ext
