@@ -91,7 +91,8 @@ def test_crossbar(tmp_path: Path) -> None:
     rup, nup = numbers(r"\(Rup\) ([\d.]+) %, pulses per cell and step \(Nup\) ([\d.]+)", out)[:2]
     assert 0 < rup < 50 and nup > 0
     saved = torch.load(tmp_path / "xb" / "best.pt", weights_only=True)
-    assert set(saved) == {"model", "crossbar"}
+    # one state_dict: the layers' parameters and every cell of the crossbar they share
+    assert "0.eapu_crossbar.g_us" in saved and "2.weight" in saved
     # the reloaded model reads its cells exactly as the saved one does
     reloaded, again = numbers(r"reloaded: ([\d.]+) % \(the best copy read again: ([\d.]+) %", out)
     assert reloaded == again
