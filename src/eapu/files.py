@@ -55,13 +55,17 @@ def atomic_write(path: str | Path, data: bytes) -> None:
             ``path``, and ``path`` is as it was before.
     """
     path = Path(path)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        # One cleanup around the whole write: a SIGTERM (raised as `Terminated` by the command
+        # line's handler) can land between ``os.open`` creating the file and any later line.
         try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             os.replace(tmp, path)
+        except FileExistsError:  # O_EXCL: the name is another writer's; leave its file alone
+            raise
         except BaseException:
             try:
                 tmp.unlink(missing_ok=True)
