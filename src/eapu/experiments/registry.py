@@ -209,6 +209,16 @@ for _m in (
         optimizer="sgd",
     ),
     MethodInfo(
+        "agad",
+        "AGAD: chopped TTv2 read against a running mean of A, no symmetry-point "
+        "calibration (Rasch et al. 2024); on plain SGD, as ttv2",
+        "device",
+        None,
+        "sign",
+        algorithm="agad",
+        optimizer="sgd",
+    ),
+    MethodInfo(
         "hwa",
         "hardware-aware training in software (weight noise of sd_us), then "
         "programmed once by write-verify",
