@@ -238,3 +238,24 @@ def test_every_preset_is_registered_with_its_source() -> None:
 def test_bad_parameters_raise_naming_the_argument(kw: dict[str, Any], name: str) -> None:
     with pytest.raises(ValueError, match=rf"Invalid {name}: .*allowed"):
         get_device("aihwkit_reram_sb", **kw)
+
+
+def test_a_run_places_aihwkit_devices_on_their_own_weight_unit() -> None:
+    """``eapu run --device aihwkit_*``: the reference at w = 0, weights loaded exactly; any
+    other device keeps the crossbar's defaults."""
+    from eapu.experiments import get_method
+    from eapu.experiments.build import place
+
+    for device, exact in (("aihwkit_ecram", True), ("taox_1t1r", False)):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(5, 3, bias=False))
+        w0 = model[0].weight.detach().clone()
+        cfg = dict(device=device, stuck_off=0.0, stuck_on=0.0, rwg_per_us=1 / 80, seed=0)
+        xb = place(model, cfg, get_method("cttv2"))
+        dev = xb.device_model
+        if exact:
+            assert isinstance(dev, AihwkitDevice) and xb.load_scheme == "gaussian"
+            assert xb.g_ref_us == pytest.approx(dev.g_zero_us)
+            assert torch.allclose(model[0].tile.weight(), w0, atol=1e-5)
+        else:
+            assert xb.load_scheme == "write_verify" and xb.g_ref_us == pytest.approx(85.0)
