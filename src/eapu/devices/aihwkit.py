@@ -325,27 +325,20 @@ class AihwkitDevice(Device):
         affine soft bound (pulses then go one at a time through `pulse_step_us`)."""
         return None
 
-    def _cell(self, params: CellParams, like: Tensor) -> dict[str, Tensor]:
-        """The cell's draws in weight units; a params without them (a nominal cell) gets
-        the nominal values."""
-        ex = params.extra
-        nominal = {
-            "bound_min_w": self.w_min,
-            "bound_max_w": self.w_max,
-            "reference_w": self.reference_mean,
-            "slope_up": -self.gamma_up / self.w_max if self.w_max else 0.0,
-            "slope_down": -self.gamma_down / self.w_min if self.w_min else 0.0,
-        }
-        out = {
-            k: (ex[k] if k in ex else torch.full_like(like, v)).to(like.dtype)
-            for k, v in nominal.items()
-        }
-        if "slope_up" not in ex:  # nominal slopes are per unit step
-            out["slope_up"] = out["slope_up"] * self.dw_min
-            out["slope_down"] = out["slope_down"] * self.dw_min
-        out["su"] = (params.step_up_scale * self.dw_min).to(like.dtype)
-        out["sd"] = (params.step_down_scale * self.dw_min).to(like.dtype)
-        return out
+    def _cell(self, params: CellParams, name: str, like: Tensor) -> Tensor:
+        """One of the cell's draws (weight units); a params without it (a nominal cell)
+        gets the nominal value."""
+        t = params.extra.get(name)
+        if t is None:
+            nominal = {
+                "bound_min_w": self.w_min,
+                "bound_max_w": self.w_max,
+                "reference_w": self.reference_mean,
+                "slope_up": -self.gamma_up * self.dw_min / self.w_max if self.w_max else 0.0,
+                "slope_down": -self.gamma_down * self.dw_min / self.w_min if self.w_min else 0.0,
+            }
+            return torch.full_like(like, nominal[name])
+        return t if t.dtype == like.dtype else t.to(like.dtype)
 
     def pulse_step_us(
         self, g_us: Tensor, polarity: Tensor, params: CellParams, z: Tensor
@@ -354,51 +347,50 @@ class AihwkitDevice(Device):
         on w = (G − g_zero)/us_per_weight, clipped to the cell's bounds, back in µS."""
         u = self.us_per_weight
         w = (g_us - self.g_zero_us) / u
-        c = self._cell(params, w)
-        z = z.to(w.dtype)
-        sigma = self.dw_min_std
-        lo, hi = c["bound_min_w"], c["bound_max_w"]
-        su, sd = c["su"], c["sd"]
+        up = polarity > 0
+        sign = torch.where(up, 1.0, -1.0).to(w.dtype)
+        scale = torch.where(up, params.step_up_scale, params.step_down_scale).to(w.dtype)
+        step = scale * self.dw_min  # the magnitude su or sd
+        noise = (self.dw_min_std * z).to(w.dtype)
+        lo = self._cell(params, "bound_min_w", w)
+        hi = self._cell(params, "bound_max_w", w)
+        ref: Tensor | None = None
         if self.model == "constant_step":
-            up = w + su * (1 + sigma * z)
-            down = w - sd * (1 + sigma * z)
+            new = w + sign * step * (1 + noise)
         elif self.model == "linear_step":
-            s_u, s_d = c["slope_up"], c["slope_down"]
+            slope = torch.where(
+                up, self._cell(params, "slope_up", w), self._cell(params, "slope_down", w)
+            )
             if self.mult_noise:
-                up = w + (s_u * w + su) * (1 + sigma * z)
-                down = w - (s_d * w + sd) * (1 + sigma * z)
+                new = w + sign * (slope * w + step) * (1 + noise)
             else:
-                up = w + s_u * w + su * (1 + sigma * z)
-                down = w - (s_d * w + sd * (1 + sigma * z))
+                new = w + sign * (slope * w + step * (1 + noise))
         elif self.model == "soft_bounds_reference":
-            ref = c["reference_w"]
+            ref = self._cell(params, "reference_w", w)
             wd = w + ref
-            a_up = torch.where(hi > 0, wd / torch.where(hi > 0, hi, 1), 0)
-            a_down = torch.where(lo < 0, wd / torch.where(lo < 0, lo, -1), 0)
+            bound = torch.where(up, hi, lo)  # the soft bound uses 0 for a bound of wrong sign
+            ok = torch.where(up, hi > 0, lo < 0)
+            a = torch.where(ok, wd / torch.where(ok, bound, 1), 0)
             if self.mult_noise:
-                up = wd + su * (1 - a_up) * (1 + sigma * z)
-                down = wd - sd * (1 - a_down) * (1 + sigma * z)
+                new = wd + sign * step * (1 - a) * (1 + noise)
             else:
-                up = wd + su * (1 - a_up + sigma * z)
-                down = wd - sd * (1 - a_down + sigma * z)
-            new = torch.where(polarity > 0, up, down).clamp(min=lo).clamp(max=hi) - ref
-            return torch.where(polarity == 0, 0, (new - w) * u)
+                new = wd + sign * step * (1 - a + noise)
         else:  # exp_step
             span = hi - lo
             zz = 2 * w / torch.where(span > 0, span, 1) * self.a + self.b
-            y_up = (1 - self.A_up * torch.exp(self.gamma_up * zz)).clamp(min=0)
-            y_down = (1 - self.A_down * torch.exp(-self.gamma_down * zz)).clamp(min=0)
-            if sigma > 0 and (self.dw_min_std_add or self.dw_min_std_slope):
-                dw_up, dw_down = y_up * su, -y_down * sd
-                extra = self.dw_min_std_add + self.dw_min_std_slope * w.abs()
-                up = w + dw_up + sigma * (dw_up.abs() + extra) * z
-                down = w + dw_down + sigma * (dw_down.abs() + extra) * z
+            amp = torch.where(up, self.A_up, self.A_down)
+            rate = torch.where(up, self.gamma_up, -self.gamma_down)
+            y = (1 - amp * torch.exp(rate * zz)).clamp(min=0)
+            if self.dw_min_std > 0 and (self.dw_min_std_add or self.dw_min_std_slope):
+                dw = sign * y * step
+                spread = dw.abs() + self.dw_min_std_add + self.dw_min_std_slope * w.abs()
+                new = w + dw + spread * noise
             else:
-                up = w + y_up * (1 + sigma * z) * su
-                down = w - y_down * (1 + sigma * z) * sd
-            up = torch.where(span > 0, up, w)
-            down = torch.where(span > 0, down, w)
-        new = torch.where(polarity > 0, up, down).clamp(min=lo).clamp(max=hi)
+                new = w + sign * y * (1 + noise) * step
+            new = torch.where(span > 0, new, w)  # no update of a cell without a range
+        new = new.clamp(min=lo).clamp(max=hi)
+        if ref is not None:
+            new = new - ref
         return torch.where(polarity == 0, 0, (new - w) * u)
 
     def sample(
