@@ -660,7 +660,7 @@ def test_bad_hyperparameters_raise_naming_the_argument(
 
 
 def test_registry() -> None:
-    assert list_algorithms() == ["mixed-precision", "ttv2", "cttv2"]
+    assert list_algorithms() == ["mixed-precision", "ttv2", "cttv2", "agad"]
     assert get_algorithm("cttv2") is ChoppedTTv2
     with pytest.raises(ValueError, match="unknown algorithm 'sgd'; available: mixed-precision"):
         get_algorithm("sgd")

@@ -14,6 +14,7 @@ from eapu.devices import (
     STUCK_FREE,
     STUCK_OFF,
     STUCK_ON,
+    AihwkitDevice,
     CellParams,
     Device,
     MeasuredDevice,
@@ -191,6 +192,8 @@ def test_pulse_invariants(name: str) -> None:
     assert torch.all((out >= dev.g_min_us) & (out <= dev.g_max_us))
     assert torch.equal(out[pol == 0], g[pol == 0])
     assert torch.equal(out[~p.free], g[~p.free])
+    if isinstance(dev, AihwkitDevice):
+        return  # aihwkit's cycle-to-cycle noise is not clipped: a step may go the wrong way
     free = p.free
     assert torch.all(out[(pol > 0) & free] >= g[(pol > 0) & free])
     assert torch.all(out[(pol < 0) & free] <= g[(pol < 0) & free])

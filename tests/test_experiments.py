@@ -186,7 +186,7 @@ def test_cli_conventions(tmp_path: Path) -> None:
     r = runner.invoke(app, ["list", "methods", "eapu*", "--json"])
     assert r.exit_code == 0
     names = [m["name"] for m in json.loads(r.stdout)]
-    assert names == ["eapu+mp", "eapu+fp", "eapu+gaussian", "eapu"]
+    assert names == ["eapu+mp", "eapu+fp", "eapu+pt", "eapu+gaussian", "eapu"]
     for bad in (["--method", "magic"], ["--optimizer", "lbfgs"], ["--device", "nowhere"]):
         r = runner.invoke(app, ["run", "denoise", *bad])
         assert r.exit_code == 2 and bad[0] in r.output, r.output

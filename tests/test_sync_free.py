@@ -19,7 +19,7 @@ import pytest
 import torch
 from torch import nn
 
-from eapu.algorithms import ChoppedTTv2, MixedPrecision, TikiTakaV2
+from eapu.algorithms import AGAD, ChoppedTTv2, MixedPrecision, TikiTakaV2
 from eapu.nn import convert
 from eapu.optim import AdamEaPU, AdamNoise, SGDEaPU
 from eapu.runtime import force_sync_free
@@ -140,6 +140,7 @@ ALGORITHMS = [
     ("mixed-precision", lambda ps: MixedPrecision(ps, lr=0.05), "sign", 1),  # one batch
     ("ttv2", lambda ps: TikiTakaV2(ps, lr=0.05), "sign", 2),  # A's batch, then C's
     ("cttv2", lambda ps: ChoppedTTv2(ps, lr=0.05), "sign", 2),
+    ("agad", lambda ps: AGAD(ps, lr=0.05, chopper_every=2), "sign", 2),
 ]
 
 

@@ -18,6 +18,8 @@ hardware-aware training. This module implements them on the same simulated cross
 - `TikiTakaV2` (Gokmen 2021) and `ChoppedTTv2` (Rasch et al. 2024): a fast analog array A
   takes the gradient, a digital buffer H integrates A's columns, and H moves the layer's own
   (slow) array C by single pulses.
+- `AGAD` (Rasch et al. 2024): chopped TTv2 whose reads of A are taken against a running mean
+  of A's own reads (a dynamic reference), so A's symmetry point needs no calibration.
 
 Common contract. Analog parameters are those backed by a tile (`analog_tile`:
 ``p.eapu_tile``, set by `eapu.nn.convert`); every other parameter (biases, norms,
@@ -43,7 +45,7 @@ per cell of each line of A read for a transfer.
 
 Hardware-aware training (`eapu.hwa`) is not an in-situ optimizer and lives beside `eapu.nn`.
 The package's rooms: `base` (`TileAlgorithm`, the writes onto a tile, the registry),
-`mixed_precision`, `tiki_taka`.
+`mixed_precision`, `tiki_taka`, `agad`.
 """
 
 from __future__ import annotations
@@ -61,10 +63,17 @@ from .base import (
     pulse_train_on,
     register_algorithm,
 )
+
+# isort: off
+# (the import order is the registration order, which `list_algorithms` keeps)
 from .mixed_precision import MixedPrecision
 from .tiki_taka import ChoppedTTv2, TikiTakaV2
+from .agad import AGAD
+
+# isort: on
 
 __all__ = [
+    "AGAD",
     "ALGORITHMS",
     "AlgorithmInfo",
     "ChoppedTTv2",

@@ -68,10 +68,25 @@ def registry_or_file(flag: Flag) -> Callable[[str], str]:
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise typer.BadParameter(
             f"{value!r} is neither a registered name nor a *{flag.path_suffix} file; {hint}"
-            f"choose from {', '.join(names)}"
+            f"choose from {', '.join(_families(names, flag.name.lstrip('-')))}"
         )
 
     return parse
+
+
+def _families(names: list[str], kind: str) -> list[str]:
+    """``names`` with every family of four or more sharing a prefix (``aihwkit_*``) said
+    once, so that the list of choices stays one short message."""
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        groups.setdefault(n.split("_", 1)[0] + "_" if "_" in n else n, []).append(n)
+    out = []
+    for prefix, members in groups.items():
+        if len(members) >= 4:
+            out.append(f"{prefix}* ({len(members)}: eapu list {kind}s '{prefix}*')")
+        else:
+            out.extend(members)
+    return out
 
 
 def flag_option(flag: Flag) -> inspect.Parameter:

@@ -10,7 +10,8 @@ SD(εcell) of a device under a scheme, which is the default EaPU threshold.
 A device kind is a `Device` subclass: the pulse response and the gate curve go through the
 two methods `Device.pulse_step_us` and `Device.gate_curve_us` (the physics seam), so every
 scheme drives every kind alike; `MeasuredDevice` is the kind defined by
-measured tables instead of the soft-bound formula.
+measured tables instead of the soft-bound formula, `AihwkitDevice` the kind of IBM aihwkit's
+pulsed device models (with aihwkit 1.2.0's device presets registered as ``aihwkit_*``).
 
 >>> import torch
 >>> dev = get_device("taox_1t1r")
@@ -26,11 +27,16 @@ Conductance is in µS, voltage in V, time in s. Every random draw takes an expli
 
 The package's rooms: `core` (`Device`, `CellParams`), `physics` (the pure functions),
 `measured` (`MeasuredDevice`), `files` (device files), `presets` (the registry and the
-presets), `fit` (a `MeasuredDevice` fitted to pulse trains).
+presets), `aihwkit` (`AihwkitDevice` and aihwkit's presets), `fit` (a `MeasuredDevice`
+fitted to pulse trains).
 """
 
 from __future__ import annotations
 
+from .aihwkit import (
+    AIHWKIT_MODELS,
+    AihwkitDevice,
+)
 from .core import (
     PCM_DRIFT_NU,
     STUCK_FREE,
@@ -77,12 +83,14 @@ from .presets import (
 )
 
 __all__ = [
+    "AIHWKIT_MODELS",
     "DEVICES",
     "DEVICE_KINDS",
     "PCM_DRIFT_NU",
     "STUCK_FREE",
     "STUCK_OFF",
     "STUCK_ON",
+    "AihwkitDevice",
     "CellParams",
     "Device",
     "DeviceInfo",

@@ -183,6 +183,12 @@ class Device:
         """Width of the conductance window, g_max_us - g_min_us (µS)."""
         return self.g_max_us - self.g_min_us
 
+    def crossbar_defaults(self) -> dict[str, Any]:
+        """Crossbar options this device kind needs by default (`eapu.nn.convert`'s keywords,
+        e.g. ``g_ref_us`` and ``load_scheme``); a run passes them unless the method names its
+        own load scheme. The base kind needs none: ``{}``."""
+        return {}
+
     # --- the physics seam: a device kind overrides these two ------------------------------
 
     def pulse_step_linear(

@@ -160,6 +160,14 @@ for _m in (
     ),
     MethodInfo("eapu+fp", "EaPU over fast programming (two-pulse)", "device", "eapu", "two_pulse"),
     MethodInfo(
+        "eapu+pt",
+        "EaPU over open-loop trains of identical pulses (devices without a gate-controlled "
+        "SET, e.g. aihwkit's; set the threshold with --threshold-us)",
+        "device",
+        "eapu",
+        "pulse_train",
+    ),
+    MethodInfo(
         "mp", "BP over memorial programming (every update written)", "device", "exact", "memorial"
     ),
     MethodInfo(
@@ -206,6 +214,16 @@ for _m in (
         None,
         "sign",
         algorithm="cttv2",
+        optimizer="sgd",
+    ),
+    MethodInfo(
+        "agad",
+        "AGAD: chopped TTv2 read against a running mean of A, no symmetry-point "
+        "calibration (Rasch et al. 2024); on plain SGD, as ttv2",
+        "device",
+        None,
+        "sign",
+        algorithm="agad",
         optimizer="sgd",
     ),
     MethodInfo(
