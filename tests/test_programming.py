@@ -394,3 +394,113 @@ def test_schemes_on_cuda(scheme: str) -> None:
     res = get_scheme(scheme)(state, target, mask, dev, params, generator=gen)
     assert res.state.g_us.device.type == "cuda"
     assert torch.all((res.state.g_us >= dev.g_min_us) & (res.state.g_us <= dev.g_max_us))
+
+
+# --- the host-checked loops work on the cells still being written ------------------------
+
+
+def test_pick_is_torch_where_bit_for_bit() -> None:
+    from eapu.devices import pick
+
+    gen = _gen(4)
+    mask = torch.rand(1000, generator=gen) < 0.5
+    for a, b in (
+        (torch.randn(1000, generator=gen), torch.randn(1000, generator=gen)),
+        (torch.randn(1000, generator=gen).double(), torch.full((1000,), 3.0e38).double()),
+        (torch.randint(-5, 130, (1000,), generator=gen), torch.randint(-1, 2, (1000,))),
+        (torch.rand(1000, generator=gen) < 0.3, torch.rand(1000, generator=gen) < 0.6),
+    ):
+        assert torch.equal(pick(mask, a, b), torch.where(mask, a, b))
+
+
+def test_working_set_gives_every_cell_its_final_values() -> None:
+    """A toy loop (count each cell down to zero, one per round): gathered on the host path,
+    masked on the sync-free path, the same values for every cell, those that left early too."""
+    from dataclasses import dataclass
+
+    from eapu.programming import WorkingSet
+    from eapu.runtime import force_sync_free
+
+    @dataclass
+    class Cells:
+        left: torch.Tensor
+        rounds: torch.Tensor
+        active: torch.Tensor
+
+    def run() -> Cells:
+        left = torch.randint(0, 40, (500,), generator=_gen(5))
+        cells = left > 0
+        cells[::7] = False  # not in the loop at all: untouched
+        loop = WorkingSet(Cells(left.clone(), torch.zeros_like(left), cells.clone()), cells)
+        for rnd in range(100):
+            c = loop.cells
+            c.left = c.left - c.active.long()
+            c.rounds = c.rounds + c.active.long()
+            c.active = c.active & (c.left > 0)
+            if loop.done(rnd):
+                break
+        return loop.result()
+
+    host = run()
+    with force_sync_free():
+        masked = run()
+    assert torch.equal(host.left, masked.left) and torch.equal(host.rounds, masked.rounds)
+    start = torch.randint(0, 40, (500,), generator=_gen(5))
+    skipped = torch.zeros(500, dtype=torch.bool)
+    skipped[::7] = True
+    assert torch.equal(host.left[skipped], start[skipped])
+    assert torch.all(host.left[~skipped] == 0)
+
+
+def _outcomes(scheme: str, known_gate: bool, seed: int) -> dict[str, torch.Tensor]:
+    """Pulses, reads, failures and write errors of ``scheme`` on 20 000 cells of the paper's
+    cell (1 % stuck): a load of fresh cells, or (``known_gate``) small updates after one."""
+    n = 20_000
+    dev = get_device("taox_1t1r", stuck_off_fraction=0.01)
+    params = dev.sample((n,), generator=_gen(10))
+    state = CellState.initial(dev, params)
+    target = 15.0 + 140.0 * torch.rand(n, generator=_gen(11))
+    mask = torch.rand(n, generator=_gen(12)) < 0.9
+    fn = get_scheme(scheme)
+    if known_gate:
+        state = fn(state, target, mask, dev, params, generator=_gen(13)).state
+        target = (state.g_us + 2.0 * torch.randn(n, generator=_gen(14))).clamp(15.0, 155.0)
+    res = fn(state, target, mask, dev, params, generator=_gen(seed))
+    ok = mask & params.free
+    return {
+        "pulses": res.pulses[mask].double(),
+        "reads": res.reads[mask].double(),
+        "failed": res.failed[mask].double(),
+        "error": (res.g_programmed_us - target)[ok].double(),
+    }
+
+
+@pytest.mark.parametrize(
+    ("scheme", "known_gate"),
+    [
+        ("memorial", False),
+        ("memorial", True),
+        ("write_verify", False),
+        ("write_verify", True),
+        ("write_verify_reset", False),
+    ],
+)
+def test_gathered_loops_have_the_masked_loops_statistics(scheme: str, known_gate: bool) -> None:
+    """The host-checked path gathers the cells still being written after each round in which
+    at most half of them are left (`WorkingSet`); the sync-free path pulses every cell with
+    masks until the slowest is done. The same physics: the same distribution of pulses and
+    reads per write, failures and write error (different draws, so within sampling error)."""
+    from eapu.runtime import force_sync_free
+
+    host = _outcomes(scheme, known_gate, seed=20)
+    with force_sync_free():
+        masked = _outcomes(scheme, known_gate, seed=21)
+    for key in ("pulses", "reads", "failed", "error"):
+        a, b = host[key], masked[key]
+        se = math.sqrt(float(a.var()) / a.numel() + float(b.var()) / b.numel())
+        assert abs(float(a.mean() - b.mean())) <= 5 * se + 1e-9, key
+        assert float(a.std()) == pytest.approx(float(b.std()), rel=0.06, abs=1e-9), key
+    for k in range(int(host["pulses"].max()) + 1):  # the histogram of pulses per write
+        pa = float((host["pulses"] == k).double().mean())
+        pb = float((masked["pulses"] == k).double().mean())
+        assert abs(pa - pb) <= 5 * math.sqrt(max(pa, pb, 1e-4) / 20_000) + 1e-9, k

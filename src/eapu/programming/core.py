@@ -4,11 +4,12 @@ checks, and the registry of schemes (`SCHEMES`, `register_scheme`, `get_scheme`)
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import torch
 from torch import Tensor
@@ -16,7 +17,7 @@ from torch import Tensor
 from .. import validate
 from ..devices import CellParams, Device, initial_conductance, relax
 from ..registry import Registry
-from ..runtime import sync_free
+from ..runtime import round_done, sync_free
 
 __all__ = [
     "MIN_BUDGET",
@@ -24,6 +25,7 @@ __all__ = [
     "CellState",
     "ProgramResult",
     "SchemeInfo",
+    "WorkingSet",
     "check_budget",
     "check_tolerance",
     "default_budget",
@@ -184,6 +186,92 @@ def default_budget(device: Device) -> int:
 def zero_counts(like: Tensor) -> Tensor:
     """int32 zero counters (pulses, reads) shaped like ``like``, on its device."""
     return torch.zeros(like.shape, dtype=torch.int32, device=like.device)
+
+
+S = TypeVar("S")
+
+
+class WorkingSet(Generic[S]):
+    """The cells a pulse loop still works on, and its per-cell state over them.
+
+    ``state`` is a dataclass whose fields are the loop's per-cell values: tensors shaped like
+    the cells, `CellParams`, and a bool tensor ``active`` (the cells the next round works on).
+    The loop reads and assigns the fields of `cells`, runs a round, and asks `done` last (no
+    tensor of the round is used after it: the cells may have been gathered anew); `result`
+    gives back ``state`` with every cell's final values.
+
+    Host-checked path (`eapu.runtime`): `cells` holds only the cells given as ``cells``,
+    gathered (1-D); after a round in which at most half of them are still active, the others
+    leave (their values are written into ``state``) and the rest are gathered anew. A round
+    then costs what the cells still being written need, not a round of every cell until the
+    slowest one is done (a load by memorial programming: about 7 rounds of every cell instead
+    of some 50). Sync-free path: `cells` is ``state`` itself, every cell throughout, and
+    `done` is `eapu.runtime.round_done` (fixed shapes, masked work). Both paths run the same
+    loop, so its masks must leave an inactive cell untouched, as on the sync-free path.
+
+    ``state``'s tensors are the loop's own: the cells leaving are written into them in place.
+    """
+
+    def __init__(self, state: S, cells: Tensor) -> None:
+        self._state = state
+        self._sync_free = sync_free(cells)
+        self._ids: Tensor | None = None  # the working cells' flat positions (None: all)
+        self.cells: S = state
+        if not self._sync_free:
+            if bool(cells.all()):  # every cell works: views, no copy
+                parts = _gather(state, slice(None))
+            else:
+                self._ids = cells.reshape(-1).nonzero().squeeze(1)
+                parts = _gather(state, self._ids)
+            self.cells = dataclasses.replace(state, **parts)  # type: ignore[type-var]
+
+    def done(self, rnd: int) -> bool:
+        """Whether the loop can stop after round ``rnd`` (0-based): no cell is active. The
+        last call of a round: the fields of `cells` may be gathered anew (the object stays)."""
+        active: Tensor = self.cells.active  # type: ignore[attr-defined]
+        if self._sync_free:
+            return round_done(active, rnd)
+        left = int(active.sum())
+        if left == 0:
+            return True
+        if 2 * left <= active.numel():
+            gone = (~active).nonzero().squeeze(1)
+            ids = gone if self._ids is None else self._ids[gone]
+            _scatter(self._state, ids, _gather(self.cells, gone))
+            kept = active.nonzero().squeeze(1)
+            for name, part in _gather(self.cells, kept).items():
+                setattr(self.cells, name, part)
+            self._ids = kept if self._ids is None else self._ids[kept]
+        return False
+
+    def result(self) -> S:
+        """``state`` with the final values of every cell (call once, after the loop)."""
+        if not self._sync_free:
+            _scatter(self._state, self._ids, _gather(self.cells, slice(None)))
+        return self._state
+
+
+def _gather(state: Any, idx: Tensor | slice) -> dict[str, Any]:
+    """The fields of ``state`` (a dataclass of per-cell tensors and `CellParams`) at the
+    flat cells ``idx``."""
+    parts = {}
+    for f in dataclasses.fields(state):
+        v = getattr(state, f.name)
+        parts[f.name] = v.select(idx) if isinstance(v, CellParams) else v.reshape(-1)[idx]
+    return parts
+
+
+def _scatter(state: Any, idx: Tensor | None, parts: dict[str, Any]) -> None:
+    """Write ``parts``' tensors into ``state``'s at the flat cells ``idx`` (None: all), in
+    place; the device-to-device draw does not change in a loop."""
+    for f in dataclasses.fields(state):
+        v, part = getattr(state, f.name), parts[f.name]
+        if not isinstance(v, Tensor):
+            continue
+        if idx is not None:
+            v.view(-1)[idx] = part
+        elif part.data_ptr() != v.data_ptr():
+            v.view(-1).copy_(part)
 
 
 def finish_write(
