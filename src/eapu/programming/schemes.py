@@ -309,6 +309,7 @@ def write_verify(
             params=params,
         ),
         cells=active,
+        results=("g", "pulses", "reads"),
     )
     c = loop.cells
     r = read(c.g, device, generator=generator)
@@ -438,6 +439,7 @@ def memorial(
                 best_read=g.clone(),
             ),
             cells=search,
+            results=("g", "pulses", "reads", "todo", "best_level", "best_read"),
         )
         for probe_k in range(device.gate_levels.bit_length() + 1):  # log2 levels + 1 at most
             c = loop.cells
@@ -452,7 +454,7 @@ def memorial(
             ok = c.active & (aerr <= tol)
             c.todo = c.todo & ~ok
             c.lo = pick(c.active & (err < 0), mid + 1, c.lo)
-            c.hi = pick(c.active & (err >= 0), mid - 1, c.hi)
+            c.hi = pick(c.active & ~(err < 0), mid - 1, c.hi)
             c.active = c.active & ~ok & (c.lo <= c.hi) & (c.pulses <= budget - 2)
             if loop.done(probe_k):
                 break
@@ -479,6 +481,7 @@ def memorial(
                 level=pick(active, level, gate),
             ),
             cells=active,
+            results=("g", "pulses", "reads", "level"),
         )
         for retry in range(budget):
             t = steps.cells
@@ -611,6 +614,7 @@ def write_verify_reset(
             fine=fine,
         ),
         cells=active,
+        results=("g", "pulses", "reads"),
     )
     # The controller stops half a nominal step short of the target, not at the edge of the
     # tolerance: a ramp that always approaches from below would otherwise land low, on
