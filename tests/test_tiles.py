@@ -334,3 +334,98 @@ def test_reference_cells_belong_to_their_own_array_when_an_earlier_array_grows()
     refs = {t.name: set(t.ref_index.reshape(-1).tolist()) for t in xb.tiles}
     assert refs["b"].isdisjoint(refs["a"] | refs["c"])  # array 1's cells serve array 1 only
     assert refs["a"] < refs["c"]  # c shares array 0's first 9 rows with a
+
+
+# --- set-up in one batch -------------------------------------------------------------------
+
+
+def test_the_layout_follows_the_placement() -> None:
+    """Each weight is read against the reference cell of its block's array row; each cell's
+    row segment is one (array, row) of its tile, and a tile's segments are its rows."""
+    from eapu.tiles import matrix_shape
+
+    model = mixed()
+    xb = convert(model, **EXACT, array_size=(8, 8))  # small arrays: blocks in a grid
+    pl = xb.placement
+    for tile in xb.tiles:
+        rows, cols = matrix_shape(tile.shape, tile.transposed)
+        ref = tile._as_matrix(tile.ref_index.reshape(-1))
+        seg = tile._as_matrix(xb.cell_segment[tile.offset : tile.offset + tile.size])
+        keys = {}
+        for b in tile.blocks:
+            for r in range(b.rows):
+                want = pl.reference_index(b.array, r)
+                row = slice(b.col0, b.col0 + b.cols)
+                assert torch.all(ref[b.row0 + r, row] == want)
+                ids = set(seg[b.row0 + r, row].tolist())
+                assert len(ids) == 1
+                keys.setdefault((b.array, r), ids.pop())
+        assert len(set(keys.values())) == len(keys) == tile.segments
+        span = range(tile.segment_offset, tile.segment_offset + tile.segments)
+        assert set(keys.values()) == set(span)
+        assert (rows, cols) == ref.shape
+
+
+def test_a_seed_gives_the_same_crossbar_and_tiles_one_by_one_the_same_layout() -> None:
+    a, b = mixed(), mixed()
+    xa = convert(a, device="taox_1t1r", scheme="memorial", seed=3)
+    xb = convert(b, device="taox_1t1r", scheme="memorial", seed=3)
+    for name in ("g_us", "gate", "ref_g_us", "cell_gate_gain", "weight_ref_index", "cell_segment"):
+        assert torch.equal(getattr(xa, name), getattr(xb, name)), name
+    one = Crossbar("taox_1t1r", "memorial", seed=3)  # the same weights added one at a time
+    for t in xa.tiles:
+        one.add_tile(t.name, t.weight(), transposed=t.transposed)
+    assert torch.equal(one.weight_ref_index, xa.weight_ref_index)
+    assert [t.segments for t in one.tiles] == [t.segments for t in xa.tiles]
+
+
+def test_writes_in_chunks_are_the_writes_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host path hands a scheme at most a chunk of cells at a time, a chunk spanning
+    several writes; on the exact device the cells and every ledger row are the same."""
+    import eapu.tiles.crossbar as crossbar
+
+    def run(chunk: int) -> tuple[Crossbar, list[torch.Tensor], list[torch.Tensor]]:
+        monkeypatch.setattr(crossbar, "_CHUNK", chunk)
+        model = mixed()
+        xb = convert(model, **EXACT)
+        loads = [t.load_record.clone() for t in xb.tiles]
+        gen = torch.Generator().manual_seed(0)
+        dws = [torch.randn(t.shape, generator=gen) * 0.01 for t in xb.tiles]
+        for dw, t in zip(dws, xb.tiles, strict=True):
+            dw[torch.rand(t.shape, generator=gen) < 0.7] = 0.0
+        rows = [t.program(dw) for dw, t in zip(dws, xb.tiles, strict=True)]
+        xb.flush()
+        return xb, loads, rows
+
+    whole, loads, rows = run(1 << 18)
+    parts, loads_c, rows_c = run(7)
+    assert torch.equal(whole.g_us, parts.g_us) and torch.equal(whole.writes, parts.writes)
+    assert all(torch.equal(x, y) for x, y in zip(loads + rows, loads_c + rows_c, strict=True))
+    assert int(sum(r[FIELDS.index("written")] for r in rows)) > 0
+
+
+def test_siblings_of_several_tiles_come_at_once_in_their_order() -> None:
+    """Tiki-Taka's fast arrays: the simulator's tiles on one crossbar get their siblings in
+    one batch; another implementation of the seam is asked for its own."""
+    from eapu.tiles import siblings
+
+    class Other:  # a driver of some other hardware: only the seam's sibling is used
+        def __init__(self, tile: object) -> None:
+            self.tile, self.asked = tile, []
+
+        def sibling(self, suffix: str, weight: torch.Tensor) -> object:
+            self.asked.append(suffix)
+            return self.tile
+
+    model = mixed()
+    xb = convert(model, **EXACT)
+    a, _, c = xb.tiles
+    other = Other(a)
+    before = len(xb.tiles)
+    out = siblings([a, other, c], ".A", [torch.zeros(t.shape) for t in (a, a, c)])  # type: ignore[list-item]
+    assert other.asked == [".A"] and out[1] is a
+    assert [t.name for t in out[::2]] == [a.name + ".A", c.name + ".A"]  # type: ignore[union-attr]
+    assert len(xb.tiles) == before + 2
+    assert torch.allclose(out[0].weight(), torch.zeros(a.shape), atol=1e-5)
+    with pytest.raises(ValueError, match="Invalid weights"):
+        siblings([a], ".B", [])

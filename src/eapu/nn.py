@@ -119,15 +119,23 @@ class _Analog(nn.Module):
     ) -> Any:
         """An analog copy of ``layer`` whose weight is programmed onto ``crossbar``; it keeps
         ``layer``'s parameter objects (the weight then holds the programmed values)."""
+        weight = cast(Tensor, layer.weight)
+        tile = crossbar.add_tile(
+            name or cls.__name__, weight.detach(), transposed=cls._transposed_tile
+        )
+        return cls._on_tile(layer, tile, dac_bits, adc_bits)
+
+    @classmethod
+    def _on_tile(
+        cls, layer: nn.Module, tile: AnalogTile, dac_bits: int | None, adc_bits: int | None
+    ) -> Any:
+        """An analog copy of ``layer`` whose weight ``tile`` holds (it keeps ``layer``'s
+        parameter objects; the weight then holds the tile's values)."""
         new: Any = cls.__new__(cls)
         new.__dict__.update(layer.__dict__)  # shares hyper-parameters, parameters, hooks
         new._parameters = dict(layer._parameters)
         new._buffers = dict(layer._buffers)
         new._modules = dict(layer._modules)
-        weight = cast(Tensor, layer.weight)
-        tile = crossbar.add_tile(
-            name or cls.__name__, weight.detach(), transposed=cls._transposed_tile
-        )
         new._attach(tile, dac_bits, adc_bits)
         return new
 
@@ -269,10 +277,15 @@ def convert(
             )
     xb = Crossbar(**crossbar_kwargs)
     xb.to(targets[0][1].weight.device)
-    for k, (name, mod) in enumerate(targets):
-        new = _ANALOG[type(mod)].from_digital(
-            mod, xb, name=name, dac_bits=dac_bits, adc_bits=adc_bits
-        )
+    # Every weight placed and loaded at once (one draw, one call of the load scheme).
+    tiles = xb.add_tiles(
+        [
+            (name, cast(Tensor, mod.weight).detach(), _ANALOG[type(mod)]._transposed_tile)
+            for name, mod in targets
+        ]
+    )
+    for k, ((name, mod), tile) in enumerate(zip(targets, tiles, strict=True)):
+        new = _ANALOG[type(mod)]._on_tile(mod, tile, dac_bits, adc_bits)
         if k == 0:
             new.add_module(CROSSBAR_ATTR, xb)
         parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
