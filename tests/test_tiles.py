@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 
 import pytest
 import torch
@@ -429,3 +430,42 @@ def test_siblings_of_several_tiles_come_at_once_in_their_order() -> None:
     assert torch.allclose(out[0].weight(), torch.zeros(a.shape), atol=1e-5)
     with pytest.raises(ValueError, match="Invalid weights"):
         siblings([a], ".B", [])
+
+
+@pytest.mark.parametrize("mapping", ["reference_column", "differential"])
+def test_a_read_has_the_cells_and_the_references_noise(mapping: str) -> None:
+    """Reference column: a weight's read noise is its cell's minus its row's reference
+    cell's (shared by the row: weights of one row correlate by 1/2); differential: the pair's
+    two cells'. Unbiased, SD Rwg·√2·σ_read; the gradient reaches the parameter unchanged."""
+    from dataclasses import replace
+
+    from eapu.devices import get_device
+
+    dev = replace(get_device("ideal"), read_noise_sd_us=1.0)
+    lin = nn.Linear(64, 32, bias=False)
+    nn.init.uniform_(lin.weight, -0.5, 0.5)
+    model = nn.Sequential(lin)
+    rwg = 1 / 80 if mapping == "reference_column" else 1 / 160
+    convert(
+        model,
+        device=dev,
+        scheme="gaussian",
+        load_scheme="gaussian",
+        mapping=mapping,
+        rwg_per_us=rwg,
+        array_size=(64, 64),
+    )
+    layer = model[0]
+    noise = torch.stack([layer._read_weight().detach() - layer.weight.detach() for _ in range(400)])
+    sd = rwg * math.sqrt(2)
+    assert float(noise.mean()) == pytest.approx(0.0, abs=0.02 * sd)
+    assert float(noise.std()) == pytest.approx(sd, rel=0.03)
+    # a crossbar row is an input line: W[0, 0] and W[1, 0] share one, W[0, 1] is another
+    same_row = torch.corrcoef(torch.stack([noise[:, 0, 0], noise[:, 1, 0]]))[0, 1]
+    other_row = torch.corrcoef(torch.stack([noise[:, 0, 0], noise[:, 0, 1]]))[0, 1]
+    want = 0.5 if mapping == "reference_column" else 0.0
+    assert float(same_row) == pytest.approx(want, abs=0.15)
+    assert float(other_row) == pytest.approx(0.0, abs=0.15)
+    w = layer._read_weight()
+    (w * torch.arange(w.numel()).view(w.shape)).sum().backward()
+    assert torch.equal(layer.weight.grad, torch.arange(w.numel()).view(w.shape).float())

@@ -63,6 +63,19 @@ def _quantize(x: Tensor, bits: int | None) -> Tensor:
     return x + (q - x).detach()
 
 
+class _StraightThrough(torch.autograd.Function):
+    """``read`` forward, the gradient to ``weight`` unchanged (one read costs one pass over
+    the cells, not a read and a noise-free weight)."""
+
+    @staticmethod
+    def forward(ctx: Any, weight: Tensor, read: Tensor) -> Tensor:
+        return read
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        return grad, None
+
+
 def _republish(module: nn.Module, incompatible: Any) -> None:
     """After ``load_state_dict``: the parameter holds what the loaded cells hold."""
     tile = getattr(module, "tile", None)
@@ -89,14 +102,16 @@ class _Analog(nn.Module):
             self._eapu_hooked = True
 
     def _read_weight(self) -> Tensor:
-        """The weight this forward pass sees: the parameter plus the read noise of one read of
-        every cell (straight-through: the gradient reaches the parameter as it is)."""
+        """The weight this forward pass sees: one read of every cell (read noise), with the
+        gradient reaching the parameter as it is (straight-through; the parameter holds what
+        the cells hold without noise)."""
         tile, w = self.tile, self.weight
         tile.check(w)
         if not tile.noisy_reads:
             return w
-        delta = tile.read(evaluation=not self.training).to(w) - tile.weight().to(w)
-        return w + delta
+        return cast(
+            Tensor, _StraightThrough.apply(w, tile.read(evaluation=not self.training).to(w))
+        )
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Any:
         new = type(self).__new__(type(self))

@@ -64,6 +64,7 @@ class Tile:
         )
         self.load_record = torch.zeros(len(FIELDS), dtype=torch.int64)
         self._published: int | None = None
+        self._refs = (0, 0)  # the span of reference cells it is read against (`layout`)
 
     # --------------------------------------------------------------- layout
     def layout(self, ref_index: Tensor, segment: Tensor) -> None:
@@ -97,6 +98,7 @@ class Tile:
         if self.crossbar.mapping == "reference_column":
             pl = self.crossbar.placement
             per_segment = [i for a, r in rows_in.items() for i in pl.reference_indices(a, r)]
+            self._refs = (min(per_segment), max(per_segment) + 1)
             table = torch.tensor(per_segment, dtype=ref_index.dtype, device=on)
             torch.index_select(table, 0, segment[:n] - self.segment_offset, out=ref_index)
         else:
@@ -208,13 +210,25 @@ class Tile:
         return (g - self._g_ref()) * self.rwg_per_us
 
     def read(self, *, evaluation: bool = False) -> Tensor:
-        """The weight as one VMM sees it: every cell read once with read noise."""
+        """The weight as one VMM sees it: every cell, and the reference cells of its rows,
+        read once with read noise."""
         xb = self.crossbar
         gen = xb.eval_generator if evaluation else xb.reading_generator
-        g = read(self.state.g_us, xb.device_model, generator=gen)
+        dev = xb.device_model
+        g = self.state.g_us
         if xb.mapping == "differential":
-            return (g[0] - g[1]) * self.rwg_per_us
-        return (g - self._g_ref(xb.read_reference(evaluation=evaluation))) * self.rwg_per_us
+            # G+ - G- read: the two reads' noises sum to one normal of sqrt(2) times the SD.
+            noise = torch.randn(self.shape, generator=gen, device=g.device, dtype=g.dtype)
+            w = torch.sub(g[0], g[1]).add_(noise, alpha=math.sqrt(2) * dev.read_noise_sd_us)
+            return w.mul_(self.rwg_per_us)
+        # Only this tile's reference cells are read (a layer's VMM reads its arrays' column).
+        lo, hi = self._refs
+        refs = torch.empty_like(xb.ref_g_us)
+        refs[lo:hi] = read(xb.ref_g_us[lo:hi], dev, generator=gen)
+        w = read(g, dev, generator=gen).sub_(
+            refs.index_select(0, self.ref_index.reshape(-1)).view(self.shape)
+        )
+        return w.mul_(self.rwg_per_us)
 
     def conductances(self) -> Tensor:
         return self.state.g_us
