@@ -413,6 +413,7 @@ def test_siblings_of_several_tiles_come_at_once_in_their_order() -> None:
     class Other:  # a driver of some other hardware: only the seam's sibling is used
         def __init__(self, tile: object) -> None:
             self.tile, self.asked = tile, []
+            self.shape = tile.shape  # type: ignore[attr-defined]
 
         def sibling(self, suffix: str, weight: torch.Tensor) -> object:
             self.asked.append(suffix)
@@ -430,6 +431,18 @@ def test_siblings_of_several_tiles_come_at_once_in_their_order() -> None:
     assert torch.allclose(out[0].weight(), torch.zeros(a.shape), atol=1e-5)
     with pytest.raises(ValueError, match="Invalid weights"):
         siblings([a], ".B", [])
+    # a function of the placed sibling (Tiki-Taka: its symmetry point): one load, with it
+    seen = []
+
+    def half(t: object) -> torch.Tensor:
+        seen.append(t)
+        return torch.full(t.shape, 0.5)  # type: ignore[attr-defined]
+
+    made = siblings([c, other], ".C", half)
+    assert {id(t) for t in seen} == {id(t) for t in made} and other.asked == [".A", ".C"]
+    assert torch.allclose(made[0].weight(), torch.full(c.shape, 0.5), atol=1e-5)
+    written = made[0].load_record[FIELDS.index("written")]
+    assert int(written) == made[0].size  # loaded once: every cell, from fresh
 
 
 @pytest.mark.parametrize("mapping", ["reference_column", "differential"])
@@ -469,3 +482,25 @@ def test_a_read_has_the_cells_and_the_references_noise(mapping: str) -> None:
     w = layer._read_weight()
     (w * torch.arange(w.numel()).view(w.shape)).sum().backward()
     assert torch.equal(layer.weight.grad, torch.arange(w.numel()).view(w.shape).float())
+
+
+def test_a_network_and_its_siblings_load_in_one_call_of_the_scheme(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Set-up is one batch: the reference cells in one call of the load scheme, every weight
+    in another (cells fewer than a chunk), Tiki-Taka's fast arrays in one more."""
+    from eapu.algorithms import TikiTakaV2
+
+    calls = []
+    original = Crossbar._scheme
+
+    def counted(self: Crossbar, *args: object) -> object:
+        calls.append(args[-1])
+        return original(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Crossbar, "_scheme", counted)
+    model = mixed()
+    convert(model, device="taox_1t1r", scheme="memorial")
+    assert calls == ["memorial", "memorial"]
+    TikiTakaV2(model.parameters(), lr=0.01, seed=0, auto_scale=False, transfer_unit="steps")
+    assert calls == ["memorial"] * 4  # the new arrays' reference cells, then A at its points

@@ -353,26 +353,32 @@ class TikiTakaV2(TileAlgorithm):
         return slot
 
     def _place_fast(self, params: list[Tensor]) -> None:
-        """Place the fast arrays A of the analog parameters that have none yet, all at once
-        (`eapu.tiles.siblings`: one draw, one load), and start each at its cells' symmetry
-        point (a second load, again of all of them at once)."""
+        """Place the fast arrays A of ``params`` all at once (`eapu.tiles.siblings`: one
+        draw, one call of the load scheme), each loaded at its cells' symmetry point (or at 0
+        without ``subtract_symmetry_point``)."""
         tiles = [analog_tile(p) for p in params]
-        zeros = [torch.zeros(t.shape, device=p.device) for p, t in zip(params, tiles, strict=True)]
-        fast = siblings(tiles, ".A", zeros)
-        refs = zeros
         if self.subtract_symmetry_point:
-            # A starts at its symmetry point: a read of 0 (a one-time load). Every point is
-            # found before any load is queued, so the loads run together.
-            refs = [f.symmetry_point() for f in fast]
-            for f, ref in zip(fast, refs, strict=True):
-                f.load(ref)
+            # A starts at its symmetry point, a read of 0: loaded once, with it.
+            points: dict[int, Tensor] = {}
+
+            def at_symmetry_point(a: AnalogTile) -> Tensor:
+                points[id(a)] = a.symmetry_point()
+                return points[id(a)]
+
+            fast = siblings(tiles, ".A", at_symmetry_point)
+            refs = [points[id(f)] for f in fast]
+        else:
+            refs = [
+                torch.zeros(t.shape, device=p.device) for p, t in zip(params, tiles, strict=True)
+            ]
+            fast = siblings(tiles, ".A", refs)
         for p, tile, f, ref in zip(params, tiles, fast, refs, strict=True):
             on = p.device
             line = line_index(tile)
             lines = int(line.max()) + 1
             self._slots[id(p)] = {
                 "A": f,
-                "ref": ref if self.subtract_symmetry_point else torch.zeros(tile.shape, device=on),
+                "ref": ref,
                 "line_of": line.to(on),
                 "H": torch.zeros(tile.shape, dtype=torch.float32, device=on),
                 "c": torch.ones(lines, device=on),

@@ -50,6 +50,7 @@ from .measured import (
     MeasuredDevice,
 )
 from .physics import (
+    SoftBound,
     gate_curve,
     gate_set,
     initial_conductance,
@@ -88,6 +89,7 @@ __all__ = [
     "Device",
     "DeviceInfo",
     "MeasuredDevice",
+    "SoftBound",
     "device_toml",
     "gate_curve",
     "gate_set",

@@ -8,12 +8,15 @@ draw takes an explicit ``torch.Generator`` on the tensors' device.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
 from .core import STUCK_FREE, STUCK_OFF, STUCK_ON, CellParams, Device
 
 __all__ = [
+    "SoftBound",
     "gate_curve",
     "gate_set",
     "initial_conductance",
@@ -161,6 +164,52 @@ def pulse_rounds(
         noise = torch.add(1, z, alpha=device.c2c_sd).clamp_(min=0)
         gc.addcmul_(soft, noise).clamp_(device.g_min_us, device.g_max_us)
     return g
+
+
+@dataclass
+class SoftBound:
+    """The soft bound of SET and RESET of a tensor of cells (`Device.pulse_step_linear` of
+    +1 and of -1; a stuck cell's steps are 0), computed once for a loop that pulses the same
+    cells round after round (write-verify): `pulse` is then a few tensor operations instead
+    of the device's per-pulse selection of its coefficients by polarity."""
+
+    step_up: Tensor
+    a_up: Tensor
+    b_up: Tensor
+    step_down: Tensor
+    a_down: Tensor
+    b_down: Tensor
+
+    @classmethod
+    def of(cls, device: Device, params: CellParams, dtype: torch.dtype) -> SoftBound | None:
+        """The cells' coefficients, or None for a device kind whose step is not the soft
+        bound (`MeasuredDevice`: its own `Device.pulse_step_us` then)."""
+        one = torch.ones(params.shape, dtype=dtype, device=params.stuck.device)
+        up, down = device.pulse_step_linear(one, params), device.pulse_step_linear(-one, params)
+        if up is None or down is None:
+            return None
+        free = params.free
+        (su, au, bu), (sd, ad, bd) = ((t.to(dtype) for t in lin) for lin in (up, down))
+        return cls(pick(free, su, 0 * su), au, bu, pick(free, sd, 0 * sd), ad, bd)
+
+    def pulse(
+        self, g_us: Tensor, on: Tensor, down: Tensor, device: Device, *, generator: torch.Generator
+    ) -> Tensor:
+        """`pulse` of the cells ``on``: RESET where ``down``, else SET (the same physics and
+        draws: one normal per cell)."""
+        w = down.view(torch.uint8).to(g_us.dtype)
+        step = torch.lerp(self.step_up, self.step_down, w)
+        soft = (
+            torch.addcmul(
+                torch.lerp(self.a_up, self.a_down, w), g_us, torch.lerp(self.b_up, self.b_down, w)
+            )
+            .clamp_(min=0)
+            .mul_(step)
+        )
+        z = _randn_like(g_us, generator)
+        noise = torch.add(1, z, alpha=device.c2c_sd).clamp_(min=0)
+        moved = torch.addcmul(g_us, soft, noise).clamp_(device.g_min_us, device.g_max_us)
+        return pick(on, moved, g_us)
 
 
 def _gate_voltage(level: Tensor, device: Device, dtype: torch.dtype) -> Tensor:

@@ -197,7 +197,8 @@ class WorkingSet(Generic[S]):
     """The cells a pulse loop still works on, and its per-cell state over them.
 
     ``state`` is a dataclass whose fields are the loop's per-cell values: tensors shaped like
-    the cells, `CellParams`, and a bool tensor ``active`` (the cells the next round works on).
+    the cells, `CellParams` (or other dataclasses of such tensors, or None), and a bool tensor
+    ``active`` (the cells the next round works on).
     The loop reads and assigns the fields of `cells`, runs a round, and asks `done` last (no
     tensor of the round is used after it: the cells may have been gathered anew); `result`
     gives back ``state`` with every cell's final values in the fields named in ``results``
@@ -277,13 +278,19 @@ def positions(mask: Tensor) -> Tensor:
 
 
 def _gather(state: Any, idx: Tensor | None, names: Sequence[str]) -> dict[str, Any]:
-    """The fields ``names`` of ``state`` (a dataclass of per-cell tensors and `CellParams`)
-    at the flat cells ``idx`` (None: all of them, flat views)."""
-    parts = {}
+    """The fields ``names`` of ``state`` (a dataclass of per-cell tensors, `CellParams`,
+    dataclasses of per-cell tensors, None) at the flat cells ``idx`` (None: all of them, flat
+    views)."""
+    parts: dict[str, Any] = {}
     for name in names:
         v = getattr(state, name)
-        if isinstance(v, CellParams):
+        if v is None:
+            parts[name] = None
+        elif isinstance(v, CellParams):
             parts[name] = _select_params(v, idx)
+        elif dataclasses.is_dataclass(v) and not isinstance(v, type):  # e.g. `SoftBound`
+            own = [f.name for f in dataclasses.fields(v)]
+            parts[name] = dataclasses.replace(v, **_gather(v, idx, own))
         else:
             flat = v.reshape(-1)
             parts[name] = flat if idx is None else flat.index_select(0, idx)

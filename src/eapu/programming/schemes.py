@@ -42,6 +42,7 @@ from .. import validate
 from ..devices import (
     CellParams,
     Device,
+    SoftBound,
     gate_curve,
     land,
     pick,
@@ -307,6 +308,7 @@ def write_verify(
             active=active,
             high=torch.zeros_like(active),
             params=params,
+            bound=SoftBound.of(device, params, state.g_us.dtype),
         ),
         cells=active,
         results=("g", "pulses", "reads"),
@@ -317,8 +319,7 @@ def write_verify(
     for rnd in range(budget):
         if loop.done(rnd):
             break
-        pol = c.active.to(c.g.dtype) - 2 * c.high.to(c.g.dtype)  # +1 SET, -1 RESET
-        c.g = pulse(c.g, pol, device, c.params, generator=generator)
+        c.g = _pulse(c, c.params, device, generator)
         c.pulses += c.active.to(torch.int32)
         r = read(c.g, device, generator=generator)
         c.reads += c.active.to(torch.int32)
@@ -345,6 +346,18 @@ class _Verify:
     active: Tensor
     high: Tensor  # of the active cells, those above the target (the next pulse: RESET)
     params: CellParams
+    bound: SoftBound | None  # the cells' soft bound (None: the device's own pulse)
+
+
+def _pulse(
+    c: _Verify | _Ramp, params: CellParams, device: Device, generator: torch.Generator
+) -> Tensor:
+    """One identical pulse of the active cells of a write-verify loop, towards the target:
+    RESET the high ones, SET the others (`SoftBound.pulse` where the device has one)."""
+    if c.bound is not None:
+        return c.bound.pulse(c.g, c.active, c.high, device, generator=generator)
+    pol = c.active.to(c.g.dtype) - 2 * c.high.to(c.g.dtype)  # +1 SET, -1 RESET, 0 none
+    return pulse(c.g, pol, device, params, generator=generator)
 
 
 @register_scheme(
@@ -612,6 +625,7 @@ def write_verify_reset(
             active=active,
             high=torch.zeros_like(active),
             fine=fine,
+            bound=SoftBound.of(device, fine, state.g_us.dtype),
         ),
         cells=active,
         results=("g", "pulses", "reads"),
@@ -633,8 +647,7 @@ def write_verify_reset(
         if loop.done(rnd):
             break
         rnd += 1
-        pol = c.active.to(c.g.dtype) - 2 * c.high.to(c.g.dtype)  # +1 SET, -1 RESET
-        c.g = pulse(c.g, pol, device, c.fine, generator=generator)
+        c.g = _pulse(c, c.fine, device, generator)
         c.pulses += c.active.to(torch.int32)
     out = loop.result()
     g, pulses, reads = out.g, out.pulses, out.reads
@@ -657,3 +670,4 @@ class _Ramp:
     active: Tensor
     high: Tensor  # of the active cells, those above the target (the next pulse: RESET)
     fine: CellParams
+    bound: SoftBound | None  # the scaled cells' soft bound (None: the device's own pulse)

@@ -345,8 +345,12 @@ class Crossbar(nn.Module):
         (`add_tiles` of one)."""
         return self.add_tiles([(name, weight, transposed)])[0]
 
-    def add_tiles(self, specs: Sequence[tuple[str, Tensor, bool]]) -> list[Tile]:
+    def add_tiles(
+        self, specs: Sequence[tuple[str, Tensor, bool]], *, load: bool = True
+    ) -> list[Tile]:
         """Place several weights at once: ``(name, weight, transposed)`` each, in order.
+        ``load=False`` places them without loading the weights (only their shapes count): the
+        cells stay fresh, for the caller to load (`eapu.tiles.siblings`).
 
         Every block is placed first; then the reference cells the new array rows need are
         drawn and programmed, the buffers grow once and the new weight cells' device-to-device
@@ -402,9 +406,10 @@ class Crossbar(nn.Module):
             self.tiles.append(tile)
             tiles.append(tile)
         self.weight_ref_index, self.cell_segment = ref_index, segment
-        for tile, (_, w, *_) in zip(tiles, checked, strict=True):
-            tile.load_record = tile.load(w)  # queued: one call of the load scheme for all
-        self.flush()
+        if load:
+            for tile, (_, w, *_) in zip(tiles, checked, strict=True):
+                tile.load_record = tile.load(w)  # queued: one call of the load scheme for all
+            self.flush()
         return tiles
 
     def _fresh_cells(self, n: int) -> Iterator[tuple[slice, CellParams, CellState]]:

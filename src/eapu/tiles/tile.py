@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -391,31 +391,46 @@ class Tile:
 
 
 def siblings(
-    tiles: Sequence[AnalogTile], suffix: str, weights: Sequence[Tensor]
+    tiles: Sequence[AnalogTile],
+    suffix: str,
+    weights: Sequence[Tensor] | Callable[[AnalogTile], Tensor],
 ) -> list[AnalogTile]:
-    """`AnalogTile.sibling` of several tiles at once (Tiki-Taka's fast arrays): the siblings of
-    the simulator's tiles on one crossbar are placed together (`Crossbar.add_tiles`: one draw,
-    one call of the load scheme); a tile of another implementation of the seam makes its own.
-    Returned in the order of ``tiles``."""
-    if len(tiles) != len(weights):
+    """`AnalogTile.sibling` of several tiles at once (Tiki-Taka's fast arrays), in the order
+    of ``tiles``: the siblings of the simulator's tiles on one crossbar are placed together
+    and loaded in one call of the load scheme (`Crossbar.add_tiles`); a tile of another
+    implementation of the seam makes its own.
+
+    ``weights``: the weight each sibling is loaded with, or a function of the placed sibling
+    that gives it (its cells' symmetry point): the simulator's siblings are then loaded once,
+    with it; a sibling of another implementation is made with zeros (as `AnalogTile.sibling`
+    asks for a weight), then loaded with it.
+    """
+    if not callable(weights) and len(weights) != len(tiles):
         raise ValueError(
             f"Invalid weights: {len(weights)} for {len(tiles)} tiles; allowed: one each"
         )
+
+    def first_weight(k: int, tile: AnalogTile) -> Tensor:
+        return torch.zeros(tile.shape) if callable(weights) else weights[k]
+
     out: list[AnalogTile | None] = [None] * len(tiles)
-    groups: dict[int, list[int]] = {}
+    groups: dict[int, list[tuple[int, Tile]]] = {}
     for k, tile in enumerate(tiles):
         if isinstance(tile, Tile):
-            groups.setdefault(id(tile.crossbar), []).append(k)
-        else:
-            out[k] = tile.sibling(suffix, weights[k])
-    for ks in groups.values():
-        first = tiles[ks[0]]
-        assert isinstance(first, Tile)
-        specs = []
-        for k in ks:
-            tile = tiles[k]
-            assert isinstance(tile, Tile)
-            specs.append((tile.name + suffix, weights[k], tile.transposed))
-        for k, new in zip(ks, first.crossbar.add_tiles(specs), strict=True):
+            groups.setdefault(id(tile.crossbar), []).append((k, tile))
+            continue
+        made = tile.sibling(suffix, first_weight(k, tile))
+        if callable(weights):
+            made.load(weights(made))
+        out[k] = made
+    for members in groups.values():
+        xb = members[0][1].crossbar
+        specs = [(t.name + suffix, first_weight(k, t), t.transposed) for k, t in members]
+        placed = xb.add_tiles(specs, load=not callable(weights))
+        if callable(weights):  # every weight first (reading cells runs the queue), then loads
+            for new, w in [(new, weights(new)) for new in placed]:
+                new.load_record = new.load(w)  # queued: one call of the load scheme for all
+            xb.flush()
+        for (k, _), new in zip(members, placed, strict=True):
             out[k] = new
     return [t for t in out if t is not None]
