@@ -343,20 +343,38 @@ def test_pulse_train_sends_n_pulses_and_relaxes_once() -> None:
 
 
 class _SameStep(Device):
-    """The base kind with its step seam overridden by itself: takes pulse_train's generic loop."""
+    """The base kind's step through the seam alone (no soft-bound coefficients): the schemes
+    take their generic loops, pulse by pulse."""
 
-    def pulse_step_us(self, *args: Any) -> torch.Tensor:
-        return super().pulse_step_us(*args)
+    def pulse_step_linear(self, *args: Any) -> None:
+        return None
+
+    def pulse_step_us(
+        self, g_us: torch.Tensor, polarity: torch.Tensor, params: CellParams, z: torch.Tensor
+    ) -> torch.Tensor:
+        lin = Device.pulse_step_linear(self, polarity, params)
+        assert lin is not None
+        step, a, b = lin
+        return step * (a + b * g_us).clamp(min=0) * (1 + self.c2c_sd * z).clamp(min=0)
 
 
-def test_pulse_train_fast_rounds_equal_the_generic_loop() -> None:
-    # The base kind's loop computes the step's factors once per train; same draws, same result.
+@pytest.mark.parametrize(
+    ("scale", "coarse", "longest"), [(40.0, False, 20), (400.0, False, 200), (40.0, True, 2)]
+)
+def test_pulse_train_fast_rounds_equal_the_generic_loop(
+    scale: float, coarse: bool, longest: int
+) -> None:
+    # The base kind's loop composes a block of rounds' affine maps at once (trains that reach
+    # the window's edge included; a step that overshoots its bound, round by round); same
+    # draws, the same result up to float rounding.
     dev, params, state, target, mask = _setup("taox_1t1r")
-    far = state.g_us + 40 * (target - state.g_us)  # trains of up to ~100 pulses
+    if coarse:  # steps of 60 µS, soft bound 1: a pulse can cross the bound's fixed point
+        dev = dataclasses.replace(dev, step_up_us=60.0, step_down_us=60.0, nonlinearity_up=1.0)
+    far = state.g_us + scale * (target - state.g_us)  # trains of up to ~100 / ~1000 pulses
     same = _SameStep(**{f.name: getattr(dev, f.name) for f in dataclasses.fields(dev)})
     fast = get_scheme("pulse_train")(state, far, mask, dev, params, generator=_gen(3))
     slow = get_scheme("pulse_train")(state, far, mask, same, params, generator=_gen(3))
-    assert int(fast.pulses.max()) > 20
+    assert int(fast.pulses.max()) > longest
     assert torch.equal(fast.pulses, slow.pulses)
     assert torch.allclose(fast.state.g_us, slow.state.g_us, atol=1e-3)
     assert torch.equal(fast.state.g_us[~params.free], state.g_us[~params.free])

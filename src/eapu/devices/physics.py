@@ -142,11 +142,15 @@ def pulse_rounds(
     ``rounds`` is non-increasing). Returns the conductances after the last round.
 
     Where the device's step is the soft bound (`Device.pulse_step_linear` gives its
-    coefficients) they are computed once per train instead of once per pulse: the same draws
-    in the same order, the same result up to float rounding (tested against the generic
-    loop), a fraction of the tensor operations per round. Tiki-Taka's fast array takes trains
-    of hundreds of pulses, so this loop is most of its cost. Any other kind takes `pulse`
-    round by round.
+    coefficients), a pulse maps G to G + step·(a + b·G)·η, η = max(0, 1 + c2c_sd·z): affine
+    in G, and for one polarity monotone, so the window's clamp after each pulse of a train is
+    the clamp at its end (a SET train that reaches g_max stays there, as its steps are >= 0
+    up to g_max). A block of rounds is then one composition of affine maps, computed at once
+    for the cells its first round pulses (`_train_block`; blocks of 1, 2, 4 ... rounds, at
+    most `_BLOCK` cells x rounds): the same draws in the same order as the generic loop, the
+    same result up to float rounding (tested against it), and of a round's tensor operations
+    only its draw left. Tiki-Taka's fast array takes trains of hundreds of pulses, so this
+    loop is most of its cost. Any other kind takes `pulse` round by round.
     """
     g = g_us.clone()
     lin = device.pulse_step_linear(polarity, params)
@@ -157,13 +161,59 @@ def pulse_rounds(
         return g
     step, a, b = (t.to(g.dtype) for t in lin)
     step = torch.where(params.free, step, 0.0)  # a stuck cell does not move
-    for c in rounds:
-        z = torch.randn(c, generator=generator, dtype=g.dtype, device=g.device)
-        gc = g[:c]
-        soft = torch.addcmul(a[:c], gc, b[:c]).clamp_(min=0).mul_(step[:c])
-        noise = torch.add(1, z, alpha=device.c2c_sd).clamp_(min=0)
-        gc.addcmul_(soft, noise).clamp_(device.g_min_us, device.g_max_us)
+    # Steps never change sign inside the window (a + b·G >= 0 at both ends): else round by round.
+    signed = bool(((a + b * device.g_min_us >= 0) & (a + b * device.g_max_us >= 0)).all())
+    k, width = 0, 1
+    while k < len(rounds):
+        c = rounds[k]
+        block = rounds[k : k + (max(1, min(width, _BLOCK // c)) if signed else 1)]
+        g[:c] = _train_block(g[:c], step[:c], a[:c], b[:c], block, device, generator)
+        k += len(block)
+        width *= 2
     return g
+
+
+#: Most cells x rounds of one block of `pulse_rounds` (float64 matrices of 2 MiB).
+_BLOCK = 1 << 18
+
+
+def _train_block(
+    g: Tensor,
+    step: Tensor,
+    a: Tensor,
+    b: Tensor,
+    block: list[int],
+    device: Device,
+    generator: torch.Generator,
+) -> Tensor:
+    """``len(block)`` rounds of `pulse_rounds` on the cells ``g`` (soft-bound coefficients
+    ``step``, ``a``, ``b``): round j pulses the first ``block[j]`` of them."""
+    c, width = block[0], len(block)
+    on = g.device
+    # One draw per round, as the generic loop makes them (a draw of their sum differs).
+    z = [torch.randn(n, generator=generator, dtype=g.dtype, device=on) for n in block]
+    eta = torch.add(1, torch.cat(z), alpha=device.c2c_sd).clamp_(min=0)
+    lo, hi = device.g_min_us, device.g_max_us
+    if width == 1:
+        soft = torch.addcmul(a, g, b).clamp_(min=0).mul_(step)
+        return torch.addcmul(g, soft, eta).clamp_(lo, hi)
+    # The draws into a (rounds, cells) matrix in round order, as the generic loop takes them.
+    pulsed = torch.arange(c, device=on) < torch.tensor(block, device=on).unsqueeze(1)
+    e = torch.zeros(width, c, dtype=torch.float64, device=on)
+    e[pulsed] = eta.double()
+    # Round j maps G to alpha_j·G + beta_j; after the block G_end = P·(G + sum_j beta_j / P_j),
+    # P_j = alpha_0 ... alpha_j and P the last of them.
+    alpha = (step * b).double() * e + 1
+    if not bool((alpha > 0).all()):  # a step that overshoots its bound: round by round
+        g = g.clone()
+        for j, n in enumerate(block):
+            soft = torch.addcmul(a[:n], g[:n], b[:n]).clamp_(min=0).mul_(step[:n])
+            g[:n] = torch.addcmul(g[:n], soft, e[j, :n].to(g.dtype)).clamp_(lo, hi)
+        return g
+    beta = (step * a).double() * e
+    prod = alpha.cumprod(0)
+    end = prod[-1] * (g.double() + (beta / prod).sum(0))
+    return end.to(g.dtype).clamp_(lo, hi)
 
 
 @dataclass

@@ -22,6 +22,7 @@ from .core import (
     full_swing_pulses,
     get_scheme,
     list_schemes,
+    positions,
     prepare_write,
     register_scheme,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "get_scheme",
     "list_schemes",
     "memorial",
+    "positions",
     "prepare_write",
     "pulse_train",
     "register_scheme",

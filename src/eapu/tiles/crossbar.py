@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from .. import validate
 from ..devices import CellParams, Device, get_device, read
 from ..ledger import FIELDS
-from ..programming import CellState, characterize, get_scheme
+from ..programming import CellState, characterize, get_scheme, positions
 from ..runtime import sync_free
 from .placement import MAPPINGS, Placement, matrix_shape, operating_range
 from .tile import Tile
@@ -467,9 +467,11 @@ class Crossbar(nn.Module):
         *,
         skipped: Tensor | None = None,
         load: Tensor | None = None,
+        cells: Tensor | None = None,
     ) -> Tensor:
         """Queue a write of ``tile``: its masked cells (None: all) to ``target`` (µS) with
-        ``scheme``.
+        ``scheme``; or, with ``cells`` (the flat positions of the cells to write in the tile,
+        and ``mask`` None), those cells to ``target`` (one value each).
 
         Returns the write's ledger row (int64, `eapu.ledger.FIELDS`), filled in by `flush`.
         Writes of one scheme to distinct tiles wait together (an optimizer step's writes go
@@ -486,7 +488,7 @@ class Crossbar(nn.Module):
         if skipped is not None:
             row[_SKIPPED] = skipped.sum()
         flat = None if mask is None else mask.reshape(-1)
-        self._pending.append(_Write(tile, target.reshape(-1), flat, row, load))
+        self._pending.append(_Write(tile, target.reshape(-1), flat, row, load, cells))
         self._pending_scheme = scheme
         return row
 
@@ -524,14 +526,22 @@ class Crossbar(nn.Module):
         return (target < dev.g_min_us - tol) | (target > dev.g_max_us + tol)
 
     def _flush_gathered(self, writes: list[_Write], scheme: str) -> None:
-        # Per write, the tile's cells to write (a load: all of them, no search).
-        idx = [None if w.mask is None else w.mask.nonzero().squeeze(1) for w in writes]
-        sizes = [
-            w.tile.size if i is None else int(i.numel()) for i, w in zip(idx, writes, strict=True)
-        ]
+        # Per write, the tile's cells to write (None: all of them, a load) and their targets.
+        idx: list[Tensor | None] = []
+        targets = []
+        for w in writes:
+            if w.cells is not None or w.mask is None:
+                idx.append(w.cells)
+                targets.append(w.target)
+            else:
+                listed = positions(w.mask)
+                idx.append(listed)
+                targets.append(w.target.index_select(0, listed))
+        sizes = [w.tile.size if i is None else i.numel() for i, w in zip(idx, writes, strict=True)]
         if not sum(sizes):
             return
         on = self.torch_device
+        every = self.cell_params
         # written, pulses, reads, failed, beyond the window, per write
         per = torch.zeros(len(writes), 5, dtype=torch.int64, device=on)
         hit = torch.zeros(self.segments, dtype=torch.int32, device=on)
@@ -539,34 +549,38 @@ class Crossbar(nn.Module):
         # tensors stay in the cache through the rounds of its pulse loop, and no tensor of
         # the whole write (a network's load: every cell) is made.
         for pieces in _chunks(sizes, _CHUNK):
-            pos, want = [], []
+            pos = []
             for k, lo, hi in pieces:
-                w, i = writes[k], idx[k]
-                at = torch.arange(lo, hi, device=on) if i is None else i[lo:hi]
-                pos.append(at + w.tile.offset)
-                want.append(w.target[lo:hi] if i is None else w.target[at])
+                some = idx[k]
+                at = torch.arange(lo, hi, device=on) if some is None else some[lo:hi]
+                pos.append(at + writes[k].tile.offset)
             cells = torch.cat(pos)
-            wanted = torch.cat(want)
+            wanted = torch.cat([targets[k][lo:hi] for k, lo, hi in pieces])
             item = torch.repeat_interleave(
                 torch.tensor([k for k, _, _ in pieces], device=on),
                 torch.tensor([hi - lo for _, lo, hi in pieces], device=on),
             )
-            params = self.cell_params.select(cells)
-            state = CellState(g_us=self.g_us[cells], gate=self.gate[cells])
+            params = CellParams(
+                **{f: t.index_select(0, cells) for f, t in every.items() if f in CellParams.FIELDS},
+                extra={f: t.index_select(0, cells) for f, t in every.extra.items()},
+            )
+            state = CellState(
+                g_us=self.g_us.index_select(0, cells), gate=self.gate.index_select(0, cells)
+            )
             ones = torch.ones_like(cells, dtype=torch.bool)
             res = self._scheme(state, wanted, ones, params, scheme)
-            self.g_us[cells] = res.state.g_us.to(self.g_us.dtype)
-            self.gate[cells] = res.state.gate.to(self.gate.dtype)
+            self.g_us.index_copy_(0, cells, res.state.g_us.to(self.g_us.dtype))
+            self.gate.index_copy_(0, cells, res.state.gate.to(self.gate.dtype))
             # "written" counts the cells that took at least one pulse: a verified scheme may
             # find a requested cell already within tolerance and leave it alone. The device
             # cannot hold the targets beyond its window (its physics stops at the edge): they
             # are counted.
             pulsed = res.pulses > 0
-            self.writes[cells] += pulsed.to(torch.int32)
+            self.writes.index_add_(0, cells, pulsed.to(torch.int32))
             beyond = self.beyond_window(wanted)
             counts = torch.stack([pulsed, res.pulses, res.reads, res.failed, beyond], 1)
             per.index_add_(0, item, counts.to(torch.int64))
-            hit.index_add_(0, self.cell_segment[cells], pulsed.to(torch.int32))
+            hit.index_add_(0, self.cell_segment.index_select(0, cells), pulsed.to(torch.int32))
         tiles = torch.tensor([w.tile.index for w in writes], device=on)
         self.tile_clipped.index_add_(0, tiles, per[:, 4])
         self._warn_loads(writes, per[:, 4])
@@ -580,7 +594,10 @@ class Crossbar(nn.Module):
         mask = torch.zeros_like(g, dtype=torch.bool)
         for w in writes:
             a, b = w.tile.offset - lo, w.tile.offset - lo + w.tile.size
-            if w.mask is None:  # every cell (a load)
+            if w.cells is not None:  # the listed cells
+                target.index_copy_(0, w.cells + a, w.target.to(g.dtype))
+                mask[w.cells + a] = True
+            elif w.mask is None:  # every cell (a load)
                 target[a:b] = w.target.to(g.dtype)
                 mask[a:b] = True
             else:
@@ -662,10 +679,12 @@ def _chunks(sizes: list[int], chunk: int) -> Iterator[list[tuple[int, int, int]]
 
 @dataclass
 class _Write:
-    """A queued write: the tile, its flat target (µS) and mask, and the row to fill."""
+    """A queued write: the tile, its flat target (µS) and mask (None: every cell) or the
+    cells it lists, and the row to fill."""
 
     tile: Tile
     target: Tensor
     mask: Tensor | None  # None: every cell of the tile
     row: Tensor
     load: Tensor | None = None  # the weight of a load
+    cells: Tensor | None = None  # the flat positions of the cells to write (target: theirs)

@@ -13,7 +13,8 @@ from torch import Tensor
 
 from ..devices import CellParams, read, symmetry_point_us
 from ..ledger import FIELDS
-from ..programming import CellState, get_scheme
+from ..programming import CellState, get_scheme, positions
+from ..runtime import sync_free
 from ..seam import AnalogTile
 from .placement import Block, matrix_shape
 
@@ -361,9 +362,27 @@ class Tile:
         xb = self.crossbar
         xb.flush_if_pending(self)  # its targets start from its present cells
         dwn = dwn.detach().to(xb.torch_device)
-        finite = dwn.isfinite()  # a non-finite update is never written: skipped, counted
-        target, mask = self._targets(torch.where(finite, dwn, 0.0), absolute=False)
-        return xb.enqueue(self, target, mask, scheme or xb.scheme, skipped=~finite)
+        scheme = scheme or xb.scheme
+        if sync_free(dwn):  # whole tensors, masked
+            finite = dwn.isfinite()  # a non-finite update is never written: skipped, counted
+            target, mask = self._targets(torch.where(finite, dwn, 0.0), absolute=False)
+            return xb.enqueue(self, target, mask, scheme, skipped=~finite)
+        # Host-checked: only the cells to write and their targets (EaPU writes a few percent).
+        flat = dwn.reshape(-1)
+        skipped = None
+        if not bool(flat.isfinite().all()):
+            finite = flat.isfinite()
+            skipped, flat = ~finite, torch.where(finite, flat, 0.0)
+        at = positions(flat != 0)
+        dg = flat.index_select(0, at).to(xb.g_us.dtype) / self.rwg_per_us
+        g = self._flat(xb.g_us)  # no flush: its own cells
+        if xb.mapping == "differential":  # the change split between the pair
+            n = math.prod(self.shape)
+            cells = torch.cat([at, at + n])
+            target = g.index_select(0, cells) + torch.cat([dg / 2, -dg / 2])
+        else:
+            cells, target = at, g.index_select(0, at) + dg
+        return xb.enqueue(self, target, None, scheme, skipped=skipped, cells=cells)
 
     # ----------------------------------------------------------------- state
     def state_tensors(self) -> dict[str, Tensor]:
