@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import tempfile
@@ -431,13 +432,20 @@ def test_pick_is_torch_where_bit_for_bit() -> None:
         assert torch.equal(pick(mask, a, b), torch.where(mask, a, b))
 
 
-def test_working_set_gives_every_cell_its_final_values() -> None:
+@pytest.mark.parametrize("min_gone", [1, 4096])
+def test_working_set_gives_every_cell_its_final_values(
+    min_gone: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A toy loop (count each cell down to zero, one per round): gathered on the host path,
-    masked on the sync-free path, the same values for every cell, those that left early too."""
+    masked on the sync-free path, the same values for every cell, those that left early too
+    (cells leave in groups of at least ``min_gone``, or not at all)."""
     from dataclasses import dataclass
 
+    import eapu.programming.core as core
     from eapu.programming import WorkingSet
     from eapu.runtime import force_sync_free
+
+    monkeypatch.setattr(core, "_MIN_GONE", min_gone)
 
     @dataclass
     class Cells:
@@ -522,3 +530,21 @@ def test_gathered_loops_have_the_masked_loops_statistics(scheme: str, known_gate
         pa = float((host["pulses"] == k).double().mean())
         pb = float((masked["pulses"] == k).double().mean())
         assert abs(pa - pb) <= 5 * math.sqrt(max(pa, pb, 1e-4) / 20_000) + 1e-9, k
+
+
+@pytest.mark.parametrize("budget", [2, 7, 12, 30])
+@pytest.mark.parametrize("known_gate", [False, True])
+def test_memorial_holds_its_pulse_budget(budget: int, known_gate: bool) -> None:
+    """No cell takes more than ``max_pulses`` (search and retries together), on both paths."""
+    from eapu.runtime import force_sync_free
+
+    dev, params, state, target, mask, gen = _fresh("taox_1t1r", 3000)
+    mp = get_scheme("memorial")
+    if known_gate:
+        state = mp(state, target, mask, dev, params, generator=gen).state
+        target = (state.g_us + 30.0 * torch.randn(3000, generator=gen)).clamp(15.0, 155.0)
+    for path in (False, True):
+        with force_sync_free() if path else contextlib.nullcontext():
+            res = mp(state, target, mask, dev, params, generator=_gen(4), max_pulses=budget)
+        assert int(res.pulses.max()) <= budget
+        assert int(res.pulses.max()) >= budget - 1  # some cell needs them all

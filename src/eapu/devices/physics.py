@@ -45,6 +45,11 @@ def interp(x: Tensor, xp: tuple[float, ...], fp: tuple[float, ...]) -> Tensor:
     return f0 + w * (f1 - f0)
 
 
+#: `pick` blends from this many elements on (a tensor operation costs a few µs whatever its
+#: size: below, torch's one ``where`` beats the blend's two or three).
+_BLEND_FROM = 2048
+
+
 def pick(mask: Tensor, a: Tensor, b: Tensor) -> Tensor:
     """``torch.where(mask, a, b)`` for finite ``a`` and ``b`` of one dtype and shape (integers:
     whose difference the dtype holds), the same values bit for bit.
@@ -53,9 +58,10 @@ def pick(mask: Tensor, a: Tensor, b: Tensor) -> Tensor:
     integers, bit operations for bools): torch's CPU ``where`` branches per element, and a
     mask of random bits (which cells of a pulse round moved, which read came out low) costs
     it about 3.5 ns per element, against 0.3 ns for the blend (measured with torch 2.13 on
-    one core). Elsewhere ``torch.where``.
+    one core). Elsewhere, and below `_BLEND_FROM` elements (where one call costs less than
+    the blend's two or three), ``torch.where``.
     """
-    if a.device.type != "cpu":
+    if a.device.type != "cpu" or a.numel() < _BLEND_FROM:
         return torch.where(mask, a, b)
     if a.dtype.is_floating_point:  # (bool -> float through uint8: 8 times faster)
         return torch.lerp(b, a, mask.view(torch.uint8).to(a.dtype))
@@ -145,9 +151,10 @@ def pulse_rounds(
     coefficients), a pulse maps G to G + step·(a + b·G)·η, η = max(0, 1 + c2c_sd·z): affine
     in G, and for one polarity monotone, so the window's clamp after each pulse of a train is
     the clamp at its end (a SET train that reaches g_max stays there, as its steps are >= 0
-    up to g_max). A block of rounds is then one composition of affine maps, computed at once
-    for the cells its first round pulses (`_train_block`; blocks of 1, 2, 4 ... rounds, at
-    most `_BLOCK` cells x rounds): the same draws in the same order as the generic loop, the
+    up to g_max). Once fewer than `_FEW_CELLS` cells are left, a block of rounds is one
+    composition of affine maps, computed at once for the cells its first round pulses
+    (`_train_block`; blocks of 1, 2, 4 ... rounds, at most `_BLOCK` cells x rounds): the
+    same draws in the same order as the generic loop, the
     same result up to float rounding (tested against it), and of a round's tensor operations
     only its draw left. Tiki-Taka's fast array takes trains of hundreds of pulses, so this
     loop is most of its cost. Any other kind takes `pulse` round by round.
@@ -166,7 +173,8 @@ def pulse_rounds(
     k, width = 0, 1
     while k < len(rounds):
         c = rounds[k]
-        block = rounds[k : k + (max(1, min(width, _BLOCK // c)) if signed else 1)]
+        many = signed and c < _FEW_CELLS  # else a round's operations cost more than its Python
+        block = rounds[k : k + (max(1, min(width, _BLOCK // c)) if many else 1)]
         g[:c] = _train_block(g[:c], step[:c], a[:c], b[:c], block, device, generator)
         k += len(block)
         width *= 2
@@ -175,6 +183,9 @@ def pulse_rounds(
 
 #: Most cells x rounds of one block of `pulse_rounds` (float64 matrices of 2 MiB).
 _BLOCK = 1 << 18
+#: `pulse_rounds` composes blocks of rounds for fewer cells than this (a block costs some
+#: 25 ns per cell and round, a round by itself 6 ns per cell and some 20 µs of Python).
+_FEW_CELLS = 1 << 12
 
 
 def _train_block(
@@ -264,7 +275,7 @@ class SoftBound:
 
 def _gate_voltage(level: Tensor, device: Device, dtype: torch.dtype) -> Tensor:
     dv = (device.v_gate_max_v - device.v_gate_min_v) / (device.gate_levels - 1)
-    return device.v_gate_min_v + level.to(dtype) * dv
+    return device.v_gate_min_v + (level if level.dtype == dtype else level.to(dtype)) * dv
 
 
 def gate_curve(level: Tensor, device: Device, params: CellParams | None = None) -> Tensor:
@@ -322,9 +333,10 @@ def land(
     ``any_stuck=False`` (the caller knows no cell is stuck) skips the stuck-value pass.
     """
     dtype = dtype or params.gate_gain.dtype
-    g = gate_curve(level, device, params).to(dtype)
+    g = gate_curve(level, device, params)
+    g = g if g.dtype == dtype else g.to(dtype)
     if device.gate_c2c_sd_us > 0:
-        g = g + device.gate_c2c_sd_us * _randn_like(g, generator)
+        g = torch.add(g, _randn_like(g, generator), alpha=device.gate_c2c_sd_us)
     else:
         _randn_like(g, generator)  # same stream advance whatever the noise level
     g = g.clamp(device.g_min_us, device.g_max_us)
@@ -354,7 +366,7 @@ def relax(
 
 def read(g_us: Tensor, device: Device, *, generator: torch.Generator) -> Tensor:
     """One noisy read: ``g_us + N(0, read_noise_sd_us)``; not clamped, state unchanged."""
-    return g_us + device.read_noise_sd_us * _randn_like(g_us, generator)
+    return torch.add(g_us, _randn_like(g_us, generator), alpha=device.read_noise_sd_us)
 
 
 def symmetry_point_us(device: Device, params: CellParams, *, iterations: int = 48) -> Tensor:

@@ -205,8 +205,9 @@ class WorkingSet(Generic[S]):
     (default: all; the others are the loop's own).
 
     Host-checked path (`eapu.runtime`): `cells` holds only the cells given as ``cells``,
-    gathered (1-D); after a round in which at most half of them are still active, the others
-    leave (their results are written into ``state``) and the rest are gathered anew. A round
+    gathered (1-D); after a round in which at most half of them are still active (and at
+    least `_MIN_GONE` are not), the others leave (their results are written into ``state``)
+    and the rest are gathered anew. A round
     then costs what the cells still being written need, not a round of every cell until the
     slowest one is done (a load by memorial programming: about 7 rounds of every cell instead
     of some 50). Sync-free path: `cells` is ``state`` itself, every cell throughout, and
@@ -240,10 +241,11 @@ class WorkingSet(Generic[S]):
         left = int(active.sum())
         if left == 0:
             return True
-        if 2 * left <= active.numel():
-            gone = positions(~active)
-            ids = gone if self._ids is None else self._ids.index_select(0, gone)
-            _scatter(self._state, ids, _gather(self.cells, gone, self._results))
+        gone = active.numel() - left
+        if 2 * left <= active.numel() and gone >= _MIN_GONE:
+            out = positions(~active)
+            ids = out if self._ids is None else self._ids.index_select(0, out)
+            _scatter(self._state, ids, _gather(self.cells, out, self._results))
             kept = positions(active)
             names = [f.name for f in dataclasses.fields(self.cells)]  # type: ignore[arg-type]
             for name, part in _gather(self.cells, kept, names).items():
@@ -263,6 +265,12 @@ class WorkingSet(Generic[S]):
         else:
             _scatter(self._state, self._ids, parts)
         return self._state
+
+
+#: Fewer cells than this do not leave a working set: their rounds cost less than gathering
+#: the others anew (a round of a pulse loop costs some 15 ns per cell, a gathering some 30
+#: tensor operations of a few µs each).
+_MIN_GONE = 4096
 
 
 def positions(mask: Tensor) -> Tensor:

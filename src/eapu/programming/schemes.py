@@ -341,9 +341,9 @@ def write_verify(
         if loop.done(rnd):
             break
         c.g = _pulse(c, c.params, device, generator)
-        c.pulses += c.active.to(torch.int32)
+        c.pulses.add_(c.active)
         r = read(c.g, device, generator=generator)
-        c.reads += c.active.to(torch.int32)
+        c.reads.add_(c.active)
         low = c.active & (r < c.target - tol)
         c.high = c.active & (r > c.target + tol)
         c.active = low | c.high
@@ -440,9 +440,8 @@ def memorial(
         )
         sel = c.active & c.params.free if any_stuck else c.active
         c.g = pick(sel, landed, c.g)
-        n = c.active.to(i32)
-        c.pulses.add_(n, alpha=2)
-        c.reads.add_(n)
+        c.pulses.add_(c.active, alpha=2)
+        c.reads.add_(c.active)
         return read(c.g, device, generator=generator)
 
     r = read(g, device, generator=generator)
@@ -517,11 +516,15 @@ def memorial(
             cells=active,
             results=("g", "pulses", "reads", "level"),
         )
+        # Host path: no cell's budget runs out before this retry (each retry costs 2 pulses).
+        safe = -1 if sync_free(pulses) else (budget - 4 - int(pulses.max())) // 2
         for retry in range(budget):
             t = steps.cells
             r = probe(t, t.level)
             err = t.target - r
-            t.active = t.active & (err.abs() > tol) & (t.pulses <= budget - 2)
+            t.active = t.active & (err.abs() > tol)
+            if retry >= safe:
+                t.active &= t.pulses <= budget - 2
             if step == "one":
                 move = torch.sign(err)
             else:
@@ -660,7 +663,7 @@ def write_verify_reset(
     rnd = 0
     while True:
         r = read(c.g, device, generator=generator)
-        c.reads += c.active.to(torch.int32)
+        c.reads.add_(c.active)
         low = c.active & (r < c.target - half_up)
         high = c.active & (r > c.target + half_down)
         c.active = (low | high) & (c.pulses < budget)
@@ -669,7 +672,7 @@ def write_verify_reset(
             break
         rnd += 1
         c.g = _pulse(c, c.fine, device, generator)
-        c.pulses += c.active.to(torch.int32)
+        c.pulses.add_(c.active)
     out = loop.result()
     g, pulses, reads = out.g, out.pulses, out.reads
     failed = mask & ((g - target).abs() > tol)

@@ -200,8 +200,9 @@ class Tile:
 
     # --------------------------------------------------------------- values
     def _g_ref(self, ref: Tensor | None = None) -> Tensor:
+        """Per weight, its reference cell's value in ``ref`` (default: the conductances)."""
         ref = self.crossbar.ref_g_us if ref is None else ref
-        return ref[self.ref_index]
+        return ref.index_select(0, self.ref_index.reshape(-1)).view(self.shape)
 
     def weight(self) -> Tensor:
         """The weight the cells hold now (noise-free)."""
@@ -226,10 +227,7 @@ class Tile:
         lo, hi = self._refs
         refs = torch.empty_like(xb.ref_g_us)
         refs[lo:hi] = read(xb.ref_g_us[lo:hi], dev, generator=gen)
-        w = read(g, dev, generator=gen).sub_(
-            refs.index_select(0, self.ref_index.reshape(-1)).view(self.shape)
-        )
-        return w.mul_(self.rwg_per_us)
+        return read(g, dev, generator=gen).sub_(self._g_ref(refs)).mul_(self.rwg_per_us)
 
     def conductances(self) -> Tensor:
         return self.state.g_us
@@ -370,7 +368,9 @@ class Tile:
         # Host-checked: only the cells to write and their targets (EaPU writes a few percent).
         flat = dwn.reshape(-1)
         skipped = None
-        if not bool(flat.isfinite().all()):
+        # A NaN or Inf makes the sum non-finite (so may an overflow: then nothing is skipped);
+        # a sum is a twentieth of the time of isfinite over every entry.
+        if not bool(flat.sum().isfinite()) and not bool(flat.isfinite().all()):
             finite = flat.isfinite()
             skipped, flat = ~finite, torch.where(finite, flat, 0.0)
         at = positions(flat != 0)
