@@ -417,3 +417,26 @@ def test_symmetry_point_is_where_set_and_reset_steps_are_equal(name: str, measur
     assert bool((up[edge_bottom] <= down[edge_bottom]).all())
     if name == "ideal":  # constant, equal steps: no point, the centre by convention
         assert torch.allclose(g, torch.full_like(g, (dev.g_min_us + dev.g_max_us) / 2))
+
+
+@pytest.mark.parametrize("name", ["taox_1t1r", "pcm", "ideal"])
+def test_soft_bound_pulse_is_pulse(name: str) -> None:
+    """Write-verify's pulse with the coefficients computed once: the same step as `pulse`
+    from the same draws (up to float rounding), stuck and idle cells held."""
+    from eapu.devices import SoftBound, pulse, stuck_values
+
+    dev = get_device(name, stuck_off_fraction=0.1, stuck_on_fraction=0.05)
+    gen = torch.Generator().manual_seed(3)
+    params = dev.sample((4000,), generator=gen)
+    g = dev.g_min_us + dev.span_us * torch.rand(4000, generator=gen)
+    g = torch.where(params.free, g, stuck_values(g, dev, params))
+    on = torch.rand(4000, generator=gen) < 0.7
+    down = on & (torch.rand(4000, generator=gen) < 0.5)
+    bound = SoftBound.of(dev, params, torch.float32)
+    assert bound is not None
+    a = bound.pulse(g, on, down, dev, generator=torch.Generator().manual_seed(9))
+    pol = on.float() - 2 * down.float()
+    b = pulse(g, pol, dev, params, generator=torch.Generator().manual_seed(9))
+    assert torch.allclose(a, b, rtol=0, atol=1e-4)
+    assert torch.equal(a[~on], g[~on]) and torch.equal(a[~params.free], g[~params.free])
+    assert SoftBound.of(MeasuredDevice.from_device(dev), params, torch.float32) is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import tempfile
@@ -352,20 +353,38 @@ def test_pulse_train_sends_n_pulses_and_relaxes_once() -> None:
 
 
 class _SameStep(Device):
-    """The base kind with its step seam overridden by itself: takes pulse_train's generic loop."""
+    """The base kind's step through the seam alone (no soft-bound coefficients): the schemes
+    take their generic loops, pulse by pulse."""
 
-    def pulse_step_us(self, *args: Any) -> torch.Tensor:
-        return super().pulse_step_us(*args)
+    def pulse_step_linear(self, *args: Any) -> None:
+        return None
+
+    def pulse_step_us(
+        self, g_us: torch.Tensor, polarity: torch.Tensor, params: CellParams, z: torch.Tensor
+    ) -> torch.Tensor:
+        lin = Device.pulse_step_linear(self, polarity, params)
+        assert lin is not None
+        step, a, b = lin
+        return step * (a + b * g_us).clamp(min=0) * (1 + self.c2c_sd * z).clamp(min=0)
 
 
-def test_pulse_train_fast_rounds_equal_the_generic_loop() -> None:
-    # The base kind's loop computes the step's factors once per train; same draws, same result.
+@pytest.mark.parametrize(
+    ("scale", "coarse", "longest"), [(40.0, False, 20), (400.0, False, 200), (40.0, True, 2)]
+)
+def test_pulse_train_fast_rounds_equal_the_generic_loop(
+    scale: float, coarse: bool, longest: int
+) -> None:
+    # The base kind's loop composes a block of rounds' affine maps at once (trains that reach
+    # the window's edge included; a step that overshoots its bound, round by round); same
+    # draws, the same result up to float rounding.
     dev, params, state, target, mask = _setup("taox_1t1r")
-    far = state.g_us + 40 * (target - state.g_us)  # trains of up to ~100 pulses
+    if coarse:  # steps of 60 µS, soft bound 1: a pulse can cross the bound's fixed point
+        dev = dataclasses.replace(dev, step_up_us=60.0, step_down_us=60.0, nonlinearity_up=1.0)
+    far = state.g_us + scale * (target - state.g_us)  # trains of up to ~100 / ~1000 pulses
     same = _SameStep(**{f.name: getattr(dev, f.name) for f in dataclasses.fields(dev)})
     fast = get_scheme("pulse_train")(state, far, mask, dev, params, generator=_gen(3))
     slow = get_scheme("pulse_train")(state, far, mask, same, params, generator=_gen(3))
-    assert int(fast.pulses.max()) > 20
+    assert int(fast.pulses.max()) > longest
     assert torch.equal(fast.pulses, slow.pulses)
     assert torch.allclose(fast.state.g_us, slow.state.g_us, atol=1e-3)
     assert torch.equal(fast.state.g_us[~params.free], state.g_us[~params.free])
@@ -403,3 +422,138 @@ def test_schemes_on_cuda(scheme: str) -> None:
     res = get_scheme(scheme)(state, target, mask, dev, params, generator=gen)
     assert res.state.g_us.device.type == "cuda"
     assert torch.all((res.state.g_us >= dev.g_min_us) & (res.state.g_us <= dev.g_max_us))
+
+
+# --- the host-checked loops work on the cells still being written ------------------------
+
+
+def test_pick_is_torch_where_bit_for_bit() -> None:
+    from eapu.devices import pick
+
+    gen = _gen(4)
+    mask = torch.rand(1000, generator=gen) < 0.5
+    for a, b in (
+        (torch.randn(1000, generator=gen), torch.randn(1000, generator=gen)),
+        (torch.randn(1000, generator=gen).double(), torch.full((1000,), 3.0e38).double()),
+        (torch.randint(-5, 130, (1000,), generator=gen), torch.randint(-1, 2, (1000,))),
+        (torch.rand(1000, generator=gen) < 0.3, torch.rand(1000, generator=gen) < 0.6),
+    ):
+        assert torch.equal(pick(mask, a, b), torch.where(mask, a, b))
+
+
+@pytest.mark.parametrize("min_gone", [1, 4096])
+def test_working_set_gives_every_cell_its_final_values(
+    min_gone: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A toy loop (count each cell down to zero, one per round): gathered on the host path,
+    masked on the sync-free path, the same values for every cell, those that left early too
+    (cells leave in groups of at least ``min_gone``, or not at all)."""
+    from dataclasses import dataclass
+
+    import eapu.programming.core as core
+    from eapu.programming import WorkingSet
+    from eapu.runtime import force_sync_free
+
+    monkeypatch.setattr(core, "_MIN_GONE", min_gone)
+
+    @dataclass
+    class Cells:
+        left: torch.Tensor
+        rounds: torch.Tensor
+        active: torch.Tensor
+
+    def run() -> Cells:
+        left = torch.randint(0, 40, (500,), generator=_gen(5))
+        cells = left > 0
+        cells[::7] = False  # not in the loop at all: untouched
+        loop = WorkingSet(Cells(left.clone(), torch.zeros_like(left), cells.clone()), cells)
+        for rnd in range(100):
+            c = loop.cells
+            c.left = c.left - c.active.long()
+            c.rounds = c.rounds + c.active.long()
+            c.active = c.active & (c.left > 0)
+            if loop.done(rnd):
+                break
+        return loop.result()
+
+    host = run()
+    with force_sync_free():
+        masked = run()
+    assert torch.equal(host.left, masked.left) and torch.equal(host.rounds, masked.rounds)
+    start = torch.randint(0, 40, (500,), generator=_gen(5))
+    skipped = torch.zeros(500, dtype=torch.bool)
+    skipped[::7] = True
+    assert torch.equal(host.left[skipped], start[skipped])
+    assert torch.all(host.left[~skipped] == 0)
+
+
+def _outcomes(scheme: str, known_gate: bool, seed: int) -> dict[str, torch.Tensor]:
+    """Pulses, reads, failures and write errors of ``scheme`` on 20 000 cells of the paper's
+    cell (1 % stuck): a load of fresh cells, or (``known_gate``) small updates after one."""
+    n = 20_000
+    dev = get_device("taox_1t1r", stuck_off_fraction=0.01)
+    params = dev.sample((n,), generator=_gen(10))
+    state = CellState.initial(dev, params)
+    target = 15.0 + 140.0 * torch.rand(n, generator=_gen(11))
+    mask = torch.rand(n, generator=_gen(12)) < 0.9
+    fn = get_scheme(scheme)
+    if known_gate:
+        state = fn(state, target, mask, dev, params, generator=_gen(13)).state
+        target = (state.g_us + 2.0 * torch.randn(n, generator=_gen(14))).clamp(15.0, 155.0)
+    res = fn(state, target, mask, dev, params, generator=_gen(seed))
+    ok = mask & params.free
+    return {
+        "pulses": res.pulses[mask].double(),
+        "reads": res.reads[mask].double(),
+        "failed": res.failed[mask].double(),
+        "error": (res.g_programmed_us - target)[ok].double(),
+    }
+
+
+@pytest.mark.parametrize(
+    ("scheme", "known_gate"),
+    [
+        ("memorial", False),
+        ("memorial", True),
+        ("write_verify", False),
+        ("write_verify", True),
+        ("write_verify_reset", False),
+    ],
+)
+def test_gathered_loops_have_the_masked_loops_statistics(scheme: str, known_gate: bool) -> None:
+    """The host-checked path gathers the cells still being written after each round in which
+    at most half of them are left (`WorkingSet`); the sync-free path pulses every cell with
+    masks until the slowest is done. The same physics: the same distribution of pulses and
+    reads per write, failures and write error (different draws, so within sampling error)."""
+    from eapu.runtime import force_sync_free
+
+    host = _outcomes(scheme, known_gate, seed=20)
+    with force_sync_free():
+        masked = _outcomes(scheme, known_gate, seed=21)
+    for key in ("pulses", "reads", "failed", "error"):
+        a, b = host[key], masked[key]
+        se = math.sqrt(float(a.var()) / a.numel() + float(b.var()) / b.numel())
+        assert abs(float(a.mean() - b.mean())) <= 5 * se + 1e-9, key
+        assert float(a.std()) == pytest.approx(float(b.std()), rel=0.06, abs=1e-9), key
+    for k in range(int(host["pulses"].max()) + 1):  # the histogram of pulses per write
+        pa = float((host["pulses"] == k).double().mean())
+        pb = float((masked["pulses"] == k).double().mean())
+        assert abs(pa - pb) <= 5 * math.sqrt(max(pa, pb, 1e-4) / 20_000) + 1e-9, k
+
+
+@pytest.mark.parametrize("budget", [2, 7, 12, 30])
+@pytest.mark.parametrize("known_gate", [False, True])
+def test_memorial_holds_its_pulse_budget(budget: int, known_gate: bool) -> None:
+    """No cell takes more than ``max_pulses`` (search and retries together), on both paths."""
+    from eapu.runtime import force_sync_free
+
+    dev, params, state, target, mask, gen = _fresh("taox_1t1r", 3000)
+    mp = get_scheme("memorial")
+    if known_gate:
+        state = mp(state, target, mask, dev, params, generator=gen).state
+        target = (state.g_us + 30.0 * torch.randn(3000, generator=gen)).clamp(15.0, 155.0)
+    for path in (False, True):
+        with force_sync_free() if path else contextlib.nullcontext():
+            res = mp(state, target, mask, dev, params, generator=_gen(4), max_pulses=budget)
+        assert int(res.pulses.max()) <= budget
+        assert int(res.pulses.max()) >= budget - 1  # some cell needs them all

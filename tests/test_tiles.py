@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 
 import pytest
 import torch
@@ -334,3 +335,172 @@ def test_reference_cells_belong_to_their_own_array_when_an_earlier_array_grows()
     refs = {t.name: set(t.ref_index.reshape(-1).tolist()) for t in xb.tiles}
     assert refs["b"].isdisjoint(refs["a"] | refs["c"])  # array 1's cells serve array 1 only
     assert refs["a"] < refs["c"]  # c shares array 0's first 9 rows with a
+
+
+# --- set-up in one batch -------------------------------------------------------------------
+
+
+def test_the_layout_follows_the_placement() -> None:
+    """Each weight is read against the reference cell of its block's array row; each cell's
+    row segment is one (array, row) of its tile, and a tile's segments are its rows."""
+    from eapu.tiles import matrix_shape
+
+    model = mixed()
+    xb = convert(model, **EXACT, array_size=(8, 8))  # small arrays: blocks in a grid
+    pl = xb.placement
+    for tile in xb.tiles:
+        rows, cols = matrix_shape(tile.shape, tile.transposed)
+        ref = tile._as_matrix(tile.ref_index.reshape(-1))
+        seg = tile._as_matrix(xb.cell_segment[tile.offset : tile.offset + tile.size])
+        keys = {}
+        for b in tile.blocks:
+            for r in range(b.rows):
+                want = pl.reference_index(b.array, r)
+                row = slice(b.col0, b.col0 + b.cols)
+                assert torch.all(ref[b.row0 + r, row] == want)
+                ids = set(seg[b.row0 + r, row].tolist())
+                assert len(ids) == 1
+                keys.setdefault((b.array, r), ids.pop())
+        assert len(set(keys.values())) == len(keys) == tile.segments
+        span = range(tile.segment_offset, tile.segment_offset + tile.segments)
+        assert set(keys.values()) == set(span)
+        assert (rows, cols) == ref.shape
+
+
+def test_a_seed_gives_the_same_crossbar_and_tiles_one_by_one_the_same_layout() -> None:
+    a, b = mixed(), mixed()
+    xa = convert(a, device="taox_1t1r", scheme="memorial", seed=3)
+    xb = convert(b, device="taox_1t1r", scheme="memorial", seed=3)
+    for name in ("g_us", "gate", "ref_g_us", "cell_gate_gain", "weight_ref_index", "cell_segment"):
+        assert torch.equal(getattr(xa, name), getattr(xb, name)), name
+    one = Crossbar("taox_1t1r", "memorial", seed=3)  # the same weights added one at a time
+    for t in xa.tiles:
+        one.add_tile(t.name, t.weight(), transposed=t.transposed)
+    assert torch.equal(one.weight_ref_index, xa.weight_ref_index)
+    assert [t.segments for t in one.tiles] == [t.segments for t in xa.tiles]
+
+
+def test_writes_in_chunks_are_the_writes_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host path hands a scheme at most a chunk of cells at a time, a chunk spanning
+    several writes; on the exact device the cells and every ledger row are the same."""
+    import eapu.tiles.crossbar as crossbar
+
+    def run(chunk: int) -> tuple[Crossbar, list[torch.Tensor], list[torch.Tensor]]:
+        monkeypatch.setattr(crossbar, "_CHUNK", chunk)
+        model = mixed()
+        xb = convert(model, **EXACT)
+        loads = [t.load_record.clone() for t in xb.tiles]
+        gen = torch.Generator().manual_seed(0)
+        dws = [torch.randn(t.shape, generator=gen) * 0.01 for t in xb.tiles]
+        for dw, t in zip(dws, xb.tiles, strict=True):
+            dw[torch.rand(t.shape, generator=gen) < 0.7] = 0.0
+        rows = [t.program(dw) for dw, t in zip(dws, xb.tiles, strict=True)]
+        xb.flush()
+        return xb, loads, rows
+
+    whole, loads, rows = run(1 << 18)
+    parts, loads_c, rows_c = run(7)
+    assert torch.equal(whole.g_us, parts.g_us) and torch.equal(whole.writes, parts.writes)
+    assert all(torch.equal(x, y) for x, y in zip(loads + rows, loads_c + rows_c, strict=True))
+    assert int(sum(r[FIELDS.index("written")] for r in rows)) > 0
+
+
+def test_siblings_of_several_tiles_come_at_once_in_their_order() -> None:
+    """Tiki-Taka's fast arrays: the simulator's tiles on one crossbar get their siblings in
+    one batch; another implementation of the seam is asked for its own."""
+    from eapu.tiles import siblings
+
+    class Other:  # a driver of some other hardware: only the seam's sibling is used
+        def __init__(self, tile: object) -> None:
+            self.tile, self.asked = tile, []
+            self.shape = tile.shape  # type: ignore[attr-defined]
+
+        def sibling(self, suffix: str, weight: torch.Tensor) -> object:
+            self.asked.append(suffix)
+            return self.tile
+
+    model = mixed()
+    xb = convert(model, **EXACT)
+    a, _, c = xb.tiles
+    other = Other(a)
+    before = len(xb.tiles)
+    out = siblings([a, other, c], ".A", [torch.zeros(t.shape) for t in (a, a, c)])  # type: ignore[list-item]
+    assert other.asked == [".A"] and out[1] is a
+    assert [t.name for t in out[::2]] == [a.name + ".A", c.name + ".A"]  # type: ignore[union-attr]
+    assert len(xb.tiles) == before + 2
+    assert torch.allclose(out[0].weight(), torch.zeros(a.shape), atol=1e-5)
+    with pytest.raises(ValueError, match="Invalid weights"):
+        siblings([a], ".B", [])
+    # a function of the placed sibling (Tiki-Taka: its symmetry point): one load, with it
+    seen = []
+
+    def half(t: object) -> torch.Tensor:
+        seen.append(t)
+        return torch.full(t.shape, 0.5)  # type: ignore[attr-defined]
+
+    made = siblings([c, other], ".C", half)
+    assert {id(t) for t in seen} == {id(t) for t in made} and other.asked == [".A", ".C"]
+    assert torch.allclose(made[0].weight(), torch.full(c.shape, 0.5), atol=1e-5)
+    written = made[0].load_record[FIELDS.index("written")]
+    assert int(written) == made[0].size  # loaded once: every cell, from fresh
+
+
+@pytest.mark.parametrize("mapping", ["reference_column", "differential"])
+def test_a_read_has_the_cells_and_the_references_noise(mapping: str) -> None:
+    """Reference column: a weight's read noise is its cell's minus its row's reference
+    cell's (shared by the row: weights of one row correlate by 1/2); differential: the pair's
+    two cells'. Unbiased, SD Rwg·√2·σ_read; the gradient reaches the parameter unchanged."""
+    from dataclasses import replace
+
+    from eapu.devices import get_device
+
+    dev = replace(get_device("ideal"), read_noise_sd_us=1.0)
+    lin = nn.Linear(64, 32, bias=False)
+    nn.init.uniform_(lin.weight, -0.5, 0.5)
+    model = nn.Sequential(lin)
+    rwg = 1 / 80 if mapping == "reference_column" else 1 / 160
+    convert(
+        model,
+        device=dev,
+        scheme="gaussian",
+        load_scheme="gaussian",
+        mapping=mapping,
+        rwg_per_us=rwg,
+        array_size=(64, 64),
+    )
+    layer = model[0]
+    noise = torch.stack([layer._read_weight().detach() - layer.weight.detach() for _ in range(400)])
+    sd = rwg * math.sqrt(2)
+    assert float(noise.mean()) == pytest.approx(0.0, abs=0.02 * sd)
+    assert float(noise.std()) == pytest.approx(sd, rel=0.03)
+    # a crossbar row is an input line: W[0, 0] and W[1, 0] share one, W[0, 1] is another
+    same_row = torch.corrcoef(torch.stack([noise[:, 0, 0], noise[:, 1, 0]]))[0, 1]
+    other_row = torch.corrcoef(torch.stack([noise[:, 0, 0], noise[:, 0, 1]]))[0, 1]
+    want = 0.5 if mapping == "reference_column" else 0.0
+    assert float(same_row) == pytest.approx(want, abs=0.15)
+    assert float(other_row) == pytest.approx(0.0, abs=0.15)
+    w = layer._read_weight()
+    (w * torch.arange(w.numel()).view(w.shape)).sum().backward()
+    assert torch.equal(layer.weight.grad, torch.arange(w.numel()).view(w.shape).float())
+
+
+def test_a_network_and_its_siblings_load_in_one_call_of_the_scheme(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Set-up is one batch: the reference cells in one call of the load scheme, every weight
+    in another (cells fewer than a chunk), Tiki-Taka's fast arrays in one more."""
+    from eapu.algorithms import TikiTakaV2
+
+    calls = []
+    original = Crossbar._scheme
+
+    def counted(self: Crossbar, *args: object) -> object:
+        calls.append(args[-1])
+        return original(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Crossbar, "_scheme", counted)
+    model = mixed()
+    convert(model, device="taox_1t1r", scheme="memorial")
+    assert calls == ["memorial", "memorial"]
+    TikiTakaV2(model.parameters(), lr=0.01, seed=0, auto_scale=False, transfer_unit="steps")
+    assert calls == ["memorial"] * 4  # the new arrays' reference cells, then A at its points

@@ -63,6 +63,19 @@ def _quantize(x: Tensor, bits: int | None) -> Tensor:
     return x + (q - x).detach()
 
 
+class _StraightThrough(torch.autograd.Function):
+    """``read`` forward, the gradient to ``weight`` unchanged (one read costs one pass over
+    the cells, not a read and a noise-free weight)."""
+
+    @staticmethod
+    def forward(ctx: Any, weight: Tensor, read: Tensor) -> Tensor:
+        return read
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        return grad, None
+
+
 def _republish(module: nn.Module, incompatible: Any) -> None:
     """After ``load_state_dict``: the parameter holds what the loaded cells hold."""
     tile = getattr(module, "tile", None)
@@ -89,14 +102,16 @@ class _Analog(nn.Module):
             self._eapu_hooked = True
 
     def _read_weight(self) -> Tensor:
-        """The weight this forward pass sees: the parameter plus the read noise of one read of
-        every cell (straight-through: the gradient reaches the parameter as it is)."""
+        """The weight this forward pass sees: one read of every cell (read noise), with the
+        gradient reaching the parameter as it is (straight-through; the parameter holds what
+        the cells hold without noise)."""
         tile, w = self.tile, self.weight
         tile.check(w)
         if not tile.noisy_reads:
             return w
-        delta = tile.read(evaluation=not self.training).to(w) - tile.weight().to(w)
-        return w + delta
+        return cast(
+            Tensor, _StraightThrough.apply(w, tile.read(evaluation=not self.training).to(w))
+        )
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Any:
         new = type(self).__new__(type(self))
@@ -119,15 +134,23 @@ class _Analog(nn.Module):
     ) -> Any:
         """An analog copy of ``layer`` whose weight is programmed onto ``crossbar``; it keeps
         ``layer``'s parameter objects (the weight then holds the programmed values)."""
+        weight = cast(Tensor, layer.weight)
+        tile = crossbar.add_tile(
+            name or cls.__name__, weight.detach(), transposed=cls._transposed_tile
+        )
+        return cls._on_tile(layer, tile, dac_bits, adc_bits)
+
+    @classmethod
+    def _on_tile(
+        cls, layer: nn.Module, tile: AnalogTile, dac_bits: int | None, adc_bits: int | None
+    ) -> Any:
+        """An analog copy of ``layer`` whose weight ``tile`` holds (it keeps ``layer``'s
+        parameter objects; the weight then holds the tile's values)."""
         new: Any = cls.__new__(cls)
         new.__dict__.update(layer.__dict__)  # shares hyper-parameters, parameters, hooks
         new._parameters = dict(layer._parameters)
         new._buffers = dict(layer._buffers)
         new._modules = dict(layer._modules)
-        weight = cast(Tensor, layer.weight)
-        tile = crossbar.add_tile(
-            name or cls.__name__, weight.detach(), transposed=cls._transposed_tile
-        )
         new._attach(tile, dac_bits, adc_bits)
         return new
 
@@ -269,10 +292,15 @@ def convert(
             )
     xb = Crossbar(**crossbar_kwargs)
     xb.to(targets[0][1].weight.device)
-    for k, (name, mod) in enumerate(targets):
-        new = _ANALOG[type(mod)].from_digital(
-            mod, xb, name=name, dac_bits=dac_bits, adc_bits=adc_bits
-        )
+    # Every weight placed and loaded at once (one draw, one call of the load scheme).
+    tiles = xb.add_tiles(
+        [
+            (name, cast(Tensor, mod.weight).detach(), _ANALOG[type(mod)]._transposed_tile)
+            for name, mod in targets
+        ]
+    )
+    for k, ((name, mod), tile) in enumerate(zip(targets, tiles, strict=True)):
+        new = _ANALOG[type(mod)]._on_tile(mod, tile, dac_bits, adc_bits)
         if k == 0:
             new.add_module(CROSSBAR_ATTR, xb)
         parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model

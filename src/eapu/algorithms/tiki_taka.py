@@ -13,6 +13,7 @@ from .. import validate
 from ..ledger import FIELDS
 from ..programming import get_scheme
 from ..seam import AnalogTile
+from ..tiles import siblings
 from .base import (
     TileAlgorithm,
     analog_tile,
@@ -342,17 +343,41 @@ class TikiTakaV2(TileAlgorithm):
     def _slot(self, p: Tensor) -> dict[str, Any]:
         slot = self._slots.get(id(p))
         if slot is None:
-            tile = analog_tile(p)
+            # Every analog parameter without a fast array gets one now, all placed at once.
+            new = [p, *(q for q in self.analog_parameters() if id(q) not in self._slots)]
+            new = list({id(q): q for q in new}.values())
+            self._place_fast(new)
+            for q in new:
+                analog_tile(q).publish(q, self.forward_weight(q))
+            slot = self._slots[id(p)]
+        return slot
+
+    def _place_fast(self, params: list[Tensor]) -> None:
+        """Place the fast arrays A of ``params`` all at once (`eapu.tiles.siblings`: one
+        draw, one call of the load scheme), each loaded at its cells' symmetry point (or at 0
+        without ``subtract_symmetry_point``)."""
+        tiles = [analog_tile(p) for p in params]
+        if self.subtract_symmetry_point:
+            # A starts at its symmetry point, a read of 0: loaded once, with it.
+            points: dict[int, Tensor] = {}
+
+            def at_symmetry_point(a: AnalogTile) -> Tensor:
+                points[id(a)] = a.symmetry_point()
+                return points[id(a)]
+
+            fast = siblings(tiles, ".A", at_symmetry_point)
+            refs = [points[id(f)] for f in fast]
+        else:
+            refs = [
+                torch.zeros(t.shape, device=p.device) for p, t in zip(params, tiles, strict=True)
+            ]
+            fast = siblings(tiles, ".A", refs)
+        for p, tile, f, ref in zip(params, tiles, fast, refs, strict=True):
             on = p.device
-            fast = tile.sibling(".A", torch.zeros(tile.shape, device=on))
-            ref = torch.zeros(tile.shape, device=on)
-            if self.subtract_symmetry_point:
-                ref = fast.symmetry_point()
-                fast.load(ref)  # A starts at its symmetry point: a read of 0 (a one-time load)
             line = line_index(tile)
             lines = int(line.max()) + 1
-            slot = self._slots[id(p)] = {
-                "A": fast,
+            self._slots[id(p)] = {
+                "A": f,
                 "ref": ref,
                 "line_of": line.to(on),
                 "H": torch.zeros(tile.shape, dtype=torch.float32, device=on),
@@ -363,8 +388,6 @@ class TikiTakaV2(TileAlgorithm):
                 "m_x": torch.zeros((), dtype=torch.float64, device=on),
                 "m_d": torch.zeros((), dtype=torch.float64, device=on),
             }
-            tile.publish(p, self.forward_weight(p))
-        return slot
 
     def _cells(self, p: Tensor) -> int:
         return int(analog_tile(p).cells) + int(self._slot(p)["A"].cells)

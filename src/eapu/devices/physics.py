@@ -2,11 +2,13 @@
 
 `pulse` (one identical pulse), `pulse_rounds` (trains of them), `gate_set` / `land` (RESET +
 gate-controlled SET), `relax` (the post-write shift), `read` (one noisy read), and the
-helpers `initial_conductance`, `stuck_values`, `gate_curve`, `interp`. Every random draw
-takes an explicit ``torch.Generator`` on the tensors' device.
+helpers `initial_conductance`, `stuck_values`, `gate_curve`, `interp`, `pick`. Every random
+draw takes an explicit ``torch.Generator`` on the tensors' device.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -14,11 +16,13 @@ from torch import Tensor
 from .core import STUCK_FREE, STUCK_OFF, STUCK_ON, CellParams, Device
 
 __all__ = [
+    "SoftBound",
     "gate_curve",
     "gate_set",
     "initial_conductance",
     "interp",
     "land",
+    "pick",
     "pulse",
     "pulse_rounds",
     "read",
@@ -41,6 +45,31 @@ def interp(x: Tensor, xp: tuple[float, ...], fp: tuple[float, ...]) -> Tensor:
     return f0 + w * (f1 - f0)
 
 
+#: `pick` blends from this many elements on (a tensor operation costs a few µs whatever its
+#: size: below, torch's one ``where`` beats the blend's two or three).
+_BLEND_FROM = 2048
+
+
+def pick(mask: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """``torch.where(mask, a, b)`` for finite ``a`` and ``b`` of one dtype and shape (integers:
+    whose difference the dtype holds), the same values bit for bit.
+
+    On the CPU as arithmetic (``lerp`` with weights 0 and 1, ``b + mask·(a - b)`` for
+    integers, bit operations for bools): torch's CPU ``where`` branches per element, and a
+    mask of random bits (which cells of a pulse round moved, which read came out low) costs
+    it about 3.5 ns per element, against 0.3 ns for the blend (measured with torch 2.13 on
+    one core). Elsewhere, and below `_BLEND_FROM` elements (where one call costs less than
+    the blend's two or three), ``torch.where``.
+    """
+    if a.device.type != "cpu" or a.numel() < _BLEND_FROM:
+        return torch.where(mask, a, b)
+    if a.dtype.is_floating_point:  # (bool -> float through uint8: 8 times faster)
+        return torch.lerp(b, a, mask.view(torch.uint8).to(a.dtype))
+    if a.dtype == torch.bool:
+        return (mask & a) | (b & ~mask)
+    return b + mask.to(b.dtype) * (a - b)
+
+
 def _check_shape(name: str, t: Tensor, params: CellParams) -> None:
     if t.shape != params.shape:
         raise ValueError(
@@ -49,13 +78,13 @@ def _check_shape(name: str, t: Tensor, params: CellParams) -> None:
 
 
 def _hold_stuck(g_new: Tensor, g_old: Tensor, params: CellParams) -> Tensor:
-    return torch.where(params.stuck == STUCK_FREE, g_new, g_old)
+    return pick(params.stuck == STUCK_FREE, g_new, g_old)
 
 
 def stuck_values(g: Tensor, device: Device, params: CellParams) -> Tensor:
     """``g`` with the stuck cells set to their bound (off: ``g_min_us``, on: ``g_max_us``)."""
-    g = torch.where(params.stuck == STUCK_OFF, torch.full_like(g, device.g_min_us), g)
-    return torch.where(params.stuck == STUCK_ON, torch.full_like(g, device.g_max_us), g)
+    g = pick(params.stuck == STUCK_OFF, torch.full_like(g, device.g_min_us), g)
+    return pick(params.stuck == STUCK_ON, torch.full_like(g, device.g_max_us), g)
 
 
 def _randn_like(x: Tensor, generator: torch.Generator) -> Tensor:
@@ -101,7 +130,7 @@ def pulse(
     pol = polarity.to(g_us.dtype)
     step = device.pulse_step_us(g_us, pol, params, z)
     g_new = (g_us + step).clamp(device.g_min_us, device.g_max_us)
-    g_new = torch.where(pol == 0, g_us, g_new)
+    g_new = pick(pol == 0, g_us, g_new)
     return _hold_stuck(g_new, g_us, params)
 
 
@@ -119,11 +148,16 @@ def pulse_rounds(
     ``rounds`` is non-increasing). Returns the conductances after the last round.
 
     Where the device's step is the soft bound (`Device.pulse_step_linear` gives its
-    coefficients) they are computed once per train instead of once per pulse: the same draws
-    in the same order, the same result up to float rounding (tested against the generic
-    loop), a fraction of the tensor operations per round. Tiki-Taka's fast array takes trains
-    of hundreds of pulses, so this loop is most of its cost. Any other kind takes `pulse`
-    round by round.
+    coefficients), a pulse maps G to G + step·(a + b·G)·η, η = max(0, 1 + c2c_sd·z): affine
+    in G, and for one polarity monotone, so the window's clamp after each pulse of a train is
+    the clamp at its end (a SET train that reaches g_max stays there, as its steps are >= 0
+    up to g_max). Once fewer than `_FEW_CELLS` cells are left, a block of rounds is one
+    composition of affine maps, computed at once for the cells its first round pulses
+    (`_train_block`; blocks of 1, 2, 4 ... rounds, at most `_BLOCK` cells x rounds): the
+    same draws in the same order as the generic loop, the
+    same result up to float rounding (tested against it), and of a round's tensor operations
+    only its draw left. Tiki-Taka's fast array takes trains of hundreds of pulses, so this
+    loop is most of its cost. Any other kind takes `pulse` round by round.
     """
     g = g_us.clone()
     lin = device.pulse_step_linear(polarity, params)
@@ -134,18 +168,114 @@ def pulse_rounds(
         return g
     step, a, b = (t.to(g.dtype) for t in lin)
     step = torch.where(params.free, step, 0.0)  # a stuck cell does not move
-    for c in rounds:
-        z = torch.randn(c, generator=generator, dtype=g.dtype, device=g.device)
-        gc = g[:c]
-        soft = torch.addcmul(a[:c], gc, b[:c]).clamp_(min=0).mul_(step[:c])
-        noise = torch.add(1, z, alpha=device.c2c_sd).clamp_(min=0)
-        gc.addcmul_(soft, noise).clamp_(device.g_min_us, device.g_max_us)
+    # Steps never change sign inside the window (a + b·G >= 0 at both ends): else round by round.
+    signed = bool(((a + b * device.g_min_us >= 0) & (a + b * device.g_max_us >= 0)).all())
+    k, width = 0, 1
+    while k < len(rounds):
+        c = rounds[k]
+        many = signed and c < _FEW_CELLS  # else a round's operations cost more than its Python
+        block = rounds[k : k + (max(1, min(width, _BLOCK // c)) if many else 1)]
+        g[:c] = _train_block(g[:c], step[:c], a[:c], b[:c], block, device, generator)
+        k += len(block)
+        width *= 2
     return g
+
+
+#: Most cells x rounds of one block of `pulse_rounds` (float64 matrices of 2 MiB).
+_BLOCK = 1 << 18
+#: `pulse_rounds` composes blocks of rounds for fewer cells than this (a block costs some
+#: 25 ns per cell and round, a round by itself 6 ns per cell and some 20 µs of Python).
+_FEW_CELLS = 1 << 12
+
+
+def _train_block(
+    g: Tensor,
+    step: Tensor,
+    a: Tensor,
+    b: Tensor,
+    block: list[int],
+    device: Device,
+    generator: torch.Generator,
+) -> Tensor:
+    """``len(block)`` rounds of `pulse_rounds` on the cells ``g`` (soft-bound coefficients
+    ``step``, ``a``, ``b``): round j pulses the first ``block[j]`` of them."""
+    c, width = block[0], len(block)
+    on = g.device
+    # One draw per round, as the generic loop makes them (a draw of their sum differs).
+    z = [torch.randn(n, generator=generator, dtype=g.dtype, device=on) for n in block]
+    eta = torch.add(1, torch.cat(z), alpha=device.c2c_sd).clamp_(min=0)
+    lo, hi = device.g_min_us, device.g_max_us
+    if width == 1:
+        soft = torch.addcmul(a, g, b).clamp_(min=0).mul_(step)
+        return torch.addcmul(g, soft, eta).clamp_(lo, hi)
+    # The draws into a (rounds, cells) matrix in round order, as the generic loop takes them.
+    pulsed = torch.arange(c, device=on) < torch.tensor(block, device=on).unsqueeze(1)
+    e = torch.zeros(width, c, dtype=torch.float64, device=on)
+    e[pulsed] = eta.double()
+    # Round j maps G to alpha_j·G + beta_j; after the block G_end = P·(G + sum_j beta_j / P_j),
+    # P_j = alpha_0 ... alpha_j and P the last of them.
+    alpha = (step * b).double() * e + 1
+    if not bool((alpha > 0).all()):  # a step that overshoots its bound: round by round
+        g = g.clone()
+        for j, n in enumerate(block):
+            soft = torch.addcmul(a[:n], g[:n], b[:n]).clamp_(min=0).mul_(step[:n])
+            g[:n] = torch.addcmul(g[:n], soft, e[j, :n].to(g.dtype)).clamp_(lo, hi)
+        return g
+    beta = (step * a).double() * e
+    prod = alpha.cumprod(0)
+    end = prod[-1] * (g.double() + (beta / prod).sum(0))
+    return end.to(g.dtype).clamp_(lo, hi)
+
+
+@dataclass
+class SoftBound:
+    """The soft bound of SET and RESET of a tensor of cells (`Device.pulse_step_linear` of
+    +1 and of -1; a stuck cell's steps are 0), computed once for a loop that pulses the same
+    cells round after round (write-verify): `pulse` is then a few tensor operations instead
+    of the device's per-pulse selection of its coefficients by polarity."""
+
+    step_up: Tensor
+    a_up: Tensor
+    b_up: Tensor
+    step_down: Tensor
+    a_down: Tensor
+    b_down: Tensor
+
+    @classmethod
+    def of(cls, device: Device, params: CellParams, dtype: torch.dtype) -> SoftBound | None:
+        """The cells' coefficients, or None for a device kind whose step is not the soft
+        bound (`MeasuredDevice`: its own `Device.pulse_step_us` then)."""
+        one = torch.ones(params.shape, dtype=dtype, device=params.stuck.device)
+        up, down = device.pulse_step_linear(one, params), device.pulse_step_linear(-one, params)
+        if up is None or down is None:
+            return None
+        free = params.free
+        (su, au, bu), (sd, ad, bd) = ((t.to(dtype) for t in lin) for lin in (up, down))
+        return cls(pick(free, su, 0 * su), au, bu, pick(free, sd, 0 * sd), ad, bd)
+
+    def pulse(
+        self, g_us: Tensor, on: Tensor, down: Tensor, device: Device, *, generator: torch.Generator
+    ) -> Tensor:
+        """`pulse` of the cells ``on``: RESET where ``down``, else SET (the same physics and
+        draws: one normal per cell)."""
+        w = down.view(torch.uint8).to(g_us.dtype)
+        step = torch.lerp(self.step_up, self.step_down, w)
+        soft = (
+            torch.addcmul(
+                torch.lerp(self.a_up, self.a_down, w), g_us, torch.lerp(self.b_up, self.b_down, w)
+            )
+            .clamp_(min=0)
+            .mul_(step)
+        )
+        z = _randn_like(g_us, generator)
+        noise = torch.add(1, z, alpha=device.c2c_sd).clamp_(min=0)
+        moved = torch.addcmul(g_us, soft, noise).clamp_(device.g_min_us, device.g_max_us)
+        return pick(on, moved, g_us)
 
 
 def _gate_voltage(level: Tensor, device: Device, dtype: torch.dtype) -> Tensor:
     dv = (device.v_gate_max_v - device.v_gate_min_v) / (device.gate_levels - 1)
-    return device.v_gate_min_v + level.to(dtype) * dv
+    return device.v_gate_min_v + (level if level.dtype == dtype else level.to(dtype)) * dv
 
 
 def gate_curve(level: Tensor, device: Device, params: CellParams | None = None) -> Tensor:
@@ -203,9 +333,10 @@ def land(
     ``any_stuck=False`` (the caller knows no cell is stuck) skips the stuck-value pass.
     """
     dtype = dtype or params.gate_gain.dtype
-    g = gate_curve(level, device, params).to(dtype)
+    g = gate_curve(level, device, params)
+    g = g if g.dtype == dtype else g.to(dtype)
     if device.gate_c2c_sd_us > 0:
-        g = g + device.gate_c2c_sd_us * _randn_like(g, generator)
+        g = torch.add(g, _randn_like(g, generator), alpha=device.gate_c2c_sd_us)
     else:
         _randn_like(g, generator)  # same stream advance whatever the noise level
     g = g.clamp(device.g_min_us, device.g_max_us)
@@ -229,13 +360,13 @@ def relax(
         device.g_min_us, device.g_max_us
     )
     if mask is not None:
-        g_new = torch.where(mask, g_new, g_us)
+        g_new = pick(mask, g_new, g_us)
     return _hold_stuck(g_new, g_us, params)
 
 
 def read(g_us: Tensor, device: Device, *, generator: torch.Generator) -> Tensor:
     """One noisy read: ``g_us + N(0, read_noise_sd_us)``; not clamped, state unchanged."""
-    return g_us + device.read_noise_sd_us * _randn_like(g_us, generator)
+    return torch.add(g_us, _randn_like(g_us, generator), alpha=device.read_noise_sd_us)
 
 
 def symmetry_point_us(device: Device, params: CellParams, *, iterations: int = 48) -> Tensor:

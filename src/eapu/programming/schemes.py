@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -43,8 +43,10 @@ from .. import validate
 from ..devices import (
     CellParams,
     Device,
+    SoftBound,
     gate_curve,
     land,
+    pick,
     pulse,
     pulse_rounds,
     read,
@@ -53,6 +55,7 @@ from ..runtime import round_done, sync_free
 from .core import (
     CellState,
     ProgramResult,
+    WorkingSet,
     check_budget,
     check_tolerance,
     finish_write,
@@ -82,9 +85,10 @@ def _nominal_linear(device: Device) -> tuple[float, float]:
 
 
 def _local_slope(level: Tensor, device: Device, dtype: torch.dtype) -> Tensor:
-    """Nominal dG/dlevel around each level (in range), floored at a quarter of the mean
-    slope: looked up in a per-level table computed once per device (memorial's retries)."""
-    return _slope_table(device, dtype, level.device)[level]
+    """Nominal dG/dlevel around each level (in range; an integer, or a float holding one),
+    floored at a quarter of the mean slope: looked up in a per-level table computed once per
+    device (memorial's retries)."""
+    return _slope_table(device, dtype, level.device)[level.long()]
 
 
 @functools.lru_cache(maxsize=64)
@@ -189,19 +193,39 @@ def pulse_train(
         gate = torch.where(n > 0, torch.full_like(state.gate, -1), state.gate)
         return finish_write(g_prog, gate, n, device, params, generator=generator)
     flat = n.reshape(-1)
-    order = torch.argsort(flat, descending=True, stable=True)
     # Cells by decreasing n: the cells still pulsed in round k are a prefix of `order`.
+    order = _longest_first(flat)
     alive = (flat.numel() - torch.bincount(flat, minlength=1).cumsum(0)).tolist()
     busy = order[: alive[0]]
-    g = state.g_us.reshape(-1)[busy]
-    pol = torch.sign(dg).reshape(-1)[busy]
-    cells = params.select(busy)
+    g = state.g_us.reshape(-1).index_select(0, busy)
+    pol = torch.sign(dg).reshape(-1).index_select(0, busy)
+    cells = _take(params, busy)
     rounds = alive[: int(flat.max()) if flat.numel() else 0]
     g = pulse_rounds(g, pol, device, cells, rounds, generator=generator)
     g_prog = state.g_us.clone()
     g_prog.view(-1)[busy] = g
     gate = torch.where(n > 0, torch.full_like(state.gate, -1), state.gate)
     return finish_write(g_prog, gate, n, device, params, generator=generator)
+
+
+def _longest_first(n: Tensor) -> Tensor:
+    """The positions of ``n`` (int, >= 0) by decreasing value, ties in order: numpy's stable
+    sort, a radix sort below 2**15 (a tenth of torch's CPU argsort on a network's cells)."""
+    if n.device.type == "cpu" and n.numel() and int(n.max()) < 2**15:
+        key = (2**15 - 1 - n).to(torch.int16).numpy()
+        return torch.from_numpy(np.argsort(key, kind="stable"))
+    return torch.argsort(n, descending=True, stable=True)
+
+
+def _take(params: CellParams, idx: Tensor) -> CellParams:
+    """``params`` at the flat cells ``idx`` (``index_select``: a quarter of the time of
+    advanced indexing on the CPU)."""
+
+    def take(t: Tensor) -> Tensor:
+        return t.reshape(-1).index_select(0, idx)
+
+    std = {f: take(getattr(params, f)) for f in CellParams.FIELDS}
+    return CellParams(**std, extra={k: take(v) for k, v in params.extra.items()})
 
 
 def _train_masked(
@@ -295,29 +319,66 @@ def write_verify(
     target = prepare_write(state, target_us, mask, device, params)
     tol = check_tolerance(tolerance_us, device)
     budget = check_budget(max_pulses, device)
-    g = state.g_us
-    pulses, reads = zero_counts(mask), zero_counts(mask)
-    active = mask & (target != g)
-    for rnd in range(budget + 1):
-        r = read(g, device, generator=generator)
-        reads += (mask if rnd == 0 else active).to(torch.int32)
-        if rnd == 0:  # the update's first pulse, towards the target as read
-            low = active & (r < target)
-            high = active & ~low
-        else:
-            low = active & (r < target - tol)
-            high = active & (r > target + tol)
-        active = low | high
-        if rnd == budget or round_done(active, rnd):
+    active = mask & (target != state.g_us)
+    loop = WorkingSet(
+        _Verify(
+            g=state.g_us.clone(),
+            target=target,
+            pulses=zero_counts(mask),
+            reads=mask.to(torch.int32),  # the first read, of every requested cell
+            active=active,
+            high=torch.zeros_like(active),
+            params=params,
+            bound=SoftBound.of(device, params, state.g_us.dtype),
+        ),
+        cells=active,
+        results=("g", "pulses", "reads"),
+    )
+    c = loop.cells
+    r = read(c.g, device, generator=generator)
+    c.high = c.active & (r >= c.target)  # the update's first pulse, towards the target as read
+    for rnd in range(budget):
+        if loop.done(rnd):
             break
-        pol = low.to(g.dtype) - high.to(g.dtype)
-        g = pulse(g, pol, device, params, generator=generator)
-        pulses += active.to(torch.int32)
+        c.g = _pulse(c, c.params, device, generator)
+        c.pulses.add_(c.active)
+        r = read(c.g, device, generator=generator)
+        c.reads.add_(c.active)
+        low = c.active & (r < c.target - tol)
+        c.high = c.active & (r > c.target + tol)
+        c.active = low | c.high
+    out = loop.result()
+    g, pulses = out.g, out.pulses
     failed = mask & ((g - target).abs() > tol)
     gate = torch.where(pulses > 0, torch.full_like(state.gate, -1), state.gate)
     return finish_write(
-        g, gate, pulses, device, params, generator=generator, reads=reads, failed=failed
+        g, gate, pulses, device, params, generator=generator, reads=out.reads, failed=failed
     )
+
+
+@dataclasses.dataclass
+class _Verify:
+    """Per-cell state of a write-verify loop (`WorkingSet`)."""
+
+    g: Tensor
+    target: Tensor
+    pulses: Tensor
+    reads: Tensor
+    active: Tensor
+    high: Tensor  # of the active cells, those above the target (the next pulse: RESET)
+    params: CellParams
+    bound: SoftBound | None  # the cells' soft bound (None: the device's own pulse)
+
+
+def _pulse(
+    c: _Verify | _Ramp, params: CellParams, device: Device, generator: torch.Generator
+) -> Tensor:
+    """One identical pulse of the active cells of a write-verify loop, towards the target:
+    RESET the high ones, SET the others (`SoftBound.pulse` where the device has one)."""
+    if c.bound is not None:
+        return c.bound.pulse(c.g, c.active, c.high, device, generator=generator)
+    pol = c.active.to(c.g.dtype) - 2 * c.high.to(c.g.dtype)  # +1 SET, -1 RESET, 0 none
+    return pulse(c.g, pol, device, params, generator=generator)
 
 
 @register_scheme(
@@ -362,34 +423,32 @@ def memorial(
     top = device.gate_levels - 1
     i32 = torch.int32
 
-    g = state.g_us
-    gate = state.gate.to(torch.int64)
+    g = state.g_us.clone()
+    gate = state.gate.to(dtype)  # the loops count gate levels in floats (exact integers)
     pulses, reads = zero_counts(mask), zero_counts(mask)
-    free = params.free
-    any_stuck = sync_free(free) or not bool(free.all())  # (sync-free: always the stuck pass)
+    any_stuck = sync_free(params.free) or not bool(params.free.all())  # (sync-free: always)
 
-    def probe(levels: Tensor, sel: Tensor) -> Tensor:
-        """RESET + SET the selected cells at ``levels``; returns their read values."""
-        nonlocal g
+    def probe(c: _Search | _Steps, levels: Tensor) -> Tensor:
+        """RESET + SET the active cells at ``levels``; returns their read values."""
         landed = land(  # levels are in range: the search's midpoints, the clamped steps
             levels,
             device,
-            params,
+            c.params,
             generator=generator,
             dtype=dtype,
             any_stuck=any_stuck,
         )
-        g = torch.where(sel & free if any_stuck else sel, landed, g)
-        n = sel.to(i32)
-        pulses.add_(n, alpha=2)
-        reads.add_(n)
-        return read(g, device, generator=generator)
+        sel = c.active & c.params.free if any_stuck else c.active
+        c.g = pick(sel, landed, c.g)
+        c.pulses.add_(c.active, alpha=2)
+        c.reads.add_(c.active)
+        return read(c.g, device, generator=generator)
 
     r = read(g, device, generator=generator)
     reads += mask.to(i32)
     # A cell of unknown position is searched only if its read is off target; a cell of known
     # position is always updated (an update is a write: RESET + SET at least once).
-    todo = mask & torch.where(gate < 0, (r - target).abs() > tol, target != g)
+    todo = mask & pick(gate < 0, (r - target).abs() > tol, target != g)
     if budget < 2:
         todo = torch.zeros_like(todo)
     last_read = r  # read value that belongs to the level in `gate`
@@ -397,61 +456,125 @@ def memorial(
     # Binary search for the cells of unknown position.
     search = todo & (gate < 0)
     if not round_done(search, 0):
-        lo = torch.zeros_like(gate)
-        hi = torch.full_like(gate, top)
-        best_level = torch.zeros_like(gate)
-        best_err = torch.full_like(g, math.inf)
-        best_read = g.clone()
-        active = search.clone()
+        loop = WorkingSet(
+            _Search(
+                g=g,
+                target=target,
+                pulses=pulses,
+                reads=reads,
+                todo=todo,
+                active=search.clone(),
+                params=params,
+                lo=torch.zeros_like(g),
+                hi=torch.full_like(g, top),
+                best_level=torch.zeros_like(g),
+                best_err=torch.full_like(g, torch.finfo(dtype).max),  # (pick: finite)
+                best_read=g.clone(),
+            ),
+            cells=search,
+            results=("g", "pulses", "reads", "todo", "best_level", "best_read"),
+        )
         for probe_k in range(device.gate_levels.bit_length() + 1):  # log2 levels + 1 at most
-            mid = (lo + hi) // 2
-            r = probe(mid, active)
-            err = r - target
+            c = loop.cells
+            mid = torch.floor((c.lo + c.hi) * 0.5)
+            r = probe(c, mid)
+            err = r - c.target
             aerr = err.abs()
-            better = active & (aerr < best_err)
-            best_level = torch.where(better, mid, best_level)
-            best_err = torch.where(better, aerr, best_err)
-            best_read = torch.where(better, r, best_read)
-            ok = active & (aerr <= tol)
-            todo = todo & ~ok
-            gate = torch.where(active, mid, gate)
-            last_read = torch.where(active, r, last_read)
-            lo = torch.where(active & (err < 0), mid + 1, lo)
-            hi = torch.where(active & (err >= 0), mid - 1, hi)
-            active = active & ~ok & (lo <= hi) & (pulses <= budget - 2)
-            if round_done(active, probe_k):
+            better = c.active & (aerr < c.best_err)
+            c.best_level = pick(better, mid, c.best_level)
+            c.best_err = pick(better, aerr, c.best_err)
+            c.best_read = pick(better, r, c.best_read)
+            ok = c.active & (aerr <= tol)
+            c.todo = c.todo & ~ok
+            c.lo = pick(c.active & (err < 0), mid + 1, c.lo)
+            c.hi = pick(c.active & ~(err < 0), mid - 1, c.hi)
+            c.active = c.active & ~ok & (c.lo <= c.hi) & (c.pulses <= budget - 2)
+            if loop.done(probe_k):
                 break
-        # Continue from the best probe (the controller remembers it).
-        moved = search & todo
-        gate = torch.where(moved, best_level, gate)
-        last_read = torch.where(moved, best_read, last_read)
+        out = loop.result()
+        g, pulses, reads, todo = out.g, out.pulses, out.reads, out.todo
+        # Continue from the best probe (the controller remembers it): a cell that ended
+        # within tolerance did so at its best probe, the last one.
+        gate = pick(search, out.best_level, gate)
+        last_read = pick(search, out.best_read, last_read)
 
     # Step-to-step from the remembered level.
     active = todo & (pulses <= budget - 2)
     if not round_done(active, 0):
         slope = _local_slope(gate.clamp(0, top), device, dtype)
-        level = gate + torch.round((target - last_read) / slope).to(torch.int64)
-        level = torch.where(active, level.clamp(0, top), gate)
+        level = (gate + torch.round((target - last_read) / slope)).clamp(0, top)
+        steps = WorkingSet(
+            _Steps(
+                g=g,
+                target=target,
+                pulses=pulses,
+                reads=reads,
+                active=active,
+                params=params,
+                level=pick(active, level, gate),
+            ),
+            cells=active,
+            results=("g", "pulses", "reads", "level"),
+        )
+        # Host path: no cell's budget runs out before this retry (each retry costs 2 pulses).
+        safe = -1 if sync_free(pulses) else (budget - 4 - int(pulses.max())) // 2
         for retry in range(budget):
-            r = probe(level, active)
-            gate = torch.where(active, level, gate)
-            err = target - r
-            active = active & (err.abs() > tol) & (pulses <= budget - 2)
+            t = steps.cells
+            r = probe(t, t.level)
+            err = t.target - r
+            t.active = t.active & (err.abs() > tol)
+            if retry >= safe:
+                t.active &= t.pulses <= budget - 2
             if step == "one":
-                move = torch.sign(err).to(torch.int64)
+                move = torch.sign(err)
             else:
-                slope = _local_slope(level.clamp(0, top), device, dtype)
-                n = torch.trunc(err.abs() / slope).clamp(min=1)
-                move = (torch.sign(err) * n).to(torch.int64)
-            level = torch.where(active, (level + move).clamp(0, top), level)
-            if round_done(active, retry):
+                slope = _local_slope(t.level, device, dtype)
+                move = torch.sign(err) * torch.trunc(err.abs() / slope).clamp(min=1)
+            # A cell that is done keeps the level it was probed at: its gate position.
+            t.level = pick(t.active, (t.level + move).clamp(0, top), t.level)
+            if steps.done(retry):
                 break
+        done = steps.result()
+        g, pulses, reads = done.g, done.pulses, done.reads
+        gate = pick(active, done.level, gate)
 
     failed = mask & ((g - target).abs() > tol)
     gate_out = torch.where(pulses > 0, gate.to(state.gate.dtype), state.gate)
     return finish_write(
         g, gate_out, pulses, device, params, generator=generator, reads=reads, failed=failed
     )
+
+
+@dataclasses.dataclass
+class _Search:
+    """Per-cell state of memorial's binary search (`WorkingSet`); levels in floats."""
+
+    g: Tensor
+    target: Tensor
+    pulses: Tensor
+    reads: Tensor
+    todo: Tensor
+    active: Tensor
+    params: CellParams
+    lo: Tensor
+    hi: Tensor
+    best_level: Tensor
+    best_err: Tensor
+    best_read: Tensor
+
+
+@dataclasses.dataclass
+class _Steps:
+    """Per-cell state of memorial's step-to-step retries (`WorkingSet`); the level in a
+    float."""
+
+    g: Tensor
+    target: Tensor
+    pulses: Tensor
+    reads: Tensor
+    active: Tensor
+    params: CellParams
+    level: Tensor
 
 
 # --------------------------------------------------------------------------------------
@@ -514,34 +637,61 @@ def write_verify_reset(
         step_up_scale=params.step_up_scale * step_scale,
         step_down_scale=params.step_down_scale * step_scale,
     )
-    g = state.g_us
-    pulses = zero_counts(mask)
-    reads = mask.to(torch.int32)  # the verify read that finds the cells to write
-    active = mask & (target != g) if budget > 0 else torch.zeros_like(mask)
+    active = mask & (target != state.g_us) if budget > 0 else torch.zeros_like(mask)
     # One full RESET: the cell forgets where it was (stuck cells take it and stay put).
-    reset_g = torch.full_like(g, device.g_reset_us)
-    g = torch.where(active & params.free, reset_g, g)
-    pulses += active.to(torch.int32)
+    reset_g = torch.full_like(state.g_us, device.g_reset_us)
+    loop = WorkingSet(
+        _Ramp(
+            g=torch.where(active & params.free, reset_g, state.g_us),
+            target=target,
+            pulses=active.to(torch.int32),
+            reads=mask.to(torch.int32),  # the verify read that finds the cells to write
+            active=active,
+            high=torch.zeros_like(active),
+            fine=fine,
+            bound=SoftBound.of(device, fine, state.g_us.dtype),
+        ),
+        cells=active,
+        results=("g", "pulses", "reads"),
+    )
     # The controller stops half a nominal step short of the target, not at the edge of the
     # tolerance: a ramp that always approaches from below would otherwise land low, on
     # average by half a step, and BP would add that bias at every update.
     half_up = min(0.5 * step_scale * device.step_up_us, tol)
     half_down = min(0.5 * step_scale * device.step_down_us, tol)
-    rounds = 0
+    c = loop.cells
+    rnd = 0
     while True:
-        r = read(g, device, generator=generator)
-        reads += active.to(torch.int32)
-        low = active & (r < target - half_up)
-        high = active & (r > target + half_down)
-        active = (low | high) & (pulses < budget)
-        if round_done(active, rounds):
+        r = read(c.g, device, generator=generator)
+        c.reads.add_(c.active)
+        low = c.active & (r < c.target - half_up)
+        high = c.active & (r > c.target + half_down)
+        c.active = (low | high) & (c.pulses < budget)
+        c.high = high & c.active
+        if loop.done(rnd):
             break
-        rounds += 1
-        pol = torch.where(active, low.to(g.dtype) - high.to(g.dtype), torch.zeros_like(g))
-        g = pulse(g, pol, device, fine, generator=generator)
-        pulses += active.to(torch.int32)
+        rnd += 1
+        c.g = _pulse(c, c.fine, device, generator)
+        c.pulses.add_(c.active)
+    out = loop.result()
+    g, pulses, reads = out.g, out.pulses, out.reads
     failed = mask & ((g - target).abs() > tol)
     gate = torch.where(pulses > 0, torch.full_like(state.gate, -1), state.gate)
     return finish_write(
         g, gate, pulses, device, params, generator=generator, reads=reads, failed=failed
     )
+
+
+@dataclasses.dataclass
+class _Ramp:
+    """Per-cell state of `write_verify_reset`'s ramp (`WorkingSet`); ``fine``: the cells'
+    draw with the scaled steps."""
+
+    g: Tensor
+    target: Tensor
+    pulses: Tensor
+    reads: Tensor
+    active: Tensor
+    high: Tensor  # of the active cells, those above the target (the next pulse: RESET)
+    fine: CellParams
+    bound: SoftBound | None  # the scaled cells' soft bound (None: the device's own pulse)

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from .crossbar import Crossbar, characterized_sd
 from .placement import MAPPINGS, Block, Placement, matrix_shape, operating_range
-from .tile import Tile
+from .tile import Tile, siblings
 
 __all__ = [
     "MAPPINGS",
@@ -46,4 +46,5 @@ __all__ = [
     "characterized_sd",
     "matrix_shape",
     "operating_range",
+    "siblings",
 ]

@@ -7,7 +7,7 @@ import contextlib
 import functools
 import hashlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from .. import validate
 from ..devices import CellParams, Device, get_device, read
 from ..ledger import FIELDS
-from ..programming import CellState, characterize, get_scheme
+from ..programming import CellState, characterize, get_scheme, positions
 from ..runtime import sync_free
 from .placement import MAPPINGS, Placement, matrix_shape, operating_range
 from .tile import Tile
@@ -29,6 +29,11 @@ _READ_SEED_OFFSET = 0x5EAD_0001
 _EVAL_SEED_OFFSET = 0x5EAD_0002
 _GENERATORS = ("generator", "read_generator", "eval_generator")
 _FAILED, _SKIPPED, _ROWS = (FIELDS.index(f) for f in ("failed", "skipped", "rows"))
+#: Cells per call of a scheme on the host-checked path (`Crossbar.flush`): 2**18 cells keep
+#: a pulse loop's tensors (about 1 MiB each) near the core's cache; measured on taox_1t1r's
+#: memorial load, 0.37 s per million cells against 0.48 s in one call and 0.45 s in chunks
+#: of 2**16 (one core, torch 2.13).
+_CHUNK = 1 << 18
 
 
 @functools.lru_cache(maxsize=64)
@@ -336,77 +341,144 @@ class Crossbar(nn.Module):
         )
 
     def add_tile(self, name: str, weight: Tensor, *, transposed: bool = False) -> Tile:
-        """Place ``weight`` on the arrays, program the new reference cells, load the weight."""
-        rows, cols = matrix_shape(tuple(weight.shape), transposed)
-        unit = 1 if transposed else math.prod(weight.shape[2:])
-        blocks = self.placement.add(name, rows, cols, row_unit=unit)
+        """Place ``weight`` on the arrays, program the new reference cells, load the weight
+        (`add_tiles` of one)."""
+        return self.add_tiles([(name, weight, transposed)])[0]
+
+    def add_tiles(
+        self, specs: Sequence[tuple[str, Tensor, bool]], *, load: bool = True
+    ) -> list[Tile]:
+        """Place several weights at once: ``(name, weight, transposed)`` each, in order.
+        ``load=False`` places them without loading the weights (only their shapes count): the
+        cells stay fresh, for the caller to load (`eapu.tiles.siblings`).
+
+        Every block is placed first; then the reference cells the new array rows need are
+        drawn and programmed, the buffers grow once and the new weight cells' device-to-device
+        draw is made, and every weight is loaded in one flush of the load scheme (cells in
+        chunks of `_CHUNK`, each drawn and programmed in turn). A network's set-up is then
+        linear in its weights (tile by tile, each tile grew every buffer: quadratic). The
+        draws come in that order, so a seed gives the same crossbar for the same list of
+        weights.
+        """
+        if not specs:
+            return []
+        self.flush()
+        on = self.torch_device
+        checked = []
+        for name, weight, transposed in specs:
+            rows, cols = matrix_shape(tuple(weight.shape), transposed)  # raises below 2-d
+            w = weight.detach().to(on, torch.float32)
+            if not bool(w.isfinite().all()):  # set-up time: a check may wait for the device
+                raise ValueError(f"Invalid weight: tile {name!r} got NaN or Inf to load")
+            checked.append((name, w, transposed, rows, cols))
+        placed = []
+        for name, w, transposed, rows, cols in checked:
+            unit = 1 if transposed else math.prod(w.shape[2:])
+            placed.append(self.placement.add(name, rows, cols, row_unit=unit))
         if self.mapping == "reference_column":
             need = self.placement.reference_cells - self.ref_g_us.numel()
             if need > 0:
                 self._grow_reference(need)
-        tile = Tile(self, name, weight, blocks, transposed=transposed)
-        self.tiles.append(tile)
-        tile.load_record = tile.load(weight.detach().float())
-        return tile
+        per = 2 if self.mapping == "differential" else 1
+        sizes = [per * w.numel() for _, w, *_ in checked]
+        offset = self._new_cells(sum(sizes), len(checked))
+        n_weights = self.weight_ref_index.numel()
+        ref_index = _grown(self.weight_ref_index, sum(w.numel() for _, w, *_ in checked))
+        segment = _grown(self.cell_segment, sum(sizes))
+        tiles = []
+        for (name, w, transposed, *_), blocks, size in zip(checked, placed, sizes, strict=True):
+            tile = Tile(
+                self,
+                name,
+                tuple(w.shape),
+                blocks,
+                transposed=transposed,
+                offset=offset,
+                weights_offset=n_weights,
+                segment_offset=self.segments,
+            )
+            tile.layout(
+                ref_index[n_weights : n_weights + w.numel()], segment[offset : offset + size]
+            )
+            offset += size
+            n_weights += w.numel()
+            self.segments += tile.segments
+            self.tiles.append(tile)
+            tiles.append(tile)
+        self.weight_ref_index, self.cell_segment = ref_index, segment
+        if load:
+            for tile, (_, w, *_) in zip(tiles, checked, strict=True):
+                tile.load_record = tile.load(w)  # queued: one call of the load scheme for all
+            self.flush()
+        return tiles
+
+    def _fresh_cells(self, n: int) -> Iterator[tuple[slice, CellParams, CellState]]:
+        """The device-to-device draw and the fresh state of ``n`` new cells, in chunks of
+        `_CHUNK` (no tensor of a whole network's cells is drawn at once)."""
+        dev, on = self.device_model, self.torch_device
+        for lo in range(0, n, _CHUNK):
+            hi = min(n, lo + _CHUNK)
+            params = dev.sample((hi - lo,), generator=self.generator, device=on)
+            yield slice(lo, hi), params, CellState.initial(dev, params)
 
     def _grow_reference(self, n: int) -> None:
-        dev = self.device_model
-        on = self.torch_device
-        params = dev.sample((n,), generator=self.generator, device=on)
-        state = CellState.initial(dev, params)
-        target = torch.full((n,), self.g_ref_us, device=on)
-        res = self._scheme(
-            state, target, torch.ones(n, dtype=torch.bool, device=on), params, self.load_scheme
-        )
-        # Array rows fill in placement order, so the new reference cells are appended.
-        self.ref_g_us = torch.cat([self.ref_g_us, res.state.g_us.to(self.ref_g_us.dtype)])
-        for f, t in params.items():
-            setattr(self, f"ref_{f}", torch.cat([getattr(self, f"ref_{f}"), t.reshape(-1)]))
-        self.ref_load_pulses += int(res.pulses.sum())
+        """Draw and program ``n`` new reference cells (array rows fill in placement order,
+        so they are appended)."""
+        old = self.ref_g_us.numel()
+        names = ["ref_g_us", *(f"ref_{f}" for f in self.cell_fields)]
+        for name in names:
+            setattr(self, name, _grown(getattr(self, name), n))
+        for at, params, state in self._fresh_cells(n):
+            target = torch.full((at.stop - at.start,), self.g_ref_us, device=self.torch_device)
+            ones = torch.ones_like(target, dtype=torch.bool)
+            res = self._scheme(state, target, ones, params, self.load_scheme)
+            cells = slice(old + at.start, old + at.stop)
+            self.ref_g_us[cells] = res.state.g_us
+            for f, t in params.items():
+                getattr(self, f"ref_{f}")[cells] = t
+            self.ref_load_pulses += int(res.pulses.sum())
 
-    def append_cells(self, params: CellParams, state: CellState) -> int:
-        """Append a new tile's cells to the flat buffers; returns the tile's offset (for
-        `Tile`, which places itself)."""
-        self.flush()
+    def _new_cells(self, n: int, tiles: int) -> int:
+        """Grow the buffers by ``n`` fresh cells of ``tiles`` new tiles (one after another)
+        and draw them; returns the first one's offset."""
         offset = self.g_us.numel()
-        self.g_us = torch.cat([self.g_us, state.g_us.reshape(-1).to(self.g_us.dtype)])
-        self.gate = torch.cat([self.gate, state.gate.reshape(-1).to(self.gate.dtype)])
-        self.writes = torch.cat(
-            [
-                self.writes,
-                torch.zeros(state.g_us.numel(), dtype=torch.int32, device=self.torch_device),
-            ]
-        )
-        for f, t in params.items():
-            buf = getattr(self, f"cell_{f}")
-            setattr(self, f"cell_{f}", torch.cat([buf, t.reshape(-1).to(buf.dtype)]))
+        names = ["g_us", "gate", "writes", *(f"cell_{f}" for f in self.cell_fields)]
+        for name in names:
+            setattr(self, name, _grown(getattr(self, name), n))
+        self.writes[offset:].zero_()
         self.tile_clipped = torch.cat(
-            [self.tile_clipped, torch.zeros(1, dtype=torch.int64, device=self.torch_device)]
+            [self.tile_clipped, torch.zeros(tiles, dtype=torch.int64, device=self.torch_device)]
         )
+        for at, params, state in self._fresh_cells(n):
+            cells = slice(offset + at.start, offset + at.stop)
+            self.g_us[cells] = state.g_us
+            self.gate[cells] = state.gate
+            for f, t in params.items():
+                getattr(self, f"cell_{f}")[cells] = t
         return offset
-
-    def append_layout(self, ref_index: Tensor, segment: Tensor) -> None:
-        """Append a new tile's reference index (per weight) and row segments (per cell)."""
-        self.weight_ref_index = torch.cat([self.weight_ref_index, ref_index.reshape(-1)])
-        self.cell_segment = torch.cat([self.cell_segment, segment.reshape(-1)])
 
     # ------------------------------------------------------------------- writing
     def enqueue(
         self,
         tile: Tile,
         target: Tensor,
-        mask: Tensor,
+        mask: Tensor | None,
         scheme: str,
         *,
         skipped: Tensor | None = None,
+        load: Tensor | None = None,
+        cells: Tensor | None = None,
     ) -> Tensor:
-        """Queue a write of ``tile``: its masked cells to ``target`` (µS) with ``scheme``.
+        """Queue a write of ``tile``: its masked cells (None: all) to ``target`` (µS) with
+        ``scheme``; or, with ``cells`` (the flat positions of the cells to write in the tile,
+        and ``mask`` None), those cells to ``target`` (one value each).
 
         Returns the write's ledger row (int64, `eapu.ledger.FIELDS`), filled in by `flush`.
         Writes of one scheme to distinct tiles wait together (an optimizer step's writes go
         to the scheme at once); a write with another scheme, or to a tile already waiting,
         flushes the queue first. ``skipped``: cells left out of the write (non-finite updates),
-        counted in the row.
+        counted in the row. ``load``: the weight of a load (`Tile.load`), whose targets beyond
+        the window are warned about when it runs.
         """
         if self._pending and (
             scheme != self._pending_scheme or any(w.tile is tile for w in self._pending)
@@ -415,7 +487,8 @@ class Crossbar(nn.Module):
         row = torch.zeros(len(FIELDS), dtype=torch.int64, device=self.torch_device)
         if skipped is not None:
             row[_SKIPPED] = skipped.sum()
-        self._pending.append(_Write(tile, target.reshape(-1), mask.reshape(-1), row))
+        flat = None if mask is None else mask.reshape(-1)
+        self._pending.append(_Write(tile, target.reshape(-1), flat, row, load, cells))
         self._pending_scheme = scheme
         return row
 
@@ -453,37 +526,65 @@ class Crossbar(nn.Module):
         return (target < dev.g_min_us - tol) | (target > dev.g_max_us + tol)
 
     def _flush_gathered(self, writes: list[_Write], scheme: str) -> None:
-        idx = [w.mask.nonzero().squeeze(1) for w in writes]
-        sizes = [int(i.numel()) for i in idx]
+        # Per write, the tile's cells to write (None: all of them, a load) and their targets.
+        idx: list[Tensor | None] = []
+        targets = []
+        for w in writes:
+            if w.cells is not None or w.mask is None:
+                idx.append(w.cells)
+                targets.append(w.target)
+            else:
+                listed = positions(w.mask)
+                idx.append(listed)
+                targets.append(w.target.index_select(0, listed))
+        sizes = [w.tile.size if i is None else i.numel() for i, w in zip(idx, writes, strict=True)]
         if not sum(sizes):
             return
         on = self.torch_device
-        gidx = torch.cat([i + w.tile.offset for i, w in zip(idx, writes, strict=True)])
-        wanted = torch.cat([w.target[i] for i, w in zip(idx, writes, strict=True)])
-        item = torch.repeat_interleave(
-            torch.arange(len(writes), device=on), torch.tensor(sizes, device=on)
-        )
-        tiles = torch.tensor([w.tile.index for w in writes], device=on)
-        # The device cannot hold these; its own physics stops at the window, so count them.
-        beyond = torch.zeros(len(writes), dtype=torch.int64, device=on)
-        beyond.index_add_(0, item, self.beyond_window(wanted).to(torch.int64))
-        self.tile_clipped.index_add_(0, tiles, beyond)
-        params = self.cell_params.select(gidx)
-        state = CellState(g_us=self.g_us[gidx], gate=self.gate[gidx])
-        ones = torch.ones_like(gidx, dtype=torch.bool)
-        res = self._scheme(state, wanted, ones, params, scheme)
-        self.g_us[gidx] = res.state.g_us.to(self.g_us.dtype)
-        self.gate[gidx] = res.state.gate.to(self.gate.dtype)
-        # "written" counts the cells that took at least one pulse: a verified scheme may find
-        # a requested cell already within tolerance and leave it alone.
-        pulsed = res.pulses > 0
-        self.writes[gidx] += pulsed.to(torch.int32)
-        counts = torch.stack([pulsed, res.pulses, res.reads, res.failed], 1).to(torch.int64)
-        per = torch.zeros(len(writes), 4, dtype=torch.int64, device=on)
-        per.index_add_(0, item, counts)
+        every = self.cell_params
+        # written, pulses, reads, failed, beyond the window, per write
+        per = torch.zeros(len(writes), 5, dtype=torch.int64, device=on)
         hit = torch.zeros(self.segments, dtype=torch.int32, device=on)
-        hit.index_add_(0, self.cell_segment[gidx], pulsed.to(torch.int32))
-        self._fill(writes, per, hit)
+        # The cells in chunks, one call of the scheme each: cells are independent, a chunk's
+        # tensors stay in the cache through the rounds of its pulse loop, and no tensor of
+        # the whole write (a network's load: every cell) is made.
+        for pieces in _chunks(sizes, _CHUNK):
+            pos = []
+            for k, lo, hi in pieces:
+                some = idx[k]
+                at = torch.arange(lo, hi, device=on) if some is None else some[lo:hi]
+                pos.append(at + writes[k].tile.offset)
+            cells = torch.cat(pos)
+            wanted = torch.cat([targets[k][lo:hi] for k, lo, hi in pieces])
+            item = torch.repeat_interleave(
+                torch.tensor([k for k, _, _ in pieces], device=on),
+                torch.tensor([hi - lo for _, lo, hi in pieces], device=on),
+            )
+            params = CellParams(
+                **{f: t.index_select(0, cells) for f, t in every.items() if f in CellParams.FIELDS},
+                extra={f: t.index_select(0, cells) for f, t in every.extra.items()},
+            )
+            state = CellState(
+                g_us=self.g_us.index_select(0, cells), gate=self.gate.index_select(0, cells)
+            )
+            ones = torch.ones_like(cells, dtype=torch.bool)
+            res = self._scheme(state, wanted, ones, params, scheme)
+            self.g_us.index_copy_(0, cells, res.state.g_us.to(self.g_us.dtype))
+            self.gate.index_copy_(0, cells, res.state.gate.to(self.gate.dtype))
+            # "written" counts the cells that took at least one pulse: a verified scheme may
+            # find a requested cell already within tolerance and leave it alone. The device
+            # cannot hold the targets beyond its window (its physics stops at the edge): they
+            # are counted.
+            pulsed = res.pulses > 0
+            self.writes.index_add_(0, cells, pulsed.to(torch.int32))
+            beyond = self.beyond_window(wanted)
+            counts = torch.stack([pulsed, res.pulses, res.reads, res.failed, beyond], 1)
+            per.index_add_(0, item, counts.to(torch.int64))
+            hit.index_add_(0, self.cell_segment.index_select(0, cells), pulsed.to(torch.int32))
+        tiles = torch.tensor([w.tile.index for w in writes], device=on)
+        self.tile_clipped.index_add_(0, tiles, per[:, 4])
+        self._warn_loads(writes, per[:, 4])
+        self._fill(writes, per[:, :4], hit)
 
     def _flush_masked(self, writes: list[_Write], scheme: str) -> None:
         lo = min(w.tile.offset for w in writes)
@@ -493,9 +594,19 @@ class Crossbar(nn.Module):
         mask = torch.zeros_like(g, dtype=torch.bool)
         for w in writes:
             a, b = w.tile.offset - lo, w.tile.offset - lo + w.tile.size
-            target[a:b] = torch.where(w.mask, w.target.to(g.dtype), g[a:b])
-            mask[a:b] = w.mask
+            if w.cells is not None:  # the listed cells
+                target.index_copy_(0, w.cells + a, w.target.to(g.dtype))
+                mask[w.cells + a] = True
+            elif w.mask is None:  # every cell (a load)
+                target[a:b] = w.target.to(g.dtype)
+                mask[a:b] = True
+            else:
+                target[a:b] = torch.where(w.mask, w.target.to(g.dtype), g[a:b])
+                mask[a:b] = w.mask
         beyond = self.beyond_window(target) & mask
+        if any(w.load is not None for w in writes):  # set-up: the warning may wait for the device
+            per_write = [beyond[w.tile.offset - lo :][: w.tile.size].sum() for w in writes]
+            self._warn_loads(writes, torch.stack(per_write))
         params = self.cell_params.select(slice(lo, hi))
         res = self._scheme(CellState(g_us=g, gate=gate), target, mask, params, scheme)
         g.copy_(res.state.g_us.to(g.dtype))
@@ -513,6 +624,19 @@ class Crossbar(nn.Module):
         hit.index_add_(0, self.cell_segment[lo:hi], pulsed.to(torch.int32))
         self._fill(writes, per[:, :4], hit)
 
+    def _warn_loads(self, writes: list[_Write], beyond: Tensor) -> None:
+        """Warn for each load among ``writes`` with targets beyond the window (``beyond``:
+        their number per write)."""
+        loads = [k for k, w in enumerate(writes) if w.load is not None]
+        if not loads:
+            return
+        counts = beyond[loads].tolist()
+        for k, n in zip(loads, counts, strict=True):
+            if n:
+                w = writes[k]
+                assert w.load is not None
+                w.tile.warn_clipped(int(n), w.target, w.load)
+
     def _fill(self, writes: list[_Write], per: Tensor, hit: Tensor) -> None:
         """Each write's row: its counts and the row segments of its tile that were hit."""
         touched = (hit > 0).to(torch.int64).cumsum(0)
@@ -527,11 +651,40 @@ class Crossbar(nn.Module):
             w.row[_ROWS] = rows_hit[k]
 
 
+def _grown(buf: Tensor, n: int) -> Tensor:
+    """``buf`` followed by room for ``n`` more elements (uninitialised)."""
+    out = torch.empty(buf.numel() + n, dtype=buf.dtype, device=buf.device)
+    out[: buf.numel()] = buf
+    return out
+
+
+def _chunks(sizes: list[int], chunk: int) -> Iterator[list[tuple[int, int, int]]]:
+    """The cells of writes of ``sizes`` cells, one write after another, in chunks of at most
+    ``chunk``: per chunk its pieces ``(write, first, stop)``."""
+    pieces: list[tuple[int, int, int]] = []
+    room = chunk
+    for k, n in enumerate(sizes):
+        lo = 0
+        while lo < n:
+            hi = min(n, lo + room)
+            pieces.append((k, lo, hi))
+            room -= hi - lo
+            lo = hi
+            if not room:
+                yield pieces
+                pieces, room = [], chunk
+    if pieces:
+        yield pieces
+
+
 @dataclass
 class _Write:
-    """A queued write: the tile, its flat target (µS) and mask, and the row to fill."""
+    """A queued write: the tile, its flat target (µS) and mask (None: every cell) or the
+    cells it lists, and the row to fill."""
 
     tile: Tile
     target: Tensor
-    mask: Tensor
+    mask: Tensor | None  # None: every cell of the tile
     row: Tensor
+    load: Tensor | None = None  # the weight of a load
+    cells: Tensor | None = None  # the flat positions of the cells to write (target: theirs)

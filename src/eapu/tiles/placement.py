@@ -132,6 +132,10 @@ class Placement:
         list: reference cells are numbered in the order their rows first hold a weight."""
         return self._ref_rows[array][row]
 
+    def reference_indices(self, array: int, rows: int) -> list[int]:
+        """`reference_index` of rows ``0 .. rows - 1`` of ``array``."""
+        return self._ref_rows[array][:rows]
+
     def render(self) -> str:
         """A text map: one character per cell, a letter per layer, R reference, . empty."""
         layers = list(dict.fromkeys(b.layer for b in self.blocks))
