@@ -221,3 +221,22 @@ def test_compare_and_report_print_json(tmp_path: Path) -> None:
     assert json.loads(r.stdout)["rows"] == doc["rows"]
     r = CliRunner().invoke(app, ["report", str(out / "eapu"), "--json"])
     assert json.loads(r.stdout)["metrics"]["method"] == "eapu"
+
+
+def test_methods_name_registered_algorithms_and_options_come_from_their_declarations() -> None:
+    """A method's ``algorithm`` is always a registered algorithm (hardware-aware training is
+    its own kind), and the run options a method takes are those its algorithm declares."""
+    from eapu.algorithms import ALGORITHMS, TikiTakaV2
+    from eapu.experiments import get_method, list_methods
+    from eapu.experiments.config import RunConfig, method_options, methods_taking
+
+    for name in list_methods():
+        m = get_method(name)
+        assert m.algorithm is None or m.algorithm in ALGORITHMS, name
+    assert get_method("hwa").hardware_aware and get_method("hwa").algorithm is None
+    assert methods_taking("fast_lr") == ["ttv2", "cttv2", "agad"]
+    assert method_options("agad") == {"fast_lr": 0.5} and method_options("eapu+mp") == {}
+    default = TikiTakaV2.__init__.__kwdefaults__["fast_lr"]
+    assert method_options("ttv2")["fast_lr"] == default  # the declaration is the class's default
+    with pytest.raises(ValueError, match=r"only Tiki-Taka has one \(ttv2, cttv2, agad\)"):
+        RunConfig(task="classify", method="mixed-precision", fast_lr=0.1)

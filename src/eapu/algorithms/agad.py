@@ -13,7 +13,7 @@ from torch import Tensor
 from .. import validate
 from ..ledger import FIELDS
 from .base import granularity, register_algorithm
-from .tiki_taka import TikiTakaV2
+from .tiki_taka import FAST_LR, TikiTakaV2
 
 __all__ = ["AGAD"]
 
@@ -24,6 +24,7 @@ _R = FIELDS.index("reads")
     "agad",
     "AGAD: chopped transfers read against a running mean of A (dynamic reference; "
     "Rasch et al. 2024)",
+    options={"fast_lr": FAST_LR},
 )
 class AGAD(TikiTakaV2):
     """AGAD, chopped Tiki-Taka with a dynamic reference (Rasch, Carta, Fagbohungbe, Gokmen,

@@ -3,8 +3,8 @@ on `eapu.optim.InSituBase`), the writes onto a tile, and the registry (`ALGORITH
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -269,11 +269,14 @@ class TileAlgorithm(InSituBase):
 # ------------------------------------------------------------------------------ registry
 @dataclass(frozen=True)
 class AlgorithmInfo:
-    """A registered in-situ algorithm: its optimizer class and one line about it."""
+    """A registered in-situ algorithm: its optimizer class, one line about it, and the run
+    options it takes (``eapu run --fast-lr`` ...: each a keyword of ``cls`` with its
+    default), which a run's config checks a method against."""
 
     name: str
     cls: type[TileAlgorithm]
     description: str
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 #: The in-situ algorithms other than EaPU; packages add theirs under ``eapu.algorithms``.
@@ -282,11 +285,14 @@ ALGORITHMS: Registry[AlgorithmInfo] = Registry(
 )
 
 
-def register_algorithm(name: str, description: str) -> Callable[[type[TileAlgorithm]], Any]:
-    """Register an optimizer class as algorithm ``name`` (a class decorator)."""
+def register_algorithm(
+    name: str, description: str, *, options: Mapping[str, Any] | None = None
+) -> Callable[[type[TileAlgorithm]], Any]:
+    """Register an optimizer class as algorithm ``name`` (a class decorator); ``options``
+    names the run options it takes, each a keyword of the class, with its default."""
 
     def deco(cls: type[TileAlgorithm]) -> type[TileAlgorithm]:
-        ALGORITHMS.add(name, AlgorithmInfo(name, cls, description))
+        ALGORITHMS.add(name, AlgorithmInfo(name, cls, description, dict(options or {})))
         return cls
 
     return deco

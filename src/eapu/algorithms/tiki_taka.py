@@ -24,7 +24,7 @@ from .base import (
     register_algorithm,
 )
 
-__all__ = ["ChoppedTTv2", "TikiTakaV2"]
+__all__ = ["FAST_LR", "ChoppedTTv2", "TikiTakaV2"]
 
 _W, _R = FIELDS.index("written"), FIELDS.index("reads")
 _FAST_SCHEMES = ("pulsed",)
@@ -56,8 +56,14 @@ def _ema(m: Tensor, values: Tensor, momentum: float) -> Tensor:
     return out.to(torch.float64)
 
 
+#: A's own rate by default: aihwkit 1.2.0's TTv2 / c-TTv2 / AGAD ReRamSB presets.
+FAST_LR = 0.5
+
+
 @register_algorithm(
-    "ttv2", "Tiki-Taka v2: fast array A, digital buffer H, slow array C (Gokmen 2021)"
+    "ttv2",
+    "Tiki-Taka v2: fast array A, digital buffer H, slow array C (Gokmen 2021)",
+    options={"fast_lr": FAST_LR},
 )
 class TikiTakaV2(TileAlgorithm):
     """Tiki-Taka v2 (Gokmen, Front. Artif. Intell. 4, 699148, 2021), optionally chopped.
@@ -156,7 +162,7 @@ class TikiTakaV2(TileAlgorithm):
         params: Iterable[Tensor] | Iterable[dict[str, Any]],
         lr: float = 0.01,
         *,
-        fast_lr: float | None = 0.5,
+        fast_lr: float | None = FAST_LR,
         auto_scale: bool = True,
         auto_momentum: float = 0.99,
         desired_bl: int = 31,
@@ -553,7 +559,9 @@ class TikiTakaV2(TileAlgorithm):
             slot["m_d"] = torch.zeros_like(slot["m_d"])
 
 
-@register_algorithm("cttv2", "chopped Tiki-Taka v2 (Rasch et al. 2024)")
+@register_algorithm(
+    "cttv2", "chopped Tiki-Taka v2 (Rasch et al. 2024)", options={"fast_lr": FAST_LR}
+)
 class ChoppedTTv2(TikiTakaV2):
     """Chopped Tiki-Taka v2, c-TTv2 (Rasch et al., Nat. Commun. 15, 7133, 2024).
 

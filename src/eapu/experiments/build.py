@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..algorithms import ALGORITHMS, get_algorithm
+from ..algorithms import get_algorithm
 from ..devices import Device, get_device
 from ..files import load_checkpoint
 from ..hwa import HWANoise, hwa_noise
@@ -124,7 +124,7 @@ def build(cfg: ResolvedConfig, exp: Experiment) -> Built:
     base: Any
     base, base_kw = OPTIMIZERS[cfg.optimizer]
     opt: torch.optim.Optimizer
-    if method.algorithm is not None and method.algorithm in ALGORITHMS:
+    if method.algorithm is not None:
         # built after convert: it places its own arrays
         algo: Any = get_algorithm(method.algorithm)
         own = {} if cfg.fast_lr is None else {"fast_lr": cfg.fast_lr}
@@ -157,7 +157,7 @@ def build(cfg: ResolvedConfig, exp: Experiment) -> Built:
     elif cfg.schedule == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     hwa = None
-    if method.algorithm == "hwa":
+    if method.hardware_aware:
         g = torch.Generator().manual_seed(cfg.seed + _HWA_SEED_OFFSET)
         assert cfg.sd_us is not None  # hwa trains in software: its noise is sd_us's
         hwa = hwa_noise(model, cfg.sd_us, cfg.rwg_per_us, g)
@@ -177,7 +177,7 @@ def load_run(run_dir: str | Path) -> tuple[nn.Module, Crossbar | None, Experimen
     xb = None
     if method.level == "device":
         xb = place(model, cfg, method)
-        if method.algorithm is not None and method.algorithm in ALGORITHMS:
+        if method.algorithm is not None:
             # its extra arrays, placed as in the run
             algo: Any = get_algorithm(method.algorithm)
             algo(model.parameters(), lr=cfg.lr)

@@ -9,7 +9,6 @@ beside it.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import typing
 from collections.abc import Callable
@@ -202,10 +201,10 @@ class RunConfig:
         validate.choice("eval_split", self.eval_split, EVAL_SPLITS)
         if self.fast_lr is not None:
             validate.number("fast_lr", self.fast_lr, low=0, low_open=True)
-            if not _has_fast_array(self.method):
+            if "fast_lr" not in method_options(self.method):
                 raise ValueError(
                     f"Invalid fast_lr: method {self.method!r} has no fast array A; only "
-                    f"Tiki-Taka has one ({', '.join(_tiki_taka_methods())})"
+                    f"Tiki-Taka has one ({', '.join(methods_taking('fast_lr'))})"
                 )
         validate.choice("device_type", self.device_type, DEVICE_TYPES)
         validate.integer("width", self.width, low=1, allow_none=True)
@@ -325,25 +324,25 @@ def usable_device(device: Any, name: str) -> Any:
     return device
 
 
-def _has_fast_array(method: str) -> bool:
-    """Whether ``method`` runs Tiki-Taka (a `TikiTakaV2` or a subclass): it has ``fast_lr``."""
-    from ..algorithms import ALGORITHMS, TikiTakaV2, get_algorithm
+def method_options(method: str) -> dict[str, Any]:
+    """The run options ``method``'s algorithm declares (`eapu.algorithms.AlgorithmInfo`
+    ``options``), with their defaults; ``{}`` for a method without an algorithm."""
+    from ..algorithms import ALGORITHMS
 
     algo = get_method(method).algorithm
-    return algo is not None and algo in ALGORITHMS and issubclass(get_algorithm(algo), TikiTakaV2)
+    return dict(ALGORITHMS.get(algo).options) if algo is not None else {}
 
 
-def _tiki_taka_methods() -> list[str]:
-    return [m for m in list_methods() if _has_fast_array(m)]
+def methods_taking(option: str) -> list[str]:
+    """The registered methods whose algorithm declares the run option ``option``."""
+    return [m for m in list_methods() if option in method_options(m)]
 
 
-def _fast_lr_default() -> float:
-    from ..algorithms import TikiTakaV2
+def _option_default(option: str) -> Any:
+    """The default of a declared run option (the first method's that takes it)."""
+    return method_options(methods_taking(option)[0])[option]
 
-    return float(inspect.signature(TikiTakaV2).parameters["fast_lr"].default)
 
-
-# ------------------------------------------------------------------------------- the flags
 def _devices() -> list[str]:
     from ..devices import list_devices
 
@@ -492,7 +491,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag(
         "fast_lr",
         "Tiki-Taka methods: the fast array A's own learning rate, auto-scaled",
-        default_help=lambda: f"{_fast_lr_default()}, aihwkit 1.2.0's TTv2 presets",
+        default_help=lambda: f"{_option_default('fast_lr')}, aihwkit 1.2.0's TTv2 presets",
     ),
     Flag(
         "eval_split",

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..algorithms import ALGORITHMS
 from ..registry import Registry
 
 __all__ = [
@@ -56,14 +55,15 @@ class MethodInfo:
     level: str  # "software", "weight" or "device"
     rule: str | None = None  # "eapu" or "exact" for in-situ methods
     scheme: str | None = None  # programming scheme at device level
-    algorithm: str | None = None  # an eapu.algorithms optimizer, or "hwa"
+    algorithm: str | None = None  # a registered eapu.algorithms optimizer (eapu list algorithms)
     load_scheme: str | None = None  # writes the initial weights (None: the Crossbar's default)
     optimizer: str | None = None  # the base optimizer it is defined with (None: any)
+    hardware_aware: bool = False  # trains in software with weight noise of sd_us (eapu.hwa)
 
     @property
     def in_situ(self) -> bool:
         """Trains on the crossbar (as opposed to in software, then programmed once)."""
-        return self.level == "device" and (self.rule is not None or self.algorithm in ALGORITHMS)
+        return self.level == "device" and (self.rule is not None or self.algorithm is not None)
 
     @property
     def programmed_once(self) -> bool:
@@ -233,7 +233,7 @@ for _m in (
         "device",
         None,
         "write_verify",
-        algorithm="hwa",
+        hardware_aware=True,
     ),
     MethodInfo(
         "eapu+gaussian",
