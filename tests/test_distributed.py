@@ -92,7 +92,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _spawn(out: Path, timeout_s: float = 90.0) -> None:
+def _spawn(out: Path, timeout_s: float = 300.0) -> None:  # a busy 2-core machine
     ctx = mp.spawn(_worker, args=(_free_port(), str(out)), nprocs=WORLD, join=False)
     deadline = time.monotonic() + timeout_s
     while not ctx.join(timeout=1.0):
