@@ -21,7 +21,7 @@ from ..nn import convert, load_legacy_state
 from ..optim import AdamEaPU, AdamNoise, InSituOptimizer, SGDEaPU, SGDNoise
 from ..rundir import RunDir
 from ..tiles import Crossbar
-from .config import OPTIMIZERS, ResolvedConfig
+from .config import OPTIMIZERS, ResolvedConfig, method_options
 from .experiment import Experiment
 from .registry import MethodInfo, get_method, get_task
 
@@ -127,7 +127,9 @@ def build(cfg: ResolvedConfig, exp: Experiment) -> Built:
     if method.algorithm is not None:
         # built after convert: it places its own arrays
         algo: Any = get_algorithm(method.algorithm)
-        own = {} if cfg.fast_lr is None else {"fast_lr": cfg.fast_lr}
+        # the run options its algorithm declares, where the run sets them (--fast-lr ...)
+        own = {k: getattr(cfg, k) for k in method_options(method.name)}
+        own = {k: v for k, v in own.items() if v is not None}
         opt = algo(model.parameters(), lr=cfg.lr, base=base, seed=cfg.seed, **own, **base_kw)
         if hasattr(opt, "watch"):  # Tiki-Taka counts samples and scales A by the layers' data
             opt.watch(model)
