@@ -348,11 +348,12 @@ def test_resume_equals_the_uninterrupted_run() -> None:
 def test_defaults_are_aihwkits_agad_reram_sb_preset_but_read_raw() -> None:
     model, _ = make(4, 2)
     opt = AGAD(model.parameters())
-    assert (opt.fast_lr, opt.auto_scale, opt.desired_bl) == (0.5, True, 31)
-    assert (opt.period, opt.tail_weightening, opt.mean_momentum) == (50, 5.0, 0.1)
-    assert (opt.auto_granularity, opt.transfer_pulses, opt.forget_buffer) == (1000.0, 1, True)
-    assert opt.transfer_every == 1 and opt.transfer_unit == "samples"
-    assert not opt.subtract_symmetry_point and not opt.correct_accumulation
+    cfg = opt.config
+    assert (cfg.fast_lr, cfg.auto_scale, cfg.desired_bl) == (0.5, True, 31)
+    assert (opt.period, cfg.tail_weightening, opt.mean_momentum) == (50, 5.0, 0.1)
+    assert (cfg.auto_granularity, cfg.transfer_pulses, cfg.forget_buffer) == (1000.0, 1, True)
+    assert cfg.transfer_every == 1 and cfg.transfer_unit == "samples"
+    assert not cfg.subtract_symmetry_point and not cfg.correct_accumulation
     assert torch.equal(opt.reference(model[0].weight), torch.zeros(2, 4))
     assert get_algorithm("agad") is AGAD
     m = get_method("agad")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -12,7 +13,9 @@ from torch import nn
 
 from eapu.algorithms import (
     ChoppedTTv2,
+    ChoppedTTv2Config,
     MixedPrecision,
+    TikiTakaConfig,
     TikiTakaV2,
     get_algorithm,
     list_algorithms,
@@ -249,8 +252,8 @@ def test_transfer_schedule_counts_samples_and_reads_per_transfer() -> None:
         one_sample_step(model, opt, x, torch.ones(10, 2))
         reads_per_step.append(int(opt.ledger.table()[-1, 0, FIELDS.index("reads")]))
     assert reads_per_step == [3 * 2, 3 * 2, 3 * 2, 6 * 2]  # lines read × 2 weights a line
-    assert slot["samples"] == 40 and slot["next"] == 15 % 4
-    assert slot["reads"].tolist() == [4, 4, 4, 3]  # lines 0,1,2 | 3,0,1 | 2,3,0 | 1,2,3,0,1,2
+    assert slot.samples == 40 and slot.next_line == 15 % 4
+    assert slot.reads.tolist() == [4, 4, 4, 3]  # lines 0,1,2 | 3,0,1 | 2,3,0 | 1,2,3,0,1,2
 
 
 def test_transfer_schedule_in_steps() -> None:
@@ -267,7 +270,7 @@ def test_transfer_schedule_in_steps() -> None:
     reads = opt.ledger.table()[:, 0, FIELDS.index("reads")].tolist()
     assert reads == [0, 5 * 2, 0, 5 * 2]
     slot = opt._slots[id(model[0].weight)]
-    assert slot["reads"].tolist() == [3, 3, 2, 2] and slot["next"] == 2
+    assert slot.reads.tolist() == [3, 3, 2, 2] and slot.next_line == 2
 
 
 def test_many_reads_in_one_step_visit_lines_in_rounds() -> None:
@@ -275,7 +278,7 @@ def test_many_reads_in_one_step_visit_lines_in_rounds() -> None:
     opt = quiet_ttv2(model, lr=1e-3)
     one_sample_step(model, opt, torch.randn(10, 4), torch.ones(10, 2))  # 10 reads, 4 lines
     slot = opt._slots[id(model[0].weight)]
-    assert slot["reads"].tolist() == [3, 3, 2, 2] and slot["next"] == 2
+    assert slot.reads.tolist() == [3, 3, 2, 2] and slot.next_line == 2
 
 
 def test_unwatched_sample_counting_raises() -> None:
@@ -328,7 +331,7 @@ def test_fast_rate_auto_scales_by_max_input_and_error() -> None:
     tau = 0.01 / 2
     m_x = (1 - tau) * ((1 - tau) * 2.0 + tau * 4.0) + tau * 1.0
     slot = opt._slots[id(p)]
-    assert slot["m_x"] == pytest.approx(m_x) and slot["m_d"] == pytest.approx(0.6)
+    assert slot.m_x == pytest.approx(m_x) and slot.m_d == pytest.approx(0.6)
 
 
 def test_buffer_rule_by_hand() -> None:
@@ -473,8 +476,8 @@ def test_chopper_flips_and_signs_the_fast_array() -> None:
     assert torch.equal(h[15], torch.ones(4))
     assert torch.allclose(a.weight() - a0, total, atol=1e-5)  # A holds Σ c·ΔW
     random = ChoppedTTv2(make()[0].parameters(), lr=1e-3, chopper_probability=1.0)
-    assert random.chopped and TikiTakaV2(make()[0].parameters()).chopped is False
-    assert ChoppedTTv2(make()[0].parameters()).chopper_probability == 0.01  # the preset's
+    assert random.config.chopped and TikiTakaV2(make()[0].parameters()).config.chopped is False
+    assert ChoppedTTv2(make()[0].parameters()).config.chopper_probability == 0.01  # the preset's
 
 
 def test_old_checkpoints_load_with_h_in_pulses() -> None:
@@ -680,3 +683,33 @@ def test_the_default_seed_follows_torch_manual_seed(cls: type) -> None:
     assert seeds[0] == seeds[1] != cls(model.parameters(), lr=0.1).seed
     opt = cls(model.parameters(), lr=0.1, seed=11)
     assert opt.seed == 11 and opt.state_dict()["algorithm"]["seed"] == 11
+
+
+def test_tiki_taka_options_are_a_frozen_record_saved_and_checked_on_load() -> None:
+    model, _ = make("ideal", "gaussian", load_scheme="gaussian")
+    opt = ChoppedTTv2(model.parameters(), lr=0.1, fast_lr=0.2, seed=1)
+    assert opt.config == ChoppedTTv2Config(fast_lr=0.2)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        opt.config.fast_lr = 0.5  # type: ignore[misc]
+    sd = opt.state_dict()
+    assert sd["algorithm"]["config"]["kind"] == "ChoppedTTv2Config"
+    # Other knobs: refused, naming the one that differs and how to rebuild.
+    other, _ = make("ideal", "gaussian", load_scheme="gaussian")
+    with pytest.raises(ValueError, match=r"fast_lr: 0.2 saved, 0.05 here.*from_state"):
+        ChoppedTTv2(other.parameters(), lr=0.1, fast_lr=0.05).load_state_dict(sd)
+    # The saved record rebuilds an optimizer that loads it; keywords override a record.
+    again, _ = make("ideal", "gaussian", load_scheme="gaussian")
+    cfg = ChoppedTTv2Config.from_state(sd["algorithm"]["config"])
+    ChoppedTTv2(again.parameters(), lr=0.1, config=cfg).load_state_dict(sd)
+    tuned = ChoppedTTv2(make()[0].parameters(), config=cfg, fast_lr=0.05)
+    assert tuned.config == dataclasses.replace(cfg, fast_lr=0.05)
+    # A record of another kind, or an invalid field, names the argument.
+    with pytest.raises(ValueError, match="Invalid config: TikiTakaConfig; allowed: a Chopped"):
+        ChoppedTTv2(make()[0].parameters(), config=TikiTakaConfig())
+    with pytest.raises(ValueError, match="Invalid state: a TikiTakaConfig"):
+        ChoppedTTv2Config.from_state(TikiTakaConfig().to_state())
+    with pytest.raises(ValueError, match="Invalid momentum"):
+        TikiTakaConfig(momentum=2.0)
+    # A state from before the record was saved loads as it is.
+    del sd["algorithm"]["config"]
+    ChoppedTTv2(again.parameters(), lr=0.1, fast_lr=0.05).load_state_dict(sd)

@@ -44,8 +44,11 @@ counts distinct cells of the parameter (C and A) that took at least one pulse in
 per cell of each line of A read for a transfer.
 
 Hardware-aware training (`eapu.hwa`) is not an in-situ optimizer and lives beside `eapu.nn`.
+Tiki-Taka's and AGAD's options are frozen records (`TikiTakaConfig`, `ChoppedTTv2Config`,
+`AGADConfig`: ``opt.config``), saved in ``state_dict`` so that a resume with other options is
+refused; each analog parameter's state is a typed record (`FastSlot`, `AGADSlot`).
 The package's rooms: `base` (`TileAlgorithm`, the writes onto a tile, the registry),
-`mixed_precision`, `tiki_taka`, `agad`.
+`mixed_precision`, `tiki_taka_config`, `tiki_taka`, `agad`.
 """
 
 from __future__ import annotations
@@ -67,17 +70,24 @@ from .base import (
 # isort: off
 # (the import order is the registration order, which `list_algorithms` keeps)
 from .mixed_precision import MixedPrecision
-from .tiki_taka import ChoppedTTv2, TikiTakaV2
-from .agad import AGAD
+from .tiki_taka_config import FAST_LR, ChoppedTTv2Config, TikiTakaConfig
+from .tiki_taka import ChoppedTTv2, FastSlot, TikiTakaV2
+from .agad import AGAD, AGADConfig, AGADSlot
 
 # isort: on
 
 __all__ = [
     "AGAD",
     "ALGORITHMS",
+    "FAST_LR",
+    "AGADConfig",
+    "AGADSlot",
     "AlgorithmInfo",
     "ChoppedTTv2",
+    "ChoppedTTv2Config",
+    "FastSlot",
     "MixedPrecision",
+    "TikiTakaConfig",
     "TikiTakaV2",
     "TileAlgorithm",
     "analog_tile",

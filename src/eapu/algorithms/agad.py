@@ -3,8 +3,9 @@ running mean of the fast array's own reads, on eapu's tiles."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -12,12 +13,86 @@ from torch import Tensor
 
 from .. import validate
 from ..ledger import FIELDS
+from ..seam import AnalogTile
 from .base import granularity, register_algorithm
-from .tiki_taka import FAST_LR, TikiTakaV2
+from .tiki_taka import FastSlot, TikiTakaV2
+from .tiki_taka_config import FAST_LR, TikiTakaConfig
 
-__all__ = ["AGAD"]
+__all__ = ["AGAD", "AGADConfig", "AGADSlot"]
 
 _R = FIELDS.index("reads")
+
+
+@dataclass(frozen=True)
+class AGADConfig(TikiTakaConfig):
+    """`TikiTakaConfig` with AGAD's own options and defaults (`AGAD`'s docstring: aihwkit
+    1.2.0's ``AGADReRamSBPreset``): regular chopper switching every ``chopper_every`` (>= 2)
+    reads, never random; A read raw; the running mean's ``tail_weightening``;
+    ``correct_accumulation``; ``buffer_cap`` (only with ``forget_buffer=False``).
+
+    Attributes:
+        chopper_every: the chopper period n in reads of a line (>= 2; aihwkit's
+            in_chop_prob p gives n = max(ceil(1/p), 2)).
+        tail_weightening: the running mean's momentum is m = min(tail_weightening / n, 1)
+            per read (> 0).
+        correct_accumulation: divide the k-th read of a period by min(k, 1/ε_A) (aihwkit's
+            ``experimental_correct_accumulation``).
+        buffer_cap: with ``forget_buffer=False``, clip H to ±buffer_cap · transfer_pulses
+            after a pulse (0: no cap; aihwkit's default).
+        subtract_symmetry_point: read A relative to its cells' symmetry point (False: raw).
+    """
+
+    chopper_every: int | None = 50
+    subtract_symmetry_point: bool = False
+    tail_weightening: float = 5.0
+    correct_accumulation: bool = False
+    buffer_cap: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.chopper_probability:
+            raise ValueError(
+                f"Invalid chopper_probability: {self.chopper_probability!r}; allowed: 0 "
+                "(AGAD switches its choppers regularly, every chopper_every reads)"
+            )
+        validate.integer("chopper_every", self.chopper_every, low=2)
+        super().__post_init__()
+        validate.number("tail_weightening", self.tail_weightening, low=0, low_open=True)
+        if not isinstance(self.correct_accumulation, bool):
+            raise ValueError(
+                f"Invalid correct_accumulation: {self.correct_accumulation!r}; allowed: True "
+                "or False"
+            )
+        validate.number("buffer_cap", self.buffer_cap, low=0)
+        if self.buffer_cap > 0 and self.forget_buffer:
+            raise ValueError(
+                f"Invalid buffer_cap: {self.buffer_cap!r} with forget_buffer=True; allowed: 0, "
+                "or forget_buffer=False (a forgotten buffer needs no cap)"
+            )
+        object.__setattr__(self, "tail_weightening", float(self.tail_weightening))
+        object.__setattr__(self, "buffer_cap", float(self.buffer_cap))
+
+
+@dataclass(kw_only=True)
+class AGADSlot(FastSlot):
+    """`FastSlot` with AGAD's own state: the running mean M, the past mean P, which lines
+    switched their chopper at their last read, and the full passes over the lines."""
+
+    mean: Tensor  #: M, the running mean of A's reads (weight units)
+    past: Tensor  #: P, the reference of the present period
+    switched: Tensor  #: per input line: its chopper flipped at its last read (bool)
+    passes: int = 0  #: full passes over the input lines (aihwkit's ``transfer_counter_``)
+
+    @classmethod
+    def new(cls, fast: AnalogTile, ref: Tensor, line_of: Tensor, shape: Any) -> AGADSlot:
+        """A fresh slot: `FastSlot.new`'s, with M = P = 0 and no line switched."""
+        base = FastSlot.new(fast, ref, line_of, shape)
+        on = line_of.device
+        return cls(
+            **{f.name: getattr(base, f.name) for f in dataclasses.fields(FastSlot)},
+            mean=torch.zeros(shape, dtype=torch.float32, device=on),
+            past=torch.zeros(shape, dtype=torch.float32, device=on),
+            switched=torch.zeros(base.lines, dtype=torch.bool, device=on),
+        )
 
 
 @register_algorithm(
@@ -83,122 +158,70 @@ class AGAD(TikiTakaV2):
     per image of a convolution, the transfer read without ADC or output noise) hold here
     too; with them the period and the write gate count reads of eapu's schedule.
 
+    The options are an `AGADConfig` (``opt.config``, saved in ``state_dict``), given as
+    keywords, as ``config=``, or both, as for `TikiTakaV2`.
+
     Args:
         params: parameters or groups; tile-backed ones are analog, the rest digital.
         lr: learning rate (> 0) of the base optimizer and the scale of the transfer into H.
-        chopper_every: the chopper period n in reads of a line (>= 2; aihwkit's
-            in_chop_prob p gives n = max(ceil(1/p), 2)).
-        tail_weightening: the running mean's momentum is m = min(tail_weightening / n, 1)
-            per read (> 0).
-        correct_accumulation: divide the k-th read of a period by min(k, 1/ε_A) (aihwkit's
-            ``experimental_correct_accumulation``).
-        buffer_cap: with ``forget_buffer=False``, clip H to ±buffer_cap · transfer_pulses
-            after a pulse (0: no cap; aihwkit's default).
-        subtract_symmetry_point: read A relative to its cells' symmetry point (False: raw).
-        **kwargs: `TikiTakaV2`'s other options (fast_lr, auto_scale, desired_bl,
-            transfer_every, transfer_lr, auto_granularity, transfer_pulses, forget_buffer,
-            momentum, gamma, fast_scheme, base, seed ...).
+        **kwargs: `TikiTakaV2`'s: ``config`` (an `AGADConfig`), its fields as keywords,
+            ``base``, ``seed``.
     """
 
-    def __init__(
-        self,
-        params: Iterable[Tensor] | Iterable[dict[str, Any]],
-        lr: float = 0.01,
-        *,
-        chopper_every: int = 50,
-        tail_weightening: float = 5.0,
-        correct_accumulation: bool = False,
-        buffer_cap: float = 0.0,
-        subtract_symmetry_point: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        if kwargs.get("chopper_probability"):
-            raise ValueError(
-                f"Invalid chopper_probability: {kwargs['chopper_probability']!r}; allowed: 0 "
-                "(AGAD switches its choppers regularly, every chopper_every reads)"
-            )
-        kwargs.pop("chopper_probability", None)
-        validate.integer("chopper_every", chopper_every, low=2)
-        validate.number("tail_weightening", tail_weightening, low=0, low_open=True)
-        if not isinstance(correct_accumulation, bool):
-            raise ValueError(
-                f"Invalid correct_accumulation: {correct_accumulation!r}; allowed: True or False"
-            )
-        validate.number("buffer_cap", buffer_cap, low=0)
-        if buffer_cap > 0 and kwargs.get("forget_buffer", True):
-            raise ValueError(
-                f"Invalid buffer_cap: {buffer_cap!r} with forget_buffer=True; allowed: 0, or "
-                "forget_buffer=False (a forgotten buffer needs no cap)"
-            )
-        self.tail_weightening = float(tail_weightening)
-        self.correct_accumulation = correct_accumulation
-        self.buffer_cap = float(buffer_cap)
-        super().__init__(
-            params,
-            lr,
-            chopper_every=chopper_every,
-            subtract_symmetry_point=subtract_symmetry_point,
-            **kwargs,
-        )
+    CONFIG = AGADConfig
+    SLOT = AGADSlot
+    config: AGADConfig
 
     @property
     def period(self) -> int:
         """The chopper period n in reads of a line."""
-        assert self.chopper_every is not None
-        return self.chopper_every
+        assert self.config.chopper_every is not None
+        return self.config.chopper_every
 
     @property
     def mean_momentum(self) -> float:
         """m = min(tail_weightening / n, 1): the running mean's weight of a new read."""
-        return min(self.tail_weightening / self.period, 1.0)
+        return min(self.config.tail_weightening / self.period, 1.0)
 
     def running_mean(self, p: Tensor) -> Tensor:
         """M: the running mean of A's reads (weight units, less A's symmetry point if
         subtracted)."""
-        return self._slot(p)["M"]  # type: ignore[no-any-return]
+        return self._slot(p).mean
 
     def past_mean(self, p: Tensor) -> Tensor:
         """P: the reference of the present period, M as the last period ended."""
-        return self._slot(p)["P"]  # type: ignore[no-any-return]
+        return self._slot(p).past
 
     def passes(self, p: Tensor) -> int:
         """Full passes over ``p``'s input lines so far (aihwkit's ``transfer_counter_``)."""
-        return int(self._slot(p)["passes"])
+        return int(self._slot(p).passes)
 
-    def _slot(self, p: Tensor) -> dict[str, Any]:
-        slot = super()._slot(p)
-        if "M" not in slot:
-            shape = slot["H"].shape
-            on = slot["H"].device
-            slot["M"] = torch.zeros(shape, dtype=torch.float32, device=on)
-            slot["P"] = torch.zeros(shape, dtype=torch.float32, device=on)
-            slot["switched"] = torch.zeros(slot["c"].numel(), dtype=torch.bool, device=on)
-            slot["passes"] = 0
-        return slot
+    def _slot(self, p: Tensor) -> AGADSlot:
+        return super()._slot(p)  # type: ignore[return-value]
 
-    def _reads(
-        self, p: Tensor, slot: dict[str, Any], n_reads: int, lr: float
+    def _reads(  # type: ignore[override]  # (an AGAD's slots are AGADSlots)
+        self, p: Tensor, slot: AGADSlot, n_reads: int, lr: float
     ) -> tuple[Tensor, list[Tensor]]:
         """``n_reads`` line reads of A into H against the past mean, in read order: the
         reads' ledger row and, per round, the whole pulses H sends to C once the write gate
         is open (written afterwards, `TikiTakaV2._after_updates`; see the class)."""
-        fast = slot["A"]
-        on = slot["H"].device
+        fast = slot.fast
+        on = slot.buffer.device
         row = torch.zeros(len(FIELDS), dtype=torch.int64, device=on)
-        lines = slot["c"].numel()
-        start = slot["next"]
-        slot["next"] = (start + n_reads) % lines
+        lines = slot.chopper.numel()
+        start = slot.next_line
+        slot.next_line = (start + n_reads) % lines
         offsets = start + torch.arange(n_reads, device=on)
         order = offsets % lines
-        passes = slot["passes"] + torch.div(offsets, lines, rounding_mode="floor")
-        slot["passes"] += (start + n_reads) // lines
+        passes = slot.passes + torch.div(offsets, lines, rounding_mode="floor")
+        slot.passes += (start + n_reads) // lines
         n = self.period
         m = self.mean_momentum
         gain = self.buffer_gain(p, lr)
-        tp = self.transfer_pulses
-        cap = self.buffer_cap * tp
-        line_of = slot["line_of"]
-        h, mean, past = slot["H"], slot["M"], slot["P"]
+        tp = self.config.transfer_pulses
+        cap = self.config.buffer_cap * tp
+        line_of = slot.line_of
+        h, mean, past = slot.buffer, slot.mean, slot.past
         eps_a = granularity(fast)
         trains = []
         # A is written once per step, so reads of distinct lines commute: one round per
@@ -212,43 +235,43 @@ class AGAD(TikiTakaV2):
             read_lines = sel[line_of]
             line_pass = torch.zeros(lines, dtype=torch.int64, device=on)
             line_pass[idx] = pass_at
-            v = fast.read() - slot["ref"]
+            v = fast.read() - slot.ref
             row[_R] += read_lines.sum() * fast.cells_per_weight
-            past.copy_(torch.where(read_lines & slot["switched"][line_of], mean, past))
+            past.copy_(torch.where(read_lines & slot.switched[line_of], mean, past))
             scale: Tensor | float = gain
-            if self.correct_accumulation:
+            if self.config.correct_accumulation:
                 k = (line_pass % n + 1).to(torch.float32).clamp(max=1.0 / eps_a)
                 scale = gain / k[line_of]
-            h.add_(torch.where(read_lines, slot["c"][line_of] * (v - past) * scale, 0.0))
+            h.add_(torch.where(read_lines, slot.chopper[line_of] * (v - past) * scale, 0.0))
             steps = torch.trunc(h).clamp(-tp, tp)
             steps = torch.where(read_lines & (h.abs() >= 1), steps, 0.0)
             moved = steps != 0
-            if self.forget_buffer:
-                h.copy_(torch.where(moved, h * self.momentum, h))
+            if self.config.forget_buffer:
+                h.copy_(torch.where(moved, h * self.config.momentum, h))
             else:
-                h.sub_((1 - self.momentum) * steps)
+                h.sub_((1 - self.config.momentum) * steps)
                 if cap > 0:
                     h.copy_(torch.where(moved, h.clamp(-cap, cap), h))
             mean.copy_(torch.where(read_lines, (1 - m) * mean + m * v, mean))
             trains.append(torch.where((line_pass > n)[line_of], steps, 0.0).to(torch.int64))
-            slot["reads"][idx] += 1
+            slot.reads[idx] += 1
             flip = pass_at % n == n - 1
-            slot["switched"][idx] = flip
-            slot["c"][idx] = torch.where(flip, -slot["c"][idx], slot["c"][idx])
+            slot.switched[idx] = flip
+            slot.chopper[idx] = torch.where(flip, -slot.chopper[idx], slot.chopper[idx])
         return row, trains
 
-    def _slot_state(self, slot: dict[str, Any]) -> dict[str, Any]:
+    def _slot_state(self, slot: AGADSlot) -> dict[str, Any]:  # type: ignore[override]  # (an AGAD's slots are AGADSlots)
         return {
             **super()._slot_state(slot),
-            "M": slot["M"].clone(),
-            "P": slot["P"].clone(),
-            "switched": slot["switched"].clone(),
-            "passes": int(slot["passes"]),
+            "M": slot.mean.clone(),
+            "P": slot.past.clone(),
+            "switched": slot.switched.clone(),
+            "passes": int(slot.passes),
         }
 
-    def _load_slot_state(self, slot: dict[str, Any], state: dict[str, Any]) -> None:
+    def _load_slot_state(self, slot: AGADSlot, state: dict[str, Any]) -> None:  # type: ignore[override]  # (an AGAD's slots are AGADSlots)
         super()._load_slot_state(slot, state)
-        slot["M"].copy_(state["M"])
-        slot["P"].copy_(state["P"])
-        slot["switched"].copy_(state["switched"])
-        slot["passes"] = int(state["passes"])
+        slot.mean.copy_(state["M"])
+        slot.past.copy_(state["P"])
+        slot.switched.copy_(state["switched"])
+        slot.passes = int(state["passes"])

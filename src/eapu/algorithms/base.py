@@ -123,7 +123,7 @@ class TileAlgorithm(InSituBase):
         self.generator = torch.Generator().manual_seed(seed)
         self._device_generators: dict[str, torch.Generator] = {}
         self._steps = 0
-        self._slots: dict[int, dict[str, Any]] = {}  # id(param) -> algorithm state
+        self._slots: dict[int, Any] = {}  # id(param) -> algorithm state (a dict or a record)
         super().__init__(params, base, defaults=defaults, base_kwargs=base_kwargs, seed=seed)
         for p in self.analog_parameters():
             self._slot(p)
@@ -161,7 +161,7 @@ class TileAlgorithm(InSituBase):
         return next(g for g in self.param_groups if any(q is p for q in g["params"]))
 
     # -- to implement
-    def _slot(self, p: Tensor) -> dict[str, Any]:
+    def _slot(self, p: Tensor) -> Any:
         raise NotImplementedError
 
     def _cells(self, p: Tensor) -> int:
@@ -174,10 +174,10 @@ class TileAlgorithm(InSituBase):
         """More ledger rows by parameter id, from writes after every ``_update`` (none)."""
         return {}
 
-    def _slot_state(self, slot: dict[str, Any]) -> dict[str, Any]:
+    def _slot_state(self, slot: Any) -> dict[str, Any]:
         raise NotImplementedError
 
-    def _load_slot_state(self, slot: dict[str, Any], state: dict[str, Any]) -> None:
+    def _load_slot_state(self, slot: Any, state: dict[str, Any]) -> None:
         raise NotImplementedError
 
     # -- the step

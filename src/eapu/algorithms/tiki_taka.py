@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -11,9 +13,8 @@ from torch.optim import Optimizer
 
 from .. import validate
 from ..ledger import FIELDS
-from ..programming import get_scheme
 from ..seam import AnalogTile
-from ..tiles import siblings
+from ..tiles import Tile, siblings
 from .base import (
     TileAlgorithm,
     analog_tile,
@@ -23,12 +24,11 @@ from .base import (
     pulse_train_on,
     register_algorithm,
 )
+from .tiki_taka_config import FAST_LR, ChoppedTTv2Config, TikiTakaConfig, config_mismatch
 
-__all__ = ["FAST_LR", "ChoppedTTv2", "TikiTakaV2"]
+__all__ = ["FAST_LR", "ChoppedTTv2", "FastSlot", "TikiTakaV2"]
 
 _W, _R = FIELDS.index("written"), FIELDS.index("reads")
-_FAST_SCHEMES = ("pulsed",)
-_TRANSFER_UNITS = ("samples", "steps")
 _SLOT_VERSION = 2  # slot states without "version" hold H in weight units (eapu <= this issue)
 
 
@@ -56,8 +56,46 @@ def _ema(m: Tensor, values: Tensor, momentum: float) -> Tensor:
     return out.to(torch.float64)
 
 
-#: A's own rate by default: aihwkit 1.2.0's TTv2 / c-TTv2 / AGAD ReRamSB presets.
-FAST_LR = 0.5
+@dataclass
+class FastSlot:
+    """One analog parameter's Tiki-Taka state: its fast array and the digital state beside it.
+
+    Tensors live on the parameter's device; ``next_line``, ``samples`` and ``due`` are host
+    counters (the schedule, known without reading the device).
+    """
+
+    fast: AnalogTile  #: the fast array A
+    ref: Tensor  #: A's reference subtracted from its reads (weight units)
+    line_of: Tensor  #: the input line of every weight
+    buffer: Tensor  #: H, in pulses of C
+    chopper: Tensor  #: c_j in {±1}, one per input line (float)
+    reads: Tensor  #: reads of each input line so far (int64)
+    m_x: Tensor  #: running average of the largest |input| per sample (0-d, float64)
+    m_d: Tensor  #: running average of the largest |error| per sample (0-d, float64)
+    next_line: int = 0  #: the input line the next transfer reads
+    samples: int = 0  #: samples (or steps) counted so far
+    due: int = 0  #: line reads due after this step's update
+
+    @classmethod
+    def new(cls, fast: AnalogTile, ref: Tensor, line_of: Tensor, shape: Any) -> FastSlot:
+        """A fresh slot: H 0, every chopper +1, no reads, empty averages."""
+        on = line_of.device
+        lines = int(line_of.max()) + 1
+        return cls(
+            fast=fast,
+            ref=ref,
+            line_of=line_of,
+            buffer=torch.zeros(shape, dtype=torch.float32, device=on),
+            chopper=torch.ones(lines, device=on),
+            reads=torch.zeros(lines, dtype=torch.int64, device=on),
+            m_x=torch.zeros((), dtype=torch.float64, device=on),
+            m_d=torch.zeros((), dtype=torch.float64, device=on),
+        )
+
+    @property
+    def lines(self) -> int:
+        """The number of input lines."""
+        return self.chopper.numel()
 
 
 @register_algorithm(
@@ -119,85 +157,48 @@ class TikiTakaV2(TileAlgorithm):
       transfer read has no ADC or output noise.
     - H and the choppers are per weight / per input line of each parameter, not per array.
 
+    The options are held as a frozen `TikiTakaConfig` (``opt.config``), saved in
+    ``state_dict``: a state saved with other options is refused on load. Give them as
+    keywords (``TikiTakaV2(params, lr, fast_lr=0.05)``), as a record (``config=``), or both
+    (the keywords override the record's fields).
+
     Args:
         params: parameters or groups; tile-backed ones are analog, the rest digital.
         lr: learning rate (> 0) of the base optimizer (digital parameters, ΔW of the analog
             ones) and the scale of the transfer into H.
-        fast_lr: A's own learning rate (> 0), kept when ``lr`` is scheduled; None writes the
-            base's ΔW onto A as it is (aihwkit's ``fast_lr = 0``).
-        auto_scale: scale fast_lr by desired_bl · ε_A / (m_x · m_d) (needs ``watch``).
-        auto_momentum: momentum of the m_x, m_d averages, in [0, 1).
-        desired_bl: aihwkit's pulse-train length of the update onto A (pulses per sample).
-        transfer_every: samples (or steps) between transfers (> 0; rounded to a whole number).
-        transfer_unit: ``"samples"`` (aihwkit's ``units_in_mbatch=False``, needs ``watch``)
-            or ``"steps"``.
-        n_reads_per_transfer: consecutive input lines read at each transfer.
-        transfer_lr: gain from a read of A into H, times ``lr`` (aihwkit's
-            ``scale_transfer_lr``).
-        buffer_granularity: H's granularity in units of ε_A (aihwkit's, default 1).
-        auto_granularity: expected samples for a read to cross the buffer (0: off).
-        transfer_pulses: at most this many pulses onto C per weight and read (aihwkit's
-            transfer ``desired_bl``, 1).
-        forget_buffer: after a transfer set H to momentum·H (True) or subtract (1 -
-            momentum)·n (False).
-        momentum: the fraction of H kept after a transfer, in [0, 1].
-        subtract_symmetry_point: read A relative to its cells' symmetry point.
-        gamma: weight of A in the forward pass, in [0, 1].
-        chopper_probability: probability that c_j flips after a read of line j, in [0, 1].
-        chopper_every: flip c_j deterministically after every ``chopper_every``-th read of
-            line j (None: random switching); give one of the two.
-        fast_scheme: ``"pulsed"`` or a registered programming scheme, for writes onto A.
-        fast_max_pulses: pulse budget per cell and step of the ``"pulsed"`` A update (None:
-            desired_bl per sample of the step, or desired_bl when counting steps).
+        config: the options as a record (default: the class's defaults, ``CONFIG()``); its
+            fields are documented in `TikiTakaConfig`.
         base: the optimizer that proposes ΔW (default ``torch.optim.SGD``).
         seed: seeds the optimizer's generator (pulse rounding, chopper flips); None: drawn
             from torch's global generator.
-        **base_kwargs: passed to ``base``.
+        **kwargs: fields of the config (``fast_lr=0.05``, ...), which override ``config``'s;
+            the rest are passed to ``base``.
     """
 
-    _OWN_KEYS = ()
+    #: The record of this class's options (`TikiTakaConfig`; subclasses their own).
+    CONFIG: type[TikiTakaConfig] = TikiTakaConfig
+    #: The record of one analog parameter's state (`FastSlot`; subclasses their own).
+    SLOT: type[FastSlot] = FastSlot
 
     def __init__(
         self,
         params: Iterable[Tensor] | Iterable[dict[str, Any]],
         lr: float = 0.01,
         *,
-        fast_lr: float | None = FAST_LR,
-        auto_scale: bool = True,
-        auto_momentum: float = 0.99,
-        desired_bl: int = 31,
-        transfer_every: float = 1.0,
-        transfer_unit: str = "samples",
-        n_reads_per_transfer: int = 1,
-        transfer_lr: float = 1.0,
-        buffer_granularity: float = 1.0,
-        auto_granularity: float = 1000.0,
-        transfer_pulses: int = 1,
-        forget_buffer: bool = True,
-        momentum: float = 0.0,
-        subtract_symmetry_point: bool = True,
-        gamma: float = 0.0,
-        chopper_probability: float = 0.0,
-        chopper_every: int | None = None,
-        fast_scheme: str = "pulsed",
-        fast_max_pulses: int | None = None,
+        config: TikiTakaConfig | None = None,
         base: type[Optimizer] = torch.optim.SGD,
         seed: int | None = None,
-        **base_kwargs: Any,
+        **kwargs: Any,
     ) -> None:
         validate.number("lr", lr, low=0, low_open=True)
-        if fast_lr is not None:
-            validate.number("fast_lr", fast_lr, low=0, low_open=True)
-        for name, flag in (
-            ("auto_scale", auto_scale),
-            ("forget_buffer", forget_buffer),
-            ("subtract_symmetry_point", subtract_symmetry_point),
-        ):
-            if not isinstance(flag, bool):
-                raise ValueError(f"Invalid {name}: {flag!r}; allowed: True or False")
-        if auto_scale and fast_lr is None:
-            raise ValueError("Invalid fast_lr: None with auto_scale=True; allowed: a number > 0")
-        if auto_scale and not issubclass(base, torch.optim.SGD):
+        if config is not None and type(config) is not self.CONFIG:
+            raise ValueError(
+                f"Invalid config: {type(config).__name__}; allowed: a {self.CONFIG.__name__}"
+            )
+        names = self.CONFIG.field_names()
+        options = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
+        self.config = dataclasses.replace(config or self.CONFIG(), **options)
+        if self.config.auto_scale and not issubclass(base, torch.optim.SGD):
             # Adam's ΔW/lr is ~±1 per weight, not x·d: the scale 1/(m_x·m_d) would drive A
             # to its pulse cap every step (measured: LeNet-5 at chance, 600 pulses per cell).
             raise ValueError(
@@ -205,71 +206,9 @@ class TikiTakaV2(TileAlgorithm):
                 "(A's auto-scaled rate assumes ΔW = -lr·gradient, as aihwkit's AnalogSGD), or "
                 "auto_scale=False"
             )
-        validate.fraction("auto_momentum", auto_momentum, high_open=True)
-        validate.integer("desired_bl", desired_bl, low=1)
-        validate.number("transfer_every", transfer_every, low=0, low_open=True)
-        if round(transfer_every) < 1:
-            raise ValueError(
-                f"Invalid transfer_every: {transfer_every!r}; allowed: a number >= 0.5 "
-                "(it is rounded to whole samples or steps)"
-            )
-        validate.choice("transfer_unit", transfer_unit, _TRANSFER_UNITS)
-        validate.integer("n_reads_per_transfer", n_reads_per_transfer, low=1)
-        validate.number("transfer_lr", transfer_lr, low=0, low_open=True)
-        validate.number("buffer_granularity", buffer_granularity, low=0, low_open=True)
-        validate.number("auto_granularity", auto_granularity, low=0)
-        validate.integer("transfer_pulses", transfer_pulses, low=1)
-        validate.fraction("momentum", momentum)
-        validate.fraction("gamma", gamma)
-        validate.fraction("chopper_probability", chopper_probability)
-        validate.integer("chopper_every", chopper_every, low=1, allow_none=True)
-        if chopper_every is not None and chopper_probability > 0:
-            raise ValueError(
-                f"Invalid chopper_every: {chopper_every!r} with chopper_probability "
-                f"{chopper_probability!r}; allowed: one of the two (random or regular flips)"
-            )
-        if fast_scheme not in _FAST_SCHEMES:
-            try:
-                get_scheme(fast_scheme)
-            except ValueError:
-                raise ValueError(
-                    f"Invalid fast_scheme: {fast_scheme!r}; allowed: 'pulsed' or a "
-                    "registered programming scheme"
-                ) from None
-        validate.integer("fast_max_pulses", fast_max_pulses, low=1, allow_none=True)
-        self.fast_lr = None if fast_lr is None else float(fast_lr)
-        self.auto_scale = auto_scale
-        self.auto_momentum = float(auto_momentum)
-        self.desired_bl = desired_bl
-        self.transfer_every = round(transfer_every)
-        self.transfer_unit = transfer_unit
-        self.n_reads_per_transfer = n_reads_per_transfer
-        self.transfer_lr = float(transfer_lr)
-        self.buffer_granularity = float(buffer_granularity)
-        self.auto_granularity = float(auto_granularity)
-        self.transfer_pulses = transfer_pulses
-        self.forget_buffer = forget_buffer
-        self.momentum = float(momentum)
-        self.subtract_symmetry_point = subtract_symmetry_point
-        self.gamma = float(gamma)
-        self.chopper_probability = float(chopper_probability)
-        self.chopper_every = chopper_every
-        self.fast_scheme = fast_scheme
-        self.fast_max_pulses = fast_max_pulses
         self._seen: dict[int, list[tuple[int, Tensor, Tensor]]] = {}
         self._hooks: list[Any] = []
-        super().__init__(
-            params, base, seed=seed, defaults={}, base_kwargs=dict(lr=lr, **base_kwargs)
-        )
-
-    @property
-    def chopped(self) -> bool:
-        return self.chopper_probability > 0 or self.chopper_every is not None
-
-    @property
-    def needs_watch(self) -> bool:
-        """Whether steps need the layers' samples (`watch`)."""
-        return self.auto_scale or self.transfer_unit == "samples"
+        super().__init__(params, base, seed=seed, defaults={}, base_kwargs=dict(lr=lr, **kwargs))
 
     def watch(self, model: nn.Module) -> list[Any]:
         """Observe ``model``'s analog layers: samples, max |input| and max |error| per sample.
@@ -312,41 +251,41 @@ class TikiTakaV2(TileAlgorithm):
 
     def fast_tile(self, p: Tensor) -> AnalogTile:
         """The fast array A of analog parameter ``p``."""
-        return self._slot(p)["A"]  # type: ignore[no-any-return]
+        return self._slot(p).fast
 
     def buffer(self, p: Tensor) -> Tensor:
         """The digital buffer H of ``p`` (in pulses of C)."""
-        return self._slot(p)["H"]  # type: ignore[no-any-return]
+        return self._slot(p).buffer
 
     def chopper(self, p: Tensor) -> Tensor:
         """The choppers c_j ∈ {±1} of ``p``'s input lines (float tensor)."""
-        return self._slot(p)["c"]  # type: ignore[no-any-return]
+        return self._slot(p).chopper
 
     def reference(self, p: Tensor) -> Tensor:
         """A's reference (weight units) subtracted from its reads: its symmetry point, or 0."""
-        return self._slot(p)["ref"]  # type: ignore[no-any-return]
+        return self._slot(p).ref
 
     def fast_rate(self, p: Tensor) -> Tensor | float:
         """The factor ΔA = fast_rate · ΔW / lr of the next write onto A (fast_lr None: ΔA = ΔW);
         a 0-d tensor when auto-scaled (from the layer's running averages)."""
         slot = self._slot(p)
-        if self.fast_lr is None:
+        if self.config.fast_lr is None:
             return 1.0
-        if not self.auto_scale:
-            return self.fast_lr
-        mxd = slot["m_x"] * slot["m_d"]
-        scale = self.fast_lr * self.desired_bl * granularity(slot["A"])
+        if not self.config.auto_scale:
+            return self.config.fast_lr
+        mxd = slot.m_x * slot.m_d
+        scale = self.config.fast_lr * self.config.desired_bl * granularity(slot.fast)
         return torch.where(mxd > 0, scale / torch.where(mxd > 0, mxd, 1.0), scale)
 
     def buffer_gain(self, p: Tensor, lr: float) -> float:
         """H gained per unit of A read (weight units): transfer_lr · lr / g_H."""
         slot = self._slot(p)
-        g_h = self.buffer_granularity * granularity(slot["A"])
-        if self.auto_granularity > 0:
-            g_h *= self.auto_granularity / (slot["c"].numel() * self.transfer_every)
-        return self.transfer_lr * lr / g_h
+        g_h = self.config.buffer_granularity * granularity(slot.fast)
+        if self.config.auto_granularity > 0:
+            g_h *= self.config.auto_granularity / (slot.lines * self.config.transfer_every)
+        return self.config.transfer_lr * lr / g_h
 
-    def _slot(self, p: Tensor) -> dict[str, Any]:
+    def _slot(self, p: Tensor) -> FastSlot:
         slot = self._slots.get(id(p))
         if slot is None:
             # Every analog parameter without a fast array gets one now, all placed at once.
@@ -363,7 +302,7 @@ class TikiTakaV2(TileAlgorithm):
         draw, one call of the load scheme), each loaded at its cells' symmetry point (or at 0
         without ``subtract_symmetry_point``)."""
         tiles = [analog_tile(p) for p in params]
-        if self.subtract_symmetry_point:
+        if self.config.subtract_symmetry_point:
             # A starts at its symmetry point, a read of 0: loaded once, with it.
             points: dict[int, Tensor] = {}
 
@@ -379,56 +318,42 @@ class TikiTakaV2(TileAlgorithm):
             ]
             fast = siblings(tiles, ".A", refs)
         for p, tile, f, ref in zip(params, tiles, fast, refs, strict=True):
-            on = p.device
-            line = line_index(tile)
-            lines = int(line.max()) + 1
-            self._slots[id(p)] = {
-                "A": f,
-                "ref": ref,
-                "line_of": line.to(on),
-                "H": torch.zeros(tile.shape, dtype=torch.float32, device=on),
-                "c": torch.ones(lines, device=on),
-                "reads": torch.zeros(lines, dtype=torch.int64, device=on),
-                "next": 0,
-                "samples": 0,
-                "m_x": torch.zeros((), dtype=torch.float64, device=on),
-                "m_d": torch.zeros((), dtype=torch.float64, device=on),
-            }
+            self._slots[id(p)] = self.SLOT.new(f, ref, line_index(tile).to(p.device), tile.shape)
 
     def _cells(self, p: Tensor) -> int:
-        return int(analog_tile(p).cells) + int(self._slot(p)["A"].cells)
+        return int(analog_tile(p).cells) + int(self._slot(p).fast.cells)
 
     def forward_weight(self, p: Tensor) -> Tensor:
         """C's weight plus ``gamma`` times A's chopped reading (``gamma`` 0: C alone)."""
         slot = self._slot(p)
         w = analog_tile(p).weight()
-        if self.gamma:
-            a = slot["A"].weight() - slot["ref"]
-            w = w + self.gamma * slot["c"][slot["line_of"]] * a
+        if self.config.gamma:
+            a = slot.fast.weight() - slot.ref
+            w = w + self.config.gamma * slot.chopper[slot.line_of] * a
         return w
 
-    def _observe(self, p: Tensor, slot: dict[str, Any]) -> int:
+    def _observe(self, p: Tensor, slot: FastSlot) -> int:
         """Consume what the hooks saw since the last step: the samples of this step."""
         seen = self._seen.pop(id(p), [])
         if not seen:
-            if self.needs_watch and not self._hooks:
+            if self.config.needs_watch and not self._hooks:
                 raise RuntimeError(
                     "TikiTakaV2 counts samples and auto-scales A's rate from the layers' "
                     "inputs and errors: call opt.watch(model) once after building the "
                     "optimizer (or use transfer_unit='steps' and auto_scale=False)"
                 )
             return 0
-        if self.auto_scale:
+        if self.config.auto_scale:
             x = torch.cat([s[1] for s in seen])
             d = torch.cat([s[2] for s in seen])
-            slot["m_x"] = _ema(slot["m_x"], x, self.auto_momentum)
-            slot["m_d"] = _ema(slot["m_d"], d, self.auto_momentum)
+            slot.m_x = _ema(slot.m_x, x, self.config.auto_momentum)
+            slot.m_d = _ema(slot.m_d, d, self.config.auto_momentum)
         return sum(s[0] for s in seen)
 
     def _write_fast(self, fast: AnalogTile, da: Tensor, cap: int) -> Tensor:
-        if self.fast_scheme != "pulsed":
+        if self.config.fast_scheme != "pulsed":
             before = fast.write_counts().clone()
-            r = program_with(fast, da, self.fast_scheme)
+            r = program_with(fast, da, self.config.fast_scheme)
             r[_W] = ((fast.write_counts() - before) > 0).sum()
             return r
         eps = granularity(fast)
@@ -440,20 +365,20 @@ class TikiTakaV2(TileAlgorithm):
         return pulse_train_on(fast, trains, eps, "sign", flush=False)
 
     def _reads(
-        self, p: Tensor, slot: dict[str, Any], n_reads: int, lr: float
+        self, p: Tensor, slot: FastSlot, n_reads: int, lr: float
     ) -> tuple[Tensor, list[Tensor]]:
         """``n_reads`` line reads of A into H, in read order: the reads' ledger row and, per
         round, the whole pulses H sends to C (written afterwards, `_after_updates`)."""
-        fast: AnalogTile = slot["A"]
-        on = slot["H"].device
+        fast: AnalogTile = slot.fast
+        on = slot.buffer.device
         row = torch.zeros(len(FIELDS), dtype=torch.int64, device=on)
-        lines = slot["c"].numel()
-        start = slot["next"]
-        slot["next"] = (start + n_reads) % lines
+        lines = slot.chopper.numel()
+        start = slot.next_line
+        slot.next_line = (start + n_reads) % lines
         order = (start + torch.arange(n_reads, device=on)) % lines
         gain = self.buffer_gain(p, lr)
         per_read = fast.cells_per_weight
-        h = slot["H"]
+        h = slot.buffer
         trains = []
         # A is written once per step, so reads of distinct lines commute: one round per
         # repeated visit of a line (a step with more reads than lines visits some twice).
@@ -461,27 +386,27 @@ class TikiTakaV2(TileAlgorithm):
             idx = order[r * lines : (r + 1) * lines]
             sel = torch.zeros(lines, dtype=torch.bool, device=on)
             sel[idx] = True
-            read_lines = sel[slot["line_of"]]
-            v = (fast.read() - slot["ref"]) * slot["c"][slot["line_of"]]
+            read_lines = sel[slot.line_of]
+            v = (fast.read() - slot.ref) * slot.chopper[slot.line_of]
             row[_R] += read_lines.sum() * per_read
             h += torch.where(read_lines, v * gain, 0.0)
-            n = torch.trunc(h).clamp(-self.transfer_pulses, self.transfer_pulses)
+            n = torch.trunc(h).clamp(-self.config.transfer_pulses, self.config.transfer_pulses)
             n = torch.where(read_lines & (h.abs() >= 1), n, 0.0)
             trains.append(n.to(torch.int64))
             moved = n != 0
-            if self.forget_buffer:
-                h.copy_(torch.where(moved, h * self.momentum, h))
+            if self.config.forget_buffer:
+                h.copy_(torch.where(moved, h * self.config.momentum, h))
             else:
-                h.sub_((1 - self.momentum) * n)
-            slot["reads"][idx] += 1
-            if self.chopper_every is not None:
-                flip = slot["reads"][idx] % self.chopper_every == 0
-            elif self.chopper_probability > 0:  # one draw per read, in read order
+                h.sub_((1 - self.config.momentum) * n)
+            slot.reads[idx] += 1
+            if self.config.chopper_every is not None:
+                flip = slot.reads[idx] % self.config.chopper_every == 0
+            elif self.config.chopper_probability > 0:  # one draw per read, in read order
                 draw = torch.rand(idx.numel(), generator=self.generator_for(on), device=on)
-                flip = draw < self.chopper_probability
+                flip = draw < self.config.chopper_probability
             else:
                 continue
-            slot["c"][idx] = torch.where(flip, -slot["c"][idx], slot["c"][idx])
+            slot.chopper[idx] = torch.where(flip, -slot.chopper[idx], slot.chopper[idx])
         return row, trains
 
     def _update(self, p: Tensor, dw: Tensor | None, group: dict[str, Any]) -> list[Tensor]:
@@ -490,18 +415,19 @@ class TikiTakaV2(TileAlgorithm):
         samples = self._observe(p, slot)
         if dw is not None:  # 1. the gradient goes onto A, chopped, at A's own rate
             lr = float(group["lr"])
-            cvec = slot["c"][slot["line_of"]]
-            rate = 1.0 if self.fast_lr is None else self.fast_rate(p) / lr
+            cvec = slot.chopper[slot.line_of]
+            rate = 1.0 if self.config.fast_lr is None else self.fast_rate(p) / lr
             da = cvec * dw.detach().to(torch.float32) * rate
-            cap = self.fast_max_pulses or self.desired_bl * max(
-                samples if self.transfer_unit == "samples" else 1, 1
+            cap = self.config.fast_max_pulses or self.config.desired_bl * max(
+                samples if self.config.transfer_unit == "samples" else 1, 1
             )
-            rows.append(self._write_fast(slot["A"], da, cap))
+            rows.append(self._write_fast(slot.fast, da, cap))
         # 2. transfers are due after this many samples (or steps): read after every update
-        before = slot["samples"]
-        slot["samples"] = before + (samples if self.transfer_unit == "samples" else 1)
-        due = slot["samples"] // self.transfer_every - before // self.transfer_every
-        slot["due"] = due * self.n_reads_per_transfer
+        before = slot.samples
+        slot.samples = before + (samples if self.config.transfer_unit == "samples" else 1)
+        every = int(self.config.transfer_every)  # (a whole number: the config rounds it)
+        due = slot.samples // every - before // every
+        slot.due = due * self.config.n_reads_per_transfer
         return rows
 
     def _after_updates(self, params: list[Tensor]) -> dict[int, list[Tensor]]:
@@ -512,7 +438,7 @@ class TikiTakaV2(TileAlgorithm):
         due = []
         for p in params:
             slot = self._slot(p)
-            n_reads = slot.pop("due", 0)
+            n_reads, slot.due = slot.due, 0
             if n_reads > 0:
                 lr = float(self._group_of(p)["lr"])
                 due.append((p, self._reads(p, slot, n_reads, lr)))
@@ -525,38 +451,54 @@ class TikiTakaV2(TileAlgorithm):
             out[id(p)] = [row, *writes]
         return out
 
-    def _slot_state(self, slot: dict[str, Any]) -> dict[str, Any]:
+    def _own_state(self) -> dict[str, Any]:
+        return {**super()._own_state(), "config": self.config.to_state()}
+
+    def _load_own_state(self, algo: dict[str, Any]) -> None:
+        saved = algo.get("config")  # (absent from states saved before eapu recorded it)
+        if saved is not None:
+            diff = config_mismatch(saved, self.config)
+            if diff is not None:
+                raise ValueError(
+                    f"Invalid state_dict: saved by {type(self).__name__} with other options "
+                    f"({diff}); build the optimizer with the saved ones: "
+                    f"config={self.CONFIG.__name__}.from_state(state['algorithm']['config'])"
+                )
+        super()._load_own_state(algo)
+
+    def _slot_state(self, slot: FastSlot) -> dict[str, Any]:
         return {
             "version": _SLOT_VERSION,
-            "ref": slot["ref"].clone(),
-            "H": slot["H"].clone(),
-            "c": slot["c"].clone(),
-            "reads": slot["reads"].clone(),
-            "next": int(slot["next"]),
-            "samples": int(slot["samples"]),
-            "m_x": slot["m_x"].clone(),
-            "m_d": slot["m_d"].clone(),
+            "ref": slot.ref.clone(),
+            "H": slot.buffer.clone(),
+            "c": slot.chopper.clone(),
+            "reads": slot.reads.clone(),
+            "next": int(slot.next_line),
+            "samples": int(slot.samples),
+            "m_x": slot.m_x.clone(),
+            "m_d": slot.m_d.clone(),
         }
 
-    def _load_slot_state(self, slot: dict[str, Any], state: dict[str, Any]) -> None:
-        if "A" in state:  # a checkpoint from before A's cells were saved with the model
-            slot["A"].load_state_tensors(state["A"])
-        slot["c"].copy_(state["c"])
-        slot["reads"].copy_(state["reads"])
-        slot["next"] = int(state["next"])
+    def _load_slot_state(self, slot: FastSlot, state: dict[str, Any]) -> None:
+        if "A" in state:  # a checkpoint from before A's cells were saved with the model,
+            # written by eapu's own simulator (so its tile is one: `eapu.nn.load_legacy_state`)
+            cast(Tile, slot.fast).load_state_tensors(state["A"])
+        slot.chopper.copy_(state["c"])
+        slot.reads.copy_(state["reads"])
+        slot.next_line = int(state["next"])
         if "version" in state:
-            slot["ref"].copy_(state["ref"])
-            slot["H"].copy_(state["H"])
-            slot["samples"] = int(state["samples"])
-            on = slot["H"].device
-            slot["m_x"] = torch.as_tensor(state["m_x"], dtype=torch.float64).to(on)
-            slot["m_d"] = torch.as_tensor(state["m_d"], dtype=torch.float64).to(on)
+            slot.ref.copy_(state["ref"])
+            slot.buffer.copy_(state["H"])
+            slot.samples = int(state["samples"])
+            on = slot.buffer.device
+            slot.m_x = torch.as_tensor(state["m_x"], dtype=torch.float64).to(on)
+            slot.m_d = torch.as_tensor(state["m_d"], dtype=torch.float64).to(on)
         else:  # an older checkpoint: H in weight units against a threshold of ε_C, no reference
-            slot["ref"].zero_()
-            slot["H"].copy_(state["H"] / granularity(slot["A"]))
-            slot["samples"] = 0
-            slot["m_x"] = torch.zeros_like(slot["m_x"])
-            slot["m_d"] = torch.zeros_like(slot["m_d"])
+            slot.ref.zero_()
+            slot.buffer.copy_(state["H"] / granularity(slot.fast))
+            slot.samples = 0
+            slot.m_x = torch.zeros_like(slot.m_x)
+            slot.m_d = torch.zeros_like(slot.m_d)
 
 
 @register_algorithm(
@@ -573,27 +515,15 @@ class ChoppedTTv2(TikiTakaV2):
     transferred onto C.
     """
 
+    CONFIG = ChoppedTTv2Config
+
     def __init__(
         self,
         params: Iterable[Tensor] | Iterable[dict[str, Any]],
         lr: float = 0.01,
-        *,
-        chopper_probability: float = 0.01,
-        chopper_every: int | None = None,
         **kwargs: Any,
     ) -> None:
-        if chopper_every is not None and chopper_probability == 0.01:
-            chopper_probability = 0.0  # regular switching asked for: drop the random default
-        super().__init__(
-            params,
-            lr,
-            chopper_probability=chopper_probability,
-            chopper_every=chopper_every,
-            **kwargs,
-        )
-        if not self.chopped:
-            raise ValueError(
-                f"Invalid chopper_probability: {chopper_probability!r} with chopper_every "
-                "None; allowed: a probability in (0, 1] or chopper_every >= 1 (use TikiTakaV2 "
-                "for no chopper)"
-            )
+        regular = kwargs.get("chopper_every") is not None
+        if regular and "chopper_probability" not in kwargs and kwargs.get("config") is None:
+            kwargs["chopper_probability"] = 0.0  # regular switching asked for: no random default
+        super().__init__(params, lr, **kwargs)
