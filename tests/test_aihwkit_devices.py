@@ -262,3 +262,24 @@ def test_a_run_places_aihwkit_devices_on_their_own_weight_unit() -> None:
             assert torch.allclose(model[0].tile.weight(), w0, atol=1e-5)
         else:
             assert xb.load_scheme == "write_verify" and xb.g_ref_us == pytest.approx(85.0)
+
+
+@pytest.mark.parametrize("name", ["aihwkit_reram_sb", "aihwkit_ecram", "aihwkit_reram_array_om"])
+def test_eapu_on_a_preset_takes_one_pulses_noise_as_its_threshold_not_zero(name: str) -> None:
+    # The presets' weights load exactly (a characterised SD of 0 µS): EaPU's default
+    # threshold would be 0 and EaPU would be BP over the same scheme. A run on the preset
+    # gets one nominal pulse's cycle-to-cycle SD instead.
+    from eapu.experiments import get_method
+    from eapu.experiments.build import place
+    from eapu.experiments.config import RunConfig
+    from eapu.optim import InSituOptimizer
+
+    dev = get_device(name)
+    assert dev.write_sd_us == pytest.approx(dev.dw_min_std * dev.dw_min * dev.us_per_weight)
+    assert dev.write_sd_us > 0
+    cfg = RunConfig(task="classify", method="eapu+mp", device=name).resolved()
+    model = nn.Sequential(nn.Linear(6, 4))
+    xb = place(model, cfg, get_method("eapu+mp"))
+    assert xb.sd_us == pytest.approx(dev.write_sd_us)
+    opt = InSituOptimizer(model.parameters(), torch.optim.SGD, rule="eapu", lr=0.1)
+    assert opt.threshold_for(model[0].weight, opt.param_groups[0]) > 0

@@ -307,14 +307,30 @@ class AihwkitDevice(Device):
         )
         return down if down > 0 else self.dw_min
 
+    @property
+    def write_sd_us(self) -> float:
+        """SD(εcell) in µS taken for this preset: one nominal pulse's cycle-to-cycle noise,
+        ``dw_min_std · dw_min · us_per_weight`` (every rule's noise at the nominal step).
+
+        eapu's assumption, not aihwkit's (aihwkit has no εcell): these presets have no
+        verified write, their weights are set exactly (``gaussian`` with no relaxation), so
+        the load scheme's characterised SD(εcell) is 0 µS, which as EaPU's threshold would
+        turn EaPU into BP over the same scheme; and a write-verify sweep over the window
+        measures the cells' own bounds (most targets lie outside them), not a write's error.
+        The smallest write the device does is one pulse, and what it leaves is its noise.
+        """
+        return self.dw_min_std * self.dw_min * self.us_per_weight
+
     def crossbar_defaults(self) -> dict[str, Any]:
         """The crossbar options that make eapu's weight aihwkit's: the reference at
-        ``g_zero_us``, Rwg = 1/us_per_weight, and initial weights written exactly
-        (``gaussian`` with no relaxation: aihwkit's ``set_weights``)."""
+        ``g_zero_us``, Rwg = 1/us_per_weight, initial weights written exactly (``gaussian``
+        with no relaxation: aihwkit's ``set_weights``), and SD(εcell) `write_sd_us` (the
+        default EaPU threshold)."""
         return {
             "g_ref_us": self.g_zero_us,
             "rwg_per_us": 1.0 / self.us_per_weight,
             "load_scheme": "gaussian",
+            "sd_us": self.write_sd_us,
         }
 
     # --- the physics seam ----------------------------------------------------------------

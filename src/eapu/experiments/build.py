@@ -82,8 +82,9 @@ def place(model: nn.Module, cfg: ResolvedConfig, method: MethodInfo) -> Crossbar
     """Put the network on the run's crossbar (device, the method's scheme, Rwg, seed).
 
     A device kind with its own weight unit (`eapu.devices.AihwkitDevice`: aihwkit's w = 0 at
-    ``g_zero_us``, weights set exactly as aihwkit's ``set_weights``) names the reference and
-    the load scheme in ``crossbar_defaults()``; the method's own load scheme comes first.
+    ``g_zero_us``, weights set exactly as aihwkit's ``set_weights``) names the reference, the
+    load scheme and SD(εcell) in ``crossbar_defaults()``; the method's own load scheme comes
+    first.
     """
     dev = run_device(cfg)
     own = dev.crossbar_defaults()
@@ -94,6 +95,7 @@ def place(model: nn.Module, cfg: ResolvedConfig, method: MethodInfo) -> Crossbar
         load_scheme=method.load_scheme or own.get("load_scheme"),
         rwg_per_us=cfg.rwg_per_us,
         g_ref_us=own.get("g_ref_us"),
+        sd_us=own.get("sd_us"),
         seed=cfg.seed,
     )
 
